@@ -1,0 +1,1547 @@
+//! The store conformance suite: the executable form of the [`crate::store`]
+//! contract. Every backend (SQLite now, PostgreSQL later) runs [`run`] from
+//! its own tests:
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn conforms() {
+//!     let store = MyStore::open(/* a fresh database */).unwrap();
+//!     keywarden_core::conformance::run(&store).await;
+//! }
+//! ```
+//!
+//! The suite panics, naming the case and what was expected, at the first
+//! deviation. It creates its own accounts and derives every id from a
+//! per-run seed and a counter, so it also runs against a database that
+//! already holds data (including data of earlier runs); it never deletes
+//! anything it did not create. Needs the `conformance` feature.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::clock::UnixMillis;
+use crate::ids::{AccountId, AliasName, KeyId};
+use crate::model::{
+    Account, AliasRecord, Credential, CredentialStatus, KeyManager, KeyRecord, KeyState,
+    KeyVersion, Origin, Tag,
+};
+use crate::store::{KeyQuery, Store, StoreError};
+
+/// Runs every conformance case against `store`, panicking with a message
+/// naming the case at the first deviation from the store contract.
+///
+/// Covered: key round-trips (all fields, several versions, version order),
+/// account scoping of reads, insert conflicts, compare-and-set updates (stale,
+/// missing, cross-account, non-increasing revisions), version immutability,
+/// `list_keys` (account filter, pagination, `deletion_due_by`, limit),
+/// `destroy_key` (compare-and-set, versions and aliases removed), aliases
+/// (create, duplicates, missing or foreign targets, compare-and-set updates,
+/// delete, filtered and paginated listing), accounts, credentials, and
+/// concurrent compare-and-set: of 16 simultaneous updates with the same
+/// expected revision exactly one wins.
+pub async fn run(store: &dyn Store) {
+    let ids = Ids::new();
+    accounts(store, &ids).await;
+    key_round_trip(store, &ids).await;
+    key_updates(store, &ids).await;
+    list_keys(store, &ids).await;
+    list_keys_due(store, &ids).await;
+    destroy_key(store, &ids).await;
+    create_alias(store, &ids).await;
+    update_and_delete_alias(store, &ids).await;
+    list_aliases(store, &ids).await;
+    credentials(store, &ids).await;
+    concurrency(store, &ids).await;
+}
+
+// ---------------------------------------------------------------------------
+// Cases
+
+async fn accounts(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "accounts";
+    let a = Account {
+        account_id: ids.account(),
+        name: "conformance account \u{2713} \"quoted\"".into(),
+        created_at: UnixMillis(1_700_000_000_001),
+    };
+    ok(store.create_account(&a).await, CASE, "create_account");
+    assert_eq!(
+        ok(store.get_account(&a.account_id).await, CASE, "get_account"),
+        Some(a.clone()),
+        "store conformance: {CASE}: get_account must return the account as created"
+    );
+
+    let duplicate = Account {
+        name: "another name".into(),
+        ..a.clone()
+    };
+    expect_err(
+        store.create_account(&duplicate).await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_account with a taken id",
+    );
+    assert_eq!(
+        ok(store.get_account(&a.account_id).await, CASE, "get_account"),
+        Some(a.clone()),
+        "store conformance: {CASE}: a refused duplicate must not change the stored account"
+    );
+    assert_eq!(
+        ok(store.get_account(&ids.account()).await, CASE, "get_account"),
+        None,
+        "store conformance: {CASE}: get_account of an unknown id must be None"
+    );
+
+    let b = Account {
+        account_id: ids.account(),
+        name: String::new(),
+        created_at: UnixMillis(0),
+    };
+    ok(store.create_account(&b).await, CASE, "create_account");
+    let all = ok(store.list_accounts().await, CASE, "list_accounts");
+    assert_strictly_sorted(
+        all.iter().map(|x| x.account_id.as_str()),
+        CASE,
+        "list_accounts",
+    );
+    for want in [&a, &b] {
+        assert!(
+            all.contains(want),
+            "store conformance: {CASE}: list_accounts must include every account as created"
+        );
+    }
+}
+
+async fn key_round_trip(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "key round trip";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+
+    let full = full_key(ids, &account);
+    ok(store.insert_key(&full).await, CASE, "insert_key");
+    assert_eq!(
+        get_key(store, &account, &full.key_id, CASE).await,
+        Some(full.clone()),
+        "store conformance: {CASE}: get_key must return every field as inserted"
+    );
+    assert_eq!(
+        get_key(store, &other, &full.key_id, CASE).await,
+        None,
+        "store conformance: {CASE}: get_key with another account must be None"
+    );
+    assert_eq!(
+        get_key(store, &account, &ids.key(), CASE).await,
+        None,
+        "store conformance: {CASE}: get_key of an unknown id must be None"
+    );
+
+    let mut duplicate = plain_key(ids, &account);
+    duplicate.key_id = full.key_id;
+    expect_err(
+        store.insert_key(&duplicate).await,
+        Expected::AlreadyExists,
+        CASE,
+        "insert_key with a taken key id",
+    );
+    duplicate.account_id = other.clone();
+    expect_err(
+        store.insert_key(&duplicate).await,
+        Expected::AlreadyExists,
+        CASE,
+        "insert_key with a key id taken in another account",
+    );
+    assert_eq!(
+        get_key(store, &account, &full.key_id, CASE).await,
+        Some(full.clone()),
+        "store conformance: {CASE}: a refused insert must not change the stored key"
+    );
+    assert_eq!(
+        get_key(store, &other, &full.key_id, CASE).await,
+        None,
+        "store conformance: {CASE}: a refused insert must not create the key in another account"
+    );
+
+    // A key waiting for imported material has no versions at all.
+    let empty = KeyRecord {
+        state: KeyState::PendingImport,
+        origin: Origin::External,
+        versions: Vec::new(),
+        ..plain_key(ids, &account)
+    };
+    ok(
+        store.insert_key(&empty).await,
+        CASE,
+        "insert_key without versions",
+    );
+    assert_eq!(
+        get_key(store, &account, &empty.key_id, CASE).await,
+        Some(empty),
+        "store conformance: {CASE}: a key without versions must round-trip"
+    );
+
+    // Versions come back ordered by number, whatever order they were given
+    // in; the full u32 range and large revisions must be storable.
+    let mut shuffled = plain_key(ids, &account);
+    shuffled.revision = 1 << 40;
+    shuffled.versions = vec![version(u32::MAX, 7), version(1, 1), version(2, 2)];
+    ok(store.insert_key(&shuffled).await, CASE, "insert_key");
+    let mut sorted = shuffled.clone();
+    sorted.versions.sort_by_key(|v| v.version);
+    assert_eq!(
+        get_key(store, &account, &shuffled.key_id, CASE).await,
+        Some(sorted),
+        "store conformance: {CASE}: versions must be returned ordered by version, \
+         u32::MAX versions and 2^40 revisions must round-trip"
+    );
+}
+
+async fn key_updates(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "update_key";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+
+    let mut original = full_key(ids, &account);
+    original.versions.truncate(2);
+    ok(store.insert_key(&original).await, CASE, "insert_key");
+
+    // A successful compare-and-set replaces every metadata field and adds
+    // the new version.
+    let mut v2 = original.clone();
+    v2.revision = original.revision + 1;
+    v2.description = "updated".into();
+    v2.state = KeyState::Disabled;
+    v2.deletion_date = None;
+    v2.pending_window_days = None;
+    v2.tags = vec![Tag {
+        key: "only".into(),
+        value: "tag".into(),
+    }];
+    v2.policy = None;
+    v2.versions.push(version(3, 3));
+    ok(
+        store.update_key(&v2, original.revision).await,
+        CASE,
+        "update_key with the current revision",
+    );
+    assert_eq!(
+        get_key(store, &account, &v2.key_id, CASE).await,
+        Some(v2.clone()),
+        "store conformance: {CASE}: after a successful update get_key must return the new record"
+    );
+
+    // Stale and wrong expectations.
+    let mut stale = v2.clone();
+    stale.revision = v2.revision + 1;
+    stale.description = "lost update".into();
+    expect_err(
+        store.update_key(&stale, original.revision).await,
+        Expected::Conflict,
+        CASE,
+        "update_key with a stale revision",
+    );
+    stale.revision = v2.revision + 10;
+    expect_err(
+        store.update_key(&stale, v2.revision + 5).await,
+        Expected::Conflict,
+        CASE,
+        "update_key with a revision newer than the stored one",
+    );
+    assert_eq!(
+        get_key(store, &account, &v2.key_id, CASE).await,
+        Some(v2.clone()),
+        "store conformance: {CASE}: a refused update must not change the key"
+    );
+
+    // A key cannot be moved to another account by an update.
+    let mut moved = v2.clone();
+    moved.account_id = other.clone();
+    moved.revision = v2.revision + 1;
+    expect_err(
+        store.update_key(&moved, v2.revision).await,
+        Expected::Conflict,
+        CASE,
+        "update_key naming another account than the key's",
+    );
+    assert_eq!(
+        get_key(store, &other, &v2.key_id, CASE).await,
+        None,
+        "store conformance: {CASE}: an update must never move a key to another account"
+    );
+
+    // The new revision must exceed the expected one; otherwise two updaters
+    // holding the same revision could both succeed.
+    let mut same = v2.clone();
+    same.description = "revision not bumped".into();
+    assert!(
+        store.update_key(&same, v2.revision).await.is_err(),
+        "store conformance: {CASE}: update_key whose new revision does not exceed the \
+         expected one must be refused"
+    );
+    assert_eq!(
+        get_key(store, &account, &v2.key_id, CASE).await,
+        Some(v2.clone()),
+        "store conformance: {CASE}: a refused update must not change the key"
+    );
+
+    // Updates never change or remove stored versions, they only add.
+    let mut v3 = v2.clone();
+    v3.revision = v2.revision + 1;
+    v3.versions[0].material = b"tampered".to_vec();
+    v3.versions[0].protector = "tampered".into();
+    v3.versions.remove(1);
+    v3.versions.push(version(4, 4));
+    ok(store.update_key(&v3, v2.revision).await, CASE, "update_key");
+    let mut expected = v3.clone();
+    expected.versions = v2.versions.clone();
+    expected.versions.push(version(4, 4));
+    assert_eq!(
+        get_key(store, &account, &v3.key_id, CASE).await,
+        Some(expected),
+        "store conformance: {CASE}: an update must keep stored versions unchanged and add new ones"
+    );
+
+    // A missing key is a conflict too.
+    let mut missing = plain_key(ids, &account);
+    missing.revision = 2;
+    expect_err(
+        store.update_key(&missing, 1).await,
+        Expected::Conflict,
+        CASE,
+        "update_key of a key that does not exist",
+    );
+    assert_eq!(
+        get_key(store, &account, &missing.key_id, CASE).await,
+        None,
+        "store conformance: {CASE}: update_key must not create a missing key"
+    );
+}
+
+async fn list_keys(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "list_keys";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+
+    let mut mine: Vec<KeyRecord> = (0..7).map(|_| plain_key(ids, &account)).collect();
+    mine[3] = KeyRecord {
+        key_id: mine[3].key_id,
+        ..full_key(ids, &account)
+    };
+    let theirs: Vec<KeyRecord> = (0..3).map(|_| plain_key(ids, &other)).collect();
+    for key in mine.iter().chain(&theirs) {
+        ok(store.insert_key(key).await, CASE, "insert_key");
+    }
+    // Key ids sort as their text form; that is also KeyId's own order.
+    mine.sort_by_key(|k| k.key_id.to_string());
+    assert!(
+        mine.windows(2).all(|w| w[0].key_id < w[1].key_id),
+        "store conformance: {CASE}: suite bug: KeyId order differs from its text order"
+    );
+
+    let query = |after: Option<KeyId>, limit: usize| KeyQuery {
+        account: Some(account.clone()),
+        after,
+        deletion_due_by: None,
+        limit,
+    };
+    assert_eq!(
+        ok(store.list_keys(&query(None, 100)).await, CASE, "list_keys"),
+        mine,
+        "store conformance: {CASE}: listing an account must return exactly its keys, complete \
+         with versions, ordered by key id"
+    );
+
+    // Pagination: `after` is exclusive, `limit` bounds every page.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ok(store.list_keys(&query(after, 3)).await, CASE, "list_keys");
+        assert!(
+            page.len() <= 3,
+            "store conformance: {CASE}: a page must hold at most `limit` keys"
+        );
+        let Some(last) = page.last() else { break };
+        after = Some(last.key_id);
+        let full = page.len() == 3;
+        paged.extend(page);
+        if !full {
+            break;
+        }
+    }
+    assert_eq!(
+        paged, mine,
+        "store conformance: {CASE}: pages of 3 must concatenate to the full listing"
+    );
+    assert_eq!(
+        ok(
+            store.list_keys(&query(Some(mine[2].key_id), 2)).await,
+            CASE,
+            "list_keys"
+        ),
+        mine[3..5].to_vec(),
+        "store conformance: {CASE}: `after` must be exclusive and `limit` honoured"
+    );
+    assert_eq!(
+        ok(
+            store.list_keys(&query(Some(mine[6].key_id), 100)).await,
+            CASE,
+            "list_keys"
+        ),
+        Vec::new(),
+        "store conformance: {CASE}: nothing may follow the last key"
+    );
+
+    // Without an account filter: every account's keys, in key id order.
+    let all = ok(
+        store
+            .list_keys(&KeyQuery {
+                account: None,
+                after: None,
+                deletion_due_by: None,
+                limit: usize::MAX,
+            })
+            .await,
+        CASE,
+        "list_keys of all accounts",
+    );
+    assert_strictly_sorted(
+        all.iter().map(|k| k.key_id.to_string()),
+        CASE,
+        "list_keys of all accounts",
+    );
+    for key in mine.iter().chain(&theirs) {
+        assert!(
+            all.contains(key),
+            "store conformance: {CASE}: listing all accounts must include every key"
+        );
+    }
+}
+
+async fn list_keys_due(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "list_keys deletion_due_by";
+    let account = new_account(store, ids).await;
+    let now = UnixMillis(1_900_000_000_000);
+    let keyed = |state: KeyState, deletion_date: Option<UnixMillis>| KeyRecord {
+        state,
+        deletion_date,
+        pending_window_days: deletion_date.map(|_| 7),
+        ..plain_key(ids, &account)
+    };
+    let overdue = keyed(KeyState::PendingDeletion, Some(UnixMillis(now.0 - 1)));
+    let due_now = keyed(KeyState::PendingDeletion, Some(now));
+    let due_later = keyed(KeyState::PendingDeletion, Some(UnixMillis(now.0 + 1)));
+    let not_pending = keyed(KeyState::Disabled, Some(UnixMillis(now.0 - 10)));
+    let undated = keyed(KeyState::PendingDeletion, None);
+    let enabled = keyed(KeyState::Enabled, None);
+    for key in [
+        &overdue,
+        &due_now,
+        &due_later,
+        &not_pending,
+        &undated,
+        &enabled,
+    ] {
+        ok(store.insert_key(key).await, CASE, "insert_key");
+    }
+    let mut due = vec![overdue.clone(), due_now.clone()];
+    due.sort_by_key(|k| k.key_id);
+
+    let query =
+        |account: Option<AccountId>, after: Option<KeyId>, by: UnixMillis, limit| KeyQuery {
+            account,
+            after,
+            deletion_due_by: Some(by),
+            limit,
+        };
+    assert_eq!(
+        ok(
+            store
+                .list_keys(&query(Some(account.clone()), None, now, 100))
+                .await,
+            CASE,
+            "list_keys"
+        ),
+        due,
+        "store conformance: {CASE}: only keys pending deletion with a deletion date at or \
+         before the bound are due"
+    );
+    assert_eq!(
+        ok(
+            store
+                .list_keys(&query(Some(account.clone()), Some(due[0].key_id), now, 100))
+                .await,
+            CASE,
+            "list_keys"
+        ),
+        due[1..].to_vec(),
+        "store conformance: {CASE}: `after` must apply together with `deletion_due_by`"
+    );
+    assert_eq!(
+        ok(
+            store
+                .list_keys(&query(Some(account.clone()), None, now, 1))
+                .await,
+            CASE,
+            "list_keys"
+        ),
+        due[..1].to_vec(),
+        "store conformance: {CASE}: `limit` must apply together with `deletion_due_by`"
+    );
+    assert_eq!(
+        ok(
+            store
+                .list_keys(&query(
+                    Some(account.clone()),
+                    None,
+                    UnixMillis(now.0 + 1),
+                    100
+                ))
+                .await,
+            CASE,
+            "list_keys"
+        )
+        .len(),
+        3,
+        "store conformance: {CASE}: a later bound must include the key due then"
+    );
+
+    // Across accounts (what the deletion executor asks): other data may be
+    // due too, but every answer must satisfy the filter.
+    let all = ok(
+        store.list_keys(&query(None, None, now, usize::MAX)).await,
+        CASE,
+        "list_keys of all accounts",
+    );
+    assert_strictly_sorted(
+        all.iter().map(|k| k.key_id.to_string()),
+        CASE,
+        "list_keys of all accounts",
+    );
+    assert!(
+        all.iter()
+            .all(|k| k.state == KeyState::PendingDeletion
+                && k.deletion_date.is_some_and(|d| d <= now)),
+        "store conformance: {CASE}: every listed key must be pending deletion and due"
+    );
+    for key in &due {
+        assert!(
+            all.contains(key),
+            "store conformance: {CASE}: listing all accounts must include every due key"
+        );
+    }
+}
+
+async fn destroy_key(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "destroy_key";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+
+    let mut doomed = full_key(ids, &account);
+    doomed.revision = 3;
+    let survivor = plain_key(ids, &account);
+    ok(store.insert_key(&doomed).await, CASE, "insert_key");
+    ok(store.insert_key(&survivor).await, CASE, "insert_key");
+    let doomed_aliases = [
+        alias(ids, &account, doomed.key_id),
+        alias(ids, &account, doomed.key_id),
+    ];
+    let kept_alias = alias(ids, &account, survivor.key_id);
+    for a in doomed_aliases.iter().chain([&kept_alias]) {
+        ok(store.create_alias(a).await, CASE, "create_alias");
+    }
+
+    expect_err(
+        store.destroy_key(&account, &doomed.key_id, 2).await,
+        Expected::Conflict,
+        CASE,
+        "destroy_key with a stale revision",
+    );
+    expect_err(
+        store.destroy_key(&other, &doomed.key_id, 3).await,
+        Expected::Conflict,
+        CASE,
+        "destroy_key naming another account",
+    );
+    assert_eq!(
+        get_key(store, &account, &doomed.key_id, CASE).await,
+        Some(doomed.clone()),
+        "store conformance: {CASE}: a refused destroy must leave the key intact"
+    );
+    for a in &doomed_aliases {
+        assert_eq!(
+            ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+            Some(a.clone()),
+            "store conformance: {CASE}: a refused destroy must leave its aliases intact"
+        );
+    }
+
+    ok(
+        store.destroy_key(&account, &doomed.key_id, 3).await,
+        CASE,
+        "destroy_key with the current revision",
+    );
+    assert_eq!(
+        get_key(store, &account, &doomed.key_id, CASE).await,
+        None,
+        "store conformance: {CASE}: a destroyed key must be gone"
+    );
+    for a in &doomed_aliases {
+        assert_eq!(
+            ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+            None,
+            "store conformance: {CASE}: aliases of a destroyed key must be gone"
+        );
+    }
+    assert_eq!(
+        ok(
+            store.list_aliases(&account, None, None, 100).await,
+            CASE,
+            "list_aliases"
+        ),
+        vec![kept_alias.clone()],
+        "store conformance: {CASE}: aliases of other keys must survive"
+    );
+    assert_eq!(
+        ok(
+            store
+                .list_keys(&KeyQuery {
+                    account: Some(account.clone()),
+                    limit: 100,
+                    ..KeyQuery::default()
+                })
+                .await,
+            CASE,
+            "list_keys"
+        ),
+        vec![survivor.clone()],
+        "store conformance: {CASE}: a destroyed key must not be listed"
+    );
+    expect_err(
+        store.destroy_key(&account, &doomed.key_id, 3).await,
+        Expected::Conflict,
+        CASE,
+        "destroy_key of a destroyed key",
+    );
+
+    // The versions went with the key: a new key under the same id starts
+    // without any.
+    let reborn = KeyRecord {
+        key_id: doomed.key_id,
+        versions: Vec::new(),
+        ..plain_key(ids, &account)
+    };
+    ok(
+        store.insert_key(&reborn).await,
+        CASE,
+        "insert_key reusing a destroyed key's id",
+    );
+    assert_eq!(
+        get_key(store, &account, &reborn.key_id, CASE).await,
+        Some(reborn),
+        "store conformance: {CASE}: a destroyed key's versions must be gone"
+    );
+    for a in &doomed_aliases {
+        assert_eq!(
+            ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+            None,
+            "store conformance: {CASE}: a destroyed key's aliases must not come back"
+        );
+    }
+}
+
+async fn create_alias(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "create_alias";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+    let key = plain_key(ids, &account);
+    let second = plain_key(ids, &account);
+    let foreign = plain_key(ids, &other);
+    for k in [&key, &second, &foreign] {
+        ok(store.insert_key(k).await, CASE, "insert_key");
+    }
+
+    let a = alias(ids, &account, key.key_id);
+    ok(store.create_alias(&a).await, CASE, "create_alias");
+    assert_eq!(
+        ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+        Some(a.clone()),
+        "store conformance: {CASE}: get_alias must return the alias as created"
+    );
+
+    let taken = AliasRecord {
+        target: second.key_id,
+        ..a.clone()
+    };
+    expect_err(
+        store.create_alias(&taken).await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_alias with a name taken in the account",
+    );
+    assert_eq!(
+        ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+        Some(a.clone()),
+        "store conformance: {CASE}: a refused create must not change the alias"
+    );
+
+    let dangling = alias(ids, &account, ids.key());
+    expect_err(
+        store.create_alias(&dangling).await,
+        Expected::MissingReference,
+        CASE,
+        "create_alias pointing at a key that does not exist",
+    );
+    let cross = alias(ids, &account, foreign.key_id);
+    expect_err(
+        store.create_alias(&cross).await,
+        Expected::MissingReference,
+        CASE,
+        "create_alias pointing at a key of another account",
+    );
+    for refused in [&dangling, &cross] {
+        assert_eq!(
+            ok(
+                store.get_alias(&account, &refused.name).await,
+                CASE,
+                "get_alias"
+            ),
+            None,
+            "store conformance: {CASE}: a refused create must not store the alias"
+        );
+    }
+
+    // Names are per account.
+    let same_name = AliasRecord {
+        account_id: other.clone(),
+        target: foreign.key_id,
+        ..a.clone()
+    };
+    ok(
+        store.create_alias(&same_name).await,
+        CASE,
+        "create_alias with a name used in another account",
+    );
+    assert_eq!(
+        ok(store.get_alias(&other, &a.name).await, CASE, "get_alias"),
+        Some(same_name),
+        "store conformance: {CASE}: alias names must be scoped to their account"
+    );
+    assert_eq!(
+        ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+        Some(a),
+        "store conformance: {CASE}: alias names must be scoped to their account"
+    );
+    assert_eq!(
+        ok(
+            store.get_alias(&account, &alias_name(ids)).await,
+            CASE,
+            "get_alias"
+        ),
+        None,
+        "store conformance: {CASE}: get_alias of an unknown name must be None"
+    );
+}
+
+async fn update_and_delete_alias(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "update_alias/delete_alias";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+    let first = plain_key(ids, &account);
+    let second = plain_key(ids, &account);
+    let foreign = plain_key(ids, &other);
+    for k in [&first, &second, &foreign] {
+        ok(store.insert_key(k).await, CASE, "insert_key");
+    }
+    let original = alias(ids, &account, first.key_id);
+    ok(store.create_alias(&original).await, CASE, "create_alias");
+    let twin = AliasRecord {
+        account_id: other.clone(),
+        target: foreign.key_id,
+        ..original.clone()
+    };
+    ok(store.create_alias(&twin).await, CASE, "create_alias");
+
+    let moved = AliasRecord {
+        target: second.key_id,
+        updated_at: UnixMillis(original.updated_at.0 + 5_000),
+        revision: original.revision + 1,
+        ..original.clone()
+    };
+    ok(
+        store.update_alias(&moved, original.revision).await,
+        CASE,
+        "update_alias with the current revision",
+    );
+    assert_eq!(
+        ok(
+            store.get_alias(&account, &original.name).await,
+            CASE,
+            "get_alias"
+        ),
+        Some(moved.clone()),
+        "store conformance: {CASE}: after an update get_alias must return the new target, \
+         update time and revision"
+    );
+
+    let stale = AliasRecord {
+        target: first.key_id,
+        revision: moved.revision + 1,
+        ..moved.clone()
+    };
+    expect_err(
+        store.update_alias(&stale, original.revision).await,
+        Expected::Conflict,
+        CASE,
+        "update_alias with a stale revision",
+    );
+    let dangling = AliasRecord {
+        target: ids.key(),
+        revision: moved.revision + 1,
+        ..moved.clone()
+    };
+    expect_err(
+        store.update_alias(&dangling, moved.revision).await,
+        Expected::MissingReference,
+        CASE,
+        "update_alias to a key that does not exist",
+    );
+    let cross = AliasRecord {
+        target: foreign.key_id,
+        revision: moved.revision + 1,
+        ..moved.clone()
+    };
+    expect_err(
+        store.update_alias(&cross, moved.revision).await,
+        Expected::MissingReference,
+        CASE,
+        "update_alias to a key of another account",
+    );
+    assert_eq!(
+        ok(
+            store.get_alias(&account, &original.name).await,
+            CASE,
+            "get_alias"
+        ),
+        Some(moved.clone()),
+        "store conformance: {CASE}: a refused update must not change the alias"
+    );
+    let absent = AliasRecord {
+        name: alias_name(ids),
+        ..moved.clone()
+    };
+    expect_err(
+        store.update_alias(&absent, original.revision).await,
+        Expected::Conflict,
+        CASE,
+        "update_alias of an alias that does not exist",
+    );
+    assert_eq!(
+        ok(
+            store.get_alias(&account, &absent.name).await,
+            CASE,
+            "get_alias"
+        ),
+        None,
+        "store conformance: {CASE}: update_alias must not create a missing alias"
+    );
+
+    assert!(
+        ok(
+            store.delete_alias(&account, &original.name).await,
+            CASE,
+            "delete_alias"
+        ),
+        "store conformance: {CASE}: delete_alias of an existing alias must answer true"
+    );
+    assert_eq!(
+        ok(
+            store.get_alias(&account, &original.name).await,
+            CASE,
+            "get_alias"
+        ),
+        None,
+        "store conformance: {CASE}: a deleted alias must be gone"
+    );
+    assert!(
+        !ok(
+            store.delete_alias(&account, &original.name).await,
+            CASE,
+            "delete_alias"
+        ),
+        "store conformance: {CASE}: delete_alias of a missing alias must answer false"
+    );
+    assert_eq!(
+        ok(store.get_alias(&other, &twin.name).await, CASE, "get_alias"),
+        Some(twin),
+        "store conformance: {CASE}: deleting an alias must not touch another account's"
+    );
+    assert!(
+        get_key(store, &account, &second.key_id, CASE)
+            .await
+            .is_some(),
+        "store conformance: {CASE}: deleting an alias must not touch its key"
+    );
+}
+
+async fn list_aliases(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "list_aliases";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+    let first = plain_key(ids, &account);
+    let second = plain_key(ids, &account);
+    let foreign = plain_key(ids, &other);
+    for k in [&first, &second, &foreign] {
+        ok(store.insert_key(k).await, CASE, "insert_key");
+    }
+    let mut all: Vec<AliasRecord> = (0..6)
+        .map(|i| {
+            let target = if i % 3 == 0 {
+                first.key_id
+            } else {
+                second.key_id
+            };
+            alias(ids, &account, target)
+        })
+        .collect();
+    for a in &all {
+        ok(store.create_alias(a).await, CASE, "create_alias");
+    }
+    ok(
+        store
+            .create_alias(&alias(ids, &other, foreign.key_id))
+            .await,
+        CASE,
+        "create_alias",
+    );
+    all.sort_by(|x, y| x.name.as_str().cmp(y.name.as_str()));
+
+    assert_eq!(
+        ok(
+            store.list_aliases(&account, None, None, 100).await,
+            CASE,
+            "list_aliases"
+        ),
+        all,
+        "store conformance: {CASE}: an account's aliases, exactly, ordered by name"
+    );
+    let of_first: Vec<AliasRecord> = all
+        .iter()
+        .filter(|a| a.target == first.key_id)
+        .cloned()
+        .collect();
+    assert_eq!(
+        ok(
+            store
+                .list_aliases(&account, Some(&first.key_id), None, 100)
+                .await,
+            CASE,
+            "list_aliases"
+        ),
+        of_first,
+        "store conformance: {CASE}: the target filter must keep only aliases of that key"
+    );
+    assert_eq!(
+        ok(
+            store
+                .list_aliases(&account, Some(&foreign.key_id), None, 100)
+                .await,
+            CASE,
+            "list_aliases"
+        ),
+        Vec::new(),
+        "store conformance: {CASE}: another account's key has no aliases in this account"
+    );
+
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ok(
+            store
+                .list_aliases(&account, None, after.as_deref(), 4)
+                .await,
+            CASE,
+            "list_aliases",
+        );
+        assert!(
+            page.len() <= 4,
+            "store conformance: {CASE}: a page must hold at most `limit` aliases"
+        );
+        let Some(last) = page.last() else { break };
+        after = Some(last.name.as_str().to_owned());
+        let full = page.len() == 4;
+        paged.extend(page);
+        if !full {
+            break;
+        }
+    }
+    assert_eq!(
+        paged, all,
+        "store conformance: {CASE}: pages of 4 must concatenate to the full listing"
+    );
+    assert_eq!(
+        ok(
+            store
+                .list_aliases(&account, None, Some(all[1].name.as_str()), 2)
+                .await,
+            CASE,
+            "list_aliases"
+        ),
+        all[2..4].to_vec(),
+        "store conformance: {CASE}: `after` must be exclusive and `limit` honoured"
+    );
+    let first_of_first = of_first.first().map(|a| a.name.as_str().to_owned());
+    assert_eq!(
+        ok(
+            store
+                .list_aliases(
+                    &account,
+                    Some(&first.key_id),
+                    first_of_first.as_deref(),
+                    100
+                )
+                .await,
+            CASE,
+            "list_aliases"
+        ),
+        of_first[1..].to_vec(),
+        "store conformance: {CASE}: `after` must apply together with the target filter"
+    );
+}
+
+async fn credentials(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "credentials";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+    let credential = |account: &AccountId| Credential {
+        access_key_id: format!("AKCONF{:016X}", ids.next()),
+        account_id: account.clone(),
+        sealed_secret: (0..=255u8).rev().collect(),
+        status: CredentialStatus::Active,
+        created_at: UnixMillis(1_700_000_000_000),
+    };
+
+    let orphan = credential(&ids.account());
+    expect_err(
+        store.create_credential(&orphan).await,
+        Expected::MissingReference,
+        CASE,
+        "create_credential for an unknown account",
+    );
+    assert_eq!(
+        ok(
+            store.get_credential(&orphan.access_key_id).await,
+            CASE,
+            "get_credential"
+        ),
+        None,
+        "store conformance: {CASE}: a refused credential must not be stored"
+    );
+
+    let first = credential(&account);
+    ok(
+        store.create_credential(&first).await,
+        CASE,
+        "create_credential",
+    );
+    assert_eq!(
+        ok(
+            store.get_credential(&first.access_key_id).await,
+            CASE,
+            "get_credential"
+        ),
+        Some(first.clone()),
+        "store conformance: {CASE}: get_credential must return the credential as created"
+    );
+    let duplicate = Credential {
+        account_id: other.clone(),
+        sealed_secret: b"other".to_vec(),
+        ..first.clone()
+    };
+    expect_err(
+        store.create_credential(&duplicate).await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_credential with a taken access key id",
+    );
+    assert_eq!(
+        ok(
+            store.get_credential(&first.access_key_id).await,
+            CASE,
+            "get_credential"
+        ),
+        Some(first.clone()),
+        "store conformance: {CASE}: a refused duplicate must not change the credential"
+    );
+    assert_eq!(
+        ok(
+            store.get_credential("AKCONF-UNKNOWN").await,
+            CASE,
+            "get_credential"
+        ),
+        None,
+        "store conformance: {CASE}: get_credential of an unknown id must be None"
+    );
+
+    let second = credential(&account);
+    let theirs = credential(&other);
+    ok(
+        store.create_credential(&second).await,
+        CASE,
+        "create_credential",
+    );
+    ok(
+        store.create_credential(&theirs).await,
+        CASE,
+        "create_credential",
+    );
+    let mut mine = vec![first.clone(), second.clone()];
+    mine.sort_by(|x, y| x.access_key_id.cmp(&y.access_key_id));
+    assert_eq!(
+        ok(
+            store.list_credentials(Some(&account)).await,
+            CASE,
+            "list_credentials"
+        ),
+        mine,
+        "store conformance: {CASE}: an account's credentials, exactly, ordered by access key id"
+    );
+    let everyone = ok(store.list_credentials(None).await, CASE, "list_credentials");
+    assert_strictly_sorted(
+        everyone.iter().map(|c| c.access_key_id.as_str()),
+        CASE,
+        "list_credentials of all accounts",
+    );
+    for c in [&first, &second, &theirs] {
+        assert!(
+            everyone.contains(c),
+            "store conformance: {CASE}: listing all accounts must include every credential"
+        );
+    }
+
+    assert!(
+        ok(
+            store.revoke_credential(&first.access_key_id).await,
+            CASE,
+            "revoke_credential"
+        ),
+        "store conformance: {CASE}: revoking an existing credential must answer true"
+    );
+    let revoked = Credential {
+        status: CredentialStatus::Revoked,
+        ..first.clone()
+    };
+    assert_eq!(
+        ok(
+            store.get_credential(&first.access_key_id).await,
+            CASE,
+            "get_credential"
+        ),
+        Some(revoked.clone()),
+        "store conformance: {CASE}: a revoked credential must read back revoked, otherwise unchanged"
+    );
+    assert!(
+        ok(
+            store.revoke_credential(&first.access_key_id).await,
+            CASE,
+            "revoke_credential"
+        ),
+        "store conformance: {CASE}: revoking a revoked (still existing) credential must answer true"
+    );
+    assert!(
+        !ok(
+            store.revoke_credential("AKCONF-UNKNOWN").await,
+            CASE,
+            "revoke_credential"
+        ),
+        "store conformance: {CASE}: revoking an unknown credential must answer false"
+    );
+    assert!(
+        ok(
+            store.list_credentials(Some(&account)).await,
+            CASE,
+            "list_credentials"
+        )
+        .contains(&revoked),
+        "store conformance: {CASE}: listings must show the revoked status"
+    );
+    assert_eq!(
+        ok(
+            store.get_credential(&second.access_key_id).await,
+            CASE,
+            "get_credential"
+        ),
+        Some(second),
+        "store conformance: {CASE}: revoking one credential must not touch another"
+    );
+}
+
+async fn concurrency(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "concurrent compare-and-set";
+    const WRITERS: usize = 16;
+    let account = new_account(store, ids).await;
+
+    // 16 updates expecting the same revision: exactly one wins.
+    let key = plain_key(ids, &account);
+    ok(store.insert_key(&key).await, CASE, "insert_key");
+    let contenders: Vec<KeyRecord> = (0..WRITERS)
+        .map(|i| {
+            let mut k = key.clone();
+            k.revision = key.revision + 1;
+            k.description = format!("writer {i}");
+            k.versions.push(version(2, i as u8));
+            k
+        })
+        .collect();
+    let results = join_all(
+        contenders
+            .iter()
+            .map(|k| store.update_key(k, key.revision))
+            .collect(),
+    )
+    .await;
+    let winner = single_winner(&results, CASE, "update_key");
+    assert_eq!(
+        get_key(store, &account, &key.key_id, CASE).await,
+        Some(contenders[winner].clone()),
+        "store conformance: {CASE}: the stored key must be exactly the winning update"
+    );
+
+    // Simultaneous inserts of one key id: exactly one wins.
+    let base = plain_key(ids, &account);
+    let inserts: Vec<KeyRecord> = (0..WRITERS)
+        .map(|i| KeyRecord {
+            description: format!("inserter {i}"),
+            ..base.clone()
+        })
+        .collect();
+    let results = join_all(inserts.iter().map(|k| store.insert_key(k)).collect()).await;
+    let winner = single_winner_with(&results, Expected::AlreadyExists, CASE, "insert_key");
+    assert_eq!(
+        get_key(store, &account, &base.key_id, CASE).await,
+        Some(inserts[winner].clone()),
+        "store conformance: {CASE}: the stored key must be exactly the winning insert"
+    );
+
+    // Simultaneous alias updates expecting the same revision.
+    let a = alias(ids, &account, key.key_id);
+    ok(store.create_alias(&a).await, CASE, "create_alias");
+    let repoints: Vec<AliasRecord> = (0..WRITERS)
+        .map(|i| AliasRecord {
+            target: if i % 2 == 0 { key.key_id } else { base.key_id },
+            updated_at: UnixMillis(a.updated_at.0 + 1 + i as i64),
+            revision: a.revision + 1,
+            ..a.clone()
+        })
+        .collect();
+    let results = join_all(
+        repoints
+            .iter()
+            .map(|r| store.update_alias(r, a.revision))
+            .collect(),
+    )
+    .await;
+    let winner = single_winner(&results, CASE, "update_alias");
+    assert_eq!(
+        ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+        Some(repoints[winner].clone()),
+        "store conformance: {CASE}: the stored alias must be exactly the winning update"
+    );
+
+    // Simultaneous destroys of one key: exactly one wins.
+    let winner_key = &contenders[0];
+    let results = join_all(
+        (0..WRITERS)
+            .map(|_| store.destroy_key(&account, &key.key_id, winner_key.revision))
+            .collect(),
+    )
+    .await;
+    single_winner(&results, CASE, "destroy_key");
+    assert_eq!(
+        get_key(store, &account, &key.key_id, CASE).await,
+        None,
+        "store conformance: {CASE}: the destroyed key must be gone"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Records
+
+/// A key with every optional field set, several versions, tags in
+/// non-alphabetical order and text that needs escaping.
+fn full_key(ids: &Ids, account: &AccountId) -> KeyRecord {
+    KeyRecord {
+        key_id: ids.key(),
+        account_id: account.clone(),
+        revision: 7,
+        description: "conformance \u{2713} \"quoted\" 'single' \\ back\nslash; DROP TABLE keys;--"
+            .into(),
+        state: KeyState::PendingDeletion,
+        origin: Origin::External,
+        key_manager: KeyManager::Aws,
+        created_at: UnixMillis(1_700_000_000_123),
+        deletion_date: Some(UnixMillis(1_700_604_800_123)),
+        pending_window_days: Some(7),
+        tags: vec![
+            Tag {
+                key: "zeta".into(),
+                value: String::new(),
+            },
+            Tag {
+                key: "alpha".into(),
+                value: "\u{fc}ber".into(),
+            },
+            Tag {
+                key: "mid".into(),
+                value: "x".repeat(256),
+            },
+        ],
+        policy: Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*"}]}"#.into(),
+        ),
+        versions: vec![version(1, 1), version(2, 2), version(3, 3)],
+    }
+}
+
+/// A key with the optional fields unset and one version.
+fn plain_key(ids: &Ids, account: &AccountId) -> KeyRecord {
+    KeyRecord {
+        key_id: ids.key(),
+        account_id: account.clone(),
+        revision: 1,
+        description: String::new(),
+        state: KeyState::Enabled,
+        origin: Origin::AwsKms,
+        key_manager: KeyManager::Customer,
+        created_at: UnixMillis(1_700_000_000_000),
+        deletion_date: None,
+        pending_window_days: None,
+        tags: Vec::new(),
+        policy: None,
+        versions: vec![version(1, 0)],
+    }
+}
+
+/// A version whose material holds every byte value (and a marker byte).
+fn version(number: u32, marker: u8) -> KeyVersion {
+    KeyVersion {
+        version: number,
+        protector: format!("soft-{marker}"),
+        material: (0..=255u8).chain([marker, 0]).collect(),
+        created_at: UnixMillis(1_700_000_000_000 + i64::from(number)),
+    }
+}
+
+fn alias(ids: &Ids, account: &AccountId, target: KeyId) -> AliasRecord {
+    AliasRecord {
+        account_id: account.clone(),
+        name: alias_name(ids),
+        target,
+        created_at: UnixMillis(1_700_000_000_000),
+        updated_at: UnixMillis(1_700_000_000_000),
+        revision: 1,
+    }
+}
+
+fn alias_name(ids: &Ids) -> AliasName {
+    match AliasName::parse_user(&format!("alias/conformance-{:016x}", ids.next())) {
+        Ok(name) => name,
+        Err(e) => panic!("store conformance: suite bug: bad alias name: {e}"),
+    }
+}
+
+async fn new_account(store: &dyn Store, ids: &Ids) -> AccountId {
+    let account = Account {
+        account_id: ids.account(),
+        name: "conformance".into(),
+        created_at: UnixMillis(1_700_000_000_000),
+    };
+    ok(
+        store.create_account(&account).await,
+        "setup",
+        "create_account",
+    );
+    account.account_id
+}
+
+// ---------------------------------------------------------------------------
+// Ids
+
+/// Fresh ids: a per-run seed (time, process, run number) mixed with a
+/// counter, so repeated runs against one database never collide.
+struct Ids {
+    seed: u64,
+    counter: AtomicU64,
+}
+
+impl Ids {
+    fn new() -> Ids {
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
+        Ids {
+            seed: splitmix(nanos ^ splitmix(u64::from(std::process::id()) ^ splitmix(run))),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        splitmix(
+            self.seed
+                .wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        )
+    }
+
+    fn key(&self) -> KeyId {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next().to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next().to_be_bytes());
+        KeyId::from_bytes(bytes)
+    }
+
+    fn account(&self) -> AccountId {
+        let mut bytes = [0u8; 12];
+        bytes[..8].copy_from_slice(&self.next().to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next().to_be_bytes()[..4]);
+        AccountId::from_random(bytes)
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+// ---------------------------------------------------------------------------
+// Assertions
+
+#[derive(Debug, Clone, Copy)]
+enum Expected {
+    Conflict,
+    AlreadyExists,
+    MissingReference,
+}
+
+impl Expected {
+    fn matches(self, e: &StoreError) -> bool {
+        matches!(
+            (self, e),
+            (Expected::Conflict, StoreError::Conflict)
+                | (Expected::AlreadyExists, StoreError::AlreadyExists)
+                | (Expected::MissingReference, StoreError::MissingReference)
+        )
+    }
+}
+
+fn ok<T>(result: Result<T, StoreError>, case: &str, call: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("store conformance: {case}: {call} failed: {e:?}"),
+    }
+}
+
+fn expect_err<T: Debug>(result: Result<T, StoreError>, want: Expected, case: &str, what: &str) {
+    match result {
+        Err(e) if want.matches(&e) => {}
+        other => panic!("store conformance: {case}: {what}: expected {want:?}, got {other:?}"),
+    }
+}
+
+async fn get_key(
+    store: &dyn Store,
+    account: &AccountId,
+    key: &KeyId,
+    case: &str,
+) -> Option<KeyRecord> {
+    ok(store.get_key(account, key).await, case, "get_key")
+}
+
+fn assert_strictly_sorted<S: AsRef<str>>(items: impl Iterator<Item = S>, case: &str, what: &str) {
+    let items: Vec<S> = items.collect();
+    assert!(
+        items.windows(2).all(|w| w[0].as_ref() < w[1].as_ref()),
+        "store conformance: {case}: {what} must be ordered by id, without duplicates"
+    );
+}
+
+/// The index of the one `Ok` among `results`; every other result must be a
+/// conflict.
+fn single_winner(results: &[Result<(), StoreError>], case: &str, call: &str) -> usize {
+    single_winner_with(results, Expected::Conflict, case, call)
+}
+
+fn single_winner_with(
+    results: &[Result<(), StoreError>],
+    losers: Expected,
+    case: &str,
+    call: &str,
+) -> usize {
+    let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "store conformance: {case}: exactly one of {} simultaneous {call} calls must succeed, \
+         {} did",
+        results.len(),
+        winners.len()
+    );
+    for r in results {
+        if let Err(e) = r {
+            assert!(
+                losers.matches(e),
+                "store conformance: {case}: the losing {call} calls must fail with \
+                 {losers:?}, one got {e:?}"
+            );
+        }
+    }
+    winners[0]
+}
+
+// ---------------------------------------------------------------------------
+// Joining futures without an executor dependency
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Polls every future from the calling task until all are done, and returns
+/// their outputs in order. (The core crate has no `futures` dependency.)
+async fn join_all<T: Unpin>(futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    let done = futures.iter().map(|_| None).collect();
+    JoinAll {
+        pending: futures.into_iter().map(Some).collect(),
+        done,
+    }
+    .await
+}
+
+struct JoinAll<'a, T> {
+    pending: Vec<Option<BoxFuture<'a, T>>>,
+    done: Vec<Option<T>>,
+}
+
+impl<T: Unpin> Future for JoinAll<'_, T> {
+    type Output = Vec<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<T>> {
+        let this = self.get_mut();
+        for (slot, out) in this.pending.iter_mut().zip(this.done.iter_mut()) {
+            if let Some(future) = slot {
+                if let Poll::Ready(value) = future.as_mut().poll(cx) {
+                    *out = Some(value);
+                    *slot = None;
+                }
+            }
+        }
+        if this.pending.iter().all(Option::is_none) {
+            Poll::Ready(this.done.iter_mut().filter_map(Option::take).collect())
+        } else {
+            Poll::Pending
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The domain's error type. The server maps each variant to an AWS error
+//! type and HTTP status in one exhaustive match; nothing here knows HTTP.
+
+use thiserror::Error;
+
+use crate::protector::ProtectorError;
+use crate::store::StoreError;
+
+/// Every way a KMS operation can fail.
+///
+/// Messages of client-facing variants are shown to the caller and must never
+/// contain secrets. [`KmsError::Store`] and [`KmsError::Protector`] are
+/// internal: the caller sees a fixed message and the detail goes to the log.
+#[derive(Debug, Error)]
+pub enum KmsError {
+    /// The named key, alias or other resource does not exist for this caller.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource being created exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The key is disabled.
+    #[error("{0}")]
+    Disabled(String),
+    /// The key's state does not allow the operation.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The ciphertext is malformed, was altered, belongs to a key the caller
+    /// cannot use, or the encryption context differs. Deliberately no detail.
+    #[error("")]
+    InvalidCiphertext,
+    /// Decrypt named a key other than the one that encrypted the ciphertext.
+    #[error("{0}")]
+    IncorrectKey(String),
+    /// The key's usage does not allow the operation or algorithm.
+    #[error("{0}")]
+    InvalidKeyUsage(String),
+    /// An alias name that is not allowed.
+    #[error("{0}")]
+    InvalidAliasName(String),
+    /// A malformed ARN.
+    #[error("{0}")]
+    InvalidArn(String),
+    /// A pagination marker we did not issue.
+    #[error("{0}")]
+    InvalidMarker(String),
+    /// A quota was reached.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// A tag that is not allowed.
+    #[error("{0}")]
+    Tag(String),
+    /// A valid request for something Keywarden does not do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A request field is missing, malformed or out of range.
+    #[error("{0}")]
+    Validation(String),
+    /// The caller may not perform the operation.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// The named custom key store does not exist.
+    #[error("{0}")]
+    CustomKeyStoreNotFound(String),
+    /// `DryRun` was set and the request would have succeeded.
+    #[error("The request would have succeeded, but the DryRun option is set.")]
+    DryRun,
+    /// The persistence layer failed (internal).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The key protector failed (internal).
+    #[error("key protector: {0}")]
+    Protector(#[source] ProtectorError),
+}

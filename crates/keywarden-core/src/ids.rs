@@ -1,0 +1,311 @@
+//! Identifiers: account ids, key ids, alias names, ARNs, and the forms a
+//! caller may use to name a key (`KeyId` in the AWS API).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::KmsError;
+
+/// A 12-digit account id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AccountId(String);
+
+impl AccountId {
+    /// Parses a 12-digit account id.
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(AccountId(s.to_owned()))
+        } else {
+            Err(KmsError::Validation(format!(
+                "account id must be 12 digits, got {:?}",
+                truncate_for_message(s)
+            )))
+        }
+    }
+
+    /// Makes an account id from 12 random digits drawn from `random` bytes.
+    pub fn from_random(random: [u8; 12]) -> Self {
+        let digits: String = random.iter().map(|b| char::from(b'0' + (b % 10))).collect();
+        AccountId(digits)
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A key id: a UUID, rendered lowercase and hyphenated like AWS key ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyId(Uuid);
+
+impl KeyId {
+    /// Makes a version-4 key id from 16 random bytes.
+    pub fn from_random(random: [u8; 16]) -> Self {
+        KeyId(uuid::Builder::from_random_bytes(random).into_uuid())
+    }
+
+    /// Parses the canonical 36-character hyphenated form.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 36 {
+            return None;
+        }
+        Uuid::try_parse(s).ok().map(KeyId)
+    }
+
+    /// The 16 raw bytes, as carried in a ciphertext blob.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// The key id from its 16 raw bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        KeyId(Uuid::from_bytes(bytes))
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.hyphenated())
+    }
+}
+
+/// An alias name such as `alias/my-key`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AliasName(String);
+
+impl AliasName {
+    /// Longest alias name AWS accepts.
+    pub const MAX_LEN: usize = 256;
+
+    /// Validates a name a user wants to create or change: it must start with
+    /// `alias/`, must not be in the reserved `alias/aws/` namespace, and use only
+    /// the characters AWS allows. (The system's `alias_<product>` names cannot
+    /// pass this check, so users can never take them.)
+    pub fn parse_user(s: &str) -> Result<Self, KmsError> {
+        Self::check_charset(s)?;
+        let Some(rest) = s.strip_prefix("alias/") else {
+            return Err(KmsError::InvalidAliasName(
+                "Alias must start with the prefix \"alias/\"".into(),
+            ));
+        };
+        if rest.is_empty() {
+            return Err(KmsError::InvalidAliasName(
+                "Alias name must have characters after \"alias/\"".into(),
+            ));
+        }
+        if rest.starts_with("aws/") {
+            return Err(KmsError::InvalidAliasName(
+                "Aliases that begin with \"alias/aws/\" are reserved".into(),
+            ));
+        }
+        Ok(AliasName(s.to_owned()))
+    }
+
+    /// Validates a name used to look an alias up (any well-formed name).
+    pub fn parse_lookup(s: &str) -> Result<Self, KmsError> {
+        Self::check_charset(s)?;
+        Ok(AliasName(s.to_owned()))
+    }
+
+    fn check_charset(s: &str) -> Result<(), KmsError> {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value at 'aliasName' failed to satisfy constraint: Member must have length between 1 and {}",
+                Self::MAX_LEN
+            )));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
+        {
+            return Err(KmsError::Validation(
+                "1 validation error detected: Value at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AliasName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The ways a caller can name a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A bare key id.
+    Id(KeyId),
+    /// A key ARN.
+    KeyArn {
+        /// Region named in the ARN.
+        region: String,
+        /// Account named in the ARN.
+        account: String,
+        /// The key.
+        key: KeyId,
+    },
+    /// An alias name.
+    Alias(AliasName),
+    /// An alias ARN.
+    AliasArn {
+        /// Region named in the ARN.
+        region: String,
+        /// Account named in the ARN.
+        account: String,
+        /// The alias.
+        alias: AliasName,
+    },
+}
+
+impl KeyRef {
+    /// Parses the `KeyId` parameter of an AWS request.
+    pub fn parse(s: &str) -> Result<KeyRef, KmsError> {
+        if s.is_empty() || s.len() > 2048 {
+            return Err(KmsError::Validation(
+                "1 validation error detected: Value at 'keyId' failed to satisfy constraint: Member must have length between 1 and 2048".into(),
+            ));
+        }
+        if let Some(rest) = s.strip_prefix("arn:") {
+            // arn:<partition>:kms:<region>:<account>:<resource>
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            let invalid =
+                || KmsError::InvalidArn(format!("Invalid arn {}", truncate_for_message(s)));
+            if parts.len() != 5 || parts[1] != "kms" || parts[0].is_empty() {
+                return Err(invalid());
+            }
+            let (region, account, resource) = (parts[2], parts[3], parts[4]);
+            if region.is_empty() || account.is_empty() {
+                return Err(invalid());
+            }
+            if let Some(id) = resource.strip_prefix("key/") {
+                let key = KeyId::parse(id).ok_or_else(invalid)?;
+                return Ok(KeyRef::KeyArn {
+                    region: region.to_owned(),
+                    account: account.to_owned(),
+                    key,
+                });
+            }
+            if resource.starts_with("alias/") {
+                let alias = AliasName::parse_lookup(resource).map_err(|_| invalid())?;
+                return Ok(KeyRef::AliasArn {
+                    region: region.to_owned(),
+                    account: account.to_owned(),
+                    alias,
+                });
+            }
+            return Err(invalid());
+        }
+        if s.starts_with("alias/") {
+            return Ok(KeyRef::Alias(AliasName::parse_lookup(s)?));
+        }
+        KeyId::parse(s).map(KeyRef::Id).ok_or_else(|| {
+            KmsError::NotFound(format!("Invalid keyId '{}'", truncate_for_message(s)))
+        })
+    }
+}
+
+/// Shortens caller-supplied text before it is echoed in an error message.
+pub fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 128;
+    if s.len() <= MAX {
+        s.to_owned()
+    } else {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn parses_every_key_form() {
+        let key = KeyId::parse(ID).unwrap();
+        assert_eq!(KeyRef::parse(ID).unwrap(), KeyRef::Id(key));
+        assert_eq!(
+            KeyRef::parse(&format!("arn:aws:kms:us-east-1:111122223333:key/{ID}")).unwrap(),
+            KeyRef::KeyArn {
+                region: "us-east-1".into(),
+                account: "111122223333".into(),
+                key
+            }
+        );
+        assert!(matches!(
+            KeyRef::parse("alias/foo").unwrap(),
+            KeyRef::Alias(a) if a.as_str() == "alias/foo"
+        ));
+        assert!(matches!(
+            KeyRef::parse("arn:aws:kms:us-east-1:111122223333:alias/foo").unwrap(),
+            KeyRef::AliasArn { alias, .. } if alias.as_str() == "alias/foo"
+        ));
+    }
+
+    #[test]
+    fn rejects_malformed_key_forms() {
+        assert!(matches!(KeyRef::parse("nope"), Err(KmsError::NotFound(_))));
+        assert!(matches!(KeyRef::parse(""), Err(KmsError::Validation(_))));
+        assert!(matches!(
+            KeyRef::parse("arn:aws:kms:us-east-1:1:key/not-a-uuid"),
+            Err(KmsError::InvalidArn(_))
+        ));
+        assert!(matches!(
+            KeyRef::parse("arn:aws:s3:::bucket"),
+            Err(KmsError::InvalidArn(_))
+        ));
+        assert!(matches!(
+            KeyRef::parse(&"x".repeat(3000)),
+            Err(KmsError::Validation(_))
+        ));
+    }
+
+    #[test]
+    fn user_alias_rules() {
+        assert!(AliasName::parse_user("alias/ok-name_1").is_ok());
+        assert!(matches!(
+            AliasName::parse_user("alias_evs"),
+            Err(KmsError::InvalidAliasName(_))
+        ));
+        assert!(matches!(
+            AliasName::parse_user("alias/aws/s3"),
+            Err(KmsError::InvalidAliasName(_))
+        ));
+        assert!(matches!(
+            AliasName::parse_user("alias/"),
+            Err(KmsError::InvalidAliasName(_))
+        ));
+        assert!(matches!(
+            AliasName::parse_user("alias/sp ace"),
+            Err(KmsError::Validation(_))
+        ));
+    }
+
+    #[test]
+    fn account_ids_are_twelve_digits() {
+        let a = AccountId::from_random([255; 12]);
+        assert_eq!(a.as_str().len(), 12);
+        assert!(AccountId::parse(a.as_str()).is_ok());
+        assert!(AccountId::parse("12345").is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! The service object every operation hangs off, and the helpers the
+//! operations share: key resolution, state checks, compare-and-set updates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::error::KmsError;
+use crate::ids::{AccountId, AliasName, KeyId, KeyRef};
+use crate::model::{KeyRecord, KeyState};
+use crate::protector::{KeyBinding, KeyHandle, KeyProtector, SecretSealer, SecureRandom};
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+
+/// Service-wide settings.
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    /// The region in ARNs and SigV4 scopes, e.g. `us-east-1`.
+    pub region: String,
+    /// The ARN partition, `aws`.
+    pub partition: String,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        KmsConfig {
+            region: "us-east-1".into(),
+            partition: "aws".into(),
+        }
+    }
+}
+
+/// Who is calling: an authenticated principal acting for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The account the request acts for.
+    pub account_id: AccountId,
+    /// The authenticated principal (an access key id).
+    pub principal: String,
+}
+
+/// One page of a paginated listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Marker for the next page; `None` on the last page.
+    pub next_marker: Option<String>,
+}
+
+/// Default page size of list operations (AWS's default).
+pub const DEFAULT_PAGE: usize = 100;
+
+/// How many times a compare-and-set update is retried before giving up.
+const CAS_ATTEMPTS: usize = 16;
+
+/// The key management service: the seams plus the operations in [`crate::ops`].
+pub struct Kms {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) protectors: HashMap<String, Arc<dyn KeyProtector>>,
+    pub(crate) default_protector: Arc<dyn KeyProtector>,
+    pub(crate) sealer: Arc<dyn SecretSealer>,
+    pub(crate) random: Arc<dyn SecureRandom>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: KmsConfig,
+}
+
+/// The seams a [`Kms`] is built from.
+pub struct KmsParts {
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// The protector for software keys (origin `AWS_KMS`).
+    pub software_protector: Arc<dyn KeyProtector>,
+    /// Seals credential secrets under the root of trust.
+    pub sealer: Arc<dyn SecretSealer>,
+    /// Randomness.
+    pub random: Arc<dyn SecureRandom>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Settings.
+    pub config: KmsConfig,
+}
+
+impl Kms {
+    /// Assembles the service.
+    pub fn new(parts: KmsParts) -> Self {
+        let mut protectors = HashMap::new();
+        protectors.insert(
+            parts.software_protector.id().to_owned(),
+            parts.software_protector.clone(),
+        );
+        Kms {
+            store: parts.store,
+            protectors,
+            default_protector: parts.software_protector,
+            sealer: parts.sealer,
+            random: parts.random,
+            clock: parts.clock,
+            config: parts.config,
+        }
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &KmsConfig {
+        &self.config
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The ARN of a key.
+    pub fn key_arn(&self, account: &AccountId, key: &KeyId) -> String {
+        format!(
+            "arn:{}:kms:{}:{}:key/{}",
+            self.config.partition, self.config.region, account, key
+        )
+    }
+
+    /// The ARN of an alias.
+    pub fn alias_arn(&self, account: &AccountId, alias: &AliasName) -> String {
+        format!(
+            "arn:{}:kms:{}:{}:{}",
+            self.config.partition, self.config.region, account, alias
+        )
+    }
+
+    pub(crate) fn random_array<const N: usize>(&self) -> Result<[u8; N], KmsError> {
+        let mut out = [0u8; N];
+        self.random.fill(&mut out).map_err(KmsError::Protector)?;
+        Ok(out)
+    }
+
+    pub(crate) fn random_secret(&self, len: usize) -> Result<Secret, KmsError> {
+        let mut s = Secret::zeroed(len);
+        self.random
+            .fill(s.expose_mut())
+            .map_err(KmsError::Protector)?;
+        Ok(s)
+    }
+
+    /// Finds the key a caller names. Keys of other accounts, other regions
+    /// and unknown aliases are all `NotFound`.
+    pub(crate) async fn resolve(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
+    ) -> Result<KeyRecord, KmsError> {
+        let not_found =
+            || KmsError::NotFound(format!("Key '{}' does not exist", describe_ref(key_ref)));
+        let key_id = match key_ref {
+            KeyRef::Id(id) => *id,
+            KeyRef::KeyArn {
+                region,
+                account,
+                key,
+            } => {
+                if !self.arn_in_scope(caller, region, account) {
+                    return Err(not_found());
+                }
+                *key
+            }
+            KeyRef::Alias(alias) => self.alias_target(caller, alias, key_ref).await?,
+            KeyRef::AliasArn {
+                region,
+                account,
+                alias,
+            } => {
+                if !self.arn_in_scope(caller, region, account) {
+                    return Err(not_found());
+                }
+                self.alias_target(caller, alias, key_ref).await?
+            }
+        };
+        self.store
+            .get_key(&caller.account_id, &key_id)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    fn arn_in_scope(&self, caller: &Caller, region: &str, account: &str) -> bool {
+        region == self.config.region && account == caller.account_id.as_str()
+    }
+
+    async fn alias_target(
+        &self,
+        caller: &Caller,
+        alias: &AliasName,
+        key_ref: &KeyRef,
+    ) -> Result<KeyId, KmsError> {
+        self.store
+            .get_alias(&caller.account_id, alias)
+            .await?
+            .map(|a| a.target)
+            .ok_or_else(|| {
+                KmsError::NotFound(format!("Alias '{}' is not found.", describe_ref(key_ref)))
+            })
+    }
+
+    /// Refuses cryptographic use of a key that is not enabled.
+    pub(crate) fn require_usable(&self, key: &KeyRecord) -> Result<(), KmsError> {
+        let arn = || self.key_arn(&key.account_id, &key.key_id);
+        match key.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::Disabled(format!("{} is disabled.", arn()))),
+            KeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
+                "{} is pending deletion.",
+                arn()
+            ))),
+            KeyState::PendingImport => Err(KmsError::InvalidState(format!(
+                "{} is pending import.",
+                arn()
+            ))),
+        }
+    }
+
+    /// Refuses management of a key that is pending deletion.
+    pub(crate) fn require_not_pending_deletion(&self, key: &KeyRecord) -> Result<(), KmsError> {
+        if key.state == KeyState::PendingDeletion {
+            return Err(KmsError::InvalidState(format!(
+                "{} is pending deletion.",
+                self.key_arn(&key.account_id, &key.key_id)
+            )));
+        }
+        Ok(())
+    }
+
+    /// A handle for one version of a key.
+    pub(crate) fn handle(
+        &self,
+        key: &KeyRecord,
+        version: u32,
+    ) -> Result<Box<dyn KeyHandle>, KmsError> {
+        let v = key.version(version).ok_or(KmsError::InvalidCiphertext)?;
+        let protector = self.protectors.get(&v.protector).ok_or_else(|| {
+            KmsError::Protector(crate::protector::ProtectorError::Unavailable(format!(
+                "no key protector named {:?} is configured",
+                v.protector
+            )))
+        })?;
+        protector
+            .load(
+                KeyBinding {
+                    key_id: &key.key_id,
+                    version,
+                },
+                &v.material,
+            )
+            .map_err(KmsError::Protector)
+    }
+
+    /// Applies `change` to the key the caller names and stores it with a
+    /// compare-and-set on its revision, re-reading and retrying on conflict.
+    pub(crate) async fn update_key_with<F>(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
+        mut change: F,
+    ) -> Result<KeyRecord, KmsError>
+    where
+        F: FnMut(&Kms, &mut KeyRecord) -> Result<(), KmsError>,
+    {
+        for _ in 0..CAS_ATTEMPTS {
+            let mut key = self.resolve(caller, key_ref).await?;
+            let expected = key.revision;
+            change(self, &mut key)?;
+            key.revision = expected + 1;
+            match self.store.update_key(&key, expected).await {
+                Ok(()) => return Ok(key),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+}
+
+/// Parses a pagination limit the way AWS does (default 100, 1-1000 checked
+/// by the wire layer).
+pub(crate) fn page_limit(limit: Option<u32>) -> usize {
+    limit.map_or(DEFAULT_PAGE, |l| l as usize)
+}
+
+fn describe_ref(key_ref: &KeyRef) -> String {
+    match key_ref {
+        KeyRef::Id(id) => id.to_string(),
+        KeyRef::KeyArn {
+            region,
+            account,
+            key,
+        } => format!("arn:aws:kms:{region}:{account}:key/{key}"),
+        KeyRef::Alias(a) => a.to_string(),
+        KeyRef::AliasArn {
+            region,
+            account,
+            alias,
+        } => format!("arn:aws:kms:{region}:{account}:{alias}"),
+    }
+}

@@ -1,0 +1,27 @@
+//! Keywarden's domain crate.
+//!
+//! Everything here is pure logic over the seams it defines: [`store::Store`]
+//! (persistence), [`protector::KeyProtector`] (where key material lives),
+//! [`clock::Clock`] and [`protector::SecureRandom`]. The crate performs no I/O
+//! of its own and knows nothing about HTTP, JSON or SigV4; the server crate
+//! translates the AWS wire format into the request types of [`ops`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod ciphertext;
+pub mod clock;
+pub mod context;
+pub mod error;
+pub mod ids;
+pub mod kms;
+pub mod model;
+pub mod ops;
+pub mod protector;
+pub mod secret;
+pub mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::KmsError;
+pub use kms::{Caller, Kms, KmsConfig};

@@ -1,0 +1,165 @@
+//! Operator operations on accounts and their access keys. Not part of the
+//! AWS API; the `keywarden admin` commands call them.
+
+use crate::error::KmsError;
+use crate::ids::AccountId;
+use crate::kms::Kms;
+use crate::model::{Account, Credential, CredentialStatus};
+use crate::secret::Secret;
+use crate::store::StoreError;
+
+const AKID_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// A newly issued access key. The secret is shown once, to the operator.
+pub struct IssuedCredential {
+    /// The account.
+    pub account_id: AccountId,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: Secret,
+}
+
+impl std::fmt::Debug for IssuedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCredential")
+            .field("account_id", &self.account_id)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn credential_aad(access_key_id: &str) -> Vec<u8> {
+    let mut aad = b"keywarden/credential/v1/".to_vec();
+    aad.extend_from_slice(access_key_id.as_bytes());
+    aad
+}
+
+impl Kms {
+    /// Creates an account with one access key.
+    pub async fn create_account(&self, name: &str) -> Result<IssuedCredential, KmsError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 256 {
+            return Err(KmsError::Validation(
+                "account name must be 1-256 characters".into(),
+            ));
+        }
+        for _ in 0..8 {
+            let account = Account {
+                account_id: AccountId::from_random(self.random_array()?),
+                name: name.to_owned(),
+                created_at: self.clock.now(),
+            };
+            match self.store.create_account(&account).await {
+                Ok(()) => return self.create_credential(&account.account_id).await,
+                Err(StoreError::AlreadyExists) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::AlreadyExists.into())
+    }
+
+    /// Issues another access key for an existing account.
+    pub async fn create_credential(
+        &self,
+        account_id: &AccountId,
+    ) -> Result<IssuedCredential, KmsError> {
+        if self.store.get_account(account_id).await?.is_none() {
+            return Err(KmsError::NotFound(format!(
+                "account {account_id} does not exist"
+            )));
+        }
+        for _ in 0..8 {
+            let raw: [u8; 16] = self.random_array()?;
+            let access_key_id: String = "AKIA"
+                .chars()
+                .chain(
+                    raw.iter()
+                        .map(|b| char::from(AKID_ALPHABET[usize::from(b % 32)])),
+                )
+                .collect();
+            let secret_raw = self.random_secret(40)?;
+            let secret = Secret::new(
+                secret_raw
+                    .expose()
+                    .iter()
+                    .map(|b| SECRET_ALPHABET[usize::from(b % 64)])
+                    .collect(),
+            );
+            let sealed_secret = self
+                .sealer
+                .seal(&credential_aad(&access_key_id), secret.expose())
+                .map_err(KmsError::Protector)?;
+            let credential = Credential {
+                access_key_id: access_key_id.clone(),
+                account_id: account_id.clone(),
+                sealed_secret,
+                status: CredentialStatus::Active,
+                created_at: self.clock.now(),
+            };
+            match self.store.create_credential(&credential).await {
+                Ok(()) => {
+                    return Ok(IssuedCredential {
+                        account_id: account_id.clone(),
+                        access_key_id,
+                        secret_access_key: secret,
+                    })
+                }
+                Err(StoreError::AlreadyExists) => continue,
+                Err(StoreError::MissingReference) => {
+                    return Err(KmsError::NotFound(format!(
+                        "account {account_id} does not exist"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::AlreadyExists.into())
+    }
+
+    /// Revokes an access key; it stops authenticating at once.
+    pub async fn revoke_credential(&self, access_key_id: &str) -> Result<(), KmsError> {
+        if self.store.revoke_credential(access_key_id).await? {
+            Ok(())
+        } else {
+            Err(KmsError::NotFound(format!(
+                "access key {} does not exist",
+                crate::ids::truncate_for_message(access_key_id)
+            )))
+        }
+    }
+
+    /// Every account.
+    pub async fn list_accounts(&self) -> Result<Vec<Account>, KmsError> {
+        Ok(self.store.list_accounts().await?)
+    }
+
+    /// Access keys of one account or of all.
+    pub async fn list_credentials(
+        &self,
+        account: Option<&AccountId>,
+    ) -> Result<Vec<Credential>, KmsError> {
+        Ok(self.store.list_credentials(account).await?)
+    }
+
+    /// The account and secret of an active access key, for SigV4
+    /// verification; `None` if the key is unknown or revoked.
+    pub async fn credential_secret(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<(AccountId, Secret)>, KmsError> {
+        let Some(c) = self.store.get_credential(access_key_id).await? else {
+            return Ok(None);
+        };
+        if c.status != CredentialStatus::Active {
+            return Ok(None);
+        }
+        let secret = self
+            .sealer
+            .unseal(&credential_aad(access_key_id), &c.sealed_secret)
+            .map_err(KmsError::Protector)?;
+        Ok(Some((c.account_id, secret)))
+    }
+}

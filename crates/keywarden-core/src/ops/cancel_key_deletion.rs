@@ -1,0 +1,29 @@
+//! CancelKeyDeletion.
+
+use crate::error::KmsError;
+use crate::ids::KeyRef;
+use crate::kms::{Caller, Kms};
+use crate::model::{KeyRecord, KeyState};
+
+impl Kms {
+    /// Cancels a scheduled deletion; the key comes back Disabled, as in AWS.
+    pub async fn cancel_key_deletion(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
+    ) -> Result<KeyRecord, KmsError> {
+        self.update_key_with(caller, key_ref, |kms, key| {
+            if key.state != KeyState::PendingDeletion {
+                return Err(KmsError::InvalidState(format!(
+                    "{} is not pending deletion.",
+                    kms.key_arn(&key.account_id, &key.key_id)
+                )));
+            }
+            key.state = KeyState::Disabled;
+            key.deletion_date = None;
+            key.pending_window_days = None;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,101 @@
+//! CreateKey: a new symmetric customer master key.
+
+use crate::error::KmsError;
+use crate::ids::KeyId;
+use crate::kms::{Caller, Kms};
+use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, Tag};
+use crate::ops::tag_resource::validate_tags;
+use crate::protector::KeyBinding;
+use crate::store::StoreError;
+
+/// Longest key description AWS accepts.
+pub const MAX_DESCRIPTION: usize = 8192;
+
+/// What the caller asked for.
+#[derive(Debug, Clone)]
+pub struct CreateKeyRequest {
+    /// Description, 0-8192 characters.
+    pub description: String,
+    /// Where the material comes from.
+    pub origin: Origin,
+    /// Initial tags.
+    pub tags: Vec<Tag>,
+    /// Key policy document, kept as given.
+    pub policy: Option<String>,
+}
+
+impl Kms {
+    /// Creates a customer master key with freshly generated material.
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        req: CreateKeyRequest,
+    ) -> Result<KeyRecord, KmsError> {
+        if req.description.chars().count() > MAX_DESCRIPTION {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to {MAX_DESCRIPTION}"
+            )));
+        }
+        match req.origin {
+            Origin::AwsKms => {}
+            Origin::External => {
+                return Err(KmsError::Unsupported(
+                    "Keys with imported key material (Origin EXTERNAL) are not supported yet"
+                        .into(),
+                ))
+            }
+            Origin::AwsCloudHsm => {
+                return Err(KmsError::Unsupported(
+                    "Keys in a custom key store (Origin AWS_CLOUDHSM) are not supported yet".into(),
+                ))
+            }
+        }
+        validate_tags(&req.tags)?;
+        let mut tags: Vec<Tag> = Vec::new();
+        for t in req.tags {
+            match tags.iter_mut().find(|e| e.key == t.key) {
+                Some(existing) => existing.value = t.value,
+                None => tags.push(t),
+            }
+        }
+        let now = self.clock.now();
+        // A collision of 122 random bits is not expected; retry once anyway
+        // rather than fail the request.
+        for _ in 0..2 {
+            let key_id = KeyId::from_random(self.random_array()?);
+            let material = self
+                .default_protector
+                .generate(KeyBinding {
+                    key_id: &key_id,
+                    version: 1,
+                })
+                .map_err(KmsError::Protector)?;
+            let key = KeyRecord {
+                key_id,
+                account_id: caller.account_id.clone(),
+                revision: 1,
+                description: req.description.clone(),
+                state: KeyState::Enabled,
+                origin: Origin::AwsKms,
+                key_manager: KeyManager::Customer,
+                created_at: now,
+                deletion_date: None,
+                pending_window_days: None,
+                tags: tags.clone(),
+                policy: req.policy.clone(),
+                versions: vec![KeyVersion {
+                    version: 1,
+                    protector: self.default_protector.id().to_owned(),
+                    material,
+                    created_at: now,
+                }],
+            };
+            match self.store.insert_key(&key).await {
+                Ok(()) => return Ok(key),
+                Err(StoreError::AlreadyExists) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::AlreadyExists.into())
+    }
+}

@@ -1,0 +1,58 @@
+//! Decrypt.
+
+use crate::ciphertext;
+use crate::context::EncryptionContext;
+use crate::error::KmsError;
+use crate::ids::KeyRef;
+use crate::kms::{Caller, Kms};
+use crate::model::KeyRecord;
+use crate::secret::Secret;
+
+impl Kms {
+    /// Decrypts a blob. The key comes from the blob; if the caller names a
+    /// key too, it must be that key (`IncorrectKeyException` otherwise). A
+    /// blob whose key the caller does not own is `InvalidCiphertext`, so a
+    /// foreign blob reveals nothing about other accounts.
+    pub async fn decrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        context: &EncryptionContext,
+        key_ref: Option<&KeyRef>,
+        dry_run: bool,
+    ) -> Result<(KeyRecord, Secret), KmsError> {
+        let (key, plaintext) = self.open_blob(caller, blob, context, key_ref).await?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        Ok((key, plaintext))
+    }
+
+    /// Shared by Decrypt and ReEncrypt.
+    pub(crate) async fn open_blob(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        context: &EncryptionContext,
+        key_ref: Option<&KeyRef>,
+    ) -> Result<(KeyRecord, Secret), KmsError> {
+        let parsed = ciphertext::parse(blob)?;
+        if let Some(named) = key_ref {
+            let named = self.resolve(caller, named).await?;
+            if named.key_id != parsed.key_id {
+                return Err(KmsError::IncorrectKey(
+                    "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
+                ));
+            }
+        }
+        let key = self
+            .store
+            .get_key(&caller.account_id, &parsed.key_id)
+            .await?
+            .ok_or(KmsError::InvalidCiphertext)?;
+        self.require_usable(&key)?;
+        let handle = self.handle(&key, parsed.version)?;
+        let plaintext = ciphertext::open(handle.as_ref(), &parsed, context)?;
+        Ok((key, plaintext))
+    }
+}

@@ -1,0 +1,20 @@
+//! DeleteAlias.
+
+use crate::error::KmsError;
+use crate::ids::AliasName;
+use crate::kms::{Caller, Kms};
+
+impl Kms {
+    /// Deletes one of the caller's aliases. The key is not affected.
+    pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<(), KmsError> {
+        let name = AliasName::parse_user(name)?;
+        if self.store.delete_alias(&caller.account_id, &name).await? {
+            Ok(())
+        } else {
+            Err(KmsError::NotFound(format!(
+                "Alias {} is not found.",
+                self.alias_arn(&caller.account_id, &name)
+            )))
+        }
+    }
+}

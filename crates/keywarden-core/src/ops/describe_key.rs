@@ -1,0 +1,17 @@
+//! DescribeKey.
+
+use crate::error::KmsError;
+use crate::ids::KeyRef;
+use crate::kms::{Caller, Kms};
+use crate::model::KeyRecord;
+
+impl Kms {
+    /// The key's metadata, in any state.
+    pub async fn describe_key(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
+    ) -> Result<KeyRecord, KmsError> {
+        self.resolve(caller, key_ref).await
+    }
+}

@@ -1,0 +1,53 @@
+//! The deletion executor: destroys keys whose waiting period has ended.
+//! Not an AWS operation; the server runs it periodically.
+
+use crate::error::KmsError;
+use crate::store::{KeyQuery, StoreError};
+
+use crate::kms::Kms;
+
+/// Keys examined per batch.
+const BATCH: usize = 256;
+
+impl Kms {
+    /// Destroys every key pending deletion whose deletion date has passed and
+    /// returns how many were destroyed. Safe to run concurrently (on several
+    /// nodes): each destruction is a compare-and-set on the revision read,
+    /// so a key cancelled in between is left alone and no key is destroyed
+    /// twice.
+    pub async fn execute_due_deletions(&self) -> Result<usize, KmsError> {
+        let now = self.clock.now();
+        let mut destroyed = 0;
+        let mut after = None;
+        loop {
+            let due = self
+                .store
+                .list_keys(&KeyQuery {
+                    account: None,
+                    after,
+                    deletion_due_by: Some(now),
+                    limit: BATCH,
+                })
+                .await?;
+            let Some(last) = due.last() else { break };
+            after = Some(last.key_id);
+            let full = due.len() == BATCH;
+            for key in due {
+                match self
+                    .store
+                    .destroy_key(&key.account_id, &key.key_id, key.revision)
+                    .await
+                {
+                    Ok(()) => destroyed += 1,
+                    // Changed (cancelled) or destroyed by another node meanwhile.
+                    Err(StoreError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(destroyed)
+    }
+}

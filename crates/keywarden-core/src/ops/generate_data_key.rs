@@ -1,0 +1,54 @@
+//! GenerateDataKey and GenerateDataKeyWithoutPlaintext.
+
+use crate::context::EncryptionContext;
+use crate::error::KmsError;
+use crate::ids::KeyRef;
+use crate::kms::{Caller, Kms};
+use crate::model::KeyRecord;
+use crate::secret::Secret;
+
+/// Largest data key, in bytes.
+pub const MAX_DATA_KEY: usize = 1024;
+
+/// A generated data key.
+#[derive(Debug)]
+pub struct DataKey {
+    /// The key that encrypted it.
+    pub key: KeyRecord,
+    /// The data key itself.
+    pub plaintext: Secret,
+    /// The data key encrypted under `key`.
+    pub blob: Vec<u8>,
+}
+
+impl Kms {
+    /// Generates `len` random bytes (1-1024) and returns them with their
+    /// encryption under the key. The WithoutPlaintext variant is the same
+    /// call with the plaintext dropped by the wire layer.
+    pub async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
+        context: &EncryptionContext,
+        len: usize,
+        dry_run: bool,
+    ) -> Result<DataKey, KmsError> {
+        if len == 0 || len > MAX_DATA_KEY {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and {MAX_DATA_KEY}"
+            )));
+        }
+        let key = self.resolve(caller, key_ref).await?;
+        self.require_usable(&key)?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let plaintext = self.random_secret(len)?;
+        let blob = self.seal_with_current(&key, context, plaintext.expose())?;
+        Ok(DataKey {
+            key,
+            plaintext,
+            blob,
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! ReEncrypt.
+
+use crate::context::EncryptionContext;
+use crate::error::KmsError;
+use crate::ids::KeyRef;
+use crate::kms::{Caller, Kms};
+use crate::model::KeyRecord;
+
+/// What ReEncrypt produced.
+#[derive(Debug)]
+pub struct ReEncrypted {
+    /// The key that made the input blob.
+    pub source: KeyRecord,
+    /// The key of the new blob.
+    pub destination: KeyRecord,
+    /// The new blob.
+    pub blob: Vec<u8>,
+}
+
+impl Kms {
+    /// Decrypts a blob and encrypts its plaintext under another key (or the
+    /// newest version of the same key) without returning the plaintext.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        source_context: &EncryptionContext,
+        source_key: Option<&KeyRef>,
+        destination_key: &KeyRef,
+        destination_context: &EncryptionContext,
+        dry_run: bool,
+    ) -> Result<ReEncrypted, KmsError> {
+        let (source, plaintext) = self
+            .open_blob(caller, blob, source_context, source_key)
+            .await?;
+        let destination = self.resolve(caller, destination_key).await?;
+        self.require_usable(&destination)?;
+        if dry_run {
+            return Err(KmsError::DryRun);
+        }
+        let blob = self.seal_with_current(&destination, destination_context, plaintext.expose())?;
+        Ok(ReEncrypted {
+            source,
+            destination,
+            blob,
+        })
+    }
+}

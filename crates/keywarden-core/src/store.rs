@@ -1,0 +1,156 @@
+//! The store seam: where accounts, credentials, keys (wrapped material only)
+//! and aliases live. Backends: SQLite (`keywarden-store-sqlite`), later
+//! PostgreSQL.
+//!
+//! Every state change is one call, and every call is one transaction.
+//! Updates carry the revision the caller read (`expected_revision`); a
+//! backend applies the change only if the stored revision still equals it,
+//! and answers [`StoreError::Conflict`] otherwise. Callers re-read and retry.
+//!
+//! Keys and aliases are scoped by account: `update_key` and `destroy_key`
+//! answer [`StoreError::Conflict`] when the stored key belongs to another
+//! account than the record names, so an update can never move a key between
+//! accounts, and an alias may only point at a key of its own account.
+
+use async_trait::async_trait;
+
+use crate::clock::UnixMillis;
+use crate::ids::{AccountId, AliasName, KeyId};
+use crate::model::{Account, AliasRecord, Credential, KeyRecord};
+
+/// Failures of a store backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record changed since it was read (compare-and-set failed), or it
+    /// no longer exists.
+    #[error("the record was changed concurrently")]
+    Conflict,
+    /// A record with the same identity exists already.
+    #[error("the record exists already")]
+    AlreadyExists,
+    /// A record this one refers to does not exist (an alias's target key).
+    #[error("a referenced record does not exist")]
+    MissingReference,
+    /// The backend itself failed (I/O, corruption, connection loss).
+    #[error("backend failure: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Which keys to list.
+#[derive(Debug, Clone, Default)]
+pub struct KeyQuery {
+    /// Only keys of this account; `None` lists every account (operator use).
+    pub account: Option<AccountId>,
+    /// Only keys whose id sorts after this one (pagination).
+    pub after: Option<KeyId>,
+    /// Only keys pending deletion whose deletion date is at or before this.
+    pub deletion_due_by: Option<UnixMillis>,
+    /// At most this many keys.
+    pub limit: usize,
+}
+
+/// Keys and their versions.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Inserts a new key with all its versions; its revision is stored as given.
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+
+    /// The key with this id if it belongs to `account`.
+    async fn get_key(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Replaces the key's metadata and adds any versions not yet stored, if
+    /// the stored revision equals `expected_revision`; the stored revision
+    /// becomes `key.revision`, which must be greater. Versions are never
+    /// removed or changed by an update.
+    async fn update_key(&self, key: &KeyRecord, expected_revision: u64) -> Result<(), StoreError>;
+
+    /// Keys matching `query`, ordered by key id.
+    async fn list_keys(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Removes the key, all its versions and every alias pointing at it, if
+    /// the stored revision equals `expected_revision` (crypto-shredding).
+    async fn destroy_key(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+        expected_revision: u64,
+    ) -> Result<(), StoreError>;
+}
+
+/// Aliases.
+#[async_trait]
+pub trait AliasStore: Send + Sync {
+    /// Creates the alias; [`StoreError::AlreadyExists`] if the name is taken in
+    /// the account, [`StoreError::MissingReference`] if the target key is gone.
+    async fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError>;
+
+    /// The alias of that name in the account.
+    async fn get_alias(
+        &self,
+        account: &AccountId,
+        name: &AliasName,
+    ) -> Result<Option<AliasRecord>, StoreError>;
+
+    /// Re-points the alias if its stored revision equals `expected_revision`.
+    async fn update_alias(
+        &self,
+        alias: &AliasRecord,
+        expected_revision: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the alias; `false` if it did not exist.
+    async fn delete_alias(&self, account: &AccountId, name: &AliasName)
+        -> Result<bool, StoreError>;
+
+    /// The account's aliases ordered by name, optionally only those pointing
+    /// at `target`, starting after the name `after`, at most `limit`.
+    async fn list_aliases(
+        &self,
+        account: &AccountId,
+        target: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError>;
+}
+
+/// Tenant accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates an account; [`StoreError::AlreadyExists`] if the id is taken.
+    async fn create_account(&self, account: &Account) -> Result<(), StoreError>;
+
+    /// The account with this id.
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+
+    /// Every account, ordered by id.
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
+}
+
+/// Access keys.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// Stores a new credential; [`StoreError::AlreadyExists`] if the access key
+    /// id is taken, [`StoreError::MissingReference`] if the account is unknown.
+    async fn create_credential(&self, credential: &Credential) -> Result<(), StoreError>;
+
+    /// The credential with this access key id, active or revoked.
+    async fn get_credential(&self, access_key_id: &str) -> Result<Option<Credential>, StoreError>;
+
+    /// Credentials of one account, or of all accounts, ordered by access key id.
+    async fn list_credentials(
+        &self,
+        account: Option<&AccountId>,
+    ) -> Result<Vec<Credential>, StoreError>;
+
+    /// Marks the credential revoked; `false` if it did not exist.
+    async fn revoke_credential(&self, access_key_id: &str) -> Result<bool, StoreError>;
+}
+
+/// Everything Keywarden persists.
+pub trait Store: KeyStore + AliasStore + AccountStore + CredentialStore {}
+
+impl<T: KeyStore + AliasStore + AccountStore + CredentialStore> Store for T {}
