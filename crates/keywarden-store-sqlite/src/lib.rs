@@ -1,0 +1,737 @@
+//! Keywarden's embedded store: one SQLite database file in the data directory.
+//!
+//! [`SqliteStore`] implements the store seam of `keywarden-core`
+//! ([`KeyStore`], [`AliasStore`], [`AccountStore`], [`CredentialStore`]).
+//! Every trait method is one SQLite transaction, run on Tokio's blocking pool
+//! so the async executor never waits on disk I/O:
+//!
+//! * writes go through a single writer connection and take the write lock up
+//!   front (`BEGIN IMMEDIATE`), so a transaction that has started never fails
+//!   half-way because another connection or process wrote in between;
+//! * reads go through a small pool of read-only connections; in WAL mode they
+//!   neither block nor are blocked by the writer, and each read transaction
+//!   sees everything committed before it began.
+//!
+//! The file may be opened by several processes at once (the server and the
+//! `keywarden admin` CLI): SQLite's file locks serialize writers across
+//! processes, and the busy timeout makes a writer wait for the lock instead of
+//! failing.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod rows;
+mod schema;
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use keywarden_core::ids::{AccountId, AliasName, KeyId};
+use keywarden_core::model::{Account, AliasRecord, Credential, KeyRecord, KeyState, KeyVersion};
+use keywarden_core::store::{
+    AccountStore, AliasStore, CredentialStore, KeyQuery, KeyStore, StoreError,
+};
+use rusqlite::types::Value;
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
+
+use crate::error::{Fail, Invalid};
+use crate::rows::{
+    account_from_row, alias_from_row, check_versions, credential_from_row, decode_account,
+    decode_version, revision_to_sql, status_to_sql, version_from_row, KeyColumns, KeyRow,
+    ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, KEY_COLUMNS, VERSION_COLUMNS,
+};
+
+/// How long a connection waits for another connection's (or process's) lock
+/// before giving up with a backend error.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Read connections kept open next to the writer.
+const READERS: usize = 4;
+
+/// Prepared statements cached per connection (`list_keys` and `list_aliases`
+/// have a few variants each).
+const STATEMENT_CACHE: usize = 64;
+
+/// The embedded SQLite store. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("readers", &self.inner.readers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path` and brings its
+    /// schema up to date.
+    ///
+    /// The file is created with mode 0600 before SQLite touches it, and an
+    /// existing file (and its `-wal`/`-shm` companions) is tightened to 0600.
+    /// Every connection runs with `journal_mode=WAL`, `synchronous=FULL`,
+    /// `foreign_keys=ON`, `secure_delete=ON` and a 5 s busy timeout. Pending
+    /// migrations are applied in one transaction; a database written by a
+    /// newer schema version is refused. Blocking: call it at start-up, or
+    /// from `spawn_blocking`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_inner(path).map_err(|Fail(e)| e)
+    }
+
+    fn open_inner(path: &Path) -> Result<SqliteStore, Fail> {
+        prepare_file(path).map_err(backend)?;
+        let mut writer = connect(path, false)?;
+        retry_while_busy(|| {
+            let mode: String =
+                writer.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                // SQLite answers the old mode when it could not switch.
+                return Ok(false);
+            }
+            schema::migrate(&mut writer)?;
+            Ok(true)
+        })?;
+        let readers = (0..READERS)
+            .map(|_| connect(path, true).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Runs `f` inside one write transaction on the writer connection, off
+    /// the async executor. The transaction commits if `f` succeeds and rolls
+    /// back otherwise.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, Fail> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let mut conn = lock(&inner.writer);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` inside one read transaction (a consistent snapshot) on a
+    /// read connection, off the async executor.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, Fail> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let mut conn = inner.reader();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl Inner {
+    /// An idle read connection if there is one, else waits for one (chosen
+    /// round-robin so waiters spread over the pool).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        lock(&self.readers[start])
+    }
+}
+
+/// Runs `setup` until it reports success (`Ok(true)`), retrying while it
+/// fails because another connection holds a lock or reports that it could
+/// not switch the file to WAL mode (`Ok(false)`).
+///
+/// Needed when several processes open a new file at once: switching it to
+/// WAL needs an exclusive lock, and SQLite answers `SQLITE_BUSY` at once,
+/// without consulting the busy timeout, where waiting could deadlock.
+/// Migrations are one transaction and the WAL switch is idempotent, so a
+/// retry is safe. Gives up after [`BUSY_TIMEOUT`].
+fn retry_while_busy(mut setup: impl FnMut() -> Result<bool, Fail>) -> Result<(), Fail> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let failure = match setup() {
+            Ok(true) => return Ok(()),
+            Ok(false) => Fail::from(Invalid::new(
+                "the database could not be switched to WAL mode",
+            )),
+            Err(e) if e.is_busy() => e,
+            Err(e) => return Err(e),
+        };
+        if Instant::now() >= deadline {
+            return Err(failure);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Locks a connection. A panic while it was held cannot leave a transaction
+/// open (rusqlite rolls back when a `Transaction` is dropped during
+/// unwinding), so a poisoned connection is still fine to use.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs blocking SQLite work on Tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Fail> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|Fail(e)| e),
+        Err(join) => Err(StoreError::Backend(Box::new(join))),
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Fail {
+    Fail(StoreError::Backend(Box::new(e)))
+}
+
+/// Creates the database file with mode 0600 if it is missing and tightens an
+/// existing one (and its WAL companions, if present) to 0600.
+fn prepare_file(path: &Path) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.as_os_str().to_owned();
+            companion.push(suffix);
+            match std::fs::set_permissions(&companion, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    drop(file);
+    Ok(())
+}
+
+/// Opens one connection to an existing file and applies the per-connection
+/// settings. (`journal_mode` is a property of the file and is set once, by
+/// the writer.)
+fn connect(path: &Path, read_only: bool) -> Result<Connection, Fail> {
+    // No CREATE (the file was made by `prepare_file` with the right mode) and
+    // no URI interpretation of the path.
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // FULL: a committed transaction survives power loss, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Overwrite deleted content, so a destroyed key's (wrapped) material does
+    // not linger in free pages of the database file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    if read_only {
+        conn.pragma_update(None, "query_only", "ON")?;
+    }
+    let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
+    if fk != 1 {
+        return Err(Invalid::new("this SQLite build does not enforce foreign keys").into());
+    }
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// A request the store refuses to carry out.
+fn invalid(message: &str) -> StoreError {
+    StoreError::Backend(Box::new(Invalid::new(message)))
+}
+
+/// Validates and encodes a key for writing: its `keys` row and its versions.
+fn encode_key(key: &KeyRecord) -> Result<(KeyColumns, Vec<KeyVersion>), Fail> {
+    check_versions(key)?;
+    Ok((KeyColumns::encode(key)?, key.versions.clone()))
+}
+
+/// Converts a page size to an SQL `LIMIT`.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Loads the versions of the key in `row` and decodes it.
+fn load_key(tx: &Transaction<'_>, row: KeyRow) -> Result<KeyRecord, Fail> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM key_versions WHERE key_id = ?1 ORDER BY version"
+    ))?;
+    let versions = stmt
+        .query_map([row.key_id()], version_from_row)?
+        .map(|r| decode_version(r?))
+        .collect::<Result<Vec<_>, Fail>>()?;
+    row.decode(versions)
+}
+
+/// Inserts the versions that are not stored yet; stored ones stay as they are.
+fn insert_versions(
+    tx: &Transaction<'_>,
+    key_id: &str,
+    versions: &[KeyVersion],
+) -> Result<(), Fail> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO key_versions (key_id, version, protector, material, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (key_id, version) DO NOTHING",
+    )?;
+    for v in versions {
+        stmt.execute(params![
+            key_id,
+            v.version,
+            v.protector,
+            v.material,
+            v.created_at.0
+        ])?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let (cols, versions) = encode_key(key).map_err(|Fail(e)| e)?;
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO keys (key_id, account_id, revision, state, deletion_date, meta)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                cols.key_id,
+                cols.account_id,
+                cols.revision,
+                cols.state,
+                cols.deletion_date,
+                cols.meta
+            ])?;
+            insert_versions(tx, &cols.key_id, &versions)
+        })
+        .await
+    }
+
+    async fn get_key(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let account = account.as_str().to_owned();
+        let key_id = key.to_string();
+        self.read(move |tx| {
+            let row = tx
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1 AND account_id = ?2"
+                ))?
+                .query_row([&key_id, &account], KeyRow::from_row)
+                .optional()?;
+            row.map(|row| load_key(tx, row)).transpose()
+        })
+        .await
+    }
+
+    async fn update_key(&self, key: &KeyRecord, expected_revision: u64) -> Result<(), StoreError> {
+        if key.revision <= expected_revision {
+            return Err(invalid(
+                "update_key: the new revision must exceed the expected one",
+            ));
+        }
+        // No stored revision exceeds i64::MAX, so such an expectation can
+        // never match.
+        let Ok(expected) = i64::try_from(expected_revision) else {
+            return Err(StoreError::Conflict);
+        };
+        let (cols, versions) = encode_key(key).map_err(|Fail(e)| e)?;
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE keys SET revision = ?1, state = ?2, deletion_date = ?3, meta = ?4
+                     WHERE key_id = ?5 AND account_id = ?6 AND revision = ?7",
+                )?
+                .execute(params![
+                    cols.revision,
+                    cols.state,
+                    cols.deletion_date,
+                    cols.meta,
+                    cols.key_id,
+                    cols.account_id,
+                    expected
+                ])?;
+            if changed == 0 {
+                return Err(StoreError::Conflict.into());
+            }
+            insert_versions(tx, &cols.key_id, &versions)
+        })
+        .await
+    }
+
+    async fn list_keys(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut values = Vec::new();
+        if let Some(account) = &query.account {
+            values.push(Value::Text(account.as_str().to_owned()));
+            conditions.push(format!("account_id = ?{}", values.len()));
+        }
+        if let Some(after) = &query.after {
+            values.push(Value::Text(after.to_string()));
+            conditions.push(format!("key_id > ?{}", values.len()));
+        }
+        if let Some(due) = query.deletion_due_by {
+            values.push(Value::Text(KeyState::PendingDeletion.as_str().to_owned()));
+            values.push(Value::Integer(due.0));
+            conditions.push(format!(
+                "state = ?{} AND deletion_date <= ?{}",
+                values.len() - 1,
+                values.len()
+            ));
+        }
+        values.push(Value::Integer(sql_limit(query.limit)));
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys {filter} ORDER BY key_id LIMIT ?{}",
+            values.len()
+        );
+        self.read(move |tx| {
+            let rows = tx
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(values), KeyRow::from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(|row| load_key(tx, row)).collect()
+        })
+        .await
+    }
+
+    async fn destroy_key(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+        expected_revision: u64,
+    ) -> Result<(), StoreError> {
+        let account = account.as_str().to_owned();
+        let key_id = key.to_string();
+        self.write(move |tx| {
+            let stored: Option<i64> = tx
+                .prepare_cached("SELECT revision FROM keys WHERE key_id = ?1 AND account_id = ?2")?
+                .query_row([&key_id, &account], |row| row.get(0))
+                .optional()?;
+            if stored.and_then(|r| u64::try_from(r).ok()) != Some(expected_revision) {
+                return Err(StoreError::Conflict.into());
+            }
+            // The foreign keys cascade too; deleting explicitly keeps
+            // crypto-shredding independent of that.
+            tx.prepare_cached("DELETE FROM aliases WHERE account_id = ?1 AND key_id = ?2")?
+                .execute([&account, &key_id])?;
+            tx.prepare_cached("DELETE FROM key_versions WHERE key_id = ?1")?
+                .execute([&key_id])?;
+            tx.prepare_cached("DELETE FROM keys WHERE key_id = ?1")?
+                .execute([&key_id])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AliasStore for SqliteStore {
+    async fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError> {
+        let alias = alias.clone();
+        self.write(move |tx| {
+            let revision = revision_to_sql(alias.revision)?;
+            // The composite foreign key (account_id, key_id) answers
+            // MissingReference for a target that is missing or belongs to
+            // another account.
+            tx.prepare_cached(
+                "INSERT INTO aliases (account_id, name, key_id, created_at, updated_at, revision)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                alias.account_id.as_str(),
+                alias.name.as_str(),
+                alias.target.to_string(),
+                alias.created_at.0,
+                alias.updated_at.0,
+                revision
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_alias(
+        &self,
+        account: &AccountId,
+        name: &AliasName,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        let account = account.as_str().to_owned();
+        let name = name.as_str().to_owned();
+        self.read(move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {ALIAS_COLUMNS} FROM aliases WHERE account_id = ?1 AND name = ?2"
+            ))?
+            .query_row([&account, &name], alias_from_row)
+            .optional()?
+            .map(|row| row.decode())
+            .transpose()
+        })
+        .await
+    }
+
+    async fn update_alias(
+        &self,
+        alias: &AliasRecord,
+        expected_revision: u64,
+    ) -> Result<(), StoreError> {
+        if alias.revision <= expected_revision {
+            return Err(invalid(
+                "update_alias: the new revision must exceed the expected one",
+            ));
+        }
+        let Ok(expected) = i64::try_from(expected_revision) else {
+            return Err(StoreError::Conflict);
+        };
+        let revision =
+            revision_to_sql(alias.revision).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let alias = alias.clone();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE aliases SET key_id = ?1, updated_at = ?2, revision = ?3
+                     WHERE account_id = ?4 AND name = ?5 AND revision = ?6",
+                )?
+                .execute(params![
+                    alias.target.to_string(),
+                    alias.updated_at.0,
+                    revision,
+                    alias.account_id.as_str(),
+                    alias.name.as_str(),
+                    expected
+                ])?;
+            if changed == 0 {
+                return Err(StoreError::Conflict.into());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_alias(
+        &self,
+        account: &AccountId,
+        name: &AliasName,
+    ) -> Result<bool, StoreError> {
+        let account = account.as_str().to_owned();
+        let name = name.as_str().to_owned();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached("DELETE FROM aliases WHERE account_id = ?1 AND name = ?2")?
+                .execute([&account, &name])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn list_aliases(
+        &self,
+        account: &AccountId,
+        target: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
+        let mut values = vec![Value::Text(account.as_str().to_owned())];
+        let mut filter = String::from("account_id = ?1");
+        if let Some(target) = target {
+            values.push(Value::Text(target.to_string()));
+            filter.push_str(&format!(" AND key_id = ?{}", values.len()));
+        }
+        if let Some(after) = after {
+            values.push(Value::Text(after.to_owned()));
+            filter.push_str(&format!(" AND name > ?{}", values.len()));
+        }
+        values.push(Value::Integer(sql_limit(limit)));
+        let sql = format!(
+            "SELECT {ALIAS_COLUMNS} FROM aliases WHERE {filter} ORDER BY name LIMIT ?{}",
+            values.len()
+        );
+        self.read(move |tx| {
+            let rows = tx
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(values), alias_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(|row| row.decode()).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_account(&self, account: &Account) -> Result<(), StoreError> {
+        let account = account.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO accounts (account_id, name, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![
+                account.account_id.as_str(),
+                account.name,
+                account.created_at.0
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.read(move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ?1"
+            ))?
+            .query_row([&id], account_from_row)
+            .optional()?
+            .map(decode_account)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.read(move |tx| {
+            let rows = tx
+                .prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY account_id"
+                ))?
+                .query_map([], account_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(decode_account).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CredentialStore for SqliteStore {
+    async fn create_credential(&self, credential: &Credential) -> Result<(), StoreError> {
+        let credential = credential.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO credentials (access_key_id, account_id, sealed_secret, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                credential.access_key_id,
+                credential.account_id.as_str(),
+                credential.sealed_secret,
+                status_to_sql(credential.status),
+                credential.created_at.0
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_credential(&self, access_key_id: &str) -> Result<Option<Credential>, StoreError> {
+        let id = access_key_id.to_owned();
+        self.read(move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE access_key_id = ?1"
+            ))?
+            .query_row([&id], credential_from_row)
+            .optional()?
+            .map(|row| row.decode())
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_credentials(
+        &self,
+        account: Option<&AccountId>,
+    ) -> Result<Vec<Credential>, StoreError> {
+        let account = account.map(|a| a.as_str().to_owned());
+        self.read(move |tx| {
+            let rows = match &account {
+                Some(account) => tx
+                    .prepare_cached(&format!(
+                        "SELECT {CREDENTIAL_COLUMNS} FROM credentials
+                         WHERE account_id = ?1 ORDER BY access_key_id"
+                    ))?
+                    .query_map([account], credential_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => tx
+                    .prepare_cached(&format!(
+                        "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY access_key_id"
+                    ))?
+                    .query_map([], credential_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            rows.into_iter().map(|row| row.decode()).collect()
+        })
+        .await
+    }
+
+    async fn revoke_credential(&self, access_key_id: &str) -> Result<bool, StoreError> {
+        let id = access_key_id.to_owned();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached("UPDATE credentials SET status = ?1 WHERE access_key_id = ?2")?
+                .execute(params![
+                    status_to_sql(keywarden_core::model::CredentialStatus::Revoked),
+                    id
+                ])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+}

@@ -1,0 +1,310 @@
+//! Row types and their conversions to and from the domain records. Private
+//! to the crate: the domain never sees how a record is laid out on disk.
+
+use keywarden_core::clock::UnixMillis;
+use keywarden_core::ids::{AccountId, AliasName, KeyId};
+use keywarden_core::model::{
+    Account, AliasRecord, Credential, CredentialStatus, KeyManager, KeyRecord, KeyState,
+    KeyVersion, Origin, Tag,
+};
+use rusqlite::Row;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Fail, Invalid};
+
+/// The `keys.meta` JSON column, as written: every `KeyRecord` field that is
+/// neither queried nor part of the compare-and-set.
+#[derive(Serialize)]
+struct MetaOut<'a> {
+    description: &'a str,
+    origin: Origin,
+    key_manager: KeyManager,
+    created_at: UnixMillis,
+    pending_window_days: Option<u32>,
+    tags: &'a [Tag],
+    policy: Option<&'a str>,
+}
+
+/// The `keys.meta` JSON column, as read.
+#[derive(Deserialize)]
+struct MetaIn {
+    description: String,
+    origin: Origin,
+    key_manager: KeyManager,
+    created_at: UnixMillis,
+    #[serde(default)]
+    pending_window_days: Option<u32>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    policy: Option<String>,
+}
+
+/// The columns of `keys` a key record is written to.
+pub(crate) struct KeyColumns {
+    pub(crate) key_id: String,
+    pub(crate) account_id: String,
+    pub(crate) revision: i64,
+    pub(crate) state: &'static str,
+    pub(crate) deletion_date: Option<i64>,
+    pub(crate) meta: String,
+}
+
+impl KeyColumns {
+    /// Encodes a key record's own row (its versions go to `key_versions`).
+    pub(crate) fn encode(key: &KeyRecord) -> Result<KeyColumns, Fail> {
+        let meta = serde_json::to_string(&MetaOut {
+            description: &key.description,
+            origin: key.origin,
+            key_manager: key.key_manager,
+            created_at: key.created_at,
+            pending_window_days: key.pending_window_days,
+            tags: &key.tags,
+            policy: key.policy.as_deref(),
+        })?;
+        Ok(KeyColumns {
+            key_id: key.key_id.to_string(),
+            account_id: key.account_id.as_str().to_owned(),
+            revision: revision_to_sql(key.revision)?,
+            state: key.state.as_str(),
+            deletion_date: key.deletion_date.map(|d| d.0),
+            meta,
+        })
+    }
+}
+
+/// A `keys` row as read, not yet decoded.
+pub(crate) struct KeyRow {
+    key_id: String,
+    account_id: String,
+    revision: i64,
+    state: String,
+    deletion_date: Option<i64>,
+    meta: String,
+}
+
+/// The column list [`KeyRow::from_row`] expects.
+pub(crate) const KEY_COLUMNS: &str = "key_id, account_id, revision, state, deletion_date, meta";
+
+impl KeyRow {
+    /// Reads the columns named by [`KEY_COLUMNS`], in that order.
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<KeyRow> {
+        Ok(KeyRow {
+            key_id: row.get(0)?,
+            account_id: row.get(1)?,
+            revision: row.get(2)?,
+            state: row.get(3)?,
+            deletion_date: row.get(4)?,
+            meta: row.get(5)?,
+        })
+    }
+
+    /// The stored key id, to look its versions up by.
+    pub(crate) fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Decodes the row into a record carrying `versions`.
+    pub(crate) fn decode(self, versions: Vec<KeyVersion>) -> Result<KeyRecord, Fail> {
+        let meta: MetaIn = serde_json::from_str(&self.meta)?;
+        Ok(KeyRecord {
+            key_id: decode_key_id(&self.key_id)?,
+            account_id: decode_account_id(&self.account_id)?,
+            revision: u64::try_from(self.revision)
+                .map_err(|_| Invalid::new("stored key revision is negative"))?,
+            description: meta.description,
+            state: decode_state(&self.state)?,
+            origin: meta.origin,
+            key_manager: meta.key_manager,
+            created_at: meta.created_at,
+            deletion_date: self.deletion_date.map(UnixMillis),
+            pending_window_days: meta.pending_window_days,
+            tags: meta.tags,
+            policy: meta.policy,
+            versions,
+        })
+    }
+}
+
+/// The column list [`version_from_row`] expects.
+pub(crate) const VERSION_COLUMNS: &str = "version, protector, material, created_at";
+
+/// Reads one `key_versions` row; the version number is checked by
+/// [`decode_version`].
+pub(crate) fn version_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, KeyVersionRest)> {
+    Ok((
+        row.get(0)?,
+        KeyVersionRest {
+            protector: row.get(1)?,
+            material: row.get(2)?,
+            created_at: row.get(3)?,
+        },
+    ))
+}
+
+/// A version row apart from its number.
+pub(crate) struct KeyVersionRest {
+    protector: String,
+    material: Vec<u8>,
+    created_at: i64,
+}
+
+/// Decodes a version row read by [`version_from_row`].
+pub(crate) fn decode_version((version, rest): (i64, KeyVersionRest)) -> Result<KeyVersion, Fail> {
+    Ok(KeyVersion {
+        version: u32::try_from(version)
+            .map_err(|_| Invalid::new("stored key version number is out of range"))?,
+        protector: rest.protector,
+        material: rest.material,
+        created_at: UnixMillis(rest.created_at),
+    })
+}
+
+/// The column list [`alias_from_row`] expects.
+pub(crate) const ALIAS_COLUMNS: &str = "account_id, name, key_id, created_at, updated_at, revision";
+
+/// An `aliases` row as read, not yet decoded.
+pub(crate) struct AliasRow {
+    account_id: String,
+    name: String,
+    key_id: String,
+    created_at: i64,
+    updated_at: i64,
+    revision: i64,
+}
+
+/// Reads the columns named by [`ALIAS_COLUMNS`].
+pub(crate) fn alias_from_row(row: &Row<'_>) -> rusqlite::Result<AliasRow> {
+    Ok(AliasRow {
+        account_id: row.get(0)?,
+        name: row.get(1)?,
+        key_id: row.get(2)?,
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
+        revision: row.get(5)?,
+    })
+}
+
+impl AliasRow {
+    /// Decodes the row.
+    pub(crate) fn decode(self) -> Result<AliasRecord, Fail> {
+        Ok(AliasRecord {
+            account_id: decode_account_id(&self.account_id)?,
+            name: AliasName::parse_lookup(&self.name)
+                .map_err(|_| Invalid::new("stored alias name is malformed"))?,
+            target: decode_key_id(&self.key_id)?,
+            created_at: UnixMillis(self.created_at),
+            updated_at: UnixMillis(self.updated_at),
+            revision: u64::try_from(self.revision)
+                .map_err(|_| Invalid::new("stored alias revision is negative"))?,
+        })
+    }
+}
+
+/// The column list [`account_from_row`] expects.
+pub(crate) const ACCOUNT_COLUMNS: &str = "account_id, name, created_at";
+
+/// Reads the columns named by [`ACCOUNT_COLUMNS`].
+pub(crate) fn account_from_row(row: &Row<'_>) -> rusqlite::Result<(String, String, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+}
+
+/// Decodes an account row.
+pub(crate) fn decode_account(
+    (id, name, created_at): (String, String, i64),
+) -> Result<Account, Fail> {
+    Ok(Account {
+        account_id: decode_account_id(&id)?,
+        name,
+        created_at: UnixMillis(created_at),
+    })
+}
+
+/// The column list [`credential_from_row`] expects.
+pub(crate) const CREDENTIAL_COLUMNS: &str =
+    "access_key_id, account_id, sealed_secret, status, created_at";
+
+/// A `credentials` row as read, not yet decoded.
+pub(crate) struct CredentialRow {
+    access_key_id: String,
+    account_id: String,
+    sealed_secret: Vec<u8>,
+    status: String,
+    created_at: i64,
+}
+
+/// Reads the columns named by [`CREDENTIAL_COLUMNS`].
+pub(crate) fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<CredentialRow> {
+    Ok(CredentialRow {
+        access_key_id: row.get(0)?,
+        account_id: row.get(1)?,
+        sealed_secret: row.get(2)?,
+        status: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+impl CredentialRow {
+    /// Decodes the row.
+    pub(crate) fn decode(self) -> Result<Credential, Fail> {
+        Ok(Credential {
+            access_key_id: self.access_key_id,
+            account_id: decode_account_id(&self.account_id)?,
+            sealed_secret: self.sealed_secret,
+            status: decode_status(&self.status)?,
+            created_at: UnixMillis(self.created_at),
+        })
+    }
+}
+
+/// How a credential status is stored.
+pub(crate) fn status_to_sql(status: CredentialStatus) -> &'static str {
+    match status {
+        CredentialStatus::Active => "Active",
+        CredentialStatus::Revoked => "Revoked",
+    }
+}
+
+fn decode_status(s: &str) -> Result<CredentialStatus, Invalid> {
+    match s {
+        "Active" => Ok(CredentialStatus::Active),
+        "Revoked" => Ok(CredentialStatus::Revoked),
+        _ => Err(Invalid::new("stored credential status is unknown")),
+    }
+}
+
+fn decode_state(s: &str) -> Result<KeyState, Invalid> {
+    [
+        KeyState::Enabled,
+        KeyState::Disabled,
+        KeyState::PendingDeletion,
+        KeyState::PendingImport,
+    ]
+    .into_iter()
+    .find(|state| state.as_str() == s)
+    .ok_or_else(|| Invalid::new("stored key state is unknown"))
+}
+
+fn decode_key_id(s: &str) -> Result<KeyId, Invalid> {
+    KeyId::parse(s).ok_or_else(|| Invalid::new("stored key id is malformed"))
+}
+
+fn decode_account_id(s: &str) -> Result<AccountId, Invalid> {
+    AccountId::parse(s).map_err(|_| Invalid::new("stored account id is malformed"))
+}
+
+/// Revisions are `u64` in the domain and signed 64-bit integers in SQLite.
+pub(crate) fn revision_to_sql(revision: u64) -> Result<i64, Invalid> {
+    i64::try_from(revision).map_err(|_| Invalid::new("revision exceeds the storable range"))
+}
+
+/// Rejects a record listing the same version number twice; stored as is, the
+/// duplicate would surface as a misleading primary-key conflict.
+pub(crate) fn check_versions(key: &KeyRecord) -> Result<(), Invalid> {
+    let mut seen: Vec<u32> = key.versions.iter().map(|v| v.version).collect();
+    seen.sort_unstable();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Invalid::new("key record lists a version number twice"));
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Versioned migrations, tracked in `PRAGMA user_version`.
+//!
+//! Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Migrations only ever get
+//! appended; a released migration is never edited.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Fail, Invalid};
+
+/// Migration 1: the initial schema.
+///
+/// * Text ids sort the way the domain types do (`KeyId` renders as lowercase
+///   hyphenated hex, whose byte order equals the UUID's byte order), so
+///   `ORDER BY key_id` is the order `KeyQuery::after` paginates in.
+/// * `aliases` refers to `keys` through `(account_id, key_id)`, so the
+///   database itself refuses an alias whose target is a key of another
+///   account. That needs the unique index `keys_by_account`, which also
+///   serves listing an account's keys in key id order.
+/// * Deleting a key cascades to its versions and aliases; `destroy_key` also
+///   deletes them explicitly.
+const MIGRATION_1: &str = "
+CREATE TABLE accounts (
+    account_id  TEXT    NOT NULL PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE credentials (
+    access_key_id TEXT    NOT NULL PRIMARY KEY,
+    account_id    TEXT    NOT NULL REFERENCES accounts (account_id),
+    sealed_secret BLOB    NOT NULL,
+    status        TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX credentials_by_account ON credentials (account_id, access_key_id);
+
+CREATE TABLE keys (
+    key_id        TEXT    NOT NULL PRIMARY KEY,
+    account_id    TEXT    NOT NULL,
+    revision      INTEGER NOT NULL,
+    state         TEXT    NOT NULL,
+    deletion_date INTEGER,
+    meta          TEXT    NOT NULL
+) STRICT;
+
+CREATE UNIQUE INDEX keys_by_account ON keys (account_id, key_id);
+CREATE INDEX keys_by_deletion ON keys (state, deletion_date);
+
+CREATE TABLE key_versions (
+    key_id     TEXT    NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
+    version    INTEGER NOT NULL,
+    protector  TEXT    NOT NULL,
+    material   BLOB    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (key_id, version)
+) STRICT;
+
+CREATE TABLE aliases (
+    account_id TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    key_id     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    revision   INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name),
+    FOREIGN KEY (account_id, key_id) REFERENCES keys (account_id, key_id) ON DELETE CASCADE
+) STRICT;
+
+CREATE INDEX aliases_by_target ON aliases (account_id, key_id, name);
+";
+
+/// Every migration, in order.
+const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+/// The schema version this build creates and understands.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to [`SCHEMA_VERSION`] in one immediate (write-locked)
+/// transaction, so two processes opening a new file at once migrate it once:
+/// the second waits for the first and then finds nothing left to do.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(Invalid::new(format!(
+            "database schema version {current} is newer than this build supports ({SCHEMA_VERSION})"
+        ))
+        .into());
+    }
+    if current < 0 {
+        return Err(Invalid::new("database schema version is negative").into());
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)?;
+        // PRAGMA takes no bound parameters; the value is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", done + 1))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
