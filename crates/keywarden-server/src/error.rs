@@ -1,0 +1,231 @@
+//! Errors as the AWS JSON 1.1 protocol shows them: `{"__type", "message"}`
+//! with an HTTP status. The one exhaustive mapping from domain errors to
+//! the wire lives here.
+
+use http::StatusCode;
+use keywarden_core::KmsError;
+
+use crate::sigv4::AuthError;
+
+/// The fixed message of every internal error; the detail goes to the log.
+pub const INTERNAL_MESSAGE: &str =
+    "The request could not be completed because of an internal error. Quote the request id when reporting it.";
+
+/// Anything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A domain error from an operation.
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    /// Authentication failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The access key id is unknown or revoked.
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    /// The body is not the JSON the operation takes (syntax, types, base64).
+    #[error("{0}")]
+    Serialization(String),
+    /// `X-Amz-Target` is missing or names no operation.
+    #[error("{0}")]
+    UnknownOperation(String),
+    /// The body exceeds the size limit.
+    #[error("Request body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    /// The HTTP method or path is not the API's.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl ApiError {
+    /// The AWS error type, the `__type` of the body.
+    pub fn aws_type(&self) -> &'static str {
+        match self {
+            ApiError::Kms(e) => match e {
+                KmsError::NotFound(_) => "NotFoundException",
+                KmsError::AlreadyExists(_) => "AlreadyExistsException",
+                KmsError::Disabled(_) => "DisabledException",
+                KmsError::InvalidState(_) => "KMSInvalidStateException",
+                KmsError::InvalidCiphertext => "InvalidCiphertextException",
+                KmsError::IncorrectKey(_) => "IncorrectKeyException",
+                KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+                KmsError::InvalidAliasName(_) => "InvalidAliasNameException",
+                KmsError::InvalidArn(_) => "InvalidArnException",
+                KmsError::InvalidMarker(_) => "InvalidMarkerException",
+                KmsError::LimitExceeded(_) => "LimitExceededException",
+                KmsError::Tag(_) => "TagException",
+                KmsError::Unsupported(_) => "UnsupportedOperationException",
+                KmsError::Validation(_) => "ValidationException",
+                KmsError::AccessDenied(_) => "AccessDeniedException",
+                KmsError::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
+                KmsError::DryRun => "DryRunOperationException",
+                KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
+            },
+            ApiError::Auth(e) => e.aws_type(),
+            ApiError::UnrecognizedClient => "UnrecognizedClientException",
+            ApiError::Serialization(_) => "SerializationException",
+            ApiError::UnknownOperation(_) => "UnknownOperationException",
+            ApiError::TooLarge(_) => "ValidationException",
+            ApiError::NotFound(_) => "UnknownOperationException",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Kms(KmsError::Store(_) | KmsError::Protector(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::Kms(KmsError::DryRun) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Kms(_) => StatusCode::BAD_REQUEST,
+            ApiError::Auth(AuthError::Missing) => StatusCode::FORBIDDEN,
+            ApiError::Auth(_) | ApiError::UnrecognizedClient => StatusCode::BAD_REQUEST,
+            ApiError::Serialization(_) | ApiError::UnknownOperation(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// Whether this is an internal failure (logged in detail, shown fixed).
+    pub fn is_internal(&self) -> bool {
+        self.status().is_server_error()
+    }
+
+    /// The message shown to the caller.
+    pub fn message(&self) -> String {
+        if self.is_internal() {
+            return INTERNAL_MESSAGE.to_owned();
+        }
+        match self {
+            ApiError::Auth(e) => e.message(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keywarden_core::protector::ProtectorError;
+    use keywarden_core::store::StoreError;
+
+    /// Every variant pinned to its (status, __type).
+    #[test]
+    fn every_variant_maps_to_its_aws_error() {
+        let s = || "m".to_string();
+        let table: Vec<(ApiError, u16, &str)> = vec![
+            (KmsError::NotFound(s()).into(), 400, "NotFoundException"),
+            (
+                KmsError::AlreadyExists(s()).into(),
+                400,
+                "AlreadyExistsException",
+            ),
+            (KmsError::Disabled(s()).into(), 400, "DisabledException"),
+            (
+                KmsError::InvalidState(s()).into(),
+                400,
+                "KMSInvalidStateException",
+            ),
+            (
+                KmsError::InvalidCiphertext.into(),
+                400,
+                "InvalidCiphertextException",
+            ),
+            (
+                KmsError::IncorrectKey(s()).into(),
+                400,
+                "IncorrectKeyException",
+            ),
+            (
+                KmsError::InvalidKeyUsage(s()).into(),
+                400,
+                "InvalidKeyUsageException",
+            ),
+            (
+                KmsError::InvalidAliasName(s()).into(),
+                400,
+                "InvalidAliasNameException",
+            ),
+            (KmsError::InvalidArn(s()).into(), 400, "InvalidArnException"),
+            (
+                KmsError::InvalidMarker(s()).into(),
+                400,
+                "InvalidMarkerException",
+            ),
+            (
+                KmsError::LimitExceeded(s()).into(),
+                400,
+                "LimitExceededException",
+            ),
+            (KmsError::Tag(s()).into(), 400, "TagException"),
+            (
+                KmsError::Unsupported(s()).into(),
+                400,
+                "UnsupportedOperationException",
+            ),
+            (KmsError::Validation(s()).into(), 400, "ValidationException"),
+            (
+                KmsError::AccessDenied(s()).into(),
+                400,
+                "AccessDeniedException",
+            ),
+            (
+                KmsError::CustomKeyStoreNotFound(s()).into(),
+                400,
+                "CustomKeyStoreNotFoundException",
+            ),
+            (KmsError::DryRun.into(), 412, "DryRunOperationException"),
+            (
+                KmsError::Store(StoreError::Conflict).into(),
+                500,
+                "KMSInternalException",
+            ),
+            (
+                KmsError::Protector(ProtectorError::Crypto("x")).into(),
+                500,
+                "KMSInternalException",
+            ),
+            (
+                AuthError::Missing.into(),
+                403,
+                "MissingAuthenticationTokenException",
+            ),
+            (
+                AuthError::Incomplete(s()).into(),
+                400,
+                "IncompleteSignatureException",
+            ),
+            (
+                AuthError::Signature(s()).into(),
+                400,
+                "InvalidSignatureException",
+            ),
+            (
+                ApiError::UnrecognizedClient,
+                400,
+                "UnrecognizedClientException",
+            ),
+            (ApiError::Serialization(s()), 400, "SerializationException"),
+            (
+                ApiError::UnknownOperation(s()),
+                400,
+                "UnknownOperationException",
+            ),
+            (ApiError::TooLarge(1), 413, "ValidationException"),
+            (ApiError::NotFound(s()), 404, "UnknownOperationException"),
+        ];
+        for (err, status, ty) in table {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(err.aws_type(), ty, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_detail() {
+        let e: ApiError =
+            KmsError::Store(StoreError::Backend("disk on fire at /secret/path".into())).into();
+        assert_eq!(e.message(), INTERNAL_MESSAGE);
+        let e: ApiError = KmsError::InvalidCiphertext.into();
+        assert_eq!(e.message(), "");
+    }
+}

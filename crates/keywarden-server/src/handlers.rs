@@ -1,0 +1,677 @@
+//! One handler per operation: decode the request shape, validate it the way
+//! AWS does, call the domain, encode the response shape.
+
+use std::collections::BTreeMap;
+
+use keywarden_core::model::Origin;
+use keywarden_core::ops::create_key::CreateKeyRequest;
+use keywarden_core::{Caller, Kms, KmsError};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::wire::{
+    check_encryption_algorithm, check_enum, check_grant_tokens, check_len, check_range, context,
+    decode, encode, key_ref, limit, marker, required, secret_b64, tags, Blob, KeyMetadata,
+    SecretBlob, WireTag,
+};
+
+/// The operations Keywarden serves, by `X-Amz-Target` suffix.
+pub const OPERATIONS: &[&str] = &[
+    "CancelKeyDeletion",
+    "CreateAlias",
+    "CreateKey",
+    "Decrypt",
+    "DeleteAlias",
+    "DescribeKey",
+    "DisableKey",
+    "EnableKey",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "ListAliases",
+    "ListKeys",
+    "ListResourceTags",
+    "ReEncrypt",
+    "ScheduleKeyDeletion",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
+    "UpdateKeyDescription",
+];
+
+/// Runs operation `op` for `caller` on a JSON body; returns the JSON response.
+pub async fn dispatch(
+    kms: &Kms,
+    caller: &Caller,
+    op: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    match op {
+        "CancelKeyDeletion" => cancel_key_deletion(kms, caller, body).await,
+        "CreateAlias" => create_alias(kms, caller, body).await,
+        "CreateKey" => create_key(kms, caller, body).await,
+        "Decrypt" => decrypt(kms, caller, body).await,
+        "DeleteAlias" => delete_alias(kms, caller, body).await,
+        "DescribeKey" => describe_key(kms, caller, body).await,
+        "DisableKey" => disable_key(kms, caller, body).await,
+        "EnableKey" => enable_key(kms, caller, body).await,
+        "Encrypt" => encrypt(kms, caller, body).await,
+        "GenerateDataKey" => generate_data_key(kms, caller, body, true).await,
+        "GenerateDataKeyWithoutPlaintext" => generate_data_key(kms, caller, body, false).await,
+        "GenerateRandom" => generate_random(kms, caller, body),
+        "ListAliases" => list_aliases(kms, caller, body).await,
+        "ListKeys" => list_keys(kms, caller, body).await,
+        "ListResourceTags" => list_resource_tags(kms, caller, body).await,
+        "ReEncrypt" => re_encrypt(kms, caller, body).await,
+        "ScheduleKeyDeletion" => schedule_key_deletion(kms, caller, body).await,
+        "TagResource" => tag_resource(kms, caller, body).await,
+        "UntagResource" => untag_resource(kms, caller, body).await,
+        "UpdateAlias" => update_alias(kms, caller, body).await,
+        "UpdateKeyDescription" => update_key_description(kms, caller, body).await,
+        other => Err(ApiError::UnknownOperation(format!(
+            "Operation {} is not supported",
+            keywarden_core::ids::truncate_for_message(other)
+        ))),
+    }
+}
+
+const EMPTY: &[u8] = b"{}";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyIdOnly {
+    key_id: Option<String>,
+}
+
+fn key_id_only(body: &[u8]) -> Result<keywarden_core::ids::KeyRef, ApiError> {
+    let req: KeyIdOnly = decode(body)?;
+    key_ref(&required(req.key_id, "keyId")?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateKeyIn {
+    policy: Option<String>,
+    description: Option<String>,
+    key_usage: Option<String>,
+    customer_master_key_spec: Option<String>,
+    key_spec: Option<String>,
+    origin: Option<String>,
+    custom_key_store_id: Option<String>,
+    #[allow(dead_code)]
+    bypass_policy_lockout_safety_check: Option<bool>,
+    tags: Option<Vec<WireTag>>,
+    multi_region: Option<bool>,
+    xks_key_id: Option<String>,
+}
+
+const KEY_SPECS: &[&str] = &[
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "SYMMETRIC_DEFAULT",
+    "HMAC_224",
+    "HMAC_256",
+    "HMAC_384",
+    "HMAC_512",
+    "SM2",
+    "ML_DSA_44",
+    "ML_DSA_65",
+    "ML_DSA_87",
+    "ECC_NIST_EDWARDS25519",
+    "ML_KEM_512",
+    "ML_KEM_768",
+    "ML_KEM_1024",
+];
+
+async fn create_key(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: CreateKeyIn = decode(body)?;
+    if let Some(p) = &req.policy {
+        check_len(p, "policy", 1, 131_072)?;
+    }
+    if let Some(d) = &req.description {
+        check_len(d, "description", 0, 8192)?;
+    }
+    if req.customer_master_key_spec.is_some() && req.key_spec.is_some() {
+        return Err(KmsError::Validation(
+            "You cannot specify both KeySpec and CustomerMasterKeySpec".into(),
+        )
+        .into());
+    }
+    let spec = req.key_spec.or(req.customer_master_key_spec);
+    if let Some(spec) = &spec {
+        check_enum(spec, "keySpec", KEY_SPECS)?;
+    }
+    if let Some(usage) = &req.key_usage {
+        check_enum(
+            usage,
+            "keyUsage",
+            &[
+                "SIGN_VERIFY",
+                "ENCRYPT_DECRYPT",
+                "GENERATE_VERIFY_MAC",
+                "KEY_AGREEMENT",
+                "ENCAPSULATE_DECAPSULATE",
+            ],
+        )?;
+    }
+    let origin = match req.origin.as_deref() {
+        None | Some("AWS_KMS") => Origin::AwsKms,
+        Some("EXTERNAL") => Origin::External,
+        Some("AWS_CLOUDHSM") => Origin::AwsCloudHsm,
+        Some(o) => {
+            check_enum(
+                o,
+                "origin",
+                &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"],
+            )?;
+            return Err(KmsError::Unsupported(
+                "External key stores (Origin EXTERNAL_KEY_STORE) are not supported".into(),
+            )
+            .into());
+        }
+    };
+    if let Some(spec) = spec.as_deref().filter(|s| *s != "SYMMETRIC_DEFAULT") {
+        return Err(KmsError::Unsupported(format!(
+            "KeySpec {spec} is not supported; Keywarden keys are SYMMETRIC_DEFAULT (AES-256-GCM)"
+        ))
+        .into());
+    }
+    if let Some(usage) = req.key_usage.as_deref().filter(|u| *u != "ENCRYPT_DECRYPT") {
+        return Err(KmsError::Validation(format!(
+            "KeyUsage {usage} is not compatible with KeySpec SYMMETRIC_DEFAULT"
+        ))
+        .into());
+    }
+    if req.multi_region == Some(true) {
+        return Err(KmsError::Unsupported("Multi-Region keys are not supported".into()).into());
+    }
+    if req.xks_key_id.is_some() {
+        return Err(KmsError::Unsupported("External key stores are not supported".into()).into());
+    }
+    if let Some(id) = &req.custom_key_store_id {
+        check_len(id, "customKeyStoreId", 1, 64)?;
+        return Err(KmsError::CustomKeyStoreNotFound(format!(
+            "Custom key store {} does not exist",
+            keywarden_core::ids::truncate_for_message(id)
+        ))
+        .into());
+    }
+    let key = kms
+        .create_key(
+            caller,
+            CreateKeyRequest {
+                description: req.description.unwrap_or_default(),
+                origin,
+                tags: tags(req.tags)?,
+                policy: req.policy,
+            },
+        )
+        .await?;
+    Ok(encode(
+        &json!({ "KeyMetadata": KeyMetadata::of(kms, &key) }),
+    ))
+}
+
+async fn describe_key(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+    }
+    let req: In = decode(body)?;
+    check_grant_tokens(req.grant_tokens.as_ref())?;
+    let key = kms
+        .describe_key(caller, &key_ref(&required(req.key_id, "keyId")?)?)
+        .await?;
+    Ok(encode(
+        &json!({ "KeyMetadata": KeyMetadata::of(kms, &key) }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListIn {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+fn page_fields(next: Option<String>) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("Truncated".into(), json!(next.is_some()));
+    if let Some(n) = next {
+        m.insert("NextMarker".into(), json!(n));
+    }
+    m
+}
+
+async fn list_keys(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: ListIn = decode(body)?;
+    let page = kms
+        .list_keys(caller, limit(req.limit)?, marker(req.marker.as_ref())?)
+        .await?;
+    let mut out = page_fields(page.next_marker);
+    out.insert(
+        "Keys".into(),
+        page.items
+            .iter()
+            .map(|k| {
+                json!({
+                    "KeyId": k.key_id.to_string(),
+                    "KeyArn": kms.key_arn(&k.account_id, &k.key_id),
+                })
+            })
+            .collect(),
+    );
+    Ok(encode(&out))
+}
+
+async fn update_key_description(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        description: Option<String>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let description = required(req.description, "description")?;
+    check_len(&description, "description", 0, 8192)?;
+    kms.update_key_description(caller, &key, &description)
+        .await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn enable_key(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    kms.enable_key(caller, &key_id_only(body)?).await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn disable_key(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    kms.disable_key(caller, &key_id_only(body)?).await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn schedule_key_deletion(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        pending_window_in_days: Option<i64>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let days = match req.pending_window_in_days {
+        None => None,
+        Some(d) => {
+            check_range(d, "pendingWindowInDays", 1, 365)?;
+            Some(d as u32)
+        }
+    };
+    let key = kms.schedule_key_deletion(caller, &key, days).await?;
+    Ok(encode(&json!({
+        "KeyId": kms.key_arn(&key.account_id, &key.key_id),
+        "DeletionDate": key.deletion_date.map(|d| d.as_epoch_seconds()),
+        "KeyState": key.state.as_str(),
+        "PendingWindowInDays": key.pending_window_days,
+    })))
+}
+
+async fn cancel_key_deletion(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let key = kms.cancel_key_deletion(caller, &key_id_only(body)?).await?;
+    Ok(encode(
+        &json!({ "KeyId": kms.key_arn(&key.account_id, &key.key_id) }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptIn {
+    key_id: Option<String>,
+    plaintext: Option<SecretBlob>,
+    encryption_context: Option<BTreeMap<String, String>>,
+    grant_tokens: Option<Vec<String>>,
+    encryption_algorithm: Option<String>,
+    dry_run: Option<bool>,
+}
+
+async fn encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: EncryptIn = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let plaintext = required(req.plaintext, "plaintext")?;
+    check_grant_tokens(req.grant_tokens.as_ref())?;
+    check_encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+    let ctx = context(req.encryption_context)?;
+    let (key, blob) = kms
+        .encrypt(
+            caller,
+            &key,
+            plaintext.0.expose(),
+            &ctx,
+            req.dry_run.unwrap_or(false),
+        )
+        .await?;
+    Ok(encode(&json!({
+        "CiphertextBlob": Blob(blob),
+        "KeyId": kms.key_arn(&key.account_id, &key.key_id),
+        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+    })))
+}
+
+fn refuse_recipient(recipient: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    if recipient.is_some() {
+        return Err(KmsError::Unsupported(
+            "Recipient (attested enclave requests) is not supported".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptIn {
+    ciphertext_blob: Option<Blob>,
+    encryption_context: Option<BTreeMap<String, String>>,
+    grant_tokens: Option<Vec<String>>,
+    key_id: Option<String>,
+    encryption_algorithm: Option<String>,
+    recipient: Option<serde_json::Value>,
+    dry_run: Option<bool>,
+}
+
+fn check_blob(blob: &Blob, field: &str) -> Result<(), ApiError> {
+    if blob.0.is_empty() || blob.0.len() > 6144 {
+        return Err(KmsError::Validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must have length between 1 and 6144"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+async fn decrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: DecryptIn = decode(body)?;
+    let blob = required(req.ciphertext_blob, "ciphertextBlob")?;
+    check_blob(&blob, "ciphertextBlob")?;
+    check_grant_tokens(req.grant_tokens.as_ref())?;
+    check_encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+    refuse_recipient(req.recipient.as_ref())?;
+    let named = req.key_id.as_deref().map(key_ref).transpose()?;
+    let ctx = context(req.encryption_context)?;
+    let (key, plaintext) = kms
+        .decrypt(
+            caller,
+            &blob.0,
+            &ctx,
+            named.as_ref(),
+            req.dry_run.unwrap_or(false),
+        )
+        .await?;
+    Ok(encode(&json!({
+        "KeyId": kms.key_arn(&key.account_id, &key.key_id),
+        "Plaintext": secret_b64(&plaintext),
+        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+    })))
+}
+
+async fn re_encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        ciphertext_blob: Option<Blob>,
+        source_encryption_context: Option<BTreeMap<String, String>>,
+        source_key_id: Option<String>,
+        destination_key_id: Option<String>,
+        destination_encryption_context: Option<BTreeMap<String, String>>,
+        source_encryption_algorithm: Option<String>,
+        destination_encryption_algorithm: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        dry_run: Option<bool>,
+    }
+    let req: In = decode(body)?;
+    let blob = required(req.ciphertext_blob, "ciphertextBlob")?;
+    check_blob(&blob, "ciphertextBlob")?;
+    let destination = key_ref(&required(req.destination_key_id, "destinationKeyId")?)?;
+    check_grant_tokens(req.grant_tokens.as_ref())?;
+    check_encryption_algorithm(
+        req.source_encryption_algorithm.as_deref(),
+        "sourceEncryptionAlgorithm",
+    )?;
+    check_encryption_algorithm(
+        req.destination_encryption_algorithm.as_deref(),
+        "destinationEncryptionAlgorithm",
+    )?;
+    let source = req.source_key_id.as_deref().map(key_ref).transpose()?;
+    let out = kms
+        .re_encrypt(
+            caller,
+            &blob.0,
+            &context(req.source_encryption_context)?,
+            source.as_ref(),
+            &destination,
+            &context(req.destination_encryption_context)?,
+            req.dry_run.unwrap_or(false),
+        )
+        .await?;
+    Ok(encode(&json!({
+        "CiphertextBlob": Blob(out.blob),
+        "SourceKeyId": kms.key_arn(&out.source.account_id, &out.source.key_id),
+        "KeyId": kms.key_arn(&out.destination.account_id, &out.destination.key_id),
+        "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+    })))
+}
+
+async fn generate_data_key(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+    with_plaintext: bool,
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        encryption_context: Option<BTreeMap<String, String>>,
+        number_of_bytes: Option<i64>,
+        key_spec: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        recipient: Option<serde_json::Value>,
+        dry_run: Option<bool>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    check_grant_tokens(req.grant_tokens.as_ref())?;
+    if with_plaintext {
+        refuse_recipient(req.recipient.as_ref())?;
+    }
+    let len = match (req.key_spec.as_deref(), req.number_of_bytes) {
+        (Some(_), Some(_)) => {
+            return Err(KmsError::Validation(
+                "Specify either KeySpec or NumberOfBytes, not both".into(),
+            )
+            .into())
+        }
+        (None, None) => {
+            return Err(
+                KmsError::Validation("Specify either KeySpec or NumberOfBytes".into()).into(),
+            )
+        }
+        (Some(spec), None) => {
+            check_enum(spec, "keySpec", &["AES_256", "AES_128"])?;
+            if spec == "AES_256" {
+                32
+            } else {
+                16
+            }
+        }
+        (None, Some(n)) => {
+            check_range(n, "numberOfBytes", 1, 1024)?;
+            n as usize
+        }
+    };
+    let ctx = context(req.encryption_context)?;
+    let dk = kms
+        .generate_data_key(caller, &key, &ctx, len, req.dry_run.unwrap_or(false))
+        .await?;
+    let arn = kms.key_arn(&dk.key.account_id, &dk.key.key_id);
+    let out = if with_plaintext {
+        json!({
+            "CiphertextBlob": Blob(dk.blob),
+            "Plaintext": secret_b64(&dk.plaintext),
+            "KeyId": arn,
+        })
+    } else {
+        json!({ "CiphertextBlob": Blob(dk.blob), "KeyId": arn })
+    };
+    Ok(encode(&out))
+}
+
+fn generate_random(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        number_of_bytes: Option<i64>,
+        custom_key_store_id: Option<String>,
+        recipient: Option<serde_json::Value>,
+    }
+    let req: In = decode(body)?;
+    refuse_recipient(req.recipient.as_ref())?;
+    let n = required(req.number_of_bytes, "numberOfBytes")?;
+    check_range(n, "numberOfBytes", 1, 1024)?;
+    if let Some(id) = &req.custom_key_store_id {
+        check_len(id, "customKeyStoreId", 1, 64)?;
+        return Err(KmsError::CustomKeyStoreNotFound(format!(
+            "Custom key store {} does not exist",
+            keywarden_core::ids::truncate_for_message(id)
+        ))
+        .into());
+    }
+    let bytes = kms.generate_random(caller, n as usize)?;
+    Ok(encode(&json!({ "Plaintext": secret_b64(&bytes) })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AliasIn {
+    alias_name: Option<String>,
+    target_key_id: Option<String>,
+}
+
+async fn create_alias(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: AliasIn = decode(body)?;
+    let name = required(req.alias_name, "aliasName")?;
+    let target = key_ref(&required(req.target_key_id, "targetKeyId")?)?;
+    kms.create_alias(caller, &name, &target).await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn update_alias(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: AliasIn = decode(body)?;
+    let name = required(req.alias_name, "aliasName")?;
+    let target = key_ref(&required(req.target_key_id, "targetKeyId")?)?;
+    kms.update_alias(caller, &name, &target).await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn delete_alias(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: AliasIn = decode(body)?;
+    let name = required(req.alias_name, "aliasName")?;
+    kms.delete_alias(caller, &name).await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn list_aliases(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: ListIn = decode(body)?;
+    let key = req.key_id.as_deref().map(key_ref).transpose()?;
+    let page = kms
+        .list_aliases(
+            caller,
+            key.as_ref(),
+            limit(req.limit)?,
+            marker(req.marker.as_ref())?,
+        )
+        .await?;
+    let mut out = page_fields(page.next_marker);
+    out.insert(
+        "Aliases".into(),
+        page.items
+            .iter()
+            .map(|a| {
+                json!({
+                    "AliasName": a.name.as_str(),
+                    "AliasArn": kms.alias_arn(&a.account_id, &a.name),
+                    "TargetKeyId": a.target.to_string(),
+                    "CreationDate": a.created_at.as_epoch_seconds(),
+                    "LastUpdatedDate": a.updated_at.as_epoch_seconds(),
+                })
+            })
+            .collect(),
+    );
+    Ok(encode(&out))
+}
+
+async fn tag_resource(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        tags: Option<Vec<WireTag>>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let tags = tags(Some(required(req.tags, "tags")?))?;
+    kms.tag_resource(caller, &key, &tags).await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn untag_resource(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        tag_keys: Option<Vec<String>>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let keys = required(req.tag_keys, "tagKeys")?;
+    kms.untag_resource(caller, &key, &keys).await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn list_resource_tags(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: ListIn = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let page = kms
+        .list_resource_tags(
+            caller,
+            &key,
+            limit(req.limit)?,
+            marker(req.marker.as_ref())?,
+        )
+        .await?;
+    let mut out = page_fields(page.next_marker);
+    out.insert(
+        "Tags".into(),
+        serde_json::to_value(page.items.iter().map(WireTag::from).collect::<Vec<_>>())
+            .expect("tags serialise"),
+    );
+    Ok(encode(&out))
+}

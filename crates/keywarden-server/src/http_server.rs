@@ -1,0 +1,350 @@
+//! HTTP plumbing: the router, the request pipeline (size limit, SigV4,
+//! content type, operation dispatch), response and error rendering, and the
+//! accept loop with optional TLS and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::{header, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use keywarden_core::{Caller, Kms};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::error::ApiError;
+use crate::handlers::dispatch;
+use crate::sigv4::{SignedRequest, Verifier};
+
+/// Largest request body accepted. CreateKey's policy (up to 128 KiB of
+/// text) is the largest field AWS defines; everything else is far smaller.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+const TARGET_PREFIX: &str = "TrentService.";
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The service.
+    pub kms: Arc<Kms>,
+    /// SigV4 verification for the configured region and service `kms`.
+    pub verifier: Verifier,
+}
+
+impl AppState {
+    /// State for `kms`, verifying signatures scoped to its region.
+    pub fn new(kms: Arc<Kms>) -> Self {
+        let region = kms.config().region.clone();
+        AppState {
+            kms,
+            verifier: Verifier::new(region, "kms", Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+/// The application: `POST /` for the KMS API, `GET /healthz` without auth.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", post(api).fallback(not_found))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    json_response(
+        StatusCode::OK,
+        br#"{"status":"ok"}"#.to_vec(),
+        &new_request_id(),
+    )
+}
+
+async fn not_found(req: Request) -> Response {
+    let err = ApiError::NotFound(format!(
+        "No API at {} {}; the KMS API is POST / with an X-Amz-Target header",
+        req.method(),
+        keywarden_core::ids::truncate_for_message(req.uri().path())
+    ));
+    error_response(&err, &new_request_id())
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let request_id = new_request_id();
+    let started = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let op = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .unwrap_or("")
+        .to_owned();
+    let mut principal = String::new();
+    let result = handle(&state, req, &mut principal).await;
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    match result {
+        Ok(body) => {
+            tracing::info!(target: "keywarden::access", %request_id, %peer, op = %op, %principal, status = 200, elapsed_us);
+            json_response(StatusCode::OK, body, &request_id)
+        }
+        Err(err) => {
+            if err.is_internal() {
+                tracing::error!(target: "keywarden::access", %request_id, %peer, op = %op, %principal, status = err.status().as_u16(), error = %err, elapsed_us, "internal error");
+            } else {
+                tracing::info!(target: "keywarden::access", %request_id, %peer, op = %op, %principal, status = err.status().as_u16(), error_type = err.aws_type(), elapsed_us);
+            }
+            error_response(&err, &request_id)
+        }
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    req: Request,
+    principal: &mut String,
+) -> Result<Vec<u8>, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    // HTTP/2 carries the host in the :authority pseudo-header, which hyper
+    // puts in the URI; clients sign it as `host`.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, value);
+        }
+    }
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > MAX_BODY_BYTES as u64 {
+            return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+        }
+    }
+    let body = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::TooLarge(MAX_BODY_BYTES)
+            } else {
+                ApiError::Serialization("The request body could not be read".into())
+            }
+        })?
+        .to_bytes();
+
+    // Authenticate before looking at anything else, so unauthenticated
+    // callers learn nothing about operations or keys.
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let auth = state.verifier.parse(&signed)?;
+    if parts.headers.contains_key("x-amz-security-token") {
+        // Keywarden issues no session credentials.
+        return Err(ApiError::UnrecognizedClient);
+    }
+    let (account_id, secret) = state
+        .kms
+        .credential_secret(&auth.access_key_id)
+        .await?
+        .ok_or(ApiError::UnrecognizedClient)?;
+    let now = UNIX_EPOCH + Duration::from_millis(state.kms.clock().now().0.max(0) as u64);
+    state
+        .verifier
+        .verify(&signed, &auth, secret.expose(), now)?;
+    drop(secret);
+    *principal = auth.access_key_id.clone();
+    let caller = Caller {
+        account_id,
+        principal: auth.access_key_id,
+    };
+
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case(JSON_CONTENT_TYPE)
+        && !mime.eq_ignore_ascii_case("application/json")
+    {
+        return Err(ApiError::Serialization(format!(
+            "Content-Type must be {JSON_CONTENT_TYPE}"
+        )));
+    }
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .ok_or_else(|| ApiError::UnknownOperation("Missing X-Amz-Target header".into()))?
+        .to_str()
+        .map_err(|_| ApiError::UnknownOperation("Malformed X-Amz-Target header".into()))?;
+    let op = target.strip_prefix(TARGET_PREFIX).ok_or_else(|| {
+        ApiError::UnknownOperation(format!(
+            "X-Amz-Target must be {TARGET_PREFIX}<Operation>, got {}",
+            keywarden_core::ids::truncate_for_message(target)
+        ))
+    })?;
+    dispatch(&state.kms, &caller, op, &body).await
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(JSON_CONTENT_TYPE),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn error_response(err: &ApiError, request_id: &str) -> Response {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "__type": err.aws_type(),
+        "message": err.message(),
+    }))
+    .expect("error bodies serialise");
+    let mut resp = json_response(err.status(), body, request_id);
+    resp.headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(err.aws_type()));
+    resp
+}
+
+/// Builds a rustls server configuration from PEM files.
+pub fn load_tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("reading certificate {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("parsing certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate found in {}", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("reading private key {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS configuration: {e}"))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) until
+/// `shutdown` completes, then lets in-flight requests finish for up to 10
+/// seconds.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(TlsAcceptor::from);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = app.clone().map_request(move |mut req: Request<_>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let service = TowerToHyperService::new(
+            service.map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new)),
+        );
+        let builder = builder.clone();
+        match &acceptor {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(tls), service)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("in-flight connections did not finish within 10 s of shutdown");
+        }
+    }
+    Ok(())
+}

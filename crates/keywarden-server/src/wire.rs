@@ -1,0 +1,295 @@
+//! JSON shapes and the rules of the AWS JSON 1.1 protocol shared by the
+//! operation handlers: decoding with AWS-style errors, blobs as base64,
+//! timestamps as epoch seconds, field validation messages.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use keywarden_core::context::EncryptionContext;
+use keywarden_core::ids::KeyRef;
+use keywarden_core::model::{KeyRecord, KeyState, Tag};
+use keywarden_core::secret::Secret;
+use keywarden_core::{Kms, KmsError};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// Decodes a request body. An empty body counts as `{}`.
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        // serde_json's messages name the problem and position, never echo
+        // string contents beyond the offending token's type.
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "Invalid field type or value",
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "Malformed JSON"
+            }
+            serde_json::error::Category::Io => "Unreadable body",
+        };
+        ApiError::Serialization(format!("{what} at line {} column {}", e.line(), e.column()))
+    })
+}
+
+/// Serialises a response body.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("response types always serialise")
+}
+
+/// A required field: missing → AWS's "must not be null" validation error.
+pub fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| {
+        ApiError::Kms(KmsError::Validation(format!(
+            "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+        )))
+    })
+}
+
+/// A string field restricted to an enum.
+pub fn check_enum(value: &str, field: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(ApiError::Kms(KmsError::Validation(format!(
+            "1 validation error detected: Value '{}' at '{field}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+            keywarden_core::ids::truncate_for_message(value),
+            allowed.join(", ")
+        ))))
+    }
+}
+
+/// An integer field within bounds.
+pub fn check_range(value: i64, field: &str, min: i64, max: i64) -> Result<(), ApiError> {
+    if value < min {
+        return Err(ApiError::Kms(KmsError::Validation(format!(
+            "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must have value greater than or equal to {min}"
+        ))));
+    }
+    if value > max {
+        return Err(ApiError::Kms(KmsError::Validation(format!(
+            "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must have value less than or equal to {max}"
+        ))));
+    }
+    Ok(())
+}
+
+/// A string field's length in characters.
+pub fn check_len(value: &str, field: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ApiError::Kms(KmsError::Validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must have length between {min} and {max}"
+        ))));
+    }
+    Ok(())
+}
+
+/// Parses a `KeyId`-shaped field.
+pub fn key_ref(value: &str) -> Result<KeyRef, ApiError> {
+    Ok(KeyRef::parse(value)?)
+}
+
+/// Converts an optional encryption context map.
+pub fn context(map: Option<BTreeMap<String, String>>) -> Result<EncryptionContext, ApiError> {
+    Ok(EncryptionContext::new(map.unwrap_or_default())?)
+}
+
+/// The encryption algorithms every operation takes; only SYMMETRIC_DEFAULT
+/// applies to symmetric keys.
+pub fn check_encryption_algorithm(value: Option<&str>, field: &str) -> Result<(), ApiError> {
+    let Some(v) = value else { return Ok(()) };
+    check_enum(
+        v,
+        field,
+        &[
+            "SYMMETRIC_DEFAULT",
+            "RSAES_OAEP_SHA_1",
+            "RSAES_OAEP_SHA_256",
+            "SM2PKE",
+        ],
+    )?;
+    if v != "SYMMETRIC_DEFAULT" {
+        return Err(ApiError::Kms(KmsError::InvalidKeyUsage(format!(
+            "The encryption algorithm {v} is not valid for a symmetric encryption key"
+        ))));
+    }
+    Ok(())
+}
+
+/// Grant tokens are accepted (at most 10) and, until grants exist, unused.
+pub fn check_grant_tokens(tokens: Option<&Vec<String>>) -> Result<(), ApiError> {
+    if let Some(t) = tokens {
+        if t.len() > 10 {
+            return Err(ApiError::Kms(KmsError::Validation(
+                "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member must have length less than or equal to 10".into(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A `Limit` field of a list operation.
+pub fn limit(value: Option<i64>) -> Result<Option<u32>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(v) => {
+            check_range(v, "limit", 1, 1000)?;
+            Ok(Some(v as u32))
+        }
+    }
+}
+
+/// A `Marker` field.
+pub fn marker(value: Option<&String>) -> Result<Option<&str>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(m) => {
+            check_len(m, "marker", 1, 1024)?;
+            Ok(Some(m.as_str()))
+        }
+    }
+}
+
+/// A non-secret blob field (a ciphertext), base64 in JSON.
+#[derive(Debug, Default)]
+pub struct Blob(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(B64Visitor)
+            .map(|s| Blob(s.expose().to_vec()))
+    }
+}
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(&self.0))
+    }
+}
+
+/// A secret blob field (plaintext), base64 in JSON; decoded into a zeroizing
+/// buffer and never printed.
+pub struct SecretBlob(pub Secret);
+
+impl std::fmt::Debug for SecretBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBlob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(B64Visitor).map(SecretBlob)
+    }
+}
+
+/// Serialises secret bytes as base64 into the response. The response buffer
+/// is handed to hyper and cannot be zeroized by us; see SECURITY.md.
+pub fn secret_b64(secret: &Secret) -> String {
+    B64.encode(secret.expose())
+}
+
+struct B64Visitor;
+
+impl Visitor<'_> for B64Visitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a base64-encoded string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
+        let mut out = Secret::zeroed(base64::decoded_len_estimate(v.len()));
+        match B64.decode_slice(v.as_bytes(), out.expose_mut()) {
+            Ok(n) => Ok(Secret::new(out.expose()[..n].to_vec())),
+            Err(_) => Err(E::custom("invalid base64")),
+        }
+    }
+}
+
+/// `KeyMetadata` as AWS returns it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    #[serde(rename = "AWSAccountId")]
+    aws_account_id: String,
+    key_id: String,
+    arn: String,
+    creation_date: f64,
+    enabled: bool,
+    description: String,
+    key_usage: &'static str,
+    key_state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_deletion_window_in_days: Option<u32>,
+    origin: &'static str,
+    key_manager: &'static str,
+    customer_master_key_spec: &'static str,
+    key_spec: &'static str,
+    encryption_algorithms: [&'static str; 1],
+    multi_region: bool,
+}
+
+impl KeyMetadata {
+    /// Renders a key's metadata.
+    pub fn of(kms: &Kms, key: &KeyRecord) -> Self {
+        KeyMetadata {
+            aws_account_id: key.account_id.to_string(),
+            key_id: key.key_id.to_string(),
+            arn: kms.key_arn(&key.account_id, &key.key_id),
+            creation_date: key.created_at.as_epoch_seconds(),
+            enabled: key.state == KeyState::Enabled,
+            description: key.description.clone(),
+            key_usage: "ENCRYPT_DECRYPT",
+            key_state: key.state.as_str(),
+            deletion_date: key.deletion_date.map(|d| d.as_epoch_seconds()),
+            pending_deletion_window_in_days: key.pending_window_days,
+            origin: key.origin.as_str(),
+            key_manager: key.key_manager.as_str(),
+            customer_master_key_spec: "SYMMETRIC_DEFAULT",
+            key_spec: "SYMMETRIC_DEFAULT",
+            encryption_algorithms: ["SYMMETRIC_DEFAULT"],
+            multi_region: false,
+        }
+    }
+}
+
+/// A tag as AWS spells it.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WireTag {
+    /// Tag key.
+    pub tag_key: Option<String>,
+    /// Tag value.
+    pub tag_value: Option<String>,
+}
+
+/// Converts wire tags to domain tags; both members are required.
+pub fn tags(list: Option<Vec<WireTag>>) -> Result<Vec<Tag>, ApiError> {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            Ok(Tag {
+                key: required(t.tag_key, "tags.member.tagKey")?,
+                value: required(t.tag_value, "tags.member.tagValue")?,
+            })
+        })
+        .collect()
+}
+
+impl From<&Tag> for WireTag {
+    fn from(t: &Tag) -> Self {
+        WireTag {
+            tag_key: Some(t.key.clone()),
+            tag_value: Some(t.value.clone()),
+        }
+    }
+}
