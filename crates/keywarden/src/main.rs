@@ -1,0 +1,94 @@
+//! The `keywarden` binary: `keywarden serve` runs the service,
+//! `keywarden admin ...` manages accounts and credentials.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod serve;
+mod setup;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keywarden: a key management service that speaks the AWS KMS API.
+#[derive(Parser)]
+#[command(name = "keywarden", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Operator commands: accounts and credentials.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+}
+
+/// Where the data lives; shared by every command.
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Data directory: the SQLite database and, by default, the root key.
+    #[arg(long, env = "KEYWARDEN_DATA_DIR", default_value = "./keywarden-data")]
+    pub data_dir: PathBuf,
+    /// Root key file (256-bit, mode 0600; created on first use). Defaults to
+    /// DATA_DIR/root.key; keep it on another volume in production.
+    #[arg(long, env = "KEYWARDEN_ROOT_KEY_FILE")]
+    pub root_key_file: Option<PathBuf>,
+    /// Region used in ARNs and SigV4 credential scopes.
+    #[arg(long, env = "KEYWARDEN_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
+/// Options of `keywarden serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "KEYWARDEN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (credentials and data keys
+    /// would cross the network unencrypted).
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// How often keys whose deletion waiting period ended are destroyed, in seconds.
+    #[arg(long, default_value_t = 10, hide = true)]
+    deletion_sweep_secs: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Admin(cmd) => admin::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

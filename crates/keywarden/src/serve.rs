@@ -1,0 +1,110 @@
+//! `keywarden serve`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use keywarden_server::{load_tls_config, router, AppState};
+use tokio::net::TcpListener;
+
+use crate::{setup, ServeArgs};
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            load_tls_config(cert, key).map_err(anyhow::Error::msg)?,
+        )),
+        _ => None,
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() && !args.allow_plaintext {
+        bail!(
+            "refusing to serve plain HTTP on non-loopback address {}: give --tls-cert and --tls-key, or --allow-plaintext if a TLS-terminating proxy sits in front",
+            args.listen
+        );
+    }
+    let opened = setup::open(&args.data)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let kms = opened.kms.clone();
+
+    if opened.created {
+        println!(
+            "First start: created root key {} (mode 0600) and database {}.",
+            opened.root_key_path.display(),
+            opened.db_path.display()
+        );
+    }
+    println!(
+        "Keywarden {} listening on {scheme}://{addr} (region {}, data dir {})",
+        env!("CARGO_PKG_VERSION"),
+        kms.config().region,
+        args.data.data_dir.display()
+    );
+    println!("Next steps:");
+    println!(
+        "  keywarden admin account create --data-dir {} --name my-team",
+        args.data.data_dir.display()
+    );
+    println!(
+        "  aws kms create-key --endpoint-url {scheme}://{addr} --region {}",
+        kms.config().region
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    let sweeper = {
+        let kms = kms.clone();
+        let every = Duration::from_secs(args.deletion_sweep_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match kms.execute_due_deletions().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(destroyed = n, "executed scheduled key deletions"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "executing scheduled key deletions failed")
+                    }
+                }
+            }
+        })
+    };
+
+    let app = router(Arc::new(AppState::new(kms)));
+    keywarden_server::serve(listener, tls, app, shutdown_signal()).await?;
+    sweeper.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("KEYWARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(true)
+        .try_init();
+}

@@ -1,0 +1,74 @@
+//! Opening a data directory: the root key, the store, the service.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use keywarden_core::clock::SystemClock;
+use keywarden_core::kms::KmsParts;
+use keywarden_core::{Kms, KmsConfig};
+use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
+use keywarden_store_sqlite::SqliteStore;
+
+use crate::DataArgs;
+
+/// An opened data directory.
+pub struct Opened {
+    pub kms: Arc<Kms>,
+    /// Whether this call created the root key (first start).
+    pub created: bool,
+    pub db_path: PathBuf,
+    pub root_key_path: PathBuf,
+}
+
+/// Opens (creating on first use) the data dir, its root key and database.
+pub fn open(args: &DataArgs) -> Result<Opened> {
+    if !args.data_dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&args.data_dir)
+            .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+    }
+    let meta = fs::metadata(&args.data_dir)
+        .with_context(|| format!("reading data directory {}", args.data_dir.display()))?;
+    anyhow::ensure!(
+        meta.is_dir(),
+        "{} is not a directory",
+        args.data_dir.display()
+    );
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            dir = %args.data_dir.display(),
+            "data directory is accessible to group or others; chmod 700 is recommended"
+        );
+    }
+    let root_key_path = args
+        .root_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("root.key"));
+    let (root, created) = RootKey::load_or_create(&root_key_path)?;
+    let root = Arc::new(root);
+    let db_path = args.data_dir.join("keywarden.db");
+    let store = SqliteStore::open(&db_path)
+        .with_context(|| format!("opening database {}", db_path.display()))?;
+    let kms = Kms::new(KmsParts {
+        store: Arc::new(store),
+        software_protector: Arc::new(SoftwareProtector::new(root.clone())),
+        sealer: root,
+        random: Arc::new(SystemRandom::new()),
+        clock: Arc::new(SystemClock),
+        config: KmsConfig {
+            region: args.region.clone(),
+            partition: "aws".into(),
+        },
+    });
+    Ok(Opened {
+        kms: Arc::new(kms),
+        created,
+        db_path,
+        root_key_path,
+    })
+}

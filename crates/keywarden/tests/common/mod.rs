@@ -1,0 +1,161 @@
+//! Starts the real `keywarden` binary on port 0 with a fresh data dir and
+//! hands out `aws-sdk-kms` clients, the way users will drive it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::Client;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keywarden");
+
+/// An access key printed by `keywarden admin account create`.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+pub struct Server {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server on a fresh data dir.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut s = Server::start_in(&data_dir, tmp.path().join("server.log"));
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server on an existing (or new) data dir; logs to `log`.
+    pub fn start_in(data_dir: &Path, log: PathBuf) -> Server {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("KEYWARDEN_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("start keywarden");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("listening on ") {
+                    let rest = &line[i + "listening on ".len()..];
+                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server did not print its address within 30 s");
+        Server {
+            url,
+            data_dir: data_dir.to_owned(),
+            log,
+            child: Some(child),
+            _tmp: None,
+        }
+    }
+
+    /// Runs `keywarden admin ...` against this server's data dir.
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("admin");
+        cmd.args(args);
+        cmd.arg("--data-dir").arg(&self.data_dir);
+        cmd.output().expect("run keywarden admin")
+    }
+
+    /// Creates an account through the admin CLI.
+    pub fn account(&self, name: &str) -> Account {
+        let out = self.admin(&["account", "create", "--name", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_account(&out.stdout)
+    }
+
+    pub fn client(&self, account: &Account) -> Client {
+        let creds = Credentials::new(
+            &account.access_key_id,
+            &account.secret_access_key,
+            None,
+            None,
+            "keywarden-test",
+        );
+        let config = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url(&self.url)
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        for _ in 0..150 {
+            if let Some(st) = child.try_wait().expect("wait") {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("server did not stop within 15 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn parse_account(stdout: &[u8]) -> Account {
+    let v: serde_json::Value = serde_json::from_slice(stdout).expect("admin prints JSON");
+    Account {
+        account_id: v["AccountId"].as_str().unwrap().to_owned(),
+        access_key_id: v["AccessKeyId"].as_str().unwrap().to_owned(),
+        secret_access_key: v["SecretAccessKey"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// The AWS error code of an SDK error (`NotFoundException`, ...).
+pub fn code<E, R>(err: &aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata,
+{
+    use aws_sdk_kms::error::ProvideErrorMetadata;
+    err.code().unwrap_or("<no code>").to_owned()
+}
