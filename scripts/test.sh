@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test Keywarden has, from a fresh checkout on a fresh Debian machine:
+# installs what the tests need, then formatting, lints, Rust unit and end-to-end
+# tests (aws-sdk-kms against the real binary) and the Python client tests
+# (boto3, AWS CLI, AWS Encryption SDK).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+else
+    echo "all present"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "build keywarden for the Python tests"
+cargo build --locked --bin keywarden
+
+step "Python client tests"
+scripts/python-tests.sh
