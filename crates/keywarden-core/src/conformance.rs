@@ -56,6 +56,33 @@ pub async fn run(store: &dyn Store) {
     list_aliases(store, &ids).await;
     credentials(store, &ids).await;
     concurrency(store, &ids).await;
+    change_feed(store, &ids).await;
+}
+
+/// The change stamp stays put while nothing is committed and moves after
+/// every commit, so caches can trust it.
+async fn change_feed(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "change_feed";
+    let first = ok(store.change_stamp().await, CASE, "change_stamp");
+    let again = ok(store.change_stamp().await, CASE, "change_stamp");
+    assert_eq!(
+        first, again,
+        "store conformance: {CASE}: the stamp must not move while nothing is committed"
+    );
+    for i in 0..3 {
+        let before = ok(store.change_stamp().await, CASE, "change_stamp");
+        let a = Account {
+            account_id: ids.account(),
+            name: format!("change feed {i}"),
+            created_at: UnixMillis(1_700_000_000_000),
+        };
+        ok(store.create_account(&a).await, CASE, "create_account");
+        let after = ok(store.change_stamp().await, CASE, "change_stamp");
+        assert_ne!(
+            before, after,
+            "store conformance: {CASE}: the stamp must move after a commit"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::cache::{CachedKey, Caches};
 use crate::clock::Clock;
 use crate::error::KmsError;
 use crate::ids::{AccountId, AliasName, KeyId, KeyRef};
@@ -63,6 +64,7 @@ pub struct Kms {
     pub(crate) random: Arc<dyn SecureRandom>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: KmsConfig,
+    pub(crate) caches: Caches,
 }
 
 /// The seams a [`Kms`] is built from.
@@ -97,7 +99,17 @@ impl Kms {
             random: parts.random,
             clock: parts.clock,
             config: parts.config,
+            caches: Caches::default(),
         }
+    }
+
+    /// Drops cached state if the store reports changes made elsewhere
+    /// (another process or node). The server calls this periodically; the
+    /// period bounds how long such a change can go unnoticed. Returns whether
+    /// the caches were dropped.
+    pub async fn refresh_caches(&self) -> Result<bool, KmsError> {
+        let stamp = self.store.change_stamp().await?;
+        Ok(self.caches.observe_stamp(stamp))
     }
 
     /// Settings.
@@ -140,43 +152,80 @@ impl Kms {
         Ok(s)
     }
 
-    /// Finds the key a caller names. Keys of other accounts, other regions
-    /// and unknown aliases are all `NotFound`.
+    /// Finds the key a caller names, from the cache when possible. Keys of
+    /// other accounts, other regions and unknown aliases are all `NotFound`.
     pub(crate) async fn resolve(
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
+    ) -> Result<Arc<CachedKey>, KmsError> {
+        let key_id = self.resolve_id(caller, key_ref, true).await?;
+        self.cached_key(&caller.account_id, &key_id)
+            .await?
+            .ok_or_else(|| not_found(key_ref))
+    }
+
+    /// Finds the key a caller names, reading the store (for changes).
+    pub(crate) async fn resolve_fresh(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
-        let not_found =
-            || KmsError::NotFound(format!("Key '{}' does not exist", describe_ref(key_ref)));
-        let key_id = match key_ref {
-            KeyRef::Id(id) => *id,
+        let key_id = self.resolve_id(caller, key_ref, false).await?;
+        self.store
+            .get_key(&caller.account_id, &key_id)
+            .await?
+            .ok_or_else(|| not_found(key_ref))
+    }
+
+    /// A key of `account` by id, through the cache.
+    pub(crate) async fn cached_key(
+        &self,
+        account: &AccountId,
+        key_id: &KeyId,
+    ) -> Result<Option<Arc<CachedKey>>, KmsError> {
+        if let Some(hit) = self.caches.key(account, key_id) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.caches.epoch();
+        let Some(record) = self.store.get_key(account, key_id).await? else {
+            return Ok(None);
+        };
+        let entry = Arc::new(CachedKey::new(record));
+        self.caches.put_key(epoch, entry.clone());
+        Ok(Some(entry))
+    }
+
+    async fn resolve_id(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
+        cached: bool,
+    ) -> Result<KeyId, KmsError> {
+        match key_ref {
+            KeyRef::Id(id) => Ok(*id),
             KeyRef::KeyArn {
                 region,
                 account,
                 key,
             } => {
                 if !self.arn_in_scope(caller, region, account) {
-                    return Err(not_found());
+                    return Err(not_found(key_ref));
                 }
-                *key
+                Ok(*key)
             }
-            KeyRef::Alias(alias) => self.alias_target(caller, alias, key_ref).await?,
+            KeyRef::Alias(alias) => self.alias_target(caller, alias, key_ref, cached).await,
             KeyRef::AliasArn {
                 region,
                 account,
                 alias,
             } => {
                 if !self.arn_in_scope(caller, region, account) {
-                    return Err(not_found());
+                    return Err(not_found(key_ref));
                 }
-                self.alias_target(caller, alias, key_ref).await?
+                self.alias_target(caller, alias, key_ref, cached).await
             }
-        };
-        self.store
-            .get_key(&caller.account_id, &key_id)
-            .await?
-            .ok_or_else(not_found)
+        }
     }
 
     fn arn_in_scope(&self, caller: &Caller, region: &str, account: &str) -> bool {
@@ -188,14 +237,25 @@ impl Kms {
         caller: &Caller,
         alias: &AliasName,
         key_ref: &KeyRef,
+        cached: bool,
     ) -> Result<KeyId, KmsError> {
-        self.store
+        if cached {
+            if let Some(hit) = self.caches.alias(&caller.account_id, alias) {
+                return Ok(hit);
+            }
+        }
+        let epoch = self.caches.epoch();
+        let target = self
+            .store
             .get_alias(&caller.account_id, alias)
             .await?
             .map(|a| a.target)
             .ok_or_else(|| {
                 KmsError::NotFound(format!("Alias '{}' is not found.", describe_ref(key_ref)))
-            })
+            })?;
+        self.caches
+            .put_alias(epoch, &caller.account_id, alias, target);
+        Ok(target)
     }
 
     /// Refuses cryptographic use of a key that is not enabled.
@@ -226,28 +286,36 @@ impl Kms {
         Ok(())
     }
 
-    /// A handle for one version of a key.
+    /// A handle for one version of a key, unwrapped once and cached with
+    /// the key's entry (dropped with it on any change to the key).
     pub(crate) fn handle(
         &self,
-        key: &KeyRecord,
+        key: &CachedKey,
         version: u32,
-    ) -> Result<Box<dyn KeyHandle>, KmsError> {
-        let v = key.version(version).ok_or(KmsError::InvalidCiphertext)?;
+    ) -> Result<Arc<dyn KeyHandle>, KmsError> {
+        if let Some(h) = key.handle(version) {
+            return Ok(h);
+        }
+        let record = &key.record;
+        let v = record.version(version).ok_or(KmsError::InvalidCiphertext)?;
         let protector = self.protectors.get(&v.protector).ok_or_else(|| {
             KmsError::Protector(crate::protector::ProtectorError::Unavailable(format!(
                 "no key protector named {:?} is configured",
                 v.protector
             )))
         })?;
-        protector
+        let handle: Arc<dyn KeyHandle> = protector
             .load(
                 KeyBinding {
-                    key_id: &key.key_id,
+                    key_id: &record.key_id,
                     version,
                 },
                 &v.material,
             )
-            .map_err(KmsError::Protector)
+            .map_err(KmsError::Protector)?
+            .into();
+        key.put_handle(version, handle.clone());
+        Ok(handle)
     }
 
     /// Applies `change` to the key the caller names and stores it with a
@@ -262,11 +330,14 @@ impl Kms {
         F: FnMut(&Kms, &mut KeyRecord) -> Result<(), KmsError>,
     {
         for _ in 0..CAS_ATTEMPTS {
-            let mut key = self.resolve(caller, key_ref).await?;
+            let mut key = self.resolve_fresh(caller, key_ref).await?;
             let expected = key.revision;
             change(self, &mut key)?;
             key.revision = expected + 1;
-            match self.store.update_key(&key, expected).await {
+            let result = self.store.update_key(&key, expected).await;
+            // Whatever happened, the cached copy may be stale now.
+            self.caches.invalidate_key(&key.account_id, &key.key_id);
+            match result {
                 Ok(()) => return Ok(key),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
@@ -274,6 +345,10 @@ impl Kms {
         }
         Err(StoreError::Conflict.into())
     }
+}
+
+fn not_found(key_ref: &KeyRef) -> KmsError {
+    KmsError::NotFound(format!("Key '{}' does not exist", describe_ref(key_ref)))
 }
 
 /// Parses a pagination limit the way AWS does (default 100, 1-1000 checked

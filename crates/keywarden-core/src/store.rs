@@ -150,7 +150,17 @@ pub trait CredentialStore: Send + Sync {
     async fn revoke_credential(&self, access_key_id: &str) -> Result<bool, StoreError>;
 }
 
-/// Everything Keywarden persists.
-pub trait Store: KeyStore + AliasStore + AccountStore + CredentialStore {}
+/// How caches learn that state changed outside this process (another
+/// process on the same file, another node on the same database).
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    /// A value that differs from the one the previous call returned whenever
+    /// state was committed in between by anyone, this process included. It
+    /// must be cheap: the server calls it several times a second.
+    async fn change_stamp(&self) -> Result<u64, StoreError>;
+}
 
-impl<T: KeyStore + AliasStore + AccountStore + CredentialStore> Store for T {}
+/// Everything Keywarden persists.
+pub trait Store: KeyStore + AliasStore + AccountStore + CredentialStore + ChangeFeed {}
+
+impl<T: KeyStore + AliasStore + AccountStore + CredentialStore + ChangeFeed> Store for T {}

@@ -170,7 +170,7 @@ async fn handle(
         // Keywarden issues no session credentials.
         return Err(ApiError::UnrecognizedClient);
     }
-    let (account_id, secret) = state
+    let credential = state
         .kms
         .credential_secret(&auth.access_key_id)
         .await?
@@ -178,11 +178,10 @@ async fn handle(
     let now = UNIX_EPOCH + Duration::from_millis(state.kms.clock().now().0.max(0) as u64);
     state
         .verifier
-        .verify(&signed, &auth, secret.expose(), now)?;
-    drop(secret);
+        .verify(&signed, &auth, credential.secret().expose(), now)?;
     *principal = auth.access_key_id.clone();
     let caller = Caller {
-        account_id,
+        account_id: credential.account_id.clone(),
         principal: auth.access_key_id,
     };
 

@@ -12,5 +12,5 @@ pub mod sigv4;
 mod wire;
 
 pub use error::{ApiError, INTERNAL_MESSAGE};
-pub use handlers::OPERATIONS;
+pub use handlers::{dispatch, OPERATIONS};
 pub use http_server::{load_tls_config, router, serve, AppState, MAX_BODY_BYTES};

@@ -312,18 +312,30 @@ impl Verifier {
         }
         self.check_skew(auth, now)?;
 
-        let payload_hash = hex::encode(digest::digest(&digest::SHA256, req.body));
-        check_content_sha256(req.headers, &payload_hash)?;
+        let mut payload_hex = [0u8; 64];
+        let payload_hash = sha256_hex(req.body, &mut payload_hex);
+        check_content_sha256(req.headers, payload_hash)?;
 
-        let canonical = canonical_request(req, auth, &payload_hash)?;
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{}\n{}/{}/{}/{TERMINATOR}\n{}",
-            auth.amz_date,
-            auth.scope_date,
-            auth.region,
-            auth.service,
-            hex::encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
-        );
+        let canonical = canonical_request(req, auth, payload_hash)?;
+        let mut canonical_hex = [0u8; 64];
+        let mut string_to_sign = String::with_capacity(160);
+        for part in [
+            ALGORITHM,
+            "\n",
+            &auth.amz_date,
+            "\n",
+            &auth.scope_date,
+            "/",
+            &auth.region,
+            "/",
+            &auth.service,
+            "/",
+            TERMINATOR,
+            "\n",
+            sha256_hex(canonical.as_bytes(), &mut canonical_hex),
+        ] {
+            string_to_sign.push_str(part);
+        }
 
         let key = self.signing_key(&auth.access_key_id, &auth.scope_date, secret);
         let expected = hmac::sign(&key.0, string_to_sign.as_bytes());
@@ -353,6 +365,9 @@ impl Verifier {
         let request_nanos = i128::from(auth.request_time).saturating_mul(NANOS);
         let ahead = now_nanos.saturating_sub(request_nanos);
 
+        if ahead <= skew_nanos && ahead.checked_neg().is_some_and(|behind| behind <= skew_nanos) {
+            return Ok(());
+        }
         let now_secs = now_nanos.div_euclid(NANOS);
         let skew_secs = i128::from(self.max_skew.as_secs());
         let skew_text = if skew_secs % 60 == 0 {
@@ -710,6 +725,16 @@ fn check_content_sha256(headers: &HeaderMap, payload_hash: &str) -> Result<(), A
 }
 
 /// Builds the SigV4 canonical request.
+/// Lowercase hex of the SHA-256 of `data`, written into `buf`.
+fn sha256_hex<'a>(data: &[u8], buf: &'a mut [u8; 64]) -> &'a str {
+    let digest = digest::digest(&digest::SHA256, data);
+    // A SHA-256 digest is 32 bytes, exactly what 64 hex digits hold.
+    if hex::encode_to_slice(digest.as_ref(), buf).is_err() {
+        return "";
+    }
+    std::str::from_utf8(buf).unwrap_or("")
+}
+
 fn canonical_request(
     req: &SignedRequest<'_>,
     auth: &ParsedAuth,

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use keywarden_core::ids::{AccountId, AliasName, KeyId};
 use keywarden_core::model::{Account, AliasRecord, Credential, KeyRecord, KeyState, KeyVersion};
 use keywarden_core::store::{
-    AccountStore, AliasStore, CredentialStore, KeyQuery, KeyStore, StoreError,
+    AccountStore, AliasStore, ChangeFeed, CredentialStore, KeyQuery, KeyStore, StoreError,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -70,6 +70,9 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Only ever asked `PRAGMA data_version`, which changes when any other
+    /// connection (ours or another process's) commits.
+    watcher: Mutex<Connection>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -112,12 +115,14 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| connect(path, true).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let watcher = Mutex::new(connect(path, true)?);
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                watcher,
             }),
         })
     }
@@ -477,6 +482,19 @@ impl KeyStore for SqliteStore {
             tx.prepare_cached("DELETE FROM keys WHERE key_id = ?1")?
                 .execute([&key_id])?;
             Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for SqliteStore {
+    async fn change_stamp(&self) -> Result<u64, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let conn = lock(&inner.watcher);
+            let v: i64 = conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+            Ok(v as u64)
         })
         .await
     }

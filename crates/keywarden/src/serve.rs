@@ -9,6 +9,9 @@ use tokio::net::TcpListener;
 
 use crate::{setup, ServeArgs};
 
+/// How often the store is asked whether another process changed it.
+const CACHE_REFRESH: Duration = Duration::from_millis(100);
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     init_logging();
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -74,9 +77,26 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         })
     };
 
+    // Changes made by `keywarden admin` (another process) reach the caches
+    // within this period.
+    let refresher = {
+        let kms = kms.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CACHE_REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = kms.refresh_caches().await {
+                    tracing::error!(error = %e, "checking the store for changes failed");
+                }
+            }
+        })
+    };
+
     let app = router(Arc::new(AppState::new(kms)));
     keywarden_server::serve(listener, tls, app, shutdown_signal()).await?;
     sweeper.abort();
+    refresher.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Operator operations on accounts and their access keys. Not part of the
 //! AWS API; the `keywarden admin` commands call them.
 
+use std::sync::Arc;
+
 use crate::error::KmsError;
 use crate::ids::AccountId;
 use crate::kms::Kms;
@@ -27,6 +29,29 @@ impl std::fmt::Debug for IssuedCredential {
         f.debug_struct("IssuedCredential")
             .field("account_id", &self.account_id)
             .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An active access key's account and secret, as SigV4 verification needs
+/// them. Cached; dropped from the cache when the key is revoked.
+pub struct ActiveCredential {
+    /// The account the key acts for.
+    pub account_id: AccountId,
+    secret: Secret,
+}
+
+impl ActiveCredential {
+    /// The secret access key.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+}
+
+impl std::fmt::Debug for ActiveCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveCredential")
+            .field("account_id", &self.account_id)
             .finish_non_exhaustive()
     }
 }
@@ -121,7 +146,9 @@ impl Kms {
 
     /// Revokes an access key; it stops authenticating at once.
     pub async fn revoke_credential(&self, access_key_id: &str) -> Result<(), KmsError> {
-        if self.store.revoke_credential(access_key_id).await? {
+        let revoked = self.store.revoke_credential(access_key_id).await;
+        self.caches.invalidate_credential(access_key_id);
+        if revoked? {
             Ok(())
         } else {
             Err(KmsError::NotFound(format!(
@@ -149,7 +176,11 @@ impl Kms {
     pub async fn credential_secret(
         &self,
         access_key_id: &str,
-    ) -> Result<Option<(AccountId, Secret)>, KmsError> {
+    ) -> Result<Option<Arc<ActiveCredential>>, KmsError> {
+        if let Some(hit) = self.caches.credential(access_key_id) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.caches.epoch();
         let Some(c) = self.store.get_credential(access_key_id).await? else {
             return Ok(None);
         };
@@ -160,6 +191,12 @@ impl Kms {
             .sealer
             .unseal(&credential_aad(access_key_id), &c.sealed_secret)
             .map_err(KmsError::Protector)?;
-        Ok(Some((c.account_id, secret)))
+        let active = Arc::new(ActiveCredential {
+            account_id: c.account_id,
+            secret,
+        });
+        self.caches
+            .put_credential(epoch, access_key_id, active.clone());
+        Ok(Some(active))
     }
 }

@@ -52,7 +52,7 @@ impl Kms {
                 "TargetKeyId must be a key ID or key ARN, not an alias".into(),
             ));
         }
-        let key = self.resolve(caller, target).await?;
+        let key = self.resolve_fresh(caller, target).await?;
         self.require_not_pending_deletion(&key)?;
         Ok(key)
     }

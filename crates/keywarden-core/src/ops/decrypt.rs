@@ -1,5 +1,7 @@
 //! Decrypt.
 
+use std::sync::Arc;
+
 use crate::ciphertext;
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
@@ -20,7 +22,7 @@ impl Kms {
         context: &EncryptionContext,
         key_ref: Option<&KeyRef>,
         dry_run: bool,
-    ) -> Result<(KeyRecord, Secret), KmsError> {
+    ) -> Result<(Arc<KeyRecord>, Secret), KmsError> {
         let (key, plaintext) = self.open_blob(caller, blob, context, key_ref).await?;
         if dry_run {
             return Err(KmsError::DryRun);
@@ -35,24 +37,23 @@ impl Kms {
         blob: &[u8],
         context: &EncryptionContext,
         key_ref: Option<&KeyRef>,
-    ) -> Result<(KeyRecord, Secret), KmsError> {
+    ) -> Result<(Arc<KeyRecord>, Secret), KmsError> {
         let parsed = ciphertext::parse(blob)?;
         if let Some(named) = key_ref {
             let named = self.resolve(caller, named).await?;
-            if named.key_id != parsed.key_id {
+            if named.record.key_id != parsed.key_id {
                 return Err(KmsError::IncorrectKey(
                     "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
                 ));
             }
         }
         let key = self
-            .store
-            .get_key(&caller.account_id, &parsed.key_id)
+            .cached_key(&caller.account_id, &parsed.key_id)
             .await?
             .ok_or(KmsError::InvalidCiphertext)?;
-        self.require_usable(&key)?;
+        self.require_usable(&key.record)?;
         let handle = self.handle(&key, parsed.version)?;
         let plaintext = ciphertext::open(handle.as_ref(), &parsed, context)?;
-        Ok((key, plaintext))
+        Ok((key.record.clone(), plaintext))
     }
 }

@@ -8,7 +8,9 @@ impl Kms {
     /// Deletes one of the caller's aliases. The key is not affected.
     pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<(), KmsError> {
         let name = AliasName::parse_user(name)?;
-        if self.store.delete_alias(&caller.account_id, &name).await? {
+        let deleted = self.store.delete_alias(&caller.account_id, &name).await;
+        self.caches.invalidate_alias(&caller.account_id, &name);
+        if deleted? {
             Ok(())
         } else {
             Err(KmsError::NotFound(format!(

@@ -1,5 +1,7 @@
 //! DescribeKey.
 
+use std::sync::Arc;
+
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
@@ -11,7 +13,7 @@ impl Kms {
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
-    ) -> Result<KeyRecord, KmsError> {
-        self.resolve(caller, key_ref).await
+    ) -> Result<Arc<KeyRecord>, KmsError> {
+        Ok(self.resolve(caller, key_ref).await?.record.clone())
     }
 }

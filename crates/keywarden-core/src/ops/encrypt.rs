@@ -1,5 +1,8 @@
 //! Encrypt.
 
+use std::sync::Arc;
+
+use crate::cache::CachedKey;
 use crate::ciphertext;
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
@@ -20,38 +23,39 @@ impl Kms {
         plaintext: &[u8],
         context: &EncryptionContext,
         dry_run: bool,
-    ) -> Result<(KeyRecord, Vec<u8>), KmsError> {
+    ) -> Result<(Arc<KeyRecord>, Vec<u8>), KmsError> {
         if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
             return Err(KmsError::Validation(format!(
                 "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_PLAINTEXT}"
             )));
         }
         let key = self.resolve(caller, key_ref).await?;
-        self.require_usable(&key)?;
+        self.require_usable(&key.record)?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
         let blob = self.seal_with_current(&key, context, plaintext)?;
-        Ok((key, blob))
+        Ok((key.record.clone(), blob))
     }
 
     /// Seals `plaintext` under the key's newest version.
     pub(crate) fn seal_with_current(
         &self,
-        key: &KeyRecord,
+        key: &CachedKey,
         context: &EncryptionContext,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
-        let version = key
+        let record = &key.record;
+        let version = record
             .current_version()
             .ok_or_else(|| {
                 KmsError::InvalidState(format!(
                     "{} has no key material.",
-                    self.key_arn(&key.account_id, &key.key_id)
+                    self.key_arn(&record.account_id, &record.key_id)
                 ))
             })?
             .version;
         let handle = self.handle(key, version)?;
-        ciphertext::seal(handle.as_ref(), &key.key_id, version, context, plaintext)
+        ciphertext::seal(handle.as_ref(), &record.key_id, version, context, plaintext)
     }
 }

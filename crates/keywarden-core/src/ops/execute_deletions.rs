@@ -33,11 +33,14 @@ impl Kms {
             after = Some(last.key_id);
             let full = due.len() == BATCH;
             for key in due {
-                match self
+                let result = self
                     .store
                     .destroy_key(&key.account_id, &key.key_id, key.revision)
-                    .await
-                {
+                    .await;
+                self.caches.invalidate_key(&key.account_id, &key.key_id);
+                self.caches
+                    .invalidate_aliases_of(&key.account_id, &key.key_id);
+                match result {
                     Ok(()) => destroyed += 1,
                     // Changed (cancelled) or destroyed by another node meanwhile.
                     Err(StoreError::Conflict) => {}

@@ -1,5 +1,7 @@
 //! GenerateDataKey and GenerateDataKeyWithoutPlaintext.
 
+use std::sync::Arc;
+
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
@@ -14,7 +16,7 @@ pub const MAX_DATA_KEY: usize = 1024;
 #[derive(Debug)]
 pub struct DataKey {
     /// The key that encrypted it.
-    pub key: KeyRecord,
+    pub key: Arc<KeyRecord>,
     /// The data key itself.
     pub plaintext: Secret,
     /// The data key encrypted under `key`.
@@ -39,14 +41,14 @@ impl Kms {
             )));
         }
         let key = self.resolve(caller, key_ref).await?;
-        self.require_usable(&key)?;
+        self.require_usable(&key.record)?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
         let plaintext = self.random_secret(len)?;
         let blob = self.seal_with_current(&key, context, plaintext.expose())?;
         Ok(DataKey {
-            key,
+            key: key.record.clone(),
             plaintext,
             blob,
         })

@@ -23,7 +23,7 @@ impl Kms {
                         "KeyId must be a key ID or key ARN".into(),
                     ));
                 }
-                Some(self.resolve(caller, r).await?.key_id)
+                Some(self.resolve(caller, r).await?.record.key_id)
             }
         };
         if let Some(m) = marker {

@@ -16,7 +16,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<Tag>, KmsError> {
         let key = self.resolve(caller, key_ref).await?;
-        let mut tags = key.tags;
+        let mut tags = key.record.tags.clone();
         tags.sort_by(|a, b| a.key.cmp(&b.key));
         if let Some(m) = marker {
             if !tags.iter().any(|t| t.key == m) {

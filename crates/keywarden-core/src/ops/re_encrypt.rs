@@ -1,5 +1,7 @@
 //! ReEncrypt.
 
+use std::sync::Arc;
+
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
@@ -10,9 +12,9 @@ use crate::model::KeyRecord;
 #[derive(Debug)]
 pub struct ReEncrypted {
     /// The key that made the input blob.
-    pub source: KeyRecord,
+    pub source: Arc<KeyRecord>,
     /// The key of the new blob.
-    pub destination: KeyRecord,
+    pub destination: Arc<KeyRecord>,
     /// The new blob.
     pub blob: Vec<u8>,
 }
@@ -35,14 +37,14 @@ impl Kms {
             .open_blob(caller, blob, source_context, source_key)
             .await?;
         let destination = self.resolve(caller, destination_key).await?;
-        self.require_usable(&destination)?;
+        self.require_usable(&destination.record)?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
         let blob = self.seal_with_current(&destination, destination_context, plaintext.expose())?;
         Ok(ReEncrypted {
             source,
-            destination,
+            destination: destination.record.clone(),
             blob,
         })
     }

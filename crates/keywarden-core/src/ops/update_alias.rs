@@ -30,7 +30,9 @@ impl Kms {
             alias.target = key.key_id;
             alias.updated_at = self.clock.now();
             alias.revision = expected + 1;
-            match self.store.update_alias(&alias, expected).await {
+            let result = self.store.update_alias(&alias, expected).await;
+            self.caches.invalidate_alias(&caller.account_id, &name);
+            match result {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::MissingReference) => {

@@ -1,0 +1,240 @@
+//! Caches on the hot path: key records with their unwrapped key handles,
+//! alias targets, and credential secrets.
+//!
+//! Invalidation rules (STYLE.md, "Secrets" 5):
+//! * every change this process makes through [`crate::Kms`] invalidates the
+//!   entries it touches before the call returns (disable, deletion,
+//!   alias changes, credential revocation, ...);
+//! * changes made elsewhere (the `keywarden admin` CLI, other nodes) are
+//!   picked up by [`crate::Kms::refresh_caches`], which the server calls
+//!   periodically: when the store's change stamp moves, everything is dropped;
+//! * a value read from the store is only inserted if no invalidation
+//!   happened since the read began (the epoch check), so a slow reader can
+//!   never put back a record that an invalidation already removed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use crate::ids::{AccountId, AliasName, KeyId};
+use crate::model::KeyRecord;
+use crate::ops::accounts::ActiveCredential;
+use crate::protector::KeyHandle;
+
+/// Entries per map before the map is emptied (a crude bound on memory).
+const MAX_ENTRIES: usize = 100_000;
+
+/// A key record and the handles of its versions loaded so far.
+pub(crate) struct CachedKey {
+    pub(crate) record: Arc<KeyRecord>,
+    handles: RwLock<HashMap<u32, Arc<dyn KeyHandle>>>,
+}
+
+impl CachedKey {
+    pub(crate) fn new(record: KeyRecord) -> Self {
+        CachedKey {
+            record: Arc::new(record),
+            handles: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn handle(&self, version: u32) -> Option<Arc<dyn KeyHandle>> {
+        read(&self.handles).get(&version).cloned()
+    }
+
+    pub(crate) fn put_handle(&self, version: u32, handle: Arc<dyn KeyHandle>) {
+        write(&self.handles).insert(version, handle);
+    }
+}
+
+type KeyMap = HashMap<(AccountId, KeyId), Arc<CachedKey>>;
+type AliasMap = HashMap<(AccountId, AliasName), KeyId>;
+
+#[derive(Default)]
+pub(crate) struct Caches {
+    epoch: AtomicU64,
+    keys: RwLock<KeyMap>,
+    aliases: RwLock<AliasMap>,
+    credentials: RwLock<HashMap<String, Arc<ActiveCredential>>>,
+    stamp: Mutex<Option<u64>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, k: K, v: V) {
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    map.insert(k, v);
+}
+
+impl Caches {
+    /// Read before going to the store; pass to the `put_*` methods.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn key(&self, account: &AccountId, key: &KeyId) -> Option<Arc<CachedKey>> {
+        read(&self.keys).get(&(account.clone(), *key)).cloned()
+    }
+
+    /// Inserts unless an invalidation happened since `epoch` was read.
+    pub(crate) fn put_key(&self, epoch: u64, entry: Arc<CachedKey>) {
+        let mut map = write(&self.keys);
+        if self.epoch() == epoch {
+            let k = (entry.record.account_id.clone(), entry.record.key_id);
+            bounded_insert(&mut map, k, entry);
+        }
+    }
+
+    pub(crate) fn alias(&self, account: &AccountId, alias: &AliasName) -> Option<KeyId> {
+        read(&self.aliases)
+            .get(&(account.clone(), alias.clone()))
+            .copied()
+    }
+
+    pub(crate) fn put_alias(&self, epoch: u64, account: &AccountId, alias: &AliasName, key: KeyId) {
+        let mut map = write(&self.aliases);
+        if self.epoch() == epoch {
+            bounded_insert(&mut map, (account.clone(), alias.clone()), key);
+        }
+    }
+
+    pub(crate) fn credential(&self, access_key_id: &str) -> Option<Arc<ActiveCredential>> {
+        read(&self.credentials).get(access_key_id).cloned()
+    }
+
+    pub(crate) fn put_credential(&self, epoch: u64, access_key_id: &str, c: Arc<ActiveCredential>) {
+        let mut map = write(&self.credentials);
+        if self.epoch() == epoch {
+            bounded_insert(&mut map, access_key_id.to_owned(), c);
+        }
+    }
+
+    /// Drops one key (after this process changed or destroyed it).
+    pub(crate) fn invalidate_key(&self, account: &AccountId, key: &KeyId) {
+        let mut map = write(&self.keys);
+        self.bump();
+        map.remove(&(account.clone(), *key));
+    }
+
+    /// Drops one alias (after this process changed or deleted it).
+    pub(crate) fn invalidate_alias(&self, account: &AccountId, alias: &AliasName) {
+        let mut map = write(&self.aliases);
+        self.bump();
+        map.remove(&(account.clone(), alias.clone()));
+    }
+
+    /// Drops every alias of an account pointing at `key` (its destruction).
+    pub(crate) fn invalidate_aliases_of(&self, account: &AccountId, key: &KeyId) {
+        let mut map = write(&self.aliases);
+        self.bump();
+        map.retain(|(a, _), target| !(a == account && target == key));
+    }
+
+    /// Drops one credential (after revocation).
+    pub(crate) fn invalidate_credential(&self, access_key_id: &str) {
+        let mut map = write(&self.credentials);
+        self.bump();
+        map.remove(access_key_id);
+    }
+
+    /// Drops everything.
+    pub(crate) fn clear(&self) {
+        let mut k = write(&self.keys);
+        let mut a = write(&self.aliases);
+        let mut c = write(&self.credentials);
+        self.bump();
+        k.clear();
+        a.clear();
+        c.clear();
+    }
+
+    /// Records the store's change stamp; `true` if it moved since last time
+    /// (and the caches were cleared).
+    pub(crate) fn observe_stamp(&self, stamp: u64) -> bool {
+        let mut last = self.stamp.lock().unwrap_or_else(PoisonError::into_inner);
+        let moved = last.is_some_and(|l| l != stamp);
+        *last = Some(stamp);
+        if moved {
+            self.clear();
+        }
+        moved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::UnixMillis;
+    use crate::model::{KeyManager, KeyState, Origin};
+
+    fn record(account: &AccountId, n: u8) -> KeyRecord {
+        KeyRecord {
+            key_id: KeyId::from_bytes([n; 16]),
+            account_id: account.clone(),
+            revision: 1,
+            description: String::new(),
+            state: KeyState::Enabled,
+            origin: Origin::AwsKms,
+            key_manager: KeyManager::Customer,
+            created_at: UnixMillis(0),
+            deletion_date: None,
+            pending_window_days: None,
+            tags: vec![],
+            policy: None,
+            versions: vec![],
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_cached() {
+        let c = Caches::default();
+        let acct = AccountId::parse("111122223333").unwrap();
+        let r = record(&acct, 1);
+        let id = r.key_id;
+        let epoch = c.epoch();
+        // Another task invalidates while this one was reading the store.
+        c.invalidate_key(&acct, &id);
+        c.put_key(epoch, Arc::new(CachedKey::new(r.clone())));
+        assert!(c.key(&acct, &id).is_none());
+        // A read that started after the invalidation is cached.
+        let epoch = c.epoch();
+        c.put_key(epoch, Arc::new(CachedKey::new(r)));
+        assert!(c.key(&acct, &id).is_some());
+    }
+
+    #[test]
+    fn entries_are_per_account() {
+        let c = Caches::default();
+        let a = AccountId::parse("111122223333").unwrap();
+        let b = AccountId::parse("444455556666").unwrap();
+        let r = record(&a, 2);
+        let id = r.key_id;
+        c.put_key(c.epoch(), Arc::new(CachedKey::new(r)));
+        assert!(c.key(&a, &id).is_some());
+        assert!(c.key(&b, &id).is_none());
+    }
+
+    #[test]
+    fn a_moved_stamp_clears_everything() {
+        let c = Caches::default();
+        let a = AccountId::parse("111122223333").unwrap();
+        c.put_key(c.epoch(), Arc::new(CachedKey::new(record(&a, 3))));
+        assert!(!c.observe_stamp(5), "first observation only records");
+        assert!(!c.observe_stamp(5));
+        assert!(c.key(&a, &KeyId::from_bytes([3; 16])).is_some());
+        assert!(c.observe_stamp(6));
+        assert!(c.key(&a, &KeyId::from_bytes([3; 16])).is_none());
+    }
+}
