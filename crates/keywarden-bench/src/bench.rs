@@ -1,0 +1,518 @@
+//! A benchmark run: set up the target, fill the Decrypt pool, then warm up
+//! and measure at each concurrency level.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+
+use crate::client::{call_once, Endpoint, Signer};
+use crate::load::{open_workers, run_phase, PhaseSpec, PhaseStats, Plan, Stop};
+use crate::mix::Op;
+use crate::procfs::{self, Pid};
+use crate::report::{self, CpuUse, Latency, OpRow, Report, Row, ServerRow, TargetInfo};
+use crate::spawn::{self, ServerProcess};
+use crate::RunArgs;
+
+/// Key id sent when no key was created or given.
+const PLACEHOLDER_KEY: &str = "alias/keywarden-bench";
+const DEFAULT_DURATION_S: f64 = 10.0;
+
+/// The server under load.
+struct Target {
+    kind: &'static str,
+    endpoint: Endpoint,
+    signer: Signer,
+    key_id: String,
+    server_pid: Option<u32>,
+    /// Dropped (stopped) before the data dir below is removed.
+    server: Option<ServerProcess>,
+    _data_dir: Option<TempDir>,
+}
+
+fn check_args(args: &RunArgs) -> Result<()> {
+    let positive = |name: &str, x: f64| -> Result<()> {
+        if !(x.is_finite() && x > 0.0) {
+            bail!("{name} must be a positive number of seconds");
+        }
+        Ok(())
+    };
+    if let Some(d) = args.duration {
+        positive("--duration", d)?;
+    }
+    positive("--timeout", args.timeout)?;
+    if !(args.warmup.is_finite() && args.warmup >= 0.0) {
+        bail!("--warmup must be zero or a positive number of seconds");
+    }
+    if args.requests == Some(0) {
+        bail!("--requests must be at least 1");
+    }
+    if args.concurrency == 0 || args.sweep.iter().flatten().any(|&c| c == 0) {
+        bail!("concurrency levels must be at least 1");
+    }
+    if args.sweep.as_ref().is_some_and(|s| s.is_empty()) {
+        bail!("--sweep needs at least one level");
+    }
+    if args.server_cpus.is_some() && args.spawn.is_none() && !args.spawn_baseline {
+        bail!("--server-cpus only applies with --spawn or --spawn-baseline (pin an --endpoint server yourself)");
+    }
+    if args.mix.contains(Op::Decrypt) && args.pool_size == 0 {
+        bail!("the mix has Decrypt, so --pool-size must be at least 1");
+    }
+    Ok(())
+}
+
+fn keywarden_log_env() -> String {
+    std::env::var("KEYWARDEN_LOG").unwrap_or_else(|_| "warn".to_owned())
+}
+
+async fn create_key(endpoint: &Endpoint, signer: &Signer, timeout: Duration) -> Result<String> {
+    let v = call_once(
+        endpoint,
+        signer,
+        "TrentService.CreateKey",
+        &serde_json::json!({"Description": "keywarden-bench"}),
+        timeout,
+    )
+    .await?;
+    v["KeyMetadata"]["KeyId"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("CreateKey answered without KeyMetadata.KeyId: {v}"))
+}
+
+async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
+    if let Some(path) = &args.spawn {
+        let program: PathBuf = match path {
+            Some(p) => p.clone(),
+            None => spawn::default_keywarden_path()?,
+        };
+        if !program.exists() {
+            bail!(
+                "{} does not exist: build it (cargo build --release --bin keywarden) or give --spawn PATH",
+                program.display()
+            );
+        }
+        let data_dir = tempfile::Builder::new()
+            .prefix("keywarden-bench-")
+            .tempdir()
+            .context("creating a temporary data dir")?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o700))
+                .context("making the data dir private")?;
+        }
+        let log = keywarden_log_env();
+        let server = ServerProcess::start(
+            &program,
+            &[
+                "serve".into(),
+                "--data-dir".into(),
+                data_dir.path().into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--region".into(),
+                args.region.clone().into(),
+            ],
+            args.server_cpus.as_deref(),
+            &[("KEYWARDEN_LOG", &log)],
+        )?;
+        let issued = spawn::create_account(&program, data_dir.path(), &args.region)?;
+        let endpoint = Endpoint::resolve(&server.url).await?;
+        let signer = Signer::new(
+            &endpoint,
+            &issued.access_key_id,
+            &issued.secret_access_key,
+            &args.region,
+        );
+        let key_id = create_key(&endpoint, &signer, timeout)
+            .await
+            .with_context(|| format!("creating a key in account {}", issued.account_id))?;
+        Ok(Target {
+            kind: "spawn",
+            endpoint,
+            signer,
+            key_id,
+            server_pid: Some(server.pid),
+            server: Some(server),
+            _data_dir: Some(data_dir),
+        })
+    } else if args.spawn_baseline {
+        let exe = std::env::current_exe().context("locating keywarden-bench")?;
+        let server = ServerProcess::start(
+            &exe,
+            &[
+                "baseline-server".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            args.server_cpus.as_deref(),
+            &[],
+        )?;
+        let endpoint = Endpoint::resolve(&server.url).await?;
+        // The baseline checks nothing, but requests are signed all the same so
+        // the generator does the same work as against keywarden.
+        let signer = Signer::new(
+            &endpoint,
+            "AKIDKEYWARDENBENCH00",
+            "keywarden-bench-baseline-secret",
+            &args.region,
+        );
+        Ok(Target {
+            kind: "spawn-baseline",
+            endpoint,
+            signer,
+            key_id: args
+                .key_id
+                .clone()
+                .unwrap_or_else(|| PLACEHOLDER_KEY.to_owned()),
+            server_pid: Some(server.pid),
+            server: Some(server),
+            _data_dir: None,
+        })
+    } else {
+        let url = args
+            .endpoint
+            .as_deref()
+            .context("give --spawn, --spawn-baseline or --endpoint")?;
+        let (Some(akid), Some(secret)) = (&args.access_key_id, &args.secret_access_key) else {
+            bail!("--endpoint needs --access-key-id and --secret-access-key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
+        };
+        let endpoint = Endpoint::resolve(url).await?;
+        let signer = Signer::new(&endpoint, akid, secret, &args.region);
+        let key_id = match (&args.key_id, args.no_create_key) {
+            (Some(k), _) => k.clone(),
+            (None, true) => PLACEHOLDER_KEY.to_owned(),
+            (None, false) => create_key(&endpoint, &signer, timeout).await?,
+        };
+        if let Some(pid) = args.server_pid {
+            procfs::cpu_ticks(Pid::Id(pid))
+                .with_context(|| format!("--server-pid {pid}: cannot read its CPU time"))?;
+        }
+        Ok(Target {
+            kind: "endpoint",
+            endpoint,
+            signer,
+            key_id,
+            server_pid: args.server_pid,
+            server: None,
+            _data_dir: None,
+        })
+    }
+}
+
+/// CPU ticks and memory at one instant.
+struct Snapshot {
+    at: Instant,
+    generator_ticks: u64,
+    machine_busy: u64,
+    server: Option<(u64, u64)>,
+}
+
+fn snapshot(server_pid: Option<u32>) -> Result<Snapshot> {
+    let server = match server_pid {
+        Some(pid) => {
+            let ticks = procfs::cpu_ticks(Pid::Id(pid))
+                .with_context(|| format!("server pid {pid} (did it exit?)"))?
+                .total();
+            let rss = procfs::rss_kib(Pid::Id(pid))?;
+            Some((ticks, rss))
+        }
+        None => None,
+    };
+    Ok(Snapshot {
+        generator_ticks: procfs::cpu_ticks(Pid::SelfProc)?.total(),
+        machine_busy: procfs::machine_ticks()?.busy,
+        server,
+        at: Instant::now(),
+    })
+}
+
+fn make_row(
+    concurrency: usize,
+    stats: &PhaseStats,
+    warmup: Option<&PhaseStats>,
+    before: &Snapshot,
+    after: &Snapshot,
+    clk_tck: u64,
+) -> Row {
+    let seconds = after.at.duration_since(before.at).as_secs_f64();
+    let requests = stats.requests();
+    let server = match (before.server, after.server) {
+        (Some((t0, rss0)), Some((t1, rss1))) => Some(ServerRow {
+            cpu: CpuUse::new(t1.saturating_sub(t0), clk_tck, requests, seconds),
+            rss_kib_before: rss0,
+            rss_kib_after: rss1,
+        }),
+        _ => None,
+    };
+    let ops = stats
+        .per_op
+        .iter()
+        .map(|(op, s)| {
+            (
+                op.name().to_owned(),
+                OpRow {
+                    requests: s.ok + s.errors,
+                    errors: s.errors,
+                    latency_us: Latency::from_nanos(&s.latency),
+                },
+            )
+        })
+        .collect();
+    let generator_ticks = after.generator_ticks.saturating_sub(before.generator_ticks);
+    let machine_ticks = after.machine_busy.saturating_sub(before.machine_busy);
+    let cores = |ticks: u64| {
+        if seconds > 0.0 {
+            (ticks as f64 / clk_tck as f64 / seconds * 100.0).round() / 100.0
+        } else {
+            0.0
+        }
+    };
+    let other_load_cores = server
+        .as_ref()
+        .map(|srv| cores(machine_ticks.saturating_sub(srv.cpu.ticks + generator_ticks)));
+    Row {
+        concurrency,
+        requests,
+        ok: stats.ok(),
+        errors: stats.errors(),
+        duration_s: (seconds * 1000.0).round() / 1000.0,
+        requests_per_s: if seconds > 0.0 {
+            (requests as f64 / seconds * 10.0).round() / 10.0
+        } else {
+            0.0
+        },
+        latency_us: Latency::from_nanos(&stats.latency()),
+        ops,
+        errors_by_type: stats.api_errors.clone(),
+        transport_errors: stats.transport_errors.clone(),
+        reconnects: stats.reconnects + warmup.map_or(0, |w| w.reconnects),
+        warmup_requests: warmup.map_or(0, PhaseStats::requests),
+        warmup_errors: warmup.map_or(0, PhaseStats::errors),
+        server,
+        generator: CpuUse::new(generator_ticks, clk_tck, requests, seconds),
+        machine_busy_cores: cores(machine_ticks),
+        other_load_cores,
+        sample_error: stats
+            .sample_error
+            .clone()
+            .or_else(|| warmup.and_then(|w| w.sample_error.clone())),
+    }
+}
+
+/// Runs the benchmark; `Ok(false)` when --fail-on-error applies.
+pub async fn main(args: RunArgs) -> Result<bool> {
+    check_args(&args)?;
+    tokio::select! {
+        result = run(&args) => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+    }
+}
+
+async fn run(args: &RunArgs) -> Result<bool> {
+    let command = report::command_line(std::env::args());
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let clk_tck = procfs::clock_ticks_per_second();
+    let mut target = setup_target(args, timeout).await?;
+
+    let generator_cpus = procfs::cpus_allowed_list(Pid::SelfProc)?;
+    let server_cpus = match target.server_pid {
+        Some(pid) => Some(procfs::cpus_allowed_list(Pid::Id(pid))?),
+        None => None,
+    };
+    let pinning = match &server_cpus {
+        Some(s) => Some(procfs::compare_affinity(&generator_cpus, s)?),
+        None => None,
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let levels = args.sweep.clone().unwrap_or_else(|| vec![args.concurrency]);
+    let (stop, stop_json) = match (args.requests, args.duration) {
+        (Some(n), _) => (Stop::Requests(n), serde_json::json!({ "requests": n })),
+        (None, d) => {
+            let d = d.unwrap_or(DEFAULT_DURATION_S);
+            (
+                Stop::After(Duration::from_secs_f64(d)),
+                serde_json::json!({ "duration_s": d }),
+            )
+        }
+    };
+
+    println!("keywarden-bench");
+    println!("command:   {command}");
+    match (&target.server, target.server_pid) {
+        (Some(server), Some(pid)) => println!(
+            "target:    {} at {} (pid {pid}): {}",
+            target.kind, target.endpoint.url, server.description
+        ),
+        (None, Some(pid)) => println!("target:    {} (server pid {pid})", target.endpoint.url),
+        _ => println!(
+            "target:    {} (no server pid: no server CPU or memory figures)",
+            target.endpoint.url
+        ),
+    }
+    println!("mix:       {}", args.mix);
+    println!("key:       {}", target.key_id);
+    match stop {
+        Stop::After(d) => println!(
+            "window:    {:.3} s per level after {} s of warm-up",
+            d.as_secs_f64(),
+            args.warmup
+        ),
+        Stop::Requests(n) => println!(
+            "window:    {n} requests per level after {} s of warm-up",
+            args.warmup
+        ),
+    }
+    println!(
+        "cpus:      generator {generator_cpus} ({threads} runtime threads); server {}{}",
+        server_cpus.as_deref().unwrap_or("unknown"),
+        pinning
+            .map(|p| format!(": {}", p.describe()))
+            .unwrap_or_default()
+    );
+    println!("clock:     CLK_TCK {clk_tck}; CPU per request = (utime+stime ticks in the window) x 1e6 / CLK_TCK / requests");
+
+    let mut plan = Plan::new(
+        target.signer.clone(),
+        target.endpoint.addr,
+        args.mix.clone(),
+        &target.key_id,
+        timeout,
+    );
+    let mut total_errors = 0u64;
+
+    if args.mix.contains(Op::Decrypt) {
+        eprintln!(
+            "filling the Decrypt pool: {} GenerateDataKey requests",
+            args.pool_size
+        );
+        let workers = open_workers(args.pool_size.min(4), plan.addr, timeout).await?;
+        let (_, stats) = run_phase(
+            workers,
+            Arc::new(plan.clone()),
+            PhaseSpec {
+                stop: Stop::Requests(args.pool_size as u64),
+                only: Some(Op::GenerateDataKey),
+                collect_pool: true,
+            },
+        )
+        .await?;
+        total_errors += stats.errors();
+        if stats.pool.is_empty() {
+            bail!(
+                "could not make any ciphertext for Decrypt: {}",
+                stats
+                    .sample_error
+                    .as_deref()
+                    .unwrap_or("GenerateDataKey answers had no CiphertextBlob")
+            );
+        }
+        plan.pool = stats.pool;
+    }
+    let plan = Arc::new(plan);
+
+    let mut rows = Vec::new();
+    let multi_op = args.mix.entries().len() > 1;
+    println!();
+    println!("{}", report::TABLE_HEADER);
+    for &concurrency in &levels {
+        let mut workers = open_workers(concurrency, plan.addr, timeout).await?;
+        let mut warm = None;
+        if args.warmup > 0.0 {
+            let (w, stats) = run_phase(
+                workers,
+                plan.clone(),
+                PhaseSpec {
+                    stop: Stop::After(Duration::from_secs_f64(args.warmup)),
+                    only: None,
+                    collect_pool: false,
+                },
+            )
+            .await?;
+            workers = w;
+            total_errors += stats.errors();
+            warm = Some(stats);
+        }
+        let before = snapshot(target.server_pid)?;
+        let (workers, stats) = run_phase(
+            workers,
+            plan.clone(),
+            PhaseSpec {
+                stop,
+                only: None,
+                collect_pool: false,
+            },
+        )
+        .await?;
+        let after = snapshot(target.server_pid)?;
+        drop(workers);
+        total_errors += stats.errors();
+        let row = make_row(concurrency, &stats, warm.as_ref(), &before, &after, clk_tck);
+        println!("{}", report::table_row(&row));
+        rows.push(row);
+    }
+    println!();
+    for row in &rows {
+        print!("{}", report::row_details(row, multi_op));
+        if let Some(srv) = &row.server {
+            if srv.cpu.ticks < 100 {
+                println!(
+                    "    note: only {} server CPU ticks in the window; measure longer for a precise CPU/request",
+                    srv.cpu.ticks
+                );
+            }
+        }
+    }
+
+    let server_exit = target.server.as_mut().map(ServerProcess::stop);
+    if let Some(exit) = &server_exit {
+        println!("server:    {exit}");
+    }
+    if total_errors > 0 {
+        println!("FAILED REQUESTS: {total_errors} (pool fill, warm-ups and measurements together)");
+    }
+
+    let report = Report {
+        command,
+        mix: args.mix.to_string(),
+        target: TargetInfo {
+            kind: target.kind.to_owned(),
+            endpoint: target.endpoint.url.clone(),
+            server_command: target.server.as_ref().map(|s| s.description.clone()),
+            server_pid: target.server_pid,
+            key_id: target.key_id.clone(),
+            region: args.region.clone(),
+        },
+        clk_tck,
+        generator_cpus_allowed: generator_cpus,
+        server_cpus_allowed: server_cpus,
+        pinning: match pinning {
+            Some(procfs::Pinning::Apart) => "apart",
+            Some(procfs::Pinning::Overlapping) => "overlapping",
+            Some(procfs::Pinning::Shared) => "shared",
+            None => "unknown",
+        }
+        .to_owned(),
+        generator_threads: threads,
+        warmup_s: args.warmup,
+        stop: stop_json,
+        decrypt_pool_size: plan.pool.len(),
+        rows,
+        total_errors,
+        server_exit,
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    drop(target);
+    Ok(!(args.fail_on_error && total_errors > 0))
+}

@@ -1,0 +1,215 @@
+//! `keywarden-bench`: a load generator for Keywarden and other AWS KMS
+//! endpoints. See the crate README for usage.
+#![forbid(unsafe_code)]
+
+mod baseline;
+mod bench;
+mod client;
+mod load;
+mod mix;
+mod procfs;
+mod report;
+mod spawn;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use crate::mix::Mix;
+
+/// Load generator for Keywarden (and any AWS KMS JSON 1.1 endpoint):
+/// SigV4-signed requests over keep-alive HTTP/1.1 connections, HDR latency
+/// histograms, and the server's CPU time per request.
+#[derive(Parser, Debug)]
+#[command(
+    name = "keywarden-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a no-op HTTP server that answers every POST with a fixed ~200-byte
+    /// JSON body (the reference for "what does the HTTP stack alone cost").
+    BaselineServer {
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+/// Options of a benchmark run.
+#[derive(Args, Debug)]
+#[command(group(
+    ArgGroup::new("target")
+        .required(true)
+        .args(["spawn", "spawn_baseline", "endpoint"])
+))]
+pub struct RunArgs {
+    /// Start a keywarden server (default: `keywarden` next to this
+    /// executable) on a temporary data dir, create an account and a key, and
+    /// stop it with SIGTERM at the end.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub spawn: Option<Option<PathBuf>>,
+
+    /// Start `keywarden-bench baseline-server` (a no-op HTTP server) instead
+    /// of keywarden; no accounts or keys are set up.
+    #[arg(long)]
+    pub spawn_baseline: bool,
+
+    /// Pin the spawned server with `taskset -c CPUS` (e.g. `0` or `0-1`).
+    #[arg(long, value_name = "CPUS")]
+    pub server_cpus: Option<String>,
+
+    /// Drive an already running server at this URL (http://host:port).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Access key id for --endpoint.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: Option<String>,
+
+    /// Secret access key for --endpoint.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+
+    /// Key to use with --endpoint (default: create one with CreateKey).
+    #[arg(long)]
+    pub key_id: Option<String>,
+
+    /// With --endpoint: never call CreateKey; without --key-id the requests
+    /// name the placeholder key `alias/keywarden-bench`.
+    #[arg(long)]
+    pub no_create_key: bool,
+
+    /// Pid of the --endpoint server, for its CPU time and memory.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// SigV4 region.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+
+    /// Operation weights: GenerateDataKey, Decrypt, Encrypt,
+    /// GenerateDataKeyWithoutPlaintext, DescribeKey.
+    #[arg(long, default_value = "GenerateDataKey=1,Decrypt=1")]
+    pub mix: Mix,
+
+    /// Connections, each with one request in flight.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Run at each of these concurrencies in turn (e.g. 1,4,16,64), against
+    /// the same server, with a fresh warm-up and measurement window each.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+    pub sweep: Option<Vec<usize>>,
+
+    /// Seconds to measure (per level) [default: 10].
+    #[arg(long, short = 'd', conflicts_with = "requests")]
+    pub duration: Option<f64>,
+
+    /// Requests to measure (per level) instead of a duration.
+    #[arg(long, short = 'n')]
+    pub requests: Option<u64>,
+
+    /// Seconds of unmeasured load before each measurement window.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+
+    /// Ciphertexts made with GenerateDataKey before the run, for Decrypt.
+    #[arg(long, default_value_t = 256)]
+    pub pool_size: usize,
+
+    /// Seconds before a request (or a connect) counts as a timeout.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+
+    /// Generator runtime threads (default: the CPUs this process may use).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Exit with status 1 if any request failed.
+    #[arg(long)]
+    pub fail_on_error: bool,
+}
+
+fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    builder.build()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::BaselineServer { listen }) => runtime(None)
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(baseline::serve(listen)))
+            .map(|()| true),
+        None => runtime(cli.run.threads)
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(bench::main(cli.run))),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_spawn_forms() {
+        let cli = Cli::try_parse_from(["kb", "--spawn", "--server-cpus", "0"]).unwrap();
+        assert_eq!(cli.run.spawn, Some(None));
+        assert_eq!(cli.run.server_cpus.as_deref(), Some("0"));
+        let cli = Cli::try_parse_from(["kb", "--spawn", "/x/keywarden", "-c", "4"]).unwrap();
+        assert_eq!(cli.run.spawn, Some(Some(PathBuf::from("/x/keywarden"))));
+        assert_eq!(cli.run.concurrency, 4);
+        let cli = Cli::try_parse_from(["kb", "--spawn-baseline", "--sweep", "1,4,16"]).unwrap();
+        assert!(cli.run.spawn_baseline);
+        assert_eq!(cli.run.sweep, Some(vec![1, 4, 16]));
+    }
+
+    #[test]
+    fn needs_exactly_one_target() {
+        assert!(Cli::try_parse_from(["kb"]).is_err());
+        assert!(Cli::try_parse_from(["kb", "--spawn", "--endpoint", "http://h:1"]).is_err());
+        assert!(
+            Cli::try_parse_from(["kb", "--spawn", "--duration", "1", "--requests", "5"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["kb", "--spawn", "--mix", "Sign=1"]).is_err());
+        let cli =
+            Cli::try_parse_from(["kb", "baseline-server", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::BaselineServer { .. })));
+    }
+}

@@ -1,0 +1,316 @@
+//! What `/proc` says about a process: CPU time, resident memory, CPU affinity.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Which process to look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pid {
+    /// The generator itself.
+    SelfProc,
+    Id(u32),
+}
+
+impl Pid {
+    fn dir(self) -> String {
+        match self {
+            Pid::SelfProc => "/proc/self".to_owned(),
+            Pid::Id(id) => format!("/proc/{id}"),
+        }
+    }
+}
+
+/// User plus system CPU time of a process (all its threads), in clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuTicks {
+    pub utime: u64,
+    pub stime: u64,
+}
+
+impl CpuTicks {
+    pub fn total(self) -> u64 {
+        self.utime + self.stime
+    }
+}
+
+/// Parses the `utime` and `stime` fields (14 and 15) of `/proc/<pid>/stat`.
+///
+/// The second field is the command name in parentheses, and the name itself
+/// may contain spaces and parentheses, so the fields are counted from the
+/// *last* `)` on the line.
+pub fn parse_stat(stat: &str) -> Result<CpuTicks> {
+    let close = stat
+        .rfind(')')
+        .context("no ')' after the command name in /proc/<pid>/stat")?;
+    // After the ')': field 3 (state) is index 0, so field N is index N - 3.
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let field = |n: usize| -> Result<u64> {
+        let raw = fields
+            .get(n - 3)
+            .with_context(|| format!("/proc/<pid>/stat has no field {n}"))?;
+        raw.parse()
+            .with_context(|| format!("field {n} of /proc/<pid>/stat is not a number: {raw:?}"))
+    };
+    Ok(CpuTicks {
+        utime: field(14)?,
+        stime: field(15)?,
+    })
+}
+
+pub fn cpu_ticks(pid: Pid) -> Result<CpuTicks> {
+    let path = format!("{}/stat", pid.dir());
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat(&stat).with_context(|| format!("parsing {path}"))
+}
+
+/// A `Key:\tvalue` line of `/proc/<pid>/status`, value trimmed.
+pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        (k == key).then(|| v.trim())
+    })
+}
+
+/// `VmRSS` from a status file, in KiB.
+pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    let v = status_field(status, "VmRSS")?;
+    let number = v.strip_suffix("kB").unwrap_or(v).trim();
+    number.parse().ok()
+}
+
+fn read_status(pid: Pid) -> Result<String> {
+    let path = format!("{}/status", pid.dir());
+    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+}
+
+/// The resident set size of a process in KiB.
+pub fn rss_kib(pid: Pid) -> Result<u64> {
+    let status = read_status(pid)?;
+    parse_vm_rss_kib(&status).context("no VmRSS line in /proc/<pid>/status")
+}
+
+/// `Cpus_allowed_list` of a process, e.g. `0-1` or `1`.
+pub fn cpus_allowed_list(pid: Pid) -> Result<String> {
+    let status = read_status(pid)?;
+    status_field(&status, "Cpus_allowed_list")
+        .map(str::to_owned)
+        .context("no Cpus_allowed_list line in /proc/<pid>/status")
+}
+
+/// Expands a CPU list such as `0-2,5,7-8` into a set.
+pub fn parse_cpu_list(list: &str) -> Result<BTreeSet<u32>> {
+    let mut cpus = BTreeSet::new();
+    for part in list.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        // A stride form `0-8:2` exists in taskset syntax, not in /proc.
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>()?, b.trim().parse::<u32>()?),
+            None => {
+                let n = part.parse::<u32>()?;
+                (n, n)
+            }
+        };
+        if lo > hi || hi - lo > 65_536 {
+            bail!("bad CPU range {part:?}");
+        }
+        cpus.extend(lo..=hi);
+    }
+    Ok(cpus)
+}
+
+/// How the generator's and the server's CPU sets relate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// No CPU in common: the two cannot steal each other's CPU time.
+    Apart,
+    /// Some CPUs in common.
+    Overlapping,
+    /// Both may run on exactly the same CPUs (e.g. neither pinned).
+    Shared,
+}
+
+impl Pinning {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Pinning::Apart => "pinned apart (disjoint CPU sets)",
+            Pinning::Overlapping => "NOT pinned apart (CPU sets overlap)",
+            Pinning::Shared => "NOT pinned apart (same CPU set)",
+        }
+    }
+}
+
+pub fn compare_affinity(generator: &str, server: &str) -> Result<Pinning> {
+    let g = parse_cpu_list(generator)?;
+    let s = parse_cpu_list(server)?;
+    Ok(if g.is_disjoint(&s) {
+        Pinning::Apart
+    } else if g == s {
+        Pinning::Shared
+    } else {
+        Pinning::Overlapping
+    })
+}
+
+/// Machine-wide CPU time from the `cpu` line of `/proc/stat`, in clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// user + nice + system + irq + softirq + steal.
+    pub busy: u64,
+    /// idle + iowait.
+    pub idle: u64,
+}
+
+/// Parses the aggregate `cpu ` line of `/proc/stat`.
+pub fn parse_machine_stat(stat: &str) -> Result<MachineTicks> {
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no 'cpu ' line in /proc/stat")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("non-numeric field in the cpu line of /proc/stat")?;
+    if v.len() < 8 {
+        bail!(
+            "the cpu line of /proc/stat has {} fields, expected at least 8",
+            v.len()
+        );
+    }
+    // user nice system idle iowait irq softirq steal [guest guest_nice]; guest
+    // time is already part of user time.
+    Ok(MachineTicks {
+        busy: v[0] + v[1] + v[2] + v[5] + v[6] + v[7],
+        idle: v[3] + v[4],
+    })
+}
+
+pub fn machine_ticks() -> Result<MachineTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_machine_stat(&stat)
+}
+
+/// Clock ticks per second, from `getconf CLK_TCK` (100 when that fails).
+pub fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| parse_clk_tck(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or(100)
+}
+
+pub fn parse_clk_tck(out: &str) -> Option<u64> {
+    out.trim().parse().ok().filter(|&n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "1234 (keywarden) S 1 1234 1234 0 -1 4194560 2750 0 0 0 \
+                        157 43 0 0 20 0 5 0 9876 123456789 2345 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 0 0 0 0 0 0";
+
+    #[test]
+    fn parses_plain_stat() {
+        assert_eq!(
+            parse_stat(STAT).unwrap(),
+            CpuTicks {
+                utime: 157,
+                stime: 43
+            }
+        );
+        assert_eq!(parse_stat(STAT).unwrap().total(), 200);
+    }
+
+    #[test]
+    fn comm_with_spaces_and_parentheses() {
+        let stat = STAT.replace("(keywarden)", "(a) b (c) 9 9 9)");
+        assert_eq!(
+            parse_stat(&stat).unwrap(),
+            CpuTicks {
+                utime: 157,
+                stime: 43
+            }
+        );
+        let stat = STAT.replace("(keywarden)", "(tokio-runtime-w)");
+        assert_eq!(parse_stat(&stat).unwrap().total(), 200);
+    }
+
+    #[test]
+    fn rejects_truncated_or_garbled_stat() {
+        assert!(parse_stat("1234 keywarden S 1").is_err());
+        assert!(parse_stat("1234 (keywarden) S 1 2 3").is_err());
+        let garbled = STAT.replace(" 157 ", " x ");
+        assert!(parse_stat(&garbled).is_err());
+    }
+
+    #[test]
+    fn reads_own_stat_and_status() {
+        let ticks = cpu_ticks(Pid::SelfProc).unwrap();
+        assert!(ticks.utime < u64::MAX / 2);
+        assert!(rss_kib(Pid::SelfProc).unwrap() > 0);
+        let cpus = cpus_allowed_list(Pid::SelfProc).unwrap();
+        assert!(!parse_cpu_list(&cpus).unwrap().is_empty());
+        let pid = std::process::id();
+        assert!(cpu_ticks(Pid::Id(pid)).is_ok());
+    }
+
+    #[test]
+    fn parses_status_fields() {
+        let status = "Name:\tkeywarden\nVmPeak:\t  100 kB\nVmRSS:\t   23456 kB\n\
+                      Cpus_allowed:\t3\nCpus_allowed_list:\t0-1\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(23456));
+        assert_eq!(status_field(status, "Cpus_allowed_list"), Some("0-1"));
+        assert_eq!(status_field(status, "Cpus_allowed"), Some("3"));
+        assert_eq!(status_field(status, "Missing"), None);
+        assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn cpu_lists_and_pinning() {
+        assert_eq!(
+            parse_cpu_list("0-2,5,7-8")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [0, 1, 2, 5, 7, 8]
+        );
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+        assert_eq!(compare_affinity("1", "0").unwrap(), Pinning::Apart);
+        assert_eq!(compare_affinity("0-1", "0-1").unwrap(), Pinning::Shared);
+        assert_eq!(compare_affinity("0-1", "1").unwrap(), Pinning::Overlapping);
+    }
+
+    #[test]
+    fn machine_stat() {
+        let stat =
+            "cpu  152009 1 32748 197648 1030 2 553 120 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 1\n";
+        assert_eq!(
+            parse_machine_stat(stat).unwrap(),
+            MachineTicks {
+                busy: 152009 + 1 + 32748 + 2 + 553 + 120,
+                idle: 197648 + 1030
+            }
+        );
+        assert!(parse_machine_stat("cpu0 1 2 3 4 5 6 7 8\n").is_err());
+        assert!(parse_machine_stat("cpu  1 2 3\n").is_err());
+        assert!(machine_ticks().unwrap().busy + machine_ticks().unwrap().idle > 0);
+    }
+
+    #[test]
+    fn clk_tck_output() {
+        assert_eq!(parse_clk_tck("100\n"), Some(100));
+        assert_eq!(parse_clk_tck("0"), None);
+        assert_eq!(parse_clk_tck("undefined"), None);
+        assert!(clock_ticks_per_second() > 0);
+    }
+}

@@ -1,0 +1,86 @@
+//! Runs the real bench binary against a real keywarden server (spawned by the
+//! bench itself) and checks the JSON report.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// `target/debug/keywarden`: next to the bench binary, built by
+/// `cargo build --bin keywarden` (or any `cargo test --workspace`).
+fn keywarden_binary() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_keywarden-bench"));
+    let dir = bench
+        .parent()
+        .expect("the bench binary has a parent directory");
+    let keywarden = dir.join(format!("keywarden{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        keywarden.exists(),
+        "{} does not exist: run `cargo build --bin keywarden` first",
+        keywarden.display()
+    );
+    keywarden
+}
+
+#[test]
+fn spawned_keywarden_serves_2000_requests_without_errors() {
+    let keywarden = keywarden_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .arg("--spawn")
+        .arg(&keywarden)
+        .args([
+            "--mix",
+            "GenerateDataKey=1,Decrypt=1,Encrypt=1",
+            "--concurrency",
+            "4",
+            "--requests",
+            "2000",
+            "--warmup",
+            "0.5",
+            "--pool-size",
+            "32",
+            "--fail-on-error",
+            "--json",
+        ])
+        .arg(&json)
+        .env("KEYWARDEN_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("command:"), "{stdout}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["total_errors"], 0, "{report:#}");
+    assert_eq!(report["target"]["kind"], "spawn");
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["concurrency"], 4);
+    assert_eq!(row["requests"], 2000, "{row:#}");
+    assert_eq!(row["ok"], 2000);
+    assert_eq!(row["errors"], 0);
+    for op in ["GenerateDataKey", "Decrypt", "Encrypt"] {
+        assert!(
+            row["ops"][op]["requests"].as_u64().unwrap() > 0,
+            "{op}: {row:#}"
+        );
+    }
+    let cpu = row["server"]["cpu"]["us_per_request"].as_f64().unwrap();
+    assert!(cpu > 0.0, "server CPU per request {cpu}: {row:#}");
+    assert!(row["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(row["server"]["rss_kib_after"].as_u64().unwrap() > 0);
+    assert!(
+        report["server_exit"]
+            .as_str()
+            .unwrap()
+            .contains("stopped by SIGTERM"),
+        "{report:#}"
+    );
+}
