@@ -79,8 +79,24 @@ async fn not_found(req: Request) -> Response {
     error_response(&err, &new_request_id())
 }
 
+/// Request ids look like UUIDs: a random 64-bit prefix drawn once per
+/// process and a counter. Unique within and (with overwhelming probability)
+/// across processes, and free of a random-number syscall per request.
 fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        prefix >> 32,
+        (prefix >> 16) & 0xffff,
+        prefix & 0xffff,
+        (n >> 48) & 0xffff,
+        n & 0xffff_ffff_ffff
+    )
 }
 
 async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {

@@ -365,7 +365,11 @@ impl Verifier {
         let request_nanos = i128::from(auth.request_time).saturating_mul(NANOS);
         let ahead = now_nanos.saturating_sub(request_nanos);
 
-        if ahead <= skew_nanos && ahead.checked_neg().is_some_and(|behind| behind <= skew_nanos) {
+        if ahead <= skew_nanos
+            && ahead
+                .checked_neg()
+                .is_some_and(|behind| behind <= skew_nanos)
+        {
             return Ok(());
         }
         let now_secs = now_nanos.div_euclid(NANOS);

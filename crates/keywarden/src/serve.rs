@@ -13,7 +13,7 @@ use crate::{setup, ServeArgs};
 const CACHE_REFRESH: Duration = Duration::from_millis(100);
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    init_logging();
+    let _log_guard = init_logging();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
             load_tls_config(cert, key).map_err(anyhow::Error::msg)?,
@@ -117,14 +117,24 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr through a background writer thread, so a request never
+/// waits for a write(2). The returned guard flushes what is queued when it
+/// drops (at shutdown). If more than 128k lines are queued, new lines are
+/// dropped rather than blocking requests.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("KEYWARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(128 * 1024)
+        .lossy(true)
+        .finish(std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(true)
         .try_init();
+    guard
 }

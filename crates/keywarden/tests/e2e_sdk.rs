@@ -534,6 +534,19 @@ async fn secrets_never_reach_the_data_dir_or_the_log() {
         .send()
         .await
         .unwrap();
+    // The log is written by a background thread: wait until the requests
+    // above are in it before scanning.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .contains("op=Decrypt")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the access log never recorded the Decrypt request"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let needles: Vec<(String, Vec<u8>)> = vec![
         ("raw DEK".into(), dek.clone()),
         (
