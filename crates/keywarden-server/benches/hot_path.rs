@@ -151,5 +151,30 @@ fn operations(c: &mut Criterion) {
     }
 }
 
-criterion_group!(hot_path, sigv4, operations);
+fn json(c: &mut Criterion) {
+    use keywarden_core::secret::Secret;
+    use keywarden_server::bench_support as b;
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let gdk = br#"{"KeyId":"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab","KeySpec":"AES_256","EncryptionContext":{"volume":"vol-0123456789abcdef"}}"#;
+    let blob = vec![1u8; 81];
+    let decrypt = format!(
+        r#"{{"CiphertextBlob":"{}","EncryptionContext":{{"volume":"vol-0123456789abcdef"}}}}"#,
+        base64::engine::general_purpose::STANDARD.encode(&blob)
+    );
+    let dek = Secret::new(vec![9u8; 32]);
+    c.bench_function("json decode GenerateDataKey request", |bch| {
+        bch.iter(|| b::decode_generate_data_key(black_box(gdk)).unwrap())
+    });
+    c.bench_function("json encode GenerateDataKey response", |bch| {
+        bch.iter(|| b::encode_generate_data_key(arn.to_owned(), blob.clone(), black_box(&dek)))
+    });
+    c.bench_function("json decode Decrypt request", |bch| {
+        bch.iter(|| b::decode_decrypt(black_box(decrypt.as_bytes())).unwrap())
+    });
+    c.bench_function("json encode Decrypt response", |bch| {
+        bch.iter(|| b::encode_decrypt(arn.to_owned(), black_box(&dek)))
+    });
+}
+
+criterion_group!(hot_path, sigv4, json, operations);
 criterion_main!(hot_path);

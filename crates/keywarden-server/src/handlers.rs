@@ -406,29 +406,55 @@ fn check_blob(blob: &Blob, field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn decrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+/// A decoded and validated Decrypt request.
+pub(crate) struct DecryptRequest {
+    blob: Blob,
+    context: keywarden_core::context::EncryptionContext,
+    key: Option<keywarden_core::ids::KeyRef>,
+    dry_run: bool,
+}
+
+pub(crate) fn decode_decrypt_request(body: &[u8]) -> Result<DecryptRequest, ApiError> {
     let req: DecryptIn = decode(body)?;
     let blob = required(req.ciphertext_blob, "ciphertextBlob")?;
     check_blob(&blob, "ciphertextBlob")?;
     check_grant_tokens(req.grant_tokens.as_ref())?;
     check_encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
     refuse_recipient(req.recipient.as_ref())?;
-    let named = req.key_id.as_deref().map(key_ref).transpose()?;
-    let ctx = context(req.encryption_context)?;
+    Ok(DecryptRequest {
+        key: req.key_id.as_deref().map(key_ref).transpose()?,
+        context: context(req.encryption_context)?,
+        blob,
+        dry_run: req.dry_run.unwrap_or(false),
+    })
+}
+
+pub(crate) fn encode_decrypt_response(
+    arn: String,
+    plaintext: &keywarden_core::secret::Secret,
+) -> Vec<u8> {
+    encode(&json!({
+        "KeyId": arn,
+        "Plaintext": secret_b64(plaintext),
+        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+    }))
+}
+
+async fn decrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req = decode_decrypt_request(body)?;
     let (key, plaintext) = kms
         .decrypt(
             caller,
-            &blob.0,
-            &ctx,
-            named.as_ref(),
-            req.dry_run.unwrap_or(false),
+            &req.blob.0,
+            &req.context,
+            req.key.as_ref(),
+            req.dry_run,
         )
         .await?;
-    Ok(encode(&json!({
-        "KeyId": kms.key_arn(&key.account_id, &key.key_id),
-        "Plaintext": secret_b64(&plaintext),
-        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-    })))
+    Ok(encode_decrypt_response(
+        kms.key_arn(&key.account_id, &key.key_id),
+        &plaintext,
+    ))
 }
 
 async fn re_encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -479,12 +505,18 @@ async fn re_encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, 
     })))
 }
 
-async fn generate_data_key(
-    kms: &Kms,
-    caller: &Caller,
+/// A decoded and validated GenerateDataKey(WithoutPlaintext) request.
+pub(crate) struct DataKeyRequest {
+    key: keywarden_core::ids::KeyRef,
+    context: keywarden_core::context::EncryptionContext,
+    len: usize,
+    dry_run: bool,
+}
+
+pub(crate) fn decode_data_key_request(
     body: &[u8],
     with_plaintext: bool,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<DataKeyRequest, ApiError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct In {
@@ -527,21 +559,46 @@ async fn generate_data_key(
             n as usize
         }
     };
-    let ctx = context(req.encryption_context)?;
+    Ok(DataKeyRequest {
+        key,
+        context: context(req.encryption_context)?,
+        len,
+        dry_run: req.dry_run.unwrap_or(false),
+    })
+}
+
+pub(crate) fn encode_data_key_response(
+    arn: String,
+    blob: Vec<u8>,
+    plaintext: Option<&keywarden_core::secret::Secret>,
+) -> Vec<u8> {
+    let out = match plaintext {
+        Some(p) => json!({
+            "CiphertextBlob": Blob(blob),
+            "Plaintext": secret_b64(p),
+            "KeyId": arn,
+        }),
+        None => json!({ "CiphertextBlob": Blob(blob), "KeyId": arn }),
+    };
+    encode(&out)
+}
+
+async fn generate_data_key(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+    with_plaintext: bool,
+) -> Result<Vec<u8>, ApiError> {
+    let req = decode_data_key_request(body, with_plaintext)?;
     let dk = kms
-        .generate_data_key(caller, &key, &ctx, len, req.dry_run.unwrap_or(false))
+        .generate_data_key(caller, &req.key, &req.context, req.len, req.dry_run)
         .await?;
     let arn = kms.key_arn(&dk.key.account_id, &dk.key.key_id);
-    let out = if with_plaintext {
-        json!({
-            "CiphertextBlob": Blob(dk.blob),
-            "Plaintext": secret_b64(&dk.plaintext),
-            "KeyId": arn,
-        })
-    } else {
-        json!({ "CiphertextBlob": Blob(dk.blob), "KeyId": arn })
-    };
-    Ok(encode(&out))
+    Ok(encode_data_key_response(
+        arn,
+        dk.blob,
+        with_plaintext.then_some(&dk.plaintext),
+    ))
 }
 
 fn generate_random(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
