@@ -194,6 +194,9 @@ mod tests {
             tags: vec![],
             policy: None,
             versions: vec![],
+            rotation: None,
+            on_demand_rotations: 0,
+            deletion_protection: false,
         }
     }
 

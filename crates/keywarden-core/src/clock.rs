@@ -20,6 +20,11 @@ impl UnixMillis {
         UnixMillis(self.0 + i64::from(days) * Self::DAY)
     }
 
+    /// This instant minus `days` whole days.
+    pub fn minus_days(self, days: u32) -> UnixMillis {
+        UnixMillis(self.0 - i64::from(days) * Self::DAY)
+    }
+
     /// Seconds since the epoch as a float, the way AWS JSON renders timestamps.
     pub fn as_epoch_seconds(self) -> f64 {
         self.0 as f64 / 1000.0

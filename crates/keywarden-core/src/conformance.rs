@@ -26,8 +26,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId};
 use crate::model::{
-    Account, AliasRecord, Credential, CredentialStatus, KeyManager, KeyRecord, KeyState,
-    KeyVersion, Origin, Tag,
+    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, KeyManager, KeyRecord,
+    KeyState, KeyVersion, Origin, RotationType, Tag,
 };
 use crate::store::{KeyQuery, Store, StoreError};
 
@@ -37,7 +37,8 @@ use crate::store::{KeyQuery, Store, StoreError};
 /// Covered: key round-trips (all fields, several versions, version order),
 /// account scoping of reads, insert conflicts, compare-and-set updates (stale,
 /// missing, cross-account, non-increasing revisions), version immutability,
-/// `list_keys` (account filter, pagination, `deletion_due_by`, limit),
+/// `list_keys` (account filter, pagination, `deletion_due_by`,
+/// `rotation_due_by`, limit),
 /// `destroy_key` (compare-and-set, versions and aliases removed), aliases
 /// (create, duplicates, missing or foreign targets, compare-and-set updates,
 /// delete, filtered and paginated listing), accounts, credentials, and
@@ -50,6 +51,7 @@ pub async fn run(store: &dyn Store) {
     key_updates(store, &ids).await;
     list_keys(store, &ids).await;
     list_keys_due(store, &ids).await;
+    list_keys_rotation_due(store, &ids).await;
     destroy_key(store, &ids).await;
     create_alias(store, &ids).await;
     update_and_delete_alias(store, &ids).await;
@@ -248,7 +250,16 @@ async fn key_updates(store: &dyn Store, ids: &Ids) {
         value: "tag".into(),
     }];
     v2.policy = None;
-    v2.versions.push(version(3, 3));
+    v2.rotation = Some(AutoRotation {
+        period_days: 2560,
+        next_rotation: UnixMillis(1_900_000_000_000),
+    });
+    v2.on_demand_rotations = 4;
+    v2.deletion_protection = false;
+    v2.versions.push(KeyVersion {
+        rotation: Some(RotationType::OnDemand),
+        ..version(3, 3)
+    });
     ok(
         store.update_key(&v2, original.revision).await,
         CASE,
@@ -317,8 +328,10 @@ async fn key_updates(store: &dyn Store, ids: &Ids) {
     // Updates never change or remove stored versions, they only add.
     let mut v3 = v2.clone();
     v3.revision = v2.revision + 1;
+    v3.rotation = None;
     v3.versions[0].material = b"tampered".to_vec();
     v3.versions[0].protector = "tampered".into();
+    v3.versions[0].rotation = Some(RotationType::Automatic);
     v3.versions.remove(1);
     v3.versions.push(version(4, 4));
     ok(store.update_key(&v3, v2.revision).await, CASE, "update_key");
@@ -372,6 +385,7 @@ async fn list_keys(store: &dyn Store, ids: &Ids) {
         account: Some(account.clone()),
         after,
         deletion_due_by: None,
+        rotation_due_by: None,
         limit,
     };
     assert_eq!(
@@ -428,6 +442,7 @@ async fn list_keys(store: &dyn Store, ids: &Ids) {
                 account: None,
                 after: None,
                 deletion_due_by: None,
+                rotation_due_by: None,
                 limit: usize::MAX,
             })
             .await,
@@ -481,6 +496,7 @@ async fn list_keys_due(store: &dyn Store, ids: &Ids) {
             account,
             after,
             deletion_due_by: Some(by),
+            rotation_due_by: None,
             limit,
         };
     assert_eq!(
@@ -559,6 +575,145 @@ async fn list_keys_due(store: &dyn Store, ids: &Ids) {
             "store conformance: {CASE}: listing all accounts must include every due key"
         );
     }
+}
+
+async fn list_keys_rotation_due(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "list_keys rotation_due_by";
+    let account = new_account(store, ids).await;
+    let now = UnixMillis(1_900_000_000_000);
+    let keyed = |state: KeyState, next: Option<UnixMillis>| KeyRecord {
+        state,
+        rotation: next.map(|next_rotation| AutoRotation {
+            period_days: 365,
+            next_rotation,
+        }),
+        ..plain_key(ids, &account)
+    };
+    let overdue = keyed(
+        KeyState::Enabled,
+        Some(UnixMillis(now.0 - 400 * UnixMillis::DAY)),
+    );
+    let due_now = keyed(KeyState::Enabled, Some(now));
+    let due_later = keyed(KeyState::Enabled, Some(UnixMillis(now.0 + 1)));
+    let disabled = keyed(KeyState::Disabled, Some(UnixMillis(now.0 - 10)));
+    let pending = KeyRecord {
+        deletion_date: Some(UnixMillis(now.0 - 10)),
+        pending_window_days: Some(7),
+        ..keyed(KeyState::PendingDeletion, Some(UnixMillis(now.0 - 10)))
+    };
+    let off = keyed(KeyState::Enabled, None);
+    for key in [&overdue, &due_now, &due_later, &disabled, &pending, &off] {
+        ok(store.insert_key(key).await, CASE, "insert_key");
+    }
+    let mut due = vec![overdue.clone(), due_now.clone()];
+    due.sort_by_key(|k| k.key_id);
+
+    let query =
+        |account: Option<AccountId>, after: Option<KeyId>, by: UnixMillis, limit| KeyQuery {
+            account,
+            after,
+            deletion_due_by: None,
+            rotation_due_by: Some(by),
+            limit,
+        };
+    let listed = |q: KeyQuery| async move { ok(store.list_keys(&q).await, CASE, "list_keys") };
+    assert_eq!(
+        listed(query(Some(account.clone()), None, now, 100)).await,
+        due,
+        "store conformance: {CASE}: only enabled keys with automatic rotation on and a next \
+         rotation date at or before the bound are due, complete with versions"
+    );
+    assert_eq!(
+        listed(query(Some(account.clone()), Some(due[0].key_id), now, 100)).await,
+        due[1..].to_vec(),
+        "store conformance: {CASE}: `after` must apply together with `rotation_due_by`"
+    );
+    assert_eq!(
+        listed(query(Some(account.clone()), None, now, 1)).await,
+        due[..1].to_vec(),
+        "store conformance: {CASE}: `limit` must apply together with `rotation_due_by`"
+    );
+    assert_eq!(
+        listed(query(
+            Some(account.clone()),
+            None,
+            UnixMillis(now.0 + 1),
+            100
+        ))
+        .await
+        .len(),
+        3,
+        "store conformance: {CASE}: a later bound must include the key due then"
+    );
+
+    // Rotating moves the date: an update must move the key out of (and
+    // back into) the due set.
+    let mut rotated = due_now.clone();
+    rotated.revision += 1;
+    rotated.rotation = Some(AutoRotation {
+        period_days: 365,
+        next_rotation: now.plus_days(365),
+    });
+    rotated.versions.push(KeyVersion {
+        rotation: Some(RotationType::Automatic),
+        ..version(2, 9)
+    });
+    ok(
+        store.update_key(&rotated, due_now.revision).await,
+        CASE,
+        "update_key",
+    );
+    assert_eq!(
+        listed(query(Some(account.clone()), None, now, 100)).await,
+        vec![overdue.clone()],
+        "store conformance: {CASE}: a key whose next rotation date moved past the bound is \
+         no longer due"
+    );
+    let mut off_again = overdue.clone();
+    off_again.revision += 1;
+    off_again.rotation = None;
+    ok(
+        store.update_key(&off_again, overdue.revision).await,
+        CASE,
+        "update_key",
+    );
+    assert_eq!(
+        listed(query(Some(account.clone()), None, now, 100)).await,
+        Vec::new(),
+        "store conformance: {CASE}: a key whose automatic rotation was turned off is not due"
+    );
+    let mut enabled_again = disabled.clone();
+    enabled_again.revision += 1;
+    enabled_again.state = KeyState::Enabled;
+    ok(
+        store.update_key(&enabled_again, disabled.revision).await,
+        CASE,
+        "update_key",
+    );
+    assert_eq!(
+        listed(query(Some(account.clone()), None, now, 100)).await,
+        vec![enabled_again.clone()],
+        "store conformance: {CASE}: a re-enabled key whose rotation date passed is due"
+    );
+
+    // Across accounts (what the rotation executor asks): other data may be
+    // due too, but every answer must satisfy the filter.
+    let all = listed(query(None, None, now, usize::MAX)).await;
+    assert_strictly_sorted(
+        all.iter().map(|k| k.key_id.to_string()),
+        CASE,
+        "list_keys of all accounts",
+    );
+    assert!(
+        all.iter()
+            .all(|k| k.state == KeyState::Enabled
+                && k.rotation.is_some_and(|r| r.next_rotation <= now)),
+        "store conformance: {CASE}: every listed key must be enabled and due for rotation"
+    );
+    assert!(
+        all.contains(&enabled_again),
+        "store conformance: {CASE}: listing all accounts must include every due key"
+    );
 }
 
 async fn destroy_key(store: &dyn Store, ids: &Ids) {
@@ -1328,7 +1483,23 @@ fn full_key(ids: &Ids, account: &AccountId) -> KeyRecord {
         policy: Some(
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*"}]}"#.into(),
         ),
-        versions: vec![version(1, 1), version(2, 2), version(3, 3)],
+        versions: vec![
+            version(1, 1),
+            KeyVersion {
+                rotation: Some(RotationType::Automatic),
+                ..version(2, 2)
+            },
+            KeyVersion {
+                rotation: Some(RotationType::OnDemand),
+                ..version(3, 3)
+            },
+        ],
+        rotation: Some(AutoRotation {
+            period_days: 90,
+            next_rotation: UnixMillis(1_707_776_000_123),
+        }),
+        on_demand_rotations: 1,
+        deletion_protection: true,
     }
 }
 
@@ -1348,6 +1519,9 @@ fn plain_key(ids: &Ids, account: &AccountId) -> KeyRecord {
         tags: Vec::new(),
         policy: None,
         versions: vec![version(1, 0)],
+        rotation: None,
+        on_demand_rotations: 0,
+        deletion_protection: false,
     }
 }
 
@@ -1358,6 +1532,7 @@ fn version(number: u32, marker: u8) -> KeyVersion {
         protector: format!("soft-{marker}"),
         material: (0..=255u8).chain([marker, 0]).collect(),
         created_at: UnixMillis(1_700_000_000_000 + i64::from(number)),
+        rotation: None,
     }
 }
 

@@ -62,6 +62,10 @@ pub enum KmsError {
     /// The named custom key store does not exist.
     #[error("{0}")]
     CustomKeyStoreNotFound(String),
+    /// ScheduleKeyDeletion of a key whose deletion protection (a Keywarden
+    /// extension) is on.
+    #[error("{0}")]
+    DeletionProtectionEnabled(String),
     /// `DryRun` was set and the request would have succeeded.
     #[error("The request would have succeeded, but the DryRun option is set.")]
     DryRun,

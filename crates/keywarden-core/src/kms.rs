@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cache::{CachedKey, Caches};
-use crate::clock::Clock;
+use crate::clock::{Clock, UnixMillis};
 use crate::error::KmsError;
 use crate::ids::{AccountId, AliasName, KeyId, KeyRef};
-use crate::model::{KeyRecord, KeyState};
+use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, RotationType};
 use crate::protector::{KeyBinding, KeyHandle, KeyProtector, SecretSealer, SecureRandom};
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
@@ -283,6 +283,84 @@ impl Kms {
                 self.key_arn(&key.account_id, &key.key_id)
             )));
         }
+        Ok(())
+    }
+
+    /// Refuses rotation of a key whose material Keywarden cannot rotate:
+    /// imported material (origin `EXTERNAL`) and custom key stores, as AWS
+    /// does. `manage` is set for the operations that change rotation
+    /// (enable, disable, rotate now); those are also refused for default
+    /// keys (`KeyManager` `AWS`), whose rotation the system owns.
+    pub(crate) fn require_rotation_supported(
+        &self,
+        key: &KeyRecord,
+        manage: bool,
+    ) -> Result<(), KmsError> {
+        let arn = || self.key_arn(&key.account_id, &key.key_id);
+        match key.origin {
+            Origin::AwsKms => {}
+            Origin::External => {
+                return Err(KmsError::Unsupported(format!(
+                    "{} has imported key material (Origin EXTERNAL); its material cannot be rotated.",
+                    arn()
+                )))
+            }
+            Origin::AwsCloudHsm => {
+                return Err(KmsError::Unsupported(format!(
+                    "{} is in a custom key store (Origin AWS_CLOUDHSM); its material cannot be rotated.",
+                    arn()
+                )))
+            }
+        }
+        if manage && key.key_manager == KeyManager::Aws {
+            return Err(KmsError::Unsupported(format!(
+                "{} is a default key managed by the system; its rotation cannot be changed.",
+                arn()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds a new version with fresh material from the protector of the
+    /// key's current version; from now on it encrypts, and every older
+    /// version still decrypts.
+    pub(crate) fn add_rotated_version(
+        &self,
+        key: &mut KeyRecord,
+        rotation: RotationType,
+        now: UnixMillis,
+    ) -> Result<(), KmsError> {
+        let current = key.current_version().ok_or_else(|| {
+            KmsError::InvalidState(format!(
+                "{} has no key material.",
+                self.key_arn(&key.account_id, &key.key_id)
+            ))
+        })?;
+        let version = current.version.checked_add(1).ok_or_else(|| {
+            KmsError::LimitExceeded(format!(
+                "{} has reached the largest version number.",
+                self.key_arn(&key.account_id, &key.key_id)
+            ))
+        })?;
+        let protector = self.protectors.get(&current.protector).ok_or_else(|| {
+            KmsError::Protector(crate::protector::ProtectorError::Unavailable(format!(
+                "no key protector named {:?} is configured",
+                current.protector
+            )))
+        })?;
+        let material = protector
+            .generate(KeyBinding {
+                key_id: &key.key_id,
+                version,
+            })
+            .map_err(KmsError::Protector)?;
+        key.versions.push(KeyVersion {
+            version,
+            protector: protector.id().to_owned(),
+            material,
+            created_at: now,
+            rotation: Some(rotation),
+        });
         Ok(())
     }
 

@@ -82,6 +82,25 @@ pub struct Tag {
     pub value: String,
 }
 
+/// What made a key version: which kind of rotation, named as AWS names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RotationType {
+    /// The scheduled rotation of a key with automatic rotation enabled.
+    Automatic,
+    /// A `RotateKeyOnDemand` request.
+    OnDemand,
+}
+
+impl RotationType {
+    /// The AWS spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationType::Automatic => "AUTOMATIC",
+            RotationType::OnDemand => "ON_DEMAND",
+        }
+    }
+}
+
 /// One version of a key's material. Version numbers start at 1 and only grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyVersion {
@@ -91,8 +110,22 @@ pub struct KeyVersion {
     pub protector: String,
     /// The protector's stored form of the material. Never plaintext material.
     pub material: Vec<u8>,
-    /// When this version was created.
+    /// When this version was created; for a rotation, the rotation date.
     pub created_at: UnixMillis,
+    /// The rotation that created this version; `None` for the key's initial
+    /// material.
+    pub rotation: Option<RotationType>,
+}
+
+/// Automatic rotation of a key's material, while it is enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoRotation {
+    /// Days between automatic rotations (90-2560).
+    pub period_days: u32,
+    /// When the next automatic rotation is due. The rotation executor
+    /// rotates an enabled key once this has passed and moves it to
+    /// "then + period" (one rotation however many periods were missed).
+    pub next_rotation: UnixMillis,
 }
 
 /// A key: its metadata and every version of its material.
@@ -124,6 +157,13 @@ pub struct KeyRecord {
     pub policy: Option<String>,
     /// Material versions, oldest first; the last one encrypts.
     pub versions: Vec<KeyVersion>,
+    /// Automatic rotation; `None` while it is off.
+    pub rotation: Option<AutoRotation>,
+    /// How many `RotateKeyOnDemand` rotations the key has had (they are
+    /// limited per key).
+    pub on_demand_rotations: u32,
+    /// A Keywarden extension: while set, `ScheduleKeyDeletion` is refused.
+    pub deletion_protection: bool,
 }
 
 impl KeyRecord {

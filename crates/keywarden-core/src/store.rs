@@ -36,7 +36,7 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Which keys to list.
+/// Which keys to list. The filters that are set all apply.
 #[derive(Debug, Clone, Default)]
 pub struct KeyQuery {
     /// Only keys of this account; `None` lists every account (operator use).
@@ -45,6 +45,11 @@ pub struct KeyQuery {
     pub after: Option<KeyId>,
     /// Only keys pending deletion whose deletion date is at or before this.
     pub deletion_due_by: Option<UnixMillis>,
+    /// Only enabled keys with automatic rotation on whose next rotation date
+    /// is at or before this. Backends answer it without reading other keys
+    /// (an index on state and next rotation date), since the rotation
+    /// executor asks it every few seconds.
+    pub rotation_due_by: Option<UnixMillis>,
     /// At most this many keys.
     pub limit: usize,
 }
@@ -62,7 +67,9 @@ pub trait KeyStore: Send + Sync {
         key: &KeyId,
     ) -> Result<Option<KeyRecord>, StoreError>;
 
-    /// Replaces the key's metadata and adds any versions not yet stored, if
+    /// Replaces the key's metadata (every field but `key_id`, `account_id`
+    /// and `versions`, including `rotation`, `on_demand_rotations` and
+    /// `deletion_protection`) and adds any versions not yet stored, if
     /// the stored revision equals `expected_revision`; the stored revision
     /// becomes `key.revision`, which must be greater. Versions are never
     /// removed or changed by an update.

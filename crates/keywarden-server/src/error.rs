@@ -58,6 +58,7 @@ impl ApiError {
                 KmsError::Validation(_) => "ValidationException",
                 KmsError::AccessDenied(_) => "AccessDeniedException",
                 KmsError::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
+                KmsError::DeletionProtectionEnabled(_) => "DeletionProtectionEnabledException",
                 KmsError::DryRun => "DryRunOperationException",
                 KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
             },
@@ -173,6 +174,11 @@ mod tests {
                 KmsError::CustomKeyStoreNotFound(s()).into(),
                 400,
                 "CustomKeyStoreNotFoundException",
+            ),
+            (
+                KmsError::DeletionProtectionEnabled(s()).into(),
+                400,
+                "DeletionProtectionEnabledException",
             ),
             (KmsError::DryRun.into(), 412, "DryRunOperationException"),
             (

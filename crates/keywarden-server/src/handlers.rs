@@ -1,10 +1,15 @@
 //! One handler per operation: decode the request shape, validate it the way
-//! AWS does, call the domain, encode the response shape.
+//! AWS does, call the domain, encode the response shape. The AWS operations
+//! are reached through [`dispatch`], Keywarden's own extensions
+//! (`docs/api-extensions.md`) through [`dispatch_extension`].
 
 use std::collections::BTreeMap;
 
 use keywarden_core::model::Origin;
 use keywarden_core::ops::create_key::CreateKeyRequest;
+use keywarden_core::ops::enable_key_rotation::{
+    MAX_ROTATION_PERIOD_DAYS, MIN_ROTATION_PERIOD_DAYS,
+};
 use keywarden_core::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::json;
@@ -16,7 +21,8 @@ use crate::wire::{
     SecretBlob, WireTag,
 };
 
-/// The operations Keywarden serves, by `X-Amz-Target` suffix.
+/// The AWS operations Keywarden serves, by `X-Amz-Target` suffix after
+/// `TrentService.`.
 pub const OPERATIONS: &[&str] = &[
     "CancelKeyDeletion",
     "CreateAlias",
@@ -25,15 +31,20 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteAlias",
     "DescribeKey",
     "DisableKey",
+    "DisableKeyRotation",
     "EnableKey",
+    "EnableKeyRotation",
     "Encrypt",
     "GenerateDataKey",
     "GenerateDataKeyWithoutPlaintext",
     "GenerateRandom",
+    "GetKeyRotationStatus",
     "ListAliases",
+    "ListKeyRotations",
     "ListKeys",
     "ListResourceTags",
     "ReEncrypt",
+    "RotateKeyOnDemand",
     "ScheduleKeyDeletion",
     "TagResource",
     "UntagResource",
@@ -41,7 +52,17 @@ pub const OPERATIONS: &[&str] = &[
     "UpdateKeyDescription",
 ];
 
-/// Runs operation `op` for `caller` on a JSON body; returns the JSON response.
+/// Keywarden's extension operations, by `X-Amz-Target` suffix after
+/// `KeywardenService.` (`docs/api-extensions.md`). A separate namespace, so
+/// no future AWS operation can collide with them.
+pub const EXTENSION_OPERATIONS: &[&str] = &[
+    "DisableKeyDeletionProtection",
+    "EnableKeyDeletionProtection",
+];
+
+/// Runs AWS operation `op` (the target suffix after `TrentService.`) for
+/// `caller` on a JSON body; returns the JSON response. Extension operation
+/// names are unknown here.
 pub async fn dispatch(
     kms: &Kms,
     caller: &Caller,
@@ -56,25 +77,57 @@ pub async fn dispatch(
         "DeleteAlias" => delete_alias(kms, caller, body).await,
         "DescribeKey" => describe_key(kms, caller, body).await,
         "DisableKey" => disable_key(kms, caller, body).await,
+        "DisableKeyRotation" => disable_key_rotation(kms, caller, body).await,
         "EnableKey" => enable_key(kms, caller, body).await,
+        "EnableKeyRotation" => enable_key_rotation(kms, caller, body).await,
         "Encrypt" => encrypt(kms, caller, body).await,
         "GenerateDataKey" => generate_data_key(kms, caller, body, true).await,
         "GenerateDataKeyWithoutPlaintext" => generate_data_key(kms, caller, body, false).await,
         "GenerateRandom" => generate_random(kms, caller, body),
+        "GetKeyRotationStatus" => get_key_rotation_status(kms, caller, body).await,
         "ListAliases" => list_aliases(kms, caller, body).await,
+        "ListKeyRotations" => list_key_rotations(kms, caller, body).await,
         "ListKeys" => list_keys(kms, caller, body).await,
         "ListResourceTags" => list_resource_tags(kms, caller, body).await,
         "ReEncrypt" => re_encrypt(kms, caller, body).await,
+        "RotateKeyOnDemand" => rotate_key_on_demand(kms, caller, body).await,
         "ScheduleKeyDeletion" => schedule_key_deletion(kms, caller, body).await,
         "TagResource" => tag_resource(kms, caller, body).await,
         "UntagResource" => untag_resource(kms, caller, body).await,
         "UpdateAlias" => update_alias(kms, caller, body).await,
         "UpdateKeyDescription" => update_key_description(kms, caller, body).await,
-        other => Err(ApiError::UnknownOperation(format!(
-            "Operation {} is not supported",
-            keywarden_core::ids::truncate_for_message(other)
-        ))),
+        other => Err(unknown_operation(other)),
     }
+}
+
+/// Runs Keywarden extension operation `op` (the target suffix after
+/// `KeywardenService.`); AWS operation names are unknown here.
+pub async fn dispatch_extension(
+    kms: &Kms,
+    caller: &Caller,
+    op: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    match op {
+        "DisableKeyDeletionProtection" => {
+            kms.disable_key_deletion_protection(caller, &key_id_only(body)?)
+                .await?;
+            Ok(EMPTY.to_vec())
+        }
+        "EnableKeyDeletionProtection" => {
+            kms.enable_key_deletion_protection(caller, &key_id_only(body)?)
+                .await?;
+            Ok(EMPTY.to_vec())
+        }
+        other => Err(unknown_operation(other)),
+    }
+}
+
+fn unknown_operation(op: &str) -> ApiError {
+    ApiError::UnknownOperation(format!(
+        "Operation {} is not supported",
+        keywarden_core::ids::truncate_for_message(op)
+    ))
 }
 
 const EMPTY: &[u8] = b"{}";
@@ -302,6 +355,139 @@ async fn enable_key(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, 
 async fn disable_key(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     kms.disable_key(caller, &key_id_only(body)?).await?;
     Ok(EMPTY.to_vec())
+}
+
+async fn enable_key_rotation(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        rotation_period_in_days: Option<i64>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let period = match req.rotation_period_in_days {
+        None => None,
+        Some(d) => {
+            check_range(
+                d,
+                "rotationPeriodInDays",
+                i64::from(MIN_ROTATION_PERIOD_DAYS),
+                i64::from(MAX_ROTATION_PERIOD_DAYS),
+            )?;
+            Some(d as u32)
+        }
+    };
+    kms.enable_key_rotation(caller, &key, period).await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn disable_key_rotation(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    kms.disable_key_rotation(caller, &key_id_only(body)?)
+        .await?;
+    Ok(EMPTY.to_vec())
+}
+
+async fn get_key_rotation_status(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let status = kms
+        .get_key_rotation_status(caller, &key_id_only(body)?)
+        .await?;
+    let key = &status.key;
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "KeyRotationEnabled".into(),
+        json!(status.rotation.is_some()),
+    );
+    out.insert(
+        "KeyId".into(),
+        json!(kms.key_arn(&key.account_id, &key.key_id)),
+    );
+    if let Some(r) = status.rotation {
+        out.insert("RotationPeriodInDays".into(), json!(r.period_days));
+        out.insert(
+            "NextRotationDate".into(),
+            json!(r.next_rotation.as_epoch_seconds()),
+        );
+    }
+    // No OnDemandRotationStartDate: on-demand rotations complete before
+    // RotateKeyOnDemand returns, so none is ever in progress.
+    Ok(encode(&out))
+}
+
+async fn rotate_key_on_demand(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let key = kms
+        .rotate_key_on_demand(caller, &key_id_only(body)?)
+        .await?;
+    Ok(encode(&json!({ "KeyId": key.key_id.to_string() })))
+}
+
+async fn list_key_rotations(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        include_key_material: Option<String>,
+        limit: Option<i64>,
+        marker: Option<String>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let include_initial = match req.include_key_material.as_deref() {
+        None => false,
+        Some(v) => {
+            check_enum(
+                v,
+                "includeKeyMaterial",
+                &["ALL_KEY_MATERIAL", "ROTATIONS_ONLY"],
+            )?;
+            v == "ALL_KEY_MATERIAL"
+        }
+    };
+    let listed = kms
+        .list_key_rotations(
+            caller,
+            &key,
+            include_initial,
+            limit(req.limit)?,
+            marker(req.marker.as_ref())?,
+        )
+        .await?;
+    let arn = kms.key_arn(&listed.key.account_id, &listed.key.key_id);
+    let mut out = page_fields(listed.page.next_marker);
+    out.insert(
+        "Rotations".into(),
+        listed
+            .page
+            .items
+            .iter()
+            .map(|r| {
+                let mut entry = serde_json::Map::new();
+                entry.insert("KeyId".into(), json!(arn));
+                if let Some(rotation) = r.rotation {
+                    entry.insert("RotationDate".into(), json!(r.date.as_epoch_seconds()));
+                    entry.insert("RotationType".into(), json!(rotation.as_str()));
+                }
+                entry.insert(
+                    "KeyMaterialState".into(),
+                    json!(if r.current { "CURRENT" } else { "NON_CURRENT" }),
+                );
+                serde_json::Value::Object(entry)
+            })
+            .collect(),
+    );
+    Ok(encode(&out))
 }
 
 async fn schedule_key_deletion(
@@ -731,4 +917,108 @@ async fn list_resource_tags(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
             .expect("tags serialise"),
     );
     Ok(encode(&out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use keywarden_core::clock::SystemClock;
+    use keywarden_core::kms::KmsParts;
+    use keywarden_core::KmsConfig;
+    use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
+    use keywarden_store_sqlite::SqliteStore;
+
+    use super::*;
+
+    async fn service(dir: &std::path::Path) -> (Kms, Caller) {
+        let root = Arc::new(RootKey::from_bytes(&[3u8; 32]));
+        let kms = Kms::new(KmsParts {
+            store: Arc::new(SqliteStore::open(&dir.join("k.db")).unwrap()),
+            software_protector: Arc::new(SoftwareProtector::new(root.clone())),
+            sealer: root,
+            random: Arc::new(SystemRandom::new()),
+            clock: Arc::new(SystemClock),
+            config: KmsConfig::default(),
+        });
+        let issued = kms.create_account("handlers").await.unwrap();
+        let caller = Caller {
+            account_id: issued.account_id,
+            principal: issued.access_key_id,
+        };
+        (kms, caller)
+    }
+
+    fn is_unknown(r: &Result<Vec<u8>, ApiError>) -> bool {
+        matches!(r, Err(ApiError::UnknownOperation(_)))
+    }
+
+    /// Every listed operation is served in its own namespace and unknown in
+    /// the other one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_namespace_serves_exactly_its_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kms, caller) = service(dir.path()).await;
+        for op in OPERATIONS {
+            assert!(
+                !is_unknown(&dispatch(&kms, &caller, op, b"{}").await),
+                "TrentService.{op} must be served"
+            );
+            assert!(
+                is_unknown(&dispatch_extension(&kms, &caller, op, b"{}").await),
+                "KeywardenService.{op} must be unknown"
+            );
+        }
+        for op in EXTENSION_OPERATIONS {
+            assert!(
+                !is_unknown(&dispatch_extension(&kms, &caller, op, b"{}").await),
+                "KeywardenService.{op} must be served"
+            );
+            assert!(
+                is_unknown(&dispatch(&kms, &caller, op, b"{}").await),
+                "TrentService.{op} must be unknown"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deletion_protection_shows_in_key_metadata_and_blocks_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kms, caller) = service(dir.path()).await;
+        let created: serde_json::Value =
+            serde_json::from_slice(&dispatch(&kms, &caller, "CreateKey", b"{}").await.unwrap())
+                .unwrap();
+        assert_eq!(created["KeyMetadata"]["DeletionProtectionEnabled"], false);
+        let key_id = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+        let body = serde_json::to_vec(&json!({ "KeyId": key_id })).unwrap();
+
+        let out = dispatch_extension(&kms, &caller, "EnableKeyDeletionProtection", &body)
+            .await
+            .unwrap();
+        assert_eq!(out, b"{}");
+        let described: serde_json::Value =
+            serde_json::from_slice(&dispatch(&kms, &caller, "DescribeKey", &body).await.unwrap())
+                .unwrap();
+        assert_eq!(described["KeyMetadata"]["DeletionProtectionEnabled"], true);
+        let err = dispatch(&kms, &caller, "ScheduleKeyDeletion", &body)
+            .await
+            .unwrap_err();
+        assert_eq!(err.aws_type(), "DeletionProtectionEnabledException");
+        assert!(
+            err.message().contains("DisableKeyDeletionProtection"),
+            "{}",
+            err.message()
+        );
+
+        dispatch_extension(&kms, &caller, "DisableKeyDeletionProtection", &body)
+            .await
+            .unwrap();
+        dispatch(&kms, &caller, "ScheduleKeyDeletion", &body)
+            .await
+            .unwrap();
+        let err = dispatch_extension(&kms, &caller, "EnableKeyDeletionProtection", &body)
+            .await
+            .unwrap_err();
+        assert_eq!(err.aws_type(), "KMSInvalidStateException");
+    }
 }

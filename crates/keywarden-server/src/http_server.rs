@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::error::ApiError;
-use crate::handlers::dispatch;
+use crate::handlers::{dispatch, dispatch_extension};
 use crate::sigv4::{SignedRequest, Verifier};
 
 /// Largest request body accepted. CreateKey's policy (up to 128 KiB of
@@ -32,7 +32,34 @@ use crate::sigv4::{SignedRequest, Verifier};
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+/// The `X-Amz-Target` prefix of the AWS KMS operations.
 const TARGET_PREFIX: &str = "TrentService.";
+/// The `X-Amz-Target` prefix of Keywarden's extension operations
+/// (`docs/api-extensions.md`).
+const EXTENSION_TARGET_PREFIX: &str = "KeywardenService.";
+
+/// Which operation namespace an `X-Amz-Target` addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// `TrentService.<Op>`: AWS KMS.
+    Aws,
+    /// `KeywardenService.<Op>`: Keywarden's extensions.
+    Extension,
+}
+
+/// Splits an `X-Amz-Target` into its namespace and operation name. Each
+/// namespace only knows its own operations (the dispatchers answer
+/// `UnknownOperationException` for the other's), so an extension can never
+/// shadow an AWS operation of the same name, present or future.
+fn parse_target(target: &str) -> Option<(Api, &str)> {
+    if let Some(op) = target.strip_prefix(TARGET_PREFIX) {
+        Some((Api::Aws, op))
+    } else {
+        target
+            .strip_prefix(EXTENSION_TARGET_PREFIX)
+            .map(|op| (Api::Extension, op))
+    }
+}
 
 /// What every request handler shares.
 pub struct AppState {
@@ -111,8 +138,8 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-        .unwrap_or("")
+        .and_then(parse_target)
+        .map_or("", |(_, op)| op)
         .to_owned();
     let mut principal = String::new();
     let result = handle(&state, req, &mut principal).await;
@@ -220,13 +247,16 @@ async fn handle(
         .ok_or_else(|| ApiError::UnknownOperation("Missing X-Amz-Target header".into()))?
         .to_str()
         .map_err(|_| ApiError::UnknownOperation("Malformed X-Amz-Target header".into()))?;
-    let op = target.strip_prefix(TARGET_PREFIX).ok_or_else(|| {
+    let (api, op) = parse_target(target).ok_or_else(|| {
         ApiError::UnknownOperation(format!(
-            "X-Amz-Target must be {TARGET_PREFIX}<Operation>, got {}",
+            "X-Amz-Target must be {TARGET_PREFIX}<Operation> or {EXTENSION_TARGET_PREFIX}<Operation>, got {}",
             keywarden_core::ids::truncate_for_message(target)
         ))
     })?;
-    dispatch(&state.kms, &caller, op, &body).await
+    match api {
+        Api::Aws => dispatch(&state.kms, &caller, op, &body).await,
+        Api::Extension => dispatch_extension(&state.kms, &caller, op, &body).await,
+    }
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
@@ -362,4 +392,30 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_route_to_their_namespace() {
+        assert_eq!(
+            parse_target("TrentService.Encrypt"),
+            Some((Api::Aws, "Encrypt"))
+        );
+        assert_eq!(
+            parse_target("KeywardenService.EnableKeyDeletionProtection"),
+            Some((Api::Extension, "EnableKeyDeletionProtection"))
+        );
+        for bad in [
+            "",
+            "Encrypt",
+            "trentservice.Encrypt",
+            "KeywardenServiceEncrypt",
+            "Keywarden.Encrypt",
+        ] {
+            assert_eq!(parse_target(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The only crate that knows the wire protocol: AWS JSON 1.1 over HTTP(S)
-//! (`POST /` with `X-Amz-Target: TrentService.<Op>`), SigV4 authentication,
-//! and the mapping of domain errors to `{"__type", "message"}` bodies.
+//! (`POST /` with `X-Amz-Target: TrentService.<Op>` for the AWS operations,
+//! `KeywardenService.<Op>` for Keywarden's extensions), SigV4
+//! authentication, and the mapping of domain errors to `{"__type",
+//! "message"}` bodies.
 //! Everything below it speaks domain types.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -12,7 +14,7 @@ pub mod sigv4;
 mod wire;
 
 pub use error::{ApiError, INTERNAL_MESSAGE};
-pub use handlers::{dispatch, OPERATIONS};
+pub use handlers::{dispatch, dispatch_extension, EXTENSION_OPERATIONS, OPERATIONS};
 /// Entry points for the criterion microbenchmarks (`benches/hot_path.rs`):
 /// the production decode and encode steps of the two hottest operations,
 /// without the domain call between them. Not a stable API.

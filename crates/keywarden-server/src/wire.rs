@@ -236,6 +236,9 @@ pub struct KeyMetadata {
     key_spec: &'static str,
     encryption_algorithms: [&'static str; 1],
     multi_region: bool,
+    /// A Keywarden extension (`docs/api-extensions.md`); AWS clients skip
+    /// fields their model does not have.
+    deletion_protection_enabled: bool,
 }
 
 impl KeyMetadata {
@@ -258,6 +261,7 @@ impl KeyMetadata {
             key_spec: "SYMMETRIC_DEFAULT",
             encryption_algorithms: ["SYMMETRIC_DEFAULT"],
             multi_region: false,
+            deletion_protection_enabled: key.deletion_protection,
         }
     }
 }

@@ -44,8 +44,9 @@ use rusqlite::{
 use crate::error::{Fail, Invalid};
 use crate::rows::{
     account_from_row, alias_from_row, check_versions, credential_from_row, decode_account,
-    decode_version, revision_to_sql, status_to_sql, version_from_row, KeyColumns, KeyRow,
-    ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, KEY_COLUMNS, VERSION_COLUMNS,
+    decode_version, revision_to_sql, rotation_type_to_sql, status_to_sql, version_from_row,
+    KeyColumns, KeyRow, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, KEY_COLUMNS,
+    VERSION_COLUMNS,
 };
 
 /// How long a connection waits for another connection's (or process's) lock
@@ -325,8 +326,8 @@ fn insert_versions(
     versions: &[KeyVersion],
 ) -> Result<(), Fail> {
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO key_versions (key_id, version, protector, material, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO key_versions (key_id, version, protector, material, created_at, rotation_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (key_id, version) DO NOTHING",
     )?;
     for v in versions {
@@ -335,10 +336,56 @@ fn insert_versions(
             v.version,
             v.protector,
             v.material,
-            v.created_at.0
+            v.created_at.0,
+            rotation_type_to_sql(v.rotation)
         ])?;
     }
     Ok(())
+}
+
+/// The `SELECT` answering a [`KeyQuery`] (without versions) and its
+/// parameters.
+fn key_query_sql(query: &KeyQuery) -> (String, Vec<Value>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    if let Some(account) = &query.account {
+        values.push(Value::Text(account.as_str().to_owned()));
+        conditions.push(format!("account_id = ?{}", values.len()));
+    }
+    if let Some(after) = &query.after {
+        values.push(Value::Text(after.to_string()));
+        conditions.push(format!("key_id > ?{}", values.len()));
+    }
+    if let Some(due) = query.deletion_due_by {
+        values.push(Value::Text(KeyState::PendingDeletion.as_str().to_owned()));
+        values.push(Value::Integer(due.0));
+        conditions.push(format!(
+            "state = ?{} AND deletion_date <= ?{}",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    if let Some(due) = query.rotation_due_by {
+        // Served by the index keys_by_rotation (state, rotation_date).
+        values.push(Value::Text(KeyState::Enabled.as_str().to_owned()));
+        values.push(Value::Integer(due.0));
+        conditions.push(format!(
+            "state = ?{} AND rotation_date <= ?{}",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    values.push(Value::Integer(sql_limit(query.limit)));
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM keys {filter} ORDER BY key_id LIMIT ?{}",
+        values.len()
+    );
+    (sql, values)
 }
 
 #[async_trait]
@@ -347,8 +394,8 @@ impl KeyStore for SqliteStore {
         let (cols, versions) = encode_key(key).map_err(|Fail(e)| e)?;
         self.write(move |tx| {
             tx.prepare_cached(
-                "INSERT INTO keys (key_id, account_id, revision, state, deletion_date, meta)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO keys (key_id, account_id, revision, state, deletion_date, meta, rotation_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 cols.key_id,
@@ -356,7 +403,8 @@ impl KeyStore for SqliteStore {
                 cols.revision,
                 cols.state,
                 cols.deletion_date,
-                cols.meta
+                cols.meta,
+                cols.rotation_date
             ])?;
             insert_versions(tx, &cols.key_id, &versions)
         })
@@ -397,14 +445,16 @@ impl KeyStore for SqliteStore {
         self.write(move |tx| {
             let changed = tx
                 .prepare_cached(
-                    "UPDATE keys SET revision = ?1, state = ?2, deletion_date = ?3, meta = ?4
-                     WHERE key_id = ?5 AND account_id = ?6 AND revision = ?7",
+                    "UPDATE keys SET revision = ?1, state = ?2, deletion_date = ?3, meta = ?4,
+                                     rotation_date = ?5
+                     WHERE key_id = ?6 AND account_id = ?7 AND revision = ?8",
                 )?
                 .execute(params![
                     cols.revision,
                     cols.state,
                     cols.deletion_date,
                     cols.meta,
+                    cols.rotation_date,
                     cols.key_id,
                     cols.account_id,
                     expected
@@ -418,35 +468,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_keys(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut conditions = Vec::new();
-        let mut values = Vec::new();
-        if let Some(account) = &query.account {
-            values.push(Value::Text(account.as_str().to_owned()));
-            conditions.push(format!("account_id = ?{}", values.len()));
-        }
-        if let Some(after) = &query.after {
-            values.push(Value::Text(after.to_string()));
-            conditions.push(format!("key_id > ?{}", values.len()));
-        }
-        if let Some(due) = query.deletion_due_by {
-            values.push(Value::Text(KeyState::PendingDeletion.as_str().to_owned()));
-            values.push(Value::Integer(due.0));
-            conditions.push(format!(
-                "state = ?{} AND deletion_date <= ?{}",
-                values.len() - 1,
-                values.len()
-            ));
-        }
-        values.push(Value::Integer(sql_limit(query.limit)));
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM keys {filter} ORDER BY key_id LIMIT ?{}",
-            values.len()
-        );
+        let (sql, values) = key_query_sql(query);
         self.read(move |tx| {
             let rows = tx
                 .prepare_cached(&sql)?
@@ -751,5 +773,166 @@ impl CredentialStore for SqliteStore {
             Ok(changed > 0)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keywarden_core::clock::UnixMillis;
+    use keywarden_core::model::{KeyManager, Origin, Tag};
+
+    const KEY_ID: &str = "0f0e0d0c-0b0a-4908-8706-050403020100";
+    const ACCOUNT: &str = "111122223333";
+
+    /// A database as the first release left it: schema version 1, and a key
+    /// row whose `meta` has only the fields that release wrote.
+    fn first_release_database(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(schema::MIGRATION_1).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute(
+            "INSERT INTO keys (key_id, account_id, revision, state, deletion_date, meta)
+             VALUES (?1, ?2, 3, 'Disabled', NULL, ?3)",
+            params![
+                KEY_ID,
+                ACCOUNT,
+                r#"{"description":"old","origin":"AwsKms","key_manager":"Customer","created_at":1700000000000,"pending_window_days":null,"tags":[{"key":"k","value":"v"}],"policy":null}"#
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO key_versions (key_id, version, protector, material, created_at)
+             VALUES (?1, 1, 'soft', x'0102', 1700000000000)",
+            [KEY_ID],
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn rows_written_before_rotation_existed_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        first_release_database(&path);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let account = AccountId::parse(ACCOUNT).unwrap();
+        let key_id = KeyId::parse(KEY_ID).unwrap();
+        let old = store.get_key(&account, &key_id).await.unwrap().unwrap();
+        assert_eq!(
+            old,
+            KeyRecord {
+                key_id,
+                account_id: account.clone(),
+                revision: 3,
+                description: "old".into(),
+                state: KeyState::Disabled,
+                origin: Origin::AwsKms,
+                key_manager: KeyManager::Customer,
+                created_at: UnixMillis(1_700_000_000_000),
+                deletion_date: None,
+                pending_window_days: None,
+                tags: vec![Tag {
+                    key: "k".into(),
+                    value: "v".into(),
+                }],
+                policy: None,
+                versions: vec![KeyVersion {
+                    version: 1,
+                    protector: "soft".into(),
+                    material: vec![1, 2],
+                    created_at: UnixMillis(1_700_000_000_000),
+                    rotation: None,
+                }],
+                rotation: None,
+                on_demand_rotations: 0,
+                deletion_protection: false,
+            }
+        );
+        let version: i64 = lock(&store.inner.writer)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, schema::SCHEMA_VERSION);
+
+        // The migrated row takes the new fields like any other.
+        let mut updated = old.clone();
+        updated.revision = 4;
+        updated.state = KeyState::Enabled;
+        updated.rotation = Some(keywarden_core::model::AutoRotation {
+            period_days: 90,
+            next_rotation: UnixMillis(1_700_000_000_001),
+        });
+        updated.deletion_protection = true;
+        store.update_key(&updated, 3).await.unwrap();
+        assert_eq!(
+            store.get_key(&account, &key_id).await.unwrap(),
+            Some(updated.clone())
+        );
+        let due = store
+            .list_keys(&KeyQuery {
+                rotation_due_by: Some(UnixMillis(1_700_000_000_001)),
+                limit: 10,
+                ..KeyQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(due, vec![updated]);
+    }
+
+    #[test]
+    fn a_rotation_date_without_a_period_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.db");
+        first_release_database(&path);
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE keys SET rotation_date = 5", [])
+            .unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let got = rt.block_on(store.get_key(
+            &AccountId::parse(ACCOUNT).unwrap(),
+            &KeyId::parse(KEY_ID).unwrap(),
+        ));
+        assert!(matches!(got, Err(StoreError::Backend(_))), "{got:?}");
+    }
+
+    /// The executors' questions are range scans of their indexes, not
+    /// scans of every key.
+    #[test]
+    fn due_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let conn = lock(&store.inner.writer);
+        let plan = |query: &KeyQuery| {
+            let (sql, values) = key_query_sql(query);
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let details: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(values), |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            details.join("; ")
+        };
+        for after in [None, Some(KeyId::from_bytes([7; 16]))] {
+            let rotation = plan(&KeyQuery {
+                after,
+                rotation_due_by: Some(UnixMillis(1)),
+                limit: 256,
+                ..KeyQuery::default()
+            });
+            assert!(rotation.contains("keys_by_rotation"), "{rotation}");
+            let deletion = plan(&KeyQuery {
+                after,
+                deletion_due_by: Some(UnixMillis(1)),
+                limit: 256,
+                ..KeyQuery::default()
+            });
+            assert!(deletion.contains("keys_by_deletion"), "{deletion}");
+        }
     }
 }

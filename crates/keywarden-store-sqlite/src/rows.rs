@@ -4,8 +4,8 @@
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, AliasName, KeyId};
 use keywarden_core::model::{
-    Account, AliasRecord, Credential, CredentialStatus, KeyManager, KeyRecord, KeyState,
-    KeyVersion, Origin, Tag,
+    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, KeyManager, KeyRecord,
+    KeyState, KeyVersion, Origin, RotationType, Tag,
 };
 use rusqlite::Row;
 use serde::{Deserialize, Serialize};
@@ -23,9 +23,16 @@ struct MetaOut<'a> {
     pending_window_days: Option<u32>,
     tags: &'a [Tag],
     policy: Option<&'a str>,
+    /// The automatic rotation period; set exactly when the `rotation_date`
+    /// column is.
+    rotation_period_days: Option<u32>,
+    on_demand_rotations: u32,
+    deletion_protection: bool,
 }
 
-/// The `keys.meta` JSON column, as read.
+/// The `keys.meta` JSON column, as read. Fields added after the first
+/// release have serde defaults, so rows written before them still load
+/// (as "rotation off, no on-demand rotations, deletion protection off").
 #[derive(Deserialize)]
 struct MetaIn {
     description: String,
@@ -38,6 +45,12 @@ struct MetaIn {
     tags: Vec<Tag>,
     #[serde(default)]
     policy: Option<String>,
+    #[serde(default)]
+    rotation_period_days: Option<u32>,
+    #[serde(default)]
+    on_demand_rotations: u32,
+    #[serde(default)]
+    deletion_protection: bool,
 }
 
 /// The columns of `keys` a key record is written to.
@@ -47,6 +60,8 @@ pub(crate) struct KeyColumns {
     pub(crate) revision: i64,
     pub(crate) state: &'static str,
     pub(crate) deletion_date: Option<i64>,
+    /// The next automatic rotation date; NULL while rotation is off.
+    pub(crate) rotation_date: Option<i64>,
     pub(crate) meta: String,
 }
 
@@ -61,6 +76,9 @@ impl KeyColumns {
             pending_window_days: key.pending_window_days,
             tags: &key.tags,
             policy: key.policy.as_deref(),
+            rotation_period_days: key.rotation.map(|r| r.period_days),
+            on_demand_rotations: key.on_demand_rotations,
+            deletion_protection: key.deletion_protection,
         })?;
         Ok(KeyColumns {
             key_id: key.key_id.to_string(),
@@ -68,6 +86,7 @@ impl KeyColumns {
             revision: revision_to_sql(key.revision)?,
             state: key.state.as_str(),
             deletion_date: key.deletion_date.map(|d| d.0),
+            rotation_date: key.rotation.map(|r| r.next_rotation.0),
             meta,
         })
     }
@@ -81,10 +100,12 @@ pub(crate) struct KeyRow {
     state: String,
     deletion_date: Option<i64>,
     meta: String,
+    rotation_date: Option<i64>,
 }
 
 /// The column list [`KeyRow::from_row`] expects.
-pub(crate) const KEY_COLUMNS: &str = "key_id, account_id, revision, state, deletion_date, meta";
+pub(crate) const KEY_COLUMNS: &str =
+    "key_id, account_id, revision, state, deletion_date, meta, rotation_date";
 
 impl KeyRow {
     /// Reads the columns named by [`KEY_COLUMNS`], in that order.
@@ -96,6 +117,7 @@ impl KeyRow {
             state: row.get(3)?,
             deletion_date: row.get(4)?,
             meta: row.get(5)?,
+            rotation_date: row.get(6)?,
         })
     }
 
@@ -107,6 +129,19 @@ impl KeyRow {
     /// Decodes the row into a record carrying `versions`.
     pub(crate) fn decode(self, versions: Vec<KeyVersion>) -> Result<KeyRecord, Fail> {
         let meta: MetaIn = serde_json::from_str(&self.meta)?;
+        let rotation = match (self.rotation_date, meta.rotation_period_days) {
+            (Some(next), Some(period_days)) => Some(AutoRotation {
+                period_days,
+                next_rotation: UnixMillis(next),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(Invalid::new(
+                    "stored key has a rotation date without a period, or the reverse",
+                )
+                .into())
+            }
+        };
         Ok(KeyRecord {
             key_id: decode_key_id(&self.key_id)?,
             account_id: decode_account_id(&self.account_id)?,
@@ -122,12 +157,15 @@ impl KeyRow {
             tags: meta.tags,
             policy: meta.policy,
             versions,
+            rotation,
+            on_demand_rotations: meta.on_demand_rotations,
+            deletion_protection: meta.deletion_protection,
         })
     }
 }
 
 /// The column list [`version_from_row`] expects.
-pub(crate) const VERSION_COLUMNS: &str = "version, protector, material, created_at";
+pub(crate) const VERSION_COLUMNS: &str = "version, protector, material, created_at, rotation_type";
 
 /// Reads one `key_versions` row; the version number is checked by
 /// [`decode_version`].
@@ -138,6 +176,7 @@ pub(crate) fn version_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, KeyVersi
             protector: row.get(1)?,
             material: row.get(2)?,
             created_at: row.get(3)?,
+            rotation_type: row.get(4)?,
         },
     ))
 }
@@ -147,6 +186,7 @@ pub(crate) struct KeyVersionRest {
     protector: String,
     material: Vec<u8>,
     created_at: i64,
+    rotation_type: Option<String>,
 }
 
 /// Decodes a version row read by [`version_from_row`].
@@ -157,6 +197,11 @@ pub(crate) fn decode_version((version, rest): (i64, KeyVersionRest)) -> Result<K
         protector: rest.protector,
         material: rest.material,
         created_at: UnixMillis(rest.created_at),
+        rotation: rest
+            .rotation_type
+            .as_deref()
+            .map(decode_rotation_type)
+            .transpose()?,
     })
 }
 
@@ -271,6 +316,18 @@ fn decode_status(s: &str) -> Result<CredentialStatus, Invalid> {
         "Revoked" => Ok(CredentialStatus::Revoked),
         _ => Err(Invalid::new("stored credential status is unknown")),
     }
+}
+
+/// How a version's rotation type is stored (NULL: the initial material).
+pub(crate) fn rotation_type_to_sql(rotation: Option<RotationType>) -> Option<&'static str> {
+    rotation.map(RotationType::as_str)
+}
+
+fn decode_rotation_type(s: &str) -> Result<RotationType, Invalid> {
+    [RotationType::Automatic, RotationType::OnDemand]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| Invalid::new("stored rotation type is unknown"))
 }
 
 fn decode_state(s: &str) -> Result<KeyState, Invalid> {

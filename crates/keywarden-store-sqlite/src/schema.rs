@@ -18,7 +18,7 @@ use crate::error::{Fail, Invalid};
 ///   serves listing an account's keys in key id order.
 /// * Deleting a key cascades to its versions and aliases; `destroy_key` also
 ///   deletes them explicitly.
-const MIGRATION_1: &str = "
+pub(crate) const MIGRATION_1: &str = "
 CREATE TABLE accounts (
     account_id  TEXT    NOT NULL PRIMARY KEY,
     name        TEXT    NOT NULL,
@@ -70,8 +70,26 @@ CREATE TABLE aliases (
 CREATE INDEX aliases_by_target ON aliases (account_id, key_id, name);
 ";
 
+/// Migration 2: key rotation.
+///
+/// * `keys.rotation_date`: when the next automatic rotation is due, NULL
+///   while automatic rotation is off (so every row written before this
+///   migration reads as "off"). A column rather than a `meta` field so that
+///   the rotation executor's question, "enabled keys due by now", is one
+///   range scan of `keys_by_rotation` instead of a parse of every row. The
+///   period and the other new key fields live in `meta` with serde
+///   defaults.
+/// * `key_versions.rotation_type`: `AUTOMATIC` or `ON_DEMAND` for a version
+///   made by a rotation, NULL for a key's initial material (and every
+///   version stored before this migration, all of which are initial).
+const MIGRATION_2: &str = "
+ALTER TABLE keys ADD COLUMN rotation_date INTEGER;
+CREATE INDEX keys_by_rotation ON keys (state, rotation_date);
+ALTER TABLE key_versions ADD COLUMN rotation_type TEXT;
+";
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The schema version this build creates and understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

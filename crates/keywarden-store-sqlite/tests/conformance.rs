@@ -41,7 +41,11 @@ fn key(n: u128, account: &AccountId) -> KeyRecord {
             protector: "soft".into(),
             material: vec![n as u8; 40],
             created_at: UnixMillis(1_700_000_000_000),
+            rotation: None,
         }],
+        rotation: None,
+        on_demand_rotations: 0,
+        deletion_protection: false,
     }
 }
 
@@ -123,7 +127,7 @@ async fn pragmas_and_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 }
 
 #[tokio::test]
@@ -145,7 +149,7 @@ async fn migrations_are_idempotent_on_reopen() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",

@@ -61,7 +61,8 @@ pub struct ServeArgs {
     /// would cross the network unencrypted).
     #[arg(long)]
     allow_plaintext: bool,
-    /// How often keys whose deletion waiting period ended are destroyed, in seconds.
+    /// How often keys whose deletion waiting period ended are destroyed and
+    /// keys whose automatic rotation is due are rotated, in seconds.
     #[arg(long, default_value_t = 10, hide = true)]
     deletion_sweep_secs: u64,
 }

@@ -59,6 +59,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 
+    // Destroys keys whose deletion waiting period ended and rotates keys
+    // whose automatic rotation is due; both are compare-and-set per key, so
+    // several servers on one database may sweep at once.
     let sweeper = {
         let kms = kms.clone();
         let every = Duration::from_secs(args.deletion_sweep_secs.max(1));
@@ -71,6 +74,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                     Ok(n) => tracing::info!(destroyed = n, "executed scheduled key deletions"),
                     Err(e) => {
                         tracing::error!(error = %e, "executing scheduled key deletions failed")
+                    }
+                }
+                match kms.execute_due_rotations().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rotated = n, "executed automatic key rotations"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "executing automatic key rotations failed")
                     }
                 }
             }

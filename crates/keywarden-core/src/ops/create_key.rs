@@ -88,7 +88,11 @@ impl Kms {
                     protector: self.default_protector.id().to_owned(),
                     material,
                     created_at: now,
+                    rotation: None,
                 }],
+                rotation: None,
+                on_demand_rotations: 0,
+                deletion_protection: false,
             };
             match self.store.insert_key(&key).await {
                 Ok(()) => return Ok(key),

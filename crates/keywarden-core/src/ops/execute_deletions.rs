@@ -26,6 +26,7 @@ impl Kms {
                     account: None,
                     after,
                     deletion_due_by: Some(now),
+                    rotation_due_by: None,
                     limit: BATCH,
                 })
                 .await?;

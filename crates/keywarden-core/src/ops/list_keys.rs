@@ -28,6 +28,7 @@ impl Kms {
                 account: Some(caller.account_id.clone()),
                 after,
                 deletion_due_by: None,
+                rotation_due_by: None,
                 limit: limit + 1,
             })
             .await?;

@@ -1,6 +1,10 @@
 //! One module per KMS operation, named after it (`Decrypt` is in
 //! `decrypt.rs`). Each adds an inherent method to [`crate::Kms`] taking and
 //! returning domain types; the server crate does the wire translation.
+//! Besides the AWS operations: the Keywarden extensions
+//! (`enable_key_deletion_protection`, `disable_key_deletion_protection`),
+//! the operator's `accounts`, and the executors the server runs
+//! periodically (`execute_deletions`, `execute_rotations`).
 
 pub mod accounts;
 pub mod cancel_key_deletion;
@@ -10,15 +14,23 @@ pub mod decrypt;
 pub mod delete_alias;
 pub mod describe_key;
 pub mod disable_key;
+pub mod disable_key_deletion_protection;
+pub mod disable_key_rotation;
 pub mod enable_key;
+pub mod enable_key_deletion_protection;
+pub mod enable_key_rotation;
 pub mod encrypt;
 pub mod execute_deletions;
+pub mod execute_rotations;
 pub mod generate_data_key;
 pub mod generate_random;
+pub mod get_key_rotation_status;
 pub mod list_aliases;
+pub mod list_key_rotations;
 pub mod list_keys;
 pub mod list_resource_tags;
 pub mod re_encrypt;
+pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
 pub mod tag_resource;
 pub mod untag_resource;

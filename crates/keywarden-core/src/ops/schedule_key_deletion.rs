@@ -13,7 +13,8 @@ pub const MAX_WINDOW_DAYS: u32 = 30;
 impl Kms {
     /// Schedules the key for deletion after `days` (7-30, default 30). The
     /// key is unusable from now on; when the period ends its material is
-    /// destroyed (see [`Kms::execute_due_deletions`]).
+    /// destroyed (see [`Kms::execute_due_deletions`]). Refused while the
+    /// key's deletion protection is on.
     pub async fn schedule_key_deletion(
         &self,
         caller: &Caller,
@@ -29,6 +30,13 @@ impl Kms {
         let now = self.clock.now();
         self.update_key_with(caller, key_ref, |kms, key| {
             kms.require_not_pending_deletion(key)?;
+            if key.deletion_protection {
+                return Err(KmsError::DeletionProtectionEnabled(format!(
+                    "Deletion protection is enabled for {}, so it cannot be scheduled for deletion. \
+                     Disable it first with the KeywardenService.DisableKeyDeletionProtection operation.",
+                    kms.key_arn(&key.account_id, &key.key_id)
+                )));
+            }
             key.state = KeyState::PendingDeletion;
             key.deletion_date = Some(now.plus_days(days));
             key.pending_window_days = Some(days);

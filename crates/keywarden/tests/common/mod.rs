@@ -159,3 +159,99 @@ where
     use aws_sdk_kms::error::ProvideErrorMetadata;
     err.code().unwrap_or("<no code>").to_owned()
 }
+
+/// An HTTP answer to [`raw_post`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl RawResponse {
+    /// The `__type` of an error body.
+    pub fn error_type(&self) -> &str {
+        self.body["__type"].as_str().unwrap_or("<none>")
+    }
+}
+
+/// POSTs `body` with `X-Amz-Target: target` to the server, SigV4-signed
+/// with `account`'s credentials by the official `aws-sigv4` signer: for
+/// requests the SDK cannot make (Keywarden's extension operations) and
+/// fields it does not show. Plain HTTP/1.1 over one connection.
+pub async fn raw_post(
+    server_url: &str,
+    account: &Account,
+    target: &str,
+    body: &str,
+) -> RawResponse {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    use aws_smithy_runtime_api::client::identity::Identity;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let authority = server_url
+        .strip_prefix("http://")
+        .expect("plain-HTTP test server")
+        .trim_end_matches('/');
+    let identity: Identity = aws_credential_types::Credentials::new(
+        &account.access_key_id,
+        &account.secret_access_key,
+        None,
+        None,
+        "keywarden-test",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("kms")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [
+        ("host", authority),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", target),
+    ];
+    let url = format!("http://{authority}/");
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+
+    let mut request = String::from("POST / HTTP/1.1\r\n");
+    for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, payload) = text.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "raw_post reads only length-delimited bodies"
+    );
+    RawResponse {
+        status,
+        body: serde_json::from_str(payload).expect("JSON body"),
+    }
+}
