@@ -197,6 +197,7 @@ mod tests {
             rotation: None,
             on_demand_rotations: 0,
             deletion_protection: false,
+            import: None,
         }
     }
 

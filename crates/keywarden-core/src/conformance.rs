@@ -26,8 +26,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId};
 use crate::model::{
-    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, KeyManager, KeyRecord,
-    KeyState, KeyVersion, Origin, RotationType, Tag,
+    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, ImportState, KeyManager,
+    KeyRecord, KeyState, KeyVersion, MaterialExpiration, Origin, RotationType, Tag,
 };
 use crate::store::{KeyQuery, Store, StoreError};
 
@@ -38,7 +38,8 @@ use crate::store::{KeyQuery, Store, StoreError};
 /// account scoping of reads, insert conflicts, compare-and-set updates (stale,
 /// missing, cross-account, non-increasing revisions), version immutability,
 /// `list_keys` (account filter, pagination, `deletion_due_by`,
-/// `rotation_due_by`, limit),
+/// `rotation_due_by`, `material_expiry_due_by`, limit), imported material
+/// (clearing a version's material, filling it back in, the import state),
 /// `destroy_key` (compare-and-set, versions and aliases removed), aliases
 /// (create, duplicates, missing or foreign targets, compare-and-set updates,
 /// delete, filtered and paginated listing), accounts, credentials, and
@@ -52,6 +53,7 @@ pub async fn run(store: &dyn Store) {
     list_keys(store, &ids).await;
     list_keys_due(store, &ids).await;
     list_keys_rotation_due(store, &ids).await;
+    imported_material(store, &ids).await;
     destroy_key(store, &ids).await;
     create_alias(store, &ids).await;
     update_and_delete_alias(store, &ids).await;
@@ -386,6 +388,7 @@ async fn list_keys(store: &dyn Store, ids: &Ids) {
         after,
         deletion_due_by: None,
         rotation_due_by: None,
+        material_expiry_due_by: None,
         limit,
     };
     assert_eq!(
@@ -443,6 +446,7 @@ async fn list_keys(store: &dyn Store, ids: &Ids) {
                 after: None,
                 deletion_due_by: None,
                 rotation_due_by: None,
+                material_expiry_due_by: None,
                 limit: usize::MAX,
             })
             .await,
@@ -497,6 +501,7 @@ async fn list_keys_due(store: &dyn Store, ids: &Ids) {
             after,
             deletion_due_by: Some(by),
             rotation_due_by: None,
+            material_expiry_due_by: None,
             limit,
         };
     assert_eq!(
@@ -614,6 +619,7 @@ async fn list_keys_rotation_due(store: &dyn Store, ids: &Ids) {
             after,
             deletion_due_by: None,
             rotation_due_by: Some(by),
+            material_expiry_due_by: None,
             limit,
         };
     let listed = |q: KeyQuery| async move { ok(store.list_keys(&q).await, CASE, "list_keys") };
@@ -713,6 +719,124 @@ async fn list_keys_rotation_due(store: &dyn Store, ids: &Ids) {
     assert!(
         all.contains(&enabled_again),
         "store conformance: {CASE}: listing all accounts must include every due key"
+    );
+}
+
+/// Imported material: an update clears a version's material when given
+/// empty and fills an empty one back in, never otherwise changes it; the
+/// import state round-trips; `material_expiry_due_by` finds exactly the
+/// keys whose present material expires by then.
+async fn imported_material(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "imported material";
+    let account = new_account(store, ids).await;
+    let valid_to = UnixMillis(1_750_000_000_000);
+    let imported = |expiration: Option<MaterialExpiration>| KeyRecord {
+        origin: Origin::External,
+        versions: vec![version(1, 9)],
+        import: Some(ImportState {
+            fingerprint: vec![0xab; 32],
+            expiration,
+        }),
+        ..plain_key(ids, &account)
+    };
+    let expiring = imported(Some(MaterialExpiration::ValidTo(valid_to)));
+    let forever = imported(Some(MaterialExpiration::DoesNotExpire));
+    let later = imported(Some(MaterialExpiration::ValidTo(valid_to.plus_days(1))));
+    for k in [&expiring, &forever, &later] {
+        ok(store.insert_key(k).await, CASE, "insert_key");
+        assert_eq!(
+            get_key(store, &account, &k.key_id, CASE).await.as_ref(),
+            Some(k),
+            "store conformance: {CASE}: a key with imported material must round-trip"
+        );
+    }
+    let due = |by: UnixMillis| KeyQuery {
+        account: Some(account.clone()),
+        material_expiry_due_by: Some(by),
+        limit: 100,
+        ..KeyQuery::default()
+    };
+    let listed = |keys: Result<Vec<KeyRecord>, StoreError>| -> Vec<KeyId> {
+        match keys {
+            Ok(keys) => keys.into_iter().map(|k| k.key_id).collect(),
+            Err(e) => panic!("store conformance: {CASE}: list_keys failed: {e:?}"),
+        }
+    };
+    assert_eq!(
+        listed(store.list_keys(&due(UnixMillis(valid_to.0 - 1))).await),
+        Vec::<KeyId>::new(),
+        "store conformance: {CASE}: no material expires before its valid-to"
+    );
+    assert_eq!(
+        listed(store.list_keys(&due(valid_to)).await),
+        vec![expiring.key_id],
+        "store conformance: {CASE}: material_expiry_due_by must list exactly the keys \
+         whose material expires by then (inclusive)"
+    );
+
+    // Deleting the material: the version stays, its material is cleared,
+    // and the key is no longer due.
+    let mut deleted = expiring.clone();
+    deleted.revision += 1;
+    deleted.state = KeyState::PendingImport;
+    deleted.versions[0].material.clear();
+    deleted.import = Some(ImportState {
+        fingerprint: vec![0xab; 32],
+        expiration: None,
+    });
+    ok(
+        store.update_key(&deleted, expiring.revision).await,
+        CASE,
+        "update_key clearing material",
+    );
+    assert_eq!(
+        get_key(store, &account, &deleted.key_id, CASE).await,
+        Some(deleted.clone()),
+        "store conformance: {CASE}: a version given with empty material must have its \
+         stored material cleared"
+    );
+    assert_eq!(
+        listed(store.list_keys(&due(valid_to.plus_days(2))).await),
+        vec![later.key_id],
+        "store conformance: {CASE}: deleted material is never due"
+    );
+
+    // Re-import fills the empty material back in.
+    let mut reimported = deleted.clone();
+    reimported.revision += 1;
+    reimported.state = KeyState::Enabled;
+    reimported.versions[0].material = b"re-wrapped".to_vec();
+    reimported.import = Some(ImportState {
+        fingerprint: vec![0xab; 32],
+        expiration: Some(MaterialExpiration::DoesNotExpire),
+    });
+    ok(
+        store.update_key(&reimported, deleted.revision).await,
+        CASE,
+        "update_key re-importing material",
+    );
+    assert_eq!(
+        get_key(store, &account, &reimported.key_id, CASE).await,
+        Some(reimported.clone()),
+        "store conformance: {CASE}: a stored version with empty material must take the \
+         material given"
+    );
+
+    // Present material is never replaced by other material.
+    let mut replaced = reimported.clone();
+    replaced.revision += 1;
+    replaced.versions[0].material = b"other".to_vec();
+    ok(
+        store.update_key(&replaced, reimported.revision).await,
+        CASE,
+        "update_key",
+    );
+    let mut expected = replaced.clone();
+    expected.versions = reimported.versions.clone();
+    assert_eq!(
+        get_key(store, &account, &replaced.key_id, CASE).await,
+        Some(expected),
+        "store conformance: {CASE}: present material must never be replaced by an update"
     );
 }
 
@@ -1500,6 +1624,10 @@ fn full_key(ids: &Ids, account: &AccountId) -> KeyRecord {
         }),
         on_demand_rotations: 1,
         deletion_protection: true,
+        import: Some(ImportState {
+            fingerprint: vec![0xf1; 32],
+            expiration: Some(MaterialExpiration::ValidTo(UnixMillis(1_800_000_000_000))),
+        }),
     }
 }
 
@@ -1522,6 +1650,7 @@ fn plain_key(ids: &Ids, account: &AccountId) -> KeyRecord {
         rotation: None,
         on_demand_rotations: 0,
         deletion_protection: false,
+        import: None,
     }
 }
 

@@ -66,6 +66,17 @@ pub enum KmsError {
     /// extension) is on.
     #[error("{0}")]
     DeletionProtectionEnabled(String),
+    /// ImportKeyMaterial with an import token that is malformed, altered or
+    /// was issued for another key.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// ImportKeyMaterial with an authentic import token past its valid-to.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// ImportKeyMaterial with material that is not 256-bit symmetric
+    /// material, or differs from the material the key had before.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// `DryRun` was set and the request would have succeeded.
     #[error("The request would have succeeded, but the DryRun option is set.")]
     DryRun,

@@ -9,7 +9,9 @@ use crate::clock::{Clock, UnixMillis};
 use crate::error::KmsError;
 use crate::ids::{AccountId, AliasName, KeyId, KeyRef};
 use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, RotationType};
-use crate::protector::{KeyBinding, KeyHandle, KeyProtector, SecretSealer, SecureRandom};
+use crate::protector::{
+    KeyBinding, KeyHandle, KeyImporter, KeyProtector, SecretSealer, SecureRandom,
+};
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
@@ -65,6 +67,7 @@ pub struct Kms {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: KmsConfig,
     pub(crate) caches: Caches,
+    pub(crate) importer: Option<Arc<dyn KeyImporter>>,
 }
 
 /// The seams a [`Kms`] is built from.
@@ -100,7 +103,26 @@ impl Kms {
             clock: parts.clock,
             config: parts.config,
             caches: Caches::default(),
+            importer: None,
         }
+    }
+
+    /// Enables imported key material (origin `EXTERNAL`,
+    /// `GetParametersForImport`, `ImportKeyMaterial`). Without an importer
+    /// those answer `UnsupportedOperationException`.
+    pub fn with_importer(mut self, importer: Arc<dyn KeyImporter>) -> Self {
+        self.importer = Some(importer);
+        self
+    }
+
+    /// The importer, or `UnsupportedOperationException` if none is configured.
+    pub(crate) fn importer(&self) -> Result<&Arc<dyn KeyImporter>, KmsError> {
+        self.importer.as_ref().ok_or_else(|| {
+            KmsError::Unsupported(
+                "Keys with imported key material (Origin EXTERNAL) are not enabled on this server"
+                    .into(),
+            )
+        })
     }
 
     /// Drops cached state if the store reports changes made elsewhere

@@ -109,12 +109,70 @@ pub struct KeyVersion {
     /// Which key protector holds the material (`"soft"`, `"pkcs11:<store>"`).
     pub protector: String,
     /// The protector's stored form of the material. Never plaintext material.
+    /// Empty once imported material was deleted (`DeleteImportedKeyMaterial`
+    /// or expiry): the version's ciphertexts cannot be opened until the same
+    /// material is imported again, which fills it back in.
     pub material: Vec<u8>,
     /// When this version was created; for a rotation, the rotation date.
     pub created_at: UnixMillis,
     /// The rotation that created this version; `None` for the key's initial
     /// material.
     pub rotation: Option<RotationType>,
+}
+
+impl KeyVersion {
+    /// Whether the version's material is present (imported material can be
+    /// deleted and imported again).
+    pub fn has_material(&self) -> bool {
+        !self.material.is_empty()
+    }
+}
+
+/// How long imported key material lasts, as `ImportKeyMaterial` set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaterialExpiration {
+    /// `KEY_MATERIAL_DOES_NOT_EXPIRE`.
+    DoesNotExpire,
+    /// `KEY_MATERIAL_EXPIRES`: the material is deleted once this has passed.
+    ValidTo(UnixMillis),
+}
+
+impl MaterialExpiration {
+    /// The AWS `ExpirationModel` spelling.
+    pub fn model_str(self) -> &'static str {
+        match self {
+            MaterialExpiration::DoesNotExpire => "KEY_MATERIAL_DOES_NOT_EXPIRE",
+            MaterialExpiration::ValidTo(_) => "KEY_MATERIAL_EXPIRES",
+        }
+    }
+
+    /// The valid-to instant, if the material expires.
+    pub fn valid_to(self) -> Option<UnixMillis> {
+        match self {
+            MaterialExpiration::DoesNotExpire => None,
+            MaterialExpiration::ValidTo(t) => Some(t),
+        }
+    }
+}
+
+/// What Keywarden remembers about a key's imported material (origin
+/// `EXTERNAL`) once material was first imported.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImportState {
+    /// The fingerprint of the first material imported (a keyed MAC made by
+    /// the protector, never the material or a plain hash of it). Kept when
+    /// the material is deleted: every later import must match it.
+    pub fingerprint: Vec<u8>,
+    /// The expiration of the material present; `None` while it is deleted.
+    pub expiration: Option<MaterialExpiration>,
+}
+
+impl std::fmt::Debug for ImportState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportState")
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Automatic rotation of a key's material, while it is enabled.
@@ -164,12 +222,21 @@ pub struct KeyRecord {
     pub on_demand_rotations: u32,
     /// A Keywarden extension: while set, `ScheduleKeyDeletion` is refused.
     pub deletion_protection: bool,
+    /// Imported material (origin `EXTERNAL`): `None` until material was
+    /// first imported.
+    pub import: Option<ImportState>,
 }
 
 impl KeyRecord {
     /// The version new ciphertexts are made with.
     pub fn current_version(&self) -> Option<&KeyVersion> {
         self.versions.last()
+    }
+
+    /// Whether the key's material is present: always for generated keys;
+    /// for imported keys, between an import and a deletion or expiry.
+    pub fn has_material(&self) -> bool {
+        self.current_version().is_some_and(KeyVersion::has_material)
     }
 
     /// A specific version.

@@ -99,3 +99,110 @@ pub trait SecretSealer: Send + Sync {
     /// Decrypts what [`SecretSealer::seal`] made with the same `aad`.
     fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Result<Secret, ProtectorError>;
 }
+
+/// What `GetParametersForImport` hands the caller. Holds no secret: the
+/// wrapping private key travels inside the token, sealed under the root of
+/// trust, and is never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImportParameters {
+    /// The RSA public key to wrap the material with (DER `SubjectPublicKeyInfo`).
+    pub public_key: Vec<u8>,
+    /// The opaque import token `ImportKeyMaterial` must present.
+    pub import_token: Vec<u8>,
+    /// The token is accepted up to and including this instant.
+    pub valid_to: crate::clock::UnixMillis,
+}
+
+impl fmt::Debug for ImportParameters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportParameters")
+            .field(
+                "public_key",
+                &format_args!("{} bytes", self.public_key.len()),
+            )
+            .field(
+                "import_token",
+                &format_args!("{} bytes", self.import_token.len()),
+            )
+            .field("valid_to", &self.valid_to)
+            .finish()
+    }
+}
+
+/// Imported material, ready to store: its protector's stored form (wrapped,
+/// never plaintext) and its fingerprint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImportedMaterial {
+    /// Which protector made `stored` (recorded with the key version).
+    pub protector: String,
+    /// The stored form, bound to the key and version it was imported for.
+    pub stored: Vec<u8>,
+    /// A keyed MAC of the plaintext material, bound to the key: equal for
+    /// equal material imported into the same key, and revealing nothing
+    /// about the material to whoever reads the store. Compared in constant
+    /// time.
+    pub fingerprint: Vec<u8>,
+}
+
+impl fmt::Debug for ImportedMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportedMaterial")
+            .field("protector", &self.protector)
+            .field("stored", &format_args!("{} bytes", self.stored.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Failures of a [`KeyImporter`]. Messages never contain key bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A wrapping algorithm or wrapping key spec AWS defines but this
+    /// importer does not implement.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The import token is malformed, altered or was issued for another key.
+    #[error("the import token is invalid for this key")]
+    InvalidToken,
+    /// The import token is authentic but past its valid-to instant.
+    #[error("the import token has expired")]
+    ExpiredToken,
+    /// The encrypted material does not decrypt under the token's wrapping key.
+    #[error("the encrypted key material could not be decrypted")]
+    InvalidCiphertext,
+    /// The material decrypted but is not 256-bit symmetric material.
+    #[error("the imported key material is not 256-bit symmetric key material")]
+    IncorrectKeyMaterial,
+    /// The importer itself failed (internal).
+    #[error(transparent)]
+    Failed(ProtectorError),
+}
+
+/// Imported key material (BYOK): wrapping parameters out, wrapped material in.
+///
+/// Implementations may be slow (RSA key generation takes up to seconds) and
+/// must not block the async executor: they run such work on a blocking pool.
+#[async_trait::async_trait]
+pub trait KeyImporter: Send + Sync {
+    /// `GetParametersForImport`: a fresh wrapping key pair for `key_id`,
+    /// named by its AWS `algorithm` and `spec` names. Names this importer
+    /// does not implement are [`ImportError::Unsupported`].
+    async fn parameters(
+        &self,
+        key_id: &KeyId,
+        algorithm: &str,
+        spec: &str,
+        now: crate::clock::UnixMillis,
+    ) -> Result<ImportParameters, ImportError>;
+
+    /// `ImportKeyMaterial`: opens `encrypted` with the private key inside
+    /// `import_token` (which must have been issued for `binding.key_id` and
+    /// not have expired at `now`) and returns the material's stored form for
+    /// `binding` and its fingerprint.
+    async fn import(
+        &self,
+        binding: KeyBinding<'_>,
+        import_token: &[u8],
+        encrypted: &[u8],
+        now: crate::clock::UnixMillis,
+    ) -> Result<ImportedMaterial, ImportError>;
+}

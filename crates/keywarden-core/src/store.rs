@@ -50,6 +50,10 @@ pub struct KeyQuery {
     /// (an index on state and next rotation date), since the rotation
     /// executor asks it every few seconds.
     pub rotation_due_by: Option<UnixMillis>,
+    /// Only keys with imported material present whose valid-to is at or
+    /// before this (any state). Answered from an index, like
+    /// `rotation_due_by`: the expiry executor asks it every few seconds.
+    pub material_expiry_due_by: Option<UnixMillis>,
     /// At most this many keys.
     pub limit: usize,
 }
@@ -68,11 +72,16 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<Option<KeyRecord>, StoreError>;
 
     /// Replaces the key's metadata (every field but `key_id`, `account_id`
-    /// and `versions`, including `rotation`, `on_demand_rotations` and
-    /// `deletion_protection`) and adds any versions not yet stored, if
-    /// the stored revision equals `expected_revision`; the stored revision
-    /// becomes `key.revision`, which must be greater. Versions are never
-    /// removed or changed by an update.
+    /// and `versions`, including `rotation`, `on_demand_rotations`,
+    /// `deletion_protection` and `import`) and adds any versions not yet
+    /// stored, if the stored revision equals `expected_revision`; the stored
+    /// revision becomes `key.revision`, which must be greater. Versions are
+    /// never removed by an update, and stored versions change in exactly two
+    /// ways, both for imported material: a version given with empty
+    /// `material` has its stored material cleared
+    /// (`DeleteImportedKeyMaterial`, expiry), and a stored version whose
+    /// material is empty takes the material given (re-import). Any other
+    /// difference between a given and a stored version is ignored.
     async fn update_key(&self, key: &KeyRecord, expected_revision: u64) -> Result<(), StoreError>;
 
     /// Keys matching `query`, ordered by key id.

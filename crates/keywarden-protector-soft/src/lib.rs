@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod import;
+mod key_importer;
 mod root;
 mod soft;
 
@@ -23,5 +24,6 @@ pub use import::{
     IMPORTED_MATERIAL_LEN, IMPORT_PARAMETERS_VALIDITY_MILLIS, MAX_ENCRYPTED_KEY_MATERIAL_LEN,
     MAX_IMPORT_TOKEN_LEN,
 };
+pub use key_importer::SoftKeyImporter;
 pub use root::{RootKey, RootKeyError};
 pub use soft::{SoftwareProtector, SystemRandom, SOFTWARE_PROTECTOR_ID};

@@ -7,6 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SecureRandom as _;
 use keywarden_core::protector::{ProtectorError, SecretSealer};
 use keywarden_core::secret::Secret;
@@ -15,6 +16,7 @@ use zeroize::Zeroizing;
 /// Length of the root key in bytes.
 pub const ROOT_KEY_LEN: usize = 32;
 const SEALED_V1: u8 = 0x01;
+const FINGERPRINT_KEY_LABEL: &[u8] = b"keywarden/derive/import-fingerprint/v1";
 
 /// Failures loading or creating the root key file.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,9 @@ pub enum RootKeyError {
 /// The 256-bit root key. Never printed, cloned or serialised.
 pub struct RootKey {
     key: RandomizedNonceKey,
+    /// HMAC-SHA256 key for fingerprints of imported material, derived from
+    /// the root key so that the fingerprint reveals nothing without it.
+    fingerprint: hmac::Key,
 }
 
 impl fmt::Debug for RootKey {
@@ -63,9 +68,16 @@ impl RootKey {
     /// Builds a root key from raw bytes (tests, and the HSM-sealed
     /// configuration, which unwraps the bytes elsewhere).
     pub fn from_bytes(bytes: &[u8; ROOT_KEY_LEN]) -> Self {
+        // A one-block HKDF-Expand-style derivation: HMAC(root, label) is a
+        // PRF output independent of every other use of the root key.
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            FINGERPRINT_KEY_LABEL,
+        );
         RootKey {
             key: RandomizedNonceKey::new(&AES_256_GCM, bytes)
                 .expect("AES-256-GCM accepts any 32-byte key"),
+            fingerprint: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
         }
     }
 
@@ -160,6 +172,16 @@ impl RootKey {
         out.extend_from_slice(nonce.as_ref());
         out.extend_from_slice(&in_out);
         Ok(out)
+    }
+
+    /// HMAC-SHA256 of `parts` (concatenated) under the key derived from the
+    /// root key for fingerprints.
+    pub(crate) fn fingerprint(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.fingerprint);
+        for p in parts {
+            ctx.update(p);
+        }
+        ctx.sign().as_ref().to_vec()
     }
 
     /// Reverses [`RootKey::wrap`].

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::SecureRandom as _;
+use keywarden_core::ids::KeyId;
 use keywarden_core::protector::{
     KeyBinding, KeyHandle, KeyProtector, ProtectorError, Sealed, SecureRandom,
 };
@@ -52,6 +53,19 @@ impl SoftwareProtector {
             return Err(ProtectorError::MalformedMaterial);
         }
         self.root.wrap(&binding_aad(binding), material)
+    }
+
+    /// The fingerprint of imported `material` for `key_id`: HMAC-SHA256
+    /// under a key derived from the root key, over the key id and the
+    /// material. Equal material in the same key gives equal fingerprints;
+    /// without the root key it reveals nothing about the material, and the
+    /// same material in two keys gives unrelated fingerprints.
+    pub fn fingerprint_material(&self, key_id: &KeyId, material: &[u8]) -> Vec<u8> {
+        self.root.fingerprint(&[
+            b"keywarden/import-fingerprint/v1/",
+            key_id.as_bytes(),
+            material,
+        ])
     }
 }
 
@@ -156,7 +170,6 @@ impl SecureRandom for SystemRandom {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keywarden_core::ids::KeyId;
 
     fn protector() -> SoftwareProtector {
         SoftwareProtector::new(Arc::new(RootKey::from_bytes(&[1u8; 32])))
@@ -230,5 +243,26 @@ mod tests {
         assert!(other
             .open(&sealed.nonce, b"aad", &sealed.ciphertext)
             .is_err());
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_depends_on_root_key_id_and_material() {
+        let p = SoftwareProtector::new(Arc::new(RootKey::from_bytes(&[1u8; 32])));
+        let q = SoftwareProtector::new(Arc::new(RootKey::from_bytes(&[2u8; 32])));
+        let k1 = KeyId::from_bytes([1; 16]);
+        let k2 = KeyId::from_bytes([2; 16]);
+        let m = [7u8; 32];
+        let f = p.fingerprint_material(&k1, &m);
+        assert_eq!(f.len(), 32);
+        assert_eq!(f, p.fingerprint_material(&k1, &m));
+        assert_ne!(f, p.fingerprint_material(&k1, &[8u8; 32]));
+        assert_ne!(f, p.fingerprint_material(&k2, &m));
+        assert_ne!(f, q.fingerprint_material(&k1, &m));
+        assert!(!f.windows(32).any(|w| w == m));
     }
 }

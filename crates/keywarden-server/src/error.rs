@@ -59,6 +59,9 @@ impl ApiError {
                 KmsError::AccessDenied(_) => "AccessDeniedException",
                 KmsError::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
                 KmsError::DeletionProtectionEnabled(_) => "DeletionProtectionEnabledException",
+                KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
+                KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
+                KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
                 KmsError::DryRun => "DryRunOperationException",
                 KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
             },
@@ -179,6 +182,21 @@ mod tests {
                 KmsError::DeletionProtectionEnabled(s()).into(),
                 400,
                 "DeletionProtectionEnabledException",
+            ),
+            (
+                KmsError::InvalidImportToken(s()).into(),
+                400,
+                "InvalidImportTokenException",
+            ),
+            (
+                KmsError::ExpiredImportToken(s()).into(),
+                400,
+                "ExpiredImportTokenException",
+            ),
+            (
+                KmsError::IncorrectKeyMaterial(s()).into(),
+                400,
+                "IncorrectKeyMaterialException",
             ),
             (KmsError::DryRun.into(), 412, "DryRunOperationException"),
             (

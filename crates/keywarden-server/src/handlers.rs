@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use keywarden_core::model::Origin;
+use keywarden_core::clock::UnixMillis;
+use keywarden_core::model::{MaterialExpiration, Origin};
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::ops::enable_key_rotation::{
     MAX_ROTATION_PERIOD_DAYS, MIN_ROTATION_PERIOD_DAYS,
@@ -29,6 +30,7 @@ pub const OPERATIONS: &[&str] = &[
     "CreateKey",
     "Decrypt",
     "DeleteAlias",
+    "DeleteImportedKeyMaterial",
     "DescribeKey",
     "DisableKey",
     "DisableKeyRotation",
@@ -39,6 +41,8 @@ pub const OPERATIONS: &[&str] = &[
     "GenerateDataKeyWithoutPlaintext",
     "GenerateRandom",
     "GetKeyRotationStatus",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
     "ListAliases",
     "ListKeyRotations",
     "ListKeys",
@@ -75,6 +79,7 @@ pub async fn dispatch(
         "CreateKey" => create_key(kms, caller, body).await,
         "Decrypt" => decrypt(kms, caller, body).await,
         "DeleteAlias" => delete_alias(kms, caller, body).await,
+        "DeleteImportedKeyMaterial" => delete_imported_key_material(kms, caller, body).await,
         "DescribeKey" => describe_key(kms, caller, body).await,
         "DisableKey" => disable_key(kms, caller, body).await,
         "DisableKeyRotation" => disable_key_rotation(kms, caller, body).await,
@@ -85,6 +90,8 @@ pub async fn dispatch(
         "GenerateDataKeyWithoutPlaintext" => generate_data_key(kms, caller, body, false).await,
         "GenerateRandom" => generate_random(kms, caller, body),
         "GetKeyRotationStatus" => get_key_rotation_status(kms, caller, body).await,
+        "GetParametersForImport" => get_parameters_for_import(kms, caller, body).await,
+        "ImportKeyMaterial" => import_key_material(kms, caller, body).await,
         "ListAliases" => list_aliases(kms, caller, body).await,
         "ListKeyRotations" => list_key_rotations(kms, caller, body).await,
         "ListKeys" => list_keys(kms, caller, body).await,
@@ -431,6 +438,156 @@ async fn rotate_key_on_demand(
         .rotate_key_on_demand(caller, &key_id_only(body)?)
         .await?;
     Ok(encode(&json!({ "KeyId": key.key_id.to_string() })))
+}
+
+/// AWS's `AlgorithmSpec` values for `GetParametersForImport`; which of them
+/// are implemented is the importer's business (`UnsupportedOperationException`).
+const WRAPPING_ALGORITHMS: &[&str] = &[
+    "RSAES_PKCS1_V1_5",
+    "RSAES_OAEP_SHA_1",
+    "RSAES_OAEP_SHA_256",
+    "RSA_AES_KEY_WRAP_SHA_1",
+    "RSA_AES_KEY_WRAP_SHA_256",
+    "SM2PKE",
+];
+
+/// AWS's `WrappingKeySpec` values.
+const WRAPPING_KEY_SPECS: &[&str] = &["RSA_2048", "RSA_3072", "RSA_4096", "SM2"];
+
+async fn get_parameters_for_import(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        wrapping_algorithm: Option<String>,
+        wrapping_key_spec: Option<String>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let algorithm = required(req.wrapping_algorithm, "wrappingAlgorithm")?;
+    check_enum(&algorithm, "wrappingAlgorithm", WRAPPING_ALGORITHMS)?;
+    let spec = required(req.wrapping_key_spec, "wrappingKeySpec")?;
+    check_enum(&spec, "wrappingKeySpec", WRAPPING_KEY_SPECS)?;
+    let (key, params) = kms
+        .get_parameters_for_import(caller, &key, &algorithm, &spec)
+        .await?;
+    Ok(encode(&json!({
+        "KeyId": kms.key_arn(&key.account_id, &key.key_id),
+        "ImportToken": Blob(params.import_token),
+        "PublicKey": Blob(params.public_key),
+        "ParametersValidTo": params.valid_to.as_epoch_seconds(),
+    })))
+}
+
+async fn import_key_material(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        import_token: Option<Blob>,
+        encrypted_key_material: Option<Blob>,
+        valid_to: Option<f64>,
+        expiration_model: Option<String>,
+        // Multi-material keys (rotation of imported material) are not
+        // supported; any value but the default is refused below.
+        import_type: Option<String>,
+        key_material_description: Option<String>,
+        key_material_id: Option<String>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let token = required(req.import_token, "importToken")?.0;
+    check_blob_len(&token, "importToken", 1, 6144)?;
+    let encrypted = required(req.encrypted_key_material, "encryptedKeyMaterial")?.0;
+    check_blob_len(&encrypted, "encryptedKeyMaterial", 1, 6144)?;
+    let model = req
+        .expiration_model
+        .unwrap_or_else(|| "KEY_MATERIAL_EXPIRES".to_owned());
+    check_enum(
+        &model,
+        "expirationModel",
+        &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"],
+    )?;
+    if let Some(t) = &req.import_type {
+        check_enum(
+            t,
+            "importType",
+            &["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"],
+        )?;
+    }
+    if req.key_material_description.is_some() || req.key_material_id.is_some() {
+        return Err(KmsError::Unsupported(
+            "KeyMaterialDescription and KeyMaterialId (multiple imported key materials) are not supported".into(),
+        )
+        .into());
+    }
+    let expiration = match (model.as_str(), req.valid_to) {
+        ("KEY_MATERIAL_DOES_NOT_EXPIRE", None) => MaterialExpiration::DoesNotExpire,
+        ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => {
+            return Err(KmsError::Validation(
+                "ValidTo must not be set when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE."
+                    .into(),
+            )
+            .into())
+        }
+        (_, None) => {
+            return Err(KmsError::Validation(
+                "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES.".into(),
+            )
+            .into())
+        }
+        (_, Some(t)) => {
+            if !t.is_finite() || !(0.0..=1e11).contains(&t) {
+                return Err(KmsError::Validation("ValidTo is out of range.".into()).into());
+            }
+            MaterialExpiration::ValidTo(UnixMillis((t * 1000.0).round() as i64))
+        }
+    };
+    let key = kms
+        .import_key_material(caller, &key, &token, &encrypted, expiration)
+        .await?;
+    Ok(encode(
+        &json!({ "KeyId": kms.key_arn(&key.account_id, &key.key_id) }),
+    ))
+}
+
+async fn delete_imported_key_material(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        key_material_id: Option<String>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    if req.key_material_id.is_some() {
+        return Err(KmsError::Unsupported(
+            "KeyMaterialId (multiple imported key materials) is not supported".into(),
+        )
+        .into());
+    }
+    let key = kms.delete_imported_key_material(caller, &key).await?;
+    Ok(encode(
+        &json!({ "KeyId": kms.key_arn(&key.account_id, &key.key_id) }),
+    ))
+}
+
+fn check_blob_len(value: &[u8], field: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    if value.len() < min || value.len() > max {
+        return Err(KmsError::Validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must have length between {min} and {max}"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 async fn list_key_rotations(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {

@@ -239,6 +239,11 @@ pub struct KeyMetadata {
     /// A Keywarden extension (`docs/api-extensions.md`); AWS clients skip
     /// fields their model does not have.
     deletion_protection_enabled: bool,
+    /// Keys with imported material (origin `EXTERNAL`) while it is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_model: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid_to: Option<f64>,
 }
 
 impl KeyMetadata {
@@ -262,6 +267,17 @@ impl KeyMetadata {
             encryption_algorithms: ["SYMMETRIC_DEFAULT"],
             multi_region: false,
             deletion_protection_enabled: key.deletion_protection,
+            expiration_model: key
+                .import
+                .as_ref()
+                .and_then(|i| i.expiration)
+                .map(|e| e.model_str()),
+            valid_to: key
+                .import
+                .as_ref()
+                .and_then(|i| i.expiration)
+                .and_then(|e| e.valid_to())
+                .map(|t| t.as_epoch_seconds()),
         }
     }
 }

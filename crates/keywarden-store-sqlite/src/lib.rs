@@ -319,7 +319,10 @@ fn load_key(tx: &Transaction<'_>, row: KeyRow) -> Result<KeyRecord, Fail> {
     row.decode(versions)
 }
 
-/// Inserts the versions that are not stored yet; stored ones stay as they are.
+/// Inserts the versions that are not stored yet. Of stored ones only the
+/// material changes, and only for imported material: given empty, it is
+/// cleared (deleted material); stored empty, it takes the given material
+/// (re-import). See `KeyStore::update_key`.
 fn insert_versions(
     tx: &Transaction<'_>,
     key_id: &str,
@@ -328,7 +331,8 @@ fn insert_versions(
     let mut stmt = tx.prepare_cached(
         "INSERT INTO key_versions (key_id, version, protector, material, created_at, rotation_type)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (key_id, version) DO NOTHING",
+         ON CONFLICT (key_id, version) DO UPDATE SET material = excluded.material
+         WHERE length(excluded.material) = 0 OR length(key_versions.material) = 0",
     )?;
     for v in versions {
         stmt.execute(params![
@@ -375,14 +379,30 @@ fn key_query_sql(query: &KeyQuery) -> (String, Vec<Value>) {
             values.len()
         ));
     }
+    if let Some(due) = query.material_expiry_due_by {
+        // Served by the index keys_by_material_valid_to; the column is NULL
+        // unless expiring material is present.
+        values.push(Value::Integer(due.0));
+        conditions.push(format!("material_valid_to <= ?{}", values.len()));
+    }
     values.push(Value::Integer(sql_limit(query.limit)));
     let filter = if conditions.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
+    // With only a range on material_valid_to, the planner would rather scan
+    // the primary key in ORDER BY order than sort the (few) due keys.
+    let index = if query.material_expiry_due_by.is_some()
+        && query.deletion_due_by.is_none()
+        && query.rotation_due_by.is_none()
+    {
+        "INDEXED BY keys_by_material_valid_to "
+    } else {
+        ""
+    };
     let sql = format!(
-        "SELECT {KEY_COLUMNS} FROM keys {filter} ORDER BY key_id LIMIT ?{}",
+        "SELECT {KEY_COLUMNS} FROM keys {index}{filter} ORDER BY key_id LIMIT ?{}",
         values.len()
     );
     (sql, values)
@@ -394,8 +414,9 @@ impl KeyStore for SqliteStore {
         let (cols, versions) = encode_key(key).map_err(|Fail(e)| e)?;
         self.write(move |tx| {
             tx.prepare_cached(
-                "INSERT INTO keys (key_id, account_id, revision, state, deletion_date, meta, rotation_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO keys (key_id, account_id, revision, state, deletion_date, meta, rotation_date,
+                                   material_valid_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 cols.key_id,
@@ -404,7 +425,8 @@ impl KeyStore for SqliteStore {
                 cols.state,
                 cols.deletion_date,
                 cols.meta,
-                cols.rotation_date
+                cols.rotation_date,
+                cols.material_valid_to
             ])?;
             insert_versions(tx, &cols.key_id, &versions)
         })
@@ -446,8 +468,8 @@ impl KeyStore for SqliteStore {
             let changed = tx
                 .prepare_cached(
                     "UPDATE keys SET revision = ?1, state = ?2, deletion_date = ?3, meta = ?4,
-                                     rotation_date = ?5
-                     WHERE key_id = ?6 AND account_id = ?7 AND revision = ?8",
+                                     rotation_date = ?5, material_valid_to = ?6
+                     WHERE key_id = ?7 AND account_id = ?8 AND revision = ?9",
                 )?
                 .execute(params![
                     cols.revision,
@@ -455,6 +477,7 @@ impl KeyStore for SqliteStore {
                     cols.deletion_date,
                     cols.meta,
                     cols.rotation_date,
+                    cols.material_valid_to,
                     cols.key_id,
                     cols.account_id,
                     expected
@@ -847,6 +870,7 @@ mod tests {
                 rotation: None,
                 on_demand_rotations: 0,
                 deletion_protection: false,
+                import: None,
             }
         );
         let version: i64 = lock(&store.inner.writer)
@@ -871,6 +895,7 @@ mod tests {
         let due = store
             .list_keys(&KeyQuery {
                 rotation_due_by: Some(UnixMillis(1_700_000_000_001)),
+                material_expiry_due_by: None,
                 limit: 10,
                 ..KeyQuery::default()
             })
@@ -922,6 +947,7 @@ mod tests {
             let rotation = plan(&KeyQuery {
                 after,
                 rotation_due_by: Some(UnixMillis(1)),
+                material_expiry_due_by: None,
                 limit: 256,
                 ..KeyQuery::default()
             });
@@ -933,6 +959,13 @@ mod tests {
                 ..KeyQuery::default()
             });
             assert!(deletion.contains("keys_by_deletion"), "{deletion}");
+            let expiry = plan(&KeyQuery {
+                after,
+                material_expiry_due_by: Some(UnixMillis(1)),
+                limit: 256,
+                ..KeyQuery::default()
+            });
+            assert!(expiry.contains("keys_by_material_valid_to"), "{expiry}");
         }
     }
 }

@@ -4,8 +4,8 @@
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, AliasName, KeyId};
 use keywarden_core::model::{
-    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, KeyManager, KeyRecord,
-    KeyState, KeyVersion, Origin, RotationType, Tag,
+    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, ImportState, KeyManager,
+    KeyRecord, KeyState, KeyVersion, MaterialExpiration, Origin, RotationType, Tag,
 };
 use rusqlite::Row;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,18 @@ struct MetaOut<'a> {
     rotation_period_days: Option<u32>,
     on_demand_rotations: u32,
     deletion_protection: bool,
+    /// Imported material: the fingerprint (hex) and expiration model; the
+    /// valid-to instant is the `material_valid_to` column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    import: Option<ImportMeta>,
+}
+
+/// `meta.import`. `expiration` is `null` while the material is deleted,
+/// `"KEY_MATERIAL_DOES_NOT_EXPIRE"` or `"KEY_MATERIAL_EXPIRES"`.
+#[derive(Serialize, Deserialize)]
+struct ImportMeta {
+    fingerprint: String,
+    expiration: Option<String>,
 }
 
 /// The `keys.meta` JSON column, as read. Fields added after the first
@@ -51,6 +63,8 @@ struct MetaIn {
     on_demand_rotations: u32,
     #[serde(default)]
     deletion_protection: bool,
+    #[serde(default)]
+    import: Option<ImportMeta>,
 }
 
 /// The columns of `keys` a key record is written to.
@@ -62,6 +76,8 @@ pub(crate) struct KeyColumns {
     pub(crate) deletion_date: Option<i64>,
     /// The next automatic rotation date; NULL while rotation is off.
     pub(crate) rotation_date: Option<i64>,
+    /// When imported material expires; NULL unless it is present and expires.
+    pub(crate) material_valid_to: Option<i64>,
     pub(crate) meta: String,
 }
 
@@ -79,6 +95,10 @@ impl KeyColumns {
             rotation_period_days: key.rotation.map(|r| r.period_days),
             on_demand_rotations: key.on_demand_rotations,
             deletion_protection: key.deletion_protection,
+            import: key.import.as_ref().map(|i| ImportMeta {
+                fingerprint: hex::encode(&i.fingerprint),
+                expiration: i.expiration.map(|e| e.model_str().to_owned()),
+            }),
         })?;
         Ok(KeyColumns {
             key_id: key.key_id.to_string(),
@@ -87,6 +107,12 @@ impl KeyColumns {
             state: key.state.as_str(),
             deletion_date: key.deletion_date.map(|d| d.0),
             rotation_date: key.rotation.map(|r| r.next_rotation.0),
+            material_valid_to: key
+                .import
+                .as_ref()
+                .and_then(|i| i.expiration)
+                .and_then(MaterialExpiration::valid_to)
+                .map(|t| t.0),
             meta,
         })
     }
@@ -101,11 +127,12 @@ pub(crate) struct KeyRow {
     deletion_date: Option<i64>,
     meta: String,
     rotation_date: Option<i64>,
+    material_valid_to: Option<i64>,
 }
 
 /// The column list [`KeyRow::from_row`] expects.
 pub(crate) const KEY_COLUMNS: &str =
-    "key_id, account_id, revision, state, deletion_date, meta, rotation_date";
+    "key_id, account_id, revision, state, deletion_date, meta, rotation_date, material_valid_to";
 
 impl KeyRow {
     /// Reads the columns named by [`KEY_COLUMNS`], in that order.
@@ -118,6 +145,7 @@ impl KeyRow {
             deletion_date: row.get(4)?,
             meta: row.get(5)?,
             rotation_date: row.get(6)?,
+            material_valid_to: row.get(7)?,
         })
     }
 
@@ -142,6 +170,31 @@ impl KeyRow {
                 .into())
             }
         };
+        let import = match meta.import {
+            None => None,
+            Some(i) => Some(ImportState {
+                fingerprint: hex::decode(&i.fingerprint)
+                    .map_err(|_| Invalid::new("stored import fingerprint is not hex"))?,
+                expiration: match (i.expiration.as_deref(), self.material_valid_to) {
+                    (None, None) => None,
+                    (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) => {
+                        Some(MaterialExpiration::DoesNotExpire)
+                    }
+                    (Some("KEY_MATERIAL_EXPIRES"), Some(t)) => {
+                        Some(MaterialExpiration::ValidTo(UnixMillis(t)))
+                    }
+                    _ => {
+                        return Err(Invalid::new(
+                            "stored key's material expiration model and valid-to disagree",
+                        )
+                        .into())
+                    }
+                },
+            }),
+        };
+        if import.is_none() && self.material_valid_to.is_some() {
+            return Err(Invalid::new("stored key has a material valid-to but no import").into());
+        }
         Ok(KeyRecord {
             key_id: decode_key_id(&self.key_id)?,
             account_id: decode_account_id(&self.account_id)?,
@@ -160,6 +213,7 @@ impl KeyRow {
             rotation,
             on_demand_rotations: meta.on_demand_rotations,
             deletion_protection: meta.deletion_protection,
+            import,
         })
     }
 }

@@ -88,8 +88,21 @@ CREATE INDEX keys_by_rotation ON keys (state, rotation_date);
 ALTER TABLE key_versions ADD COLUMN rotation_type TEXT;
 ";
 
+/// Migration 3: imported key material.
+///
+/// * `keys.material_valid_to`: when a key's imported material expires, NULL
+///   for generated keys, for material that does not expire and while the
+///   material is deleted. A column so that the expiry executor's question
+///   is one range scan of `keys_by_material_valid_to`. The fingerprint and
+///   the expiration model live in `meta` (serde defaults: no import).
+/// * A deleted version's `key_versions.material` is the empty blob.
+const MIGRATION_3: &str = "
+ALTER TABLE keys ADD COLUMN material_valid_to INTEGER;
+CREATE INDEX keys_by_material_valid_to ON keys (material_valid_to);
+";
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this build creates and understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

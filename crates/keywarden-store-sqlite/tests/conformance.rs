@@ -46,6 +46,7 @@ fn key(n: u128, account: &AccountId) -> KeyRecord {
         rotation: None,
         on_demand_rotations: 0,
         deletion_protection: false,
+        import: None,
     }
 }
 
@@ -127,7 +128,7 @@ async fn pragmas_and_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[tokio::test]
@@ -149,7 +150,7 @@ async fn migrations_are_idempotent_on_reopen() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",

@@ -59,9 +59,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 
-    // Destroys keys whose deletion waiting period ended and rotates keys
-    // whose automatic rotation is due; both are compare-and-set per key, so
-    // several servers on one database may sweep at once.
+    // Destroys keys whose deletion waiting period ended, deletes imported
+    // material whose valid-to passed and rotates keys whose automatic
+    // rotation is due; each is compare-and-set per key, so several servers
+    // on one database may sweep at once.
     let sweeper = {
         let kms = kms.clone();
         let every = Duration::from_secs(args.deletion_sweep_secs.max(1));
@@ -74,6 +75,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                     Ok(n) => tracing::info!(destroyed = n, "executed scheduled key deletions"),
                     Err(e) => {
                         tracing::error!(error = %e, "executing scheduled key deletions failed")
+                    }
+                }
+                match kms.execute_material_expirations().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "deleted expired imported key material"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "deleting expired imported key material failed")
                     }
                 }
                 match kms.execute_due_rotations().await {

@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use keywarden_core::clock::SystemClock;
 use keywarden_core::kms::KmsParts;
 use keywarden_core::{Kms, KmsConfig};
-use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
+use keywarden_protector_soft::{
+    Importer, RootKey, SoftKeyImporter, SoftwareProtector, SystemRandom,
+};
 use keywarden_store_sqlite::SqliteStore;
 
 use crate::DataArgs;
@@ -54,9 +56,11 @@ pub fn open(args: &DataArgs) -> Result<Opened> {
     let db_path = args.data_dir.join("keywarden.db");
     let store = SqliteStore::open(&db_path)
         .with_context(|| format!("opening database {}", db_path.display()))?;
+    let protector = Arc::new(SoftwareProtector::new(root.clone()));
+    let importer = SoftKeyImporter::new(Arc::new(Importer::new(root.clone())), protector.clone());
     let kms = Kms::new(KmsParts {
         store: Arc::new(store),
-        software_protector: Arc::new(SoftwareProtector::new(root.clone())),
+        software_protector: protector,
         sealer: root,
         random: Arc::new(SystemRandom::new()),
         clock: Arc::new(SystemClock),
@@ -64,7 +68,8 @@ pub fn open(args: &DataArgs) -> Result<Opened> {
             region: args.region.clone(),
             partition: "aws".into(),
         },
-    });
+    })
+    .with_importer(Arc::new(importer));
     Ok(Opened {
         kms: Arc::new(kms),
         created,

@@ -6,7 +6,8 @@ use crate::kms::{Caller, Kms};
 use crate::model::{KeyRecord, KeyState};
 
 impl Kms {
-    /// Cancels a scheduled deletion; the key comes back Disabled, as in AWS.
+    /// Cancels a scheduled deletion; the key comes back Disabled (or
+    /// PendingImport if it has no material), as in AWS.
     pub async fn cancel_key_deletion(
         &self,
         caller: &Caller,
@@ -19,7 +20,13 @@ impl Kms {
                     kms.key_arn(&key.account_id, &key.key_id)
                 )));
             }
-            key.state = KeyState::Disabled;
+            // Imported material deleted or expired meanwhile: the key
+            // waits for import again (as AWS does).
+            key.state = if key.has_material() {
+                KeyState::Disabled
+            } else {
+                KeyState::PendingImport
+            };
             key.deletion_date = None;
             key.pending_window_days = None;
             Ok(())

@@ -25,7 +25,9 @@ pub struct CreateKeyRequest {
 }
 
 impl Kms {
-    /// Creates a customer master key with freshly generated material.
+    /// Creates a customer master key: with freshly generated material, or
+    /// (origin `EXTERNAL`) without material, `PendingImport` until
+    /// `ImportKeyMaterial`.
     pub async fn create_key(
         &self,
         caller: &Caller,
@@ -39,10 +41,7 @@ impl Kms {
         match req.origin {
             Origin::AwsKms => {}
             Origin::External => {
-                return Err(KmsError::Unsupported(
-                    "Keys with imported key material (Origin EXTERNAL) are not supported yet"
-                        .into(),
-                ))
+                self.importer()?;
             }
             Origin::AwsCloudHsm => {
                 return Err(KmsError::Unsupported(
@@ -63,36 +62,45 @@ impl Kms {
         // rather than fail the request.
         for _ in 0..2 {
             let key_id = KeyId::from_random(self.random_array()?);
-            let material = self
-                .default_protector
-                .generate(KeyBinding {
-                    key_id: &key_id,
-                    version: 1,
-                })
-                .map_err(KmsError::Protector)?;
+            let (state, versions) = if req.origin == Origin::External {
+                (KeyState::PendingImport, Vec::new())
+            } else {
+                let material = self
+                    .default_protector
+                    .generate(KeyBinding {
+                        key_id: &key_id,
+                        version: 1,
+                    })
+                    .map_err(KmsError::Protector)?;
+                (
+                    KeyState::Enabled,
+                    vec![KeyVersion {
+                        version: 1,
+                        protector: self.default_protector.id().to_owned(),
+                        material,
+                        created_at: now,
+                        rotation: None,
+                    }],
+                )
+            };
             let key = KeyRecord {
                 key_id,
                 account_id: caller.account_id.clone(),
                 revision: 1,
                 description: req.description.clone(),
-                state: KeyState::Enabled,
-                origin: Origin::AwsKms,
+                state,
+                origin: req.origin,
                 key_manager: KeyManager::Customer,
                 created_at: now,
                 deletion_date: None,
                 pending_window_days: None,
                 tags: tags.clone(),
                 policy: req.policy.clone(),
-                versions: vec![KeyVersion {
-                    version: 1,
-                    protector: self.default_protector.id().to_owned(),
-                    material,
-                    created_at: now,
-                    rotation: None,
-                }],
+                versions,
                 rotation: None,
                 on_demand_rotations: 0,
                 deletion_protection: false,
+                import: None,
             };
             match self.store.insert_key(&key).await {
                 Ok(()) => return Ok(key),

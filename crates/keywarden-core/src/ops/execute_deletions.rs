@@ -27,6 +27,7 @@ impl Kms {
                     after,
                     deletion_due_by: Some(now),
                     rotation_due_by: None,
+                    material_expiry_due_by: None,
                     limit: BATCH,
                 })
                 .await?;

@@ -43,6 +43,7 @@ impl Kms {
                     after,
                     deletion_due_by: None,
                     rotation_due_by: Some(now),
+                    material_expiry_due_by: None,
                     limit: BATCH,
                 })
                 .await?;

@@ -29,6 +29,7 @@ impl Kms {
                 after,
                 deletion_due_by: None,
                 rotation_due_by: None,
+                material_expiry_due_by: None,
                 limit: limit + 1,
             })
             .await?;

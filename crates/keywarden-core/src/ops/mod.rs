@@ -4,7 +4,8 @@
 //! Besides the AWS operations: the Keywarden extensions
 //! (`enable_key_deletion_protection`, `disable_key_deletion_protection`),
 //! the operator's `accounts`, and the executors the server runs
-//! periodically (`execute_deletions`, `execute_rotations`).
+//! periodically (`execute_deletions`, `execute_rotations`,
+//! `execute_material_expirations`).
 
 pub mod accounts;
 pub mod cancel_key_deletion;
@@ -12,6 +13,7 @@ pub mod create_alias;
 pub mod create_key;
 pub mod decrypt;
 pub mod delete_alias;
+pub mod delete_imported_key_material;
 pub mod describe_key;
 pub mod disable_key;
 pub mod disable_key_deletion_protection;
@@ -21,10 +23,13 @@ pub mod enable_key_deletion_protection;
 pub mod enable_key_rotation;
 pub mod encrypt;
 pub mod execute_deletions;
+pub mod execute_material_expirations;
 pub mod execute_rotations;
 pub mod generate_data_key;
 pub mod generate_random;
 pub mod get_key_rotation_status;
+pub mod get_parameters_for_import;
+pub mod import_key_material;
 pub mod list_aliases;
 pub mod list_key_rotations;
 pub mod list_keys;
