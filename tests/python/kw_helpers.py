@@ -206,6 +206,32 @@ class KeywardenServer:
             )
         return proc
 
+    def key_raw(
+        self, *args: str, check: bool = True, stdin: Any = subprocess.DEVNULL
+    ) -> subprocess.CompletedProcess:
+        """Runs `keywarden key ARGS --data-dir DIR` (stdin not a terminal)."""
+        proc = subprocess.run(
+            [str(self.bin), "key", *args, "--data-dir", str(self.data_dir)],
+            stdin=stdin,
+            capture_output=True,
+            env=self.env(),
+            timeout=60,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"keywarden key {' '.join(args)} failed with status {proc.returncode}:\n"
+                f"{proc.stderr.decode('utf-8', 'replace')}"
+            )
+        return proc
+
+    def key(self, *args: str) -> Any:
+        """Runs `keywarden key ARGS --data-dir DIR` and parses its JSON stdout."""
+        out = self.key_raw(*args).stdout.decode("utf-8")
+        try:
+            return json.loads(out)
+        except json.JSONDecodeError as e:
+            raise AssertionError(f"keywarden key {' '.join(args)} printed no JSON: {out!r}") from e
+
     def admin(self, *args: str) -> Any:
         """Runs `keywarden admin ARGS --data-dir DIR` and parses its JSON stdout."""
         proc = self.admin_raw(*args)

@@ -504,3 +504,70 @@ def test_zz_target_unchanged(server, target):
     assert meta["Description"] == "lifecycle bad-input target"
     assert kms.decrypt(CiphertextBlob=target["ciphertext"])["Plaintext"] == b"before"
     assert version_of(kms.encrypt(KeyId=key, Plaintext=b"after")["CiphertextBlob"]) == 1
+
+
+# -- last usage (GetKeyLastUsage) -------------------------------------------------
+
+
+def test_last_usage_through_boto3(server, account):
+    kms = server.client(account)
+    meta = new_key(kms)
+    key, arn = meta["KeyId"], meta["Arn"]
+
+    fresh = kms.get_key_last_usage(KeyId=key)
+    assert fresh["KeyId"] == arn
+    assert fresh.get("KeyLastUsage", {}) == {}, "never used: an empty KeyLastUsage"
+    assert fresh["KeyCreationDate"] == meta["CreationDate"]
+    assert fresh["TrackingStartDate"] == meta["CreationDate"]
+
+    started = now()
+    blob = kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]
+    dec = kms.decrypt(CiphertextBlob=blob)
+    request_id = dec["ResponseMetadata"]["RequestId"]
+
+    # The node that served the request answers at once (before its flush).
+    got = kms.get_key_last_usage(KeyId=arn)["KeyLastUsage"]
+    assert got["Operation"] == "Decrypt"
+    assert got["KmsRequestId"] == request_id
+    assert started - SLACK <= got["Timestamp"] <= now() + SLACK
+    assert "CloudTrailEventId" not in got
+    # botocore drops fields its model lacks: the principal is not shown ...
+    assert "Principal" not in got
+    # ... but a raw request sees the extension field.
+    raw = raw_post(
+        server.url, json.dumps({"KeyId": key}), target="TrentService.GetKeyLastUsage", account=account
+    )
+    assert raw.status == 200, raw.describe()
+    assert raw.json()["KeyLastUsage"]["Principal"] == account.access_key_id
+    assert raw.json()["KeyLastUsage"]["Operation"] == "Decrypt"
+
+
+def test_last_usage_records_both_keys_of_reencrypt(kms):
+    src, dst = new_key(kms)["KeyId"], new_key(kms)["KeyId"]
+    blob = kms.encrypt(KeyId=src, Plaintext=b"x")["CiphertextBlob"]
+    kms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=dst)
+    for key in (src, dst):
+        assert kms.get_key_last_usage(KeyId=key)["KeyLastUsage"]["Operation"] == "ReEncrypt"
+    other = new_key(kms)["KeyId"]
+    kms.generate_data_key_without_plaintext(KeyId=other, KeySpec="AES_256")
+    got = kms.get_key_last_usage(KeyId=other)["KeyLastUsage"]
+    assert got["Operation"] == "GenerateDataKeyWithoutPlaintext"
+
+
+def test_last_usage_bad_input(server, account, new_client):
+    kms = server.client(account)
+    lax = unvalidated(server, account)
+    expect_error("ValidationException", lax.get_key_last_usage, status=400)
+    expect_error("ValidationException", lax.get_key_last_usage, KeyId="", status=400)
+    expect_error(
+        "NotFoundException", kms.get_key_last_usage, KeyId=str(uuid.uuid4()), status=400
+    )
+    expect_error(
+        "InvalidArnException",
+        kms.get_key_last_usage,
+        KeyId="arn:aws:s3:::bucket",
+        status=400,
+    )
+    # Another tenant's key is not found.
+    key = new_key(kms)["KeyId"]
+    expect_error("NotFoundException", new_client().get_key_last_usage, KeyId=key, status=400)

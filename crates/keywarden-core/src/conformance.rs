@@ -26,8 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId};
 use crate::model::{
-    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, ImportState, KeyManager,
-    KeyRecord, KeyState, KeyVersion, MaterialExpiration, Origin, RotationType, Tag,
+    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, CryptoOperation, ImportState,
+    KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin,
+    RotationType, Tag,
 };
 use crate::store::{KeyQuery, Store, StoreError};
 
@@ -44,7 +45,11 @@ use crate::store::{KeyQuery, Store, StoreError};
 /// (create, duplicates, missing or foreign targets, compare-and-set updates,
 /// delete, filtered and paginated listing), accounts, credentials, and
 /// concurrent compare-and-set: of 16 simultaneous updates with the same
-/// expected revision exactly one wins.
+/// expected revision exactly one wins. Key usage: a batch is recorded,
+/// only the newest use per key is kept whatever the order of batches,
+/// uses of unknown or foreign keys are ignored, reads are account-scoped,
+/// destroying a key removes its usage, and recording usage does not move
+/// the change stamp.
 pub async fn run(store: &dyn Store) {
     let ids = Ids::new();
     accounts(store, &ids).await;
@@ -61,6 +66,126 @@ pub async fn run(store: &dyn Store) {
     credentials(store, &ids).await;
     concurrency(store, &ids).await;
     change_feed(store, &ids).await;
+    key_usage(store, &ids).await;
+}
+
+fn usage_of(key: &KeyRecord, at: i64, operation: CryptoOperation, who: &str) -> KeyUsage {
+    KeyUsage {
+        account_id: key.account_id.clone(),
+        key_id: key.key_id,
+        used_at: UnixMillis(at),
+        operation,
+        principal: who.into(),
+        request_id: format!("req-{at}"),
+    }
+}
+
+/// Key usage: batches, the newest-wins rule, scoping, destruction, and no
+/// effect on the change stamp.
+async fn key_usage(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "key_usage";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+    let a = plain_key(ids, &account);
+    let b = plain_key(ids, &account);
+    ok(store.insert_key(&a).await, CASE, "insert_key");
+    ok(store.insert_key(&b).await, CASE, "insert_key");
+    let get = |key: &KeyRecord, acct: &AccountId| {
+        let (acct, id) = (acct.clone(), key.key_id);
+        async move { ok(store.get_key_usage(&acct, &id).await, CASE, "get_key_usage") }
+    };
+    assert_eq!(
+        get(&a, &account).await,
+        None,
+        "store conformance: {CASE}: a key never used has no usage"
+    );
+    ok(
+        store.usage_tracking_start().await,
+        CASE,
+        "usage_tracking_start",
+    );
+
+    let stamp = ok(store.change_stamp().await, CASE, "change_stamp");
+    let first = [
+        usage_of(&a, 2_000, CryptoOperation::Encrypt, "AKIA1"),
+        usage_of(&b, 1_000, CryptoOperation::Decrypt, "AKIA2"),
+    ];
+    ok(
+        store.record_key_usage(&first).await,
+        CASE,
+        "record_key_usage",
+    );
+    assert_eq!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        stamp,
+        "store conformance: {CASE}: recording usage must not move the change stamp"
+    );
+    assert_eq!(get(&a, &account).await.as_ref(), Some(&first[0]));
+    assert_eq!(get(&b, &account).await.as_ref(), Some(&first[1]));
+    assert_eq!(
+        get(&a, &other).await,
+        None,
+        "store conformance: {CASE}: usage is scoped by account"
+    );
+
+    // A batch flushed late (another node, a retry) carries an older use of
+    // `a` and a newer one of `b`: only the newer one lands.
+    let late = [
+        usage_of(&a, 1_500, CryptoOperation::GenerateDataKey, "AKIA3"),
+        usage_of(&b, 3_000, CryptoOperation::ReEncrypt, "AKIA3"),
+        // The same instant as the stored use: the stored one stays.
+        usage_of(&a, 2_000, CryptoOperation::Decrypt, "AKIA4"),
+    ];
+    ok(
+        store.record_key_usage(&late).await,
+        CASE,
+        "record_key_usage",
+    );
+    assert_eq!(
+        get(&a, &account).await.as_ref(),
+        Some(&first[0]),
+        "store conformance: {CASE}: an older or equal use must not replace a newer one"
+    );
+    assert_eq!(get(&b, &account).await.as_ref(), Some(&late[1]));
+
+    // Uses of unknown keys and of keys named with the wrong account are
+    // ignored, and do not fail the batch.
+    let stranger = plain_key(ids, &account);
+    let mut foreign = usage_of(&a, 9_000, CryptoOperation::Encrypt, "AKIA5");
+    foreign.account_id = other.clone();
+    let odd = [
+        usage_of(&stranger, 9_000, CryptoOperation::Encrypt, "AKIA5"),
+        foreign,
+    ];
+    ok(store.record_key_usage(&odd).await, CASE, "record_key_usage");
+    assert_eq!(get(&stranger, &account).await, None);
+    assert_eq!(get(&a, &other).await, None);
+    assert_eq!(get(&a, &account).await.as_ref(), Some(&first[0]));
+    ok(
+        store.record_key_usage(&[]).await,
+        CASE,
+        "record_key_usage []",
+    );
+
+    // Destroying a key removes its usage; a late use does not bring it back.
+    ok(
+        store.destroy_key(&account, &a.key_id, a.revision).await,
+        CASE,
+        "destroy_key",
+    );
+    assert_eq!(get(&a, &account).await, None);
+    ok(
+        store
+            .record_key_usage(&[usage_of(&a, 10_000, CryptoOperation::Encrypt, "AKIA1")])
+            .await,
+        CASE,
+        "record_key_usage",
+    );
+    assert_eq!(
+        get(&a, &account).await,
+        None,
+        "store conformance: {CASE}: usage of a destroyed key must be ignored"
+    );
 }
 
 /// The change stamp stays put while nothing is committed and moves after

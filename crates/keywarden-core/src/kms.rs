@@ -8,12 +8,15 @@ use crate::cache::{CachedKey, Caches};
 use crate::clock::{Clock, UnixMillis};
 use crate::error::KmsError;
 use crate::ids::{AccountId, AliasName, KeyId, KeyRef};
-use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, RotationType};
+use crate::model::{
+    CryptoOperation, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, Origin, RotationType,
+};
 use crate::protector::{
     KeyBinding, KeyHandle, KeyImporter, KeyProtector, SecretSealer, SecureRandom,
 };
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
+use crate::usage::UsageTracker;
 
 /// Service-wide settings.
 #[derive(Debug, Clone)]
@@ -40,6 +43,10 @@ pub struct Caller {
     pub account_id: AccountId,
     /// The authenticated principal (an access key id).
     pub principal: String,
+    /// The id of the request being served, recorded with the key's last
+    /// use (`GetKeyLastUsage`); empty outside a request (operator CLI,
+    /// tests).
+    pub request_id: String,
 }
 
 /// One page of a paginated listing.
@@ -68,6 +75,7 @@ pub struct Kms {
     pub(crate) config: KmsConfig,
     pub(crate) caches: Caches,
     pub(crate) importer: Option<Arc<dyn KeyImporter>>,
+    pub(crate) usage: UsageTracker,
 }
 
 /// The seams a [`Kms`] is built from.
@@ -104,6 +112,7 @@ impl Kms {
             config: parts.config,
             caches: Caches::default(),
             importer: None,
+            usage: UsageTracker::default(),
         }
     }
 
@@ -278,6 +287,19 @@ impl Kms {
         self.caches
             .put_alias(epoch, &caller.account_id, alias, target);
         Ok(target)
+    }
+
+    /// Remembers a successful cryptographic use of `key` (in memory; see
+    /// [`Kms::flush_key_usage`]).
+    pub(crate) fn record_use(&self, caller: &Caller, key: &KeyRecord, operation: CryptoOperation) {
+        self.usage.record(KeyUsage {
+            account_id: key.account_id.clone(),
+            key_id: key.key_id,
+            used_at: self.clock.now(),
+            operation,
+            principal: caller.principal.clone(),
+            request_id: caller.request_id.clone(),
+        });
     }
 
     /// Refuses cryptographic use of a key that is not enabled.

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod protector;
 pub mod secret;
 pub mod store;
+mod usage;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

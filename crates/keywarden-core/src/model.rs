@@ -308,3 +308,62 @@ impl std::fmt::Debug for Credential {
             .finish_non_exhaustive()
     }
 }
+
+/// The cryptographic operations whose use of a key is tracked
+/// (`GetKeyLastUsage`), named as AWS names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CryptoOperation {
+    /// `Encrypt`.
+    Encrypt,
+    /// `Decrypt`.
+    Decrypt,
+    /// `ReEncrypt` (recorded for the source and the destination key).
+    ReEncrypt,
+    /// `GenerateDataKey`.
+    GenerateDataKey,
+    /// `GenerateDataKeyWithoutPlaintext`.
+    GenerateDataKeyWithoutPlaintext,
+}
+
+impl CryptoOperation {
+    /// The AWS spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CryptoOperation::Encrypt => "Encrypt",
+            CryptoOperation::Decrypt => "Decrypt",
+            CryptoOperation::ReEncrypt => "ReEncrypt",
+            CryptoOperation::GenerateDataKey => "GenerateDataKey",
+            CryptoOperation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+        }
+    }
+
+    /// Parses the AWS spelling.
+    pub fn parse(s: &str) -> Option<CryptoOperation> {
+        [
+            CryptoOperation::Encrypt,
+            CryptoOperation::Decrypt,
+            CryptoOperation::ReEncrypt,
+            CryptoOperation::GenerateDataKey,
+            CryptoOperation::GenerateDataKeyWithoutPlaintext,
+        ]
+        .into_iter()
+        .find(|op| op.as_str() == s)
+    }
+}
+
+/// The last successful cryptographic use of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// The account owning the key.
+    pub account_id: AccountId,
+    /// The key.
+    pub key_id: KeyId,
+    /// When the operation was performed.
+    pub used_at: UnixMillis,
+    /// Which operation.
+    pub operation: CryptoOperation,
+    /// Who performed it (an access key id).
+    pub principal: String,
+    /// The request id of the request that performed it.
+    pub request_id: String,
+}

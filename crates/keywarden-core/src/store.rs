@@ -11,12 +11,17 @@
 //! answer [`StoreError::Conflict`] when the stored key belongs to another
 //! account than the record names, so an update can never move a key between
 //! accounts, and an alias may only point at a key of its own account.
+//!
+//! Key usage ([`UsageStore`]) is the one exception to compare-and-set: it is
+//! not state anything decides on, it is written in batches (the server
+//! flushes what it recorded in memory about once a second), and its merge
+//! rule (the newest use wins) makes batches from several nodes commute.
 
 use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId};
-use crate::model::{Account, AliasRecord, Credential, KeyRecord};
+use crate::model::{Account, AliasRecord, Credential, KeyRecord, KeyUsage};
 
 /// Failures of a store backend.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +92,9 @@ pub trait KeyStore: Send + Sync {
     /// Keys matching `query`, ordered by key id.
     async fn list_keys(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError>;
 
-    /// Removes the key, all its versions and every alias pointing at it, if
-    /// the stored revision equals `expected_revision` (crypto-shredding).
+    /// Removes the key, all its versions, its recorded usage and every alias
+    /// pointing at it, if the stored revision equals `expected_revision`
+    /// (crypto-shredding).
     async fn destroy_key(
         &self,
         account: &AccountId,
@@ -166,17 +172,52 @@ pub trait CredentialStore: Send + Sync {
     async fn revoke_credential(&self, access_key_id: &str) -> Result<bool, StoreError>;
 }
 
+/// The last cryptographic use of each key (`GetKeyLastUsage`).
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Records a batch of key uses in one transaction. Per key, only the
+    /// newest use is kept: an entry whose `used_at` is not later than the
+    /// stored one is ignored, so batches flushed out of order (several
+    /// nodes, retries) never move a key's last use back in time. Entries
+    /// for keys that do not exist in the entry's account (destroyed since)
+    /// are ignored. Recording usage must not move the change stamp
+    /// ([`ChangeFeed`]): it is not state caches hold, and it is written
+    /// every second.
+    async fn record_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError>;
+
+    /// The newest recorded use of the key if it belongs to `account`.
+    async fn get_key_usage(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+    ) -> Result<Option<KeyUsage>, StoreError>;
+
+    /// Since when this store records usage: `UnixMillis(0)` for a store
+    /// that recorded it from its creation, otherwise the time the backend
+    /// was upgraded to record it. Uses before that are unknown.
+    async fn usage_tracking_start(&self) -> Result<UnixMillis, StoreError>;
+}
+
 /// How caches learn that state changed outside this process (another
 /// process on the same file, another node on the same database).
 #[async_trait]
 pub trait ChangeFeed: Send + Sync {
     /// A value that differs from the one the previous call returned whenever
-    /// state was committed in between by anyone, this process included. It
-    /// must be cheap: the server calls it several times a second.
+    /// state was committed in between by anyone, this process included:
+    /// keys, aliases, accounts, credentials. Recorded key usage
+    /// ([`UsageStore`]) does not count, so its per-second flush does not
+    /// empty every cache. It must be cheap: the server calls it several
+    /// times a second.
     async fn change_stamp(&self) -> Result<u64, StoreError>;
 }
 
 /// Everything Keywarden persists.
-pub trait Store: KeyStore + AliasStore + AccountStore + CredentialStore + ChangeFeed {}
+pub trait Store:
+    KeyStore + AliasStore + AccountStore + CredentialStore + UsageStore + ChangeFeed
+{
+}
 
-impl<T: KeyStore + AliasStore + AccountStore + CredentialStore + ChangeFeed> Store for T {}
+impl<T: KeyStore + AliasStore + AccountStore + CredentialStore + UsageStore + ChangeFeed> Store
+    for T
+{
+}

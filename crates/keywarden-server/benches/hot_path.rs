@@ -96,6 +96,7 @@ fn operations(c: &mut Criterion) {
     let caller = Caller {
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
+        request_id: String::new(),
     };
     let created = rt
         .block_on(dispatch(&kms, &caller, "CreateKey", b"{}"))

@@ -40,6 +40,7 @@ pub const OPERATIONS: &[&str] = &[
     "GenerateDataKey",
     "GenerateDataKeyWithoutPlaintext",
     "GenerateRandom",
+    "GetKeyLastUsage",
     "GetKeyRotationStatus",
     "GetParametersForImport",
     "ImportKeyMaterial",
@@ -89,6 +90,7 @@ pub async fn dispatch(
         "GenerateDataKey" => generate_data_key(kms, caller, body, true).await,
         "GenerateDataKeyWithoutPlaintext" => generate_data_key(kms, caller, body, false).await,
         "GenerateRandom" => generate_random(kms, caller, body),
+        "GetKeyLastUsage" => get_key_last_usage(kms, caller, body).await,
         "GetKeyRotationStatus" => get_key_rotation_status(kms, caller, body).await,
         "GetParametersForImport" => get_parameters_for_import(kms, caller, body).await,
         "ImportKeyMaterial" => import_key_material(kms, caller, body).await,
@@ -397,6 +399,31 @@ async fn disable_key_rotation(
     kms.disable_key_rotation(caller, &key_id_only(body)?)
         .await?;
     Ok(EMPTY.to_vec())
+}
+
+/// AWS's shape, plus `KeyLastUsage.Principal` (an extension: the access
+/// key id that made the request). No `CloudTrailEventId`: Keywarden has no
+/// CloudTrail; `KmsRequestId` is the `x-amzn-RequestId` of that request.
+async fn get_key_last_usage(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let usage = kms.get_key_last_usage(caller, &key_id_only(body)?).await?;
+    let key = &usage.key;
+    // AWS: "If the key has not been used since tracking began, this
+    // response element is an empty object."
+    let last = match &usage.last_usage {
+        Some(u) => json!({
+            "Operation": u.operation.as_str(),
+            "Timestamp": u.used_at.as_epoch_seconds(),
+            "KmsRequestId": u.request_id,
+            "Principal": u.principal,
+        }),
+        None => json!({}),
+    };
+    Ok(encode(&json!({
+        "KeyId": kms.key_arn(&key.account_id, &key.key_id),
+        "KeyLastUsage": last,
+        "TrackingStartDate": usage.tracking_start.as_epoch_seconds(),
+        "KeyCreationDate": key.created_at.as_epoch_seconds(),
+    })))
 }
 
 async fn get_key_rotation_status(
@@ -933,9 +960,19 @@ async fn generate_data_key(
     with_plaintext: bool,
 ) -> Result<Vec<u8>, ApiError> {
     let req = decode_data_key_request(body, with_plaintext)?;
-    let dk = kms
-        .generate_data_key(caller, &req.key, &req.context, req.len, req.dry_run)
-        .await?;
+    let dk = if with_plaintext {
+        kms.generate_data_key(caller, &req.key, &req.context, req.len, req.dry_run)
+            .await?
+    } else {
+        kms.generate_data_key_without_plaintext(
+            caller,
+            &req.key,
+            &req.context,
+            req.len,
+            req.dry_run,
+        )
+        .await?
+    };
     let arn = kms.key_arn(&dk.key.account_id, &dk.key.key_id);
     Ok(encode_data_key_response(
         arn,
@@ -1102,6 +1139,7 @@ mod tests {
         let caller = Caller {
             account_id: issued.account_id,
             principal: issued.access_key_id,
+            request_id: String::new(),
         };
         (kms, caller)
     }

@@ -142,7 +142,7 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         .map_or("", |(_, op)| op)
         .to_owned();
     let mut principal = String::new();
-    let result = handle(&state, req, &mut principal).await;
+    let result = handle(&state, req, &request_id, &mut principal).await;
     let elapsed_us = started.elapsed().as_micros() as u64;
     match result {
         Ok(body) => {
@@ -163,6 +163,7 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
 async fn handle(
     state: &AppState,
     req: Request,
+    request_id: &str,
     principal: &mut String,
 ) -> Result<Vec<u8>, ApiError> {
     let (mut parts, body) = req.into_parts();
@@ -226,6 +227,7 @@ async fn handle(
     let caller = Caller {
         account_id: credential.account_id.clone(),
         principal: auth.access_key_id,
+        request_id: request_id.to_owned(),
     };
 
     let content_type = parts

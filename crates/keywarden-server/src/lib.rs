@@ -15,6 +15,7 @@ mod wire;
 
 pub use error::{ApiError, INTERNAL_MESSAGE};
 pub use handlers::{dispatch, dispatch_extension, EXTENSION_OPERATIONS, OPERATIONS};
+pub use wire::KeyMetadata;
 /// Entry points for the criterion microbenchmarks (`benches/hot_path.rs`):
 /// the production decode and encode steps of the two hottest operations,
 /// without the domain call between them. Not a stable API.

@@ -1,7 +1,8 @@
 //! Keywarden's embedded store: one SQLite database file in the data directory.
 //!
 //! [`SqliteStore`] implements the store seam of `keywarden-core`
-//! ([`KeyStore`], [`AliasStore`], [`AccountStore`], [`CredentialStore`]).
+//! ([`KeyStore`], [`AliasStore`], [`AccountStore`], [`CredentialStore`],
+//! [`UsageStore`], [`ChangeFeed`]).
 //! Every trait method is one SQLite transaction, run on Tokio's blocking pool
 //! so the async executor never waits on disk I/O:
 //!
@@ -31,10 +32,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, AliasName, KeyId};
-use keywarden_core::model::{Account, AliasRecord, Credential, KeyRecord, KeyState, KeyVersion};
+use keywarden_core::model::{
+    Account, AliasRecord, Credential, KeyRecord, KeyState, KeyUsage, KeyVersion,
+};
 use keywarden_core::store::{
     AccountStore, AliasStore, ChangeFeed, CredentialStore, KeyQuery, KeyStore, StoreError,
+    UsageStore,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -44,9 +49,9 @@ use rusqlite::{
 use crate::error::{Fail, Invalid};
 use crate::rows::{
     account_from_row, alias_from_row, check_versions, credential_from_row, decode_account,
-    decode_version, revision_to_sql, rotation_type_to_sql, status_to_sql, version_from_row,
-    KeyColumns, KeyRow, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, KEY_COLUMNS,
-    VERSION_COLUMNS,
+    decode_version, revision_to_sql, rotation_type_to_sql, status_to_sql, usage_from_row,
+    version_from_row, KeyColumns, KeyRow, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS,
+    KEY_COLUMNS, USAGE_COLUMNS, VERSION_COLUMNS,
 };
 
 /// How long a connection waits for another connection's (or process's) lock
@@ -71,8 +76,9 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    /// Only ever asked `PRAGMA data_version`, which changes when any other
-    /// connection (ours or another process's) commits.
+    /// Only ever reads the `changes` counter, which triggers bump on every
+    /// commit that changes accounts, credentials, keys or aliases (by any
+    /// connection or process), and not on key usage.
     watcher: Mutex<Connection>,
 }
 
@@ -524,6 +530,8 @@ impl KeyStore for SqliteStore {
                 .execute([&account, &key_id])?;
             tx.prepare_cached("DELETE FROM key_versions WHERE key_id = ?1")?
                 .execute([&key_id])?;
+            tx.prepare_cached("DELETE FROM key_usage WHERE key_id = ?1")?
+                .execute([&key_id])?;
             tx.prepare_cached("DELETE FROM keys WHERE key_id = ?1")?
                 .execute([&key_id])?;
             Ok(())
@@ -538,8 +546,72 @@ impl ChangeFeed for SqliteStore {
         let inner = Arc::clone(&self.inner);
         blocking(move || {
             let conn = lock(&inner.watcher);
-            let v: i64 = conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+            let v: i64 = conn
+                .prepare_cached("SELECT counter FROM changes WHERE id = 1")?
+                .query_row([], |row| row.get(0))?;
             Ok(v as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn record_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
+        let usage = usage.to_vec();
+        self.write(move |tx| {
+            // Only for a key of that account that still exists; an older
+            // or equal use never replaces a stored one.
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO key_usage (key_id, account_id, used_at, operation, principal, request_id)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE EXISTS (SELECT 1 FROM keys WHERE key_id = ?1 AND account_id = ?2)
+                 ON CONFLICT (key_id) DO UPDATE SET
+                     account_id = excluded.account_id, used_at = excluded.used_at,
+                     operation = excluded.operation, principal = excluded.principal,
+                     request_id = excluded.request_id
+                 WHERE excluded.used_at > key_usage.used_at",
+            )?;
+            for u in &usage {
+                stmt.execute(params![
+                    u.key_id.to_string(),
+                    u.account_id.as_str(),
+                    u.used_at.0,
+                    u.operation.as_str(),
+                    u.principal,
+                    u.request_id
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_key_usage(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+    ) -> Result<Option<KeyUsage>, StoreError> {
+        let account = account.as_str().to_owned();
+        let key_id = key.to_string();
+        self.read(move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {USAGE_COLUMNS} FROM key_usage WHERE key_id = ?1 AND account_id = ?2"
+            ))?
+            .query_row([&key_id, &account], usage_from_row)
+            .optional()?
+            .map(|row| row.decode())
+            .transpose()
+        })
+        .await
+    }
+
+    async fn usage_tracking_start(&self) -> Result<UnixMillis, StoreError> {
+        self.read(|tx| {
+            let t: i64 = tx
+                .prepare_cached("SELECT started_at FROM usage_tracking WHERE id = 1")?
+                .query_row([], |row| row.get(0))?;
+            Ok(UnixMillis(t))
         })
         .await
     }

@@ -4,8 +4,9 @@
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, AliasName, KeyId};
 use keywarden_core::model::{
-    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, ImportState, KeyManager,
-    KeyRecord, KeyState, KeyVersion, MaterialExpiration, Origin, RotationType, Tag,
+    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, CryptoOperation, ImportState,
+    KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin,
+    RotationType, Tag,
 };
 use rusqlite::Row;
 use serde::{Deserialize, Serialize};
@@ -418,4 +419,48 @@ pub(crate) fn check_versions(key: &KeyRecord) -> Result<(), Invalid> {
         return Err(Invalid::new("key record lists a version number twice"));
     }
     Ok(())
+}
+
+/// `key_usage` columns, in the order [`usage_from_row`] reads them.
+pub(crate) const USAGE_COLUMNS: &str =
+    "account_id, key_id, used_at, operation, principal, request_id";
+
+/// A `key_usage` row before decoding.
+pub(crate) struct UsageRow {
+    account_id: String,
+    key_id: String,
+    used_at: i64,
+    operation: String,
+    principal: String,
+    request_id: String,
+}
+
+pub(crate) fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRow> {
+    Ok(UsageRow {
+        account_id: row.get(0)?,
+        key_id: row.get(1)?,
+        used_at: row.get(2)?,
+        operation: row.get(3)?,
+        principal: row.get(4)?,
+        request_id: row.get(5)?,
+    })
+}
+
+impl UsageRow {
+    pub(crate) fn decode(self) -> Result<KeyUsage, Fail> {
+        let operation = CryptoOperation::parse(&self.operation).ok_or_else(|| {
+            Invalid::new(format!(
+                "unknown operation {:?} in key_usage",
+                self.operation
+            ))
+        })?;
+        Ok(KeyUsage {
+            account_id: decode_account_id(&self.account_id)?,
+            key_id: decode_key_id(&self.key_id)?,
+            used_at: UnixMillis(self.used_at),
+            operation,
+            principal: self.principal,
+            request_id: self.request_id,
+        })
+    }
 }

@@ -101,8 +101,83 @@ ALTER TABLE keys ADD COLUMN material_valid_to INTEGER;
 CREATE INDEX keys_by_material_valid_to ON keys (material_valid_to);
 ";
 
+/// Migration 4: key usage (`GetKeyLastUsage`) and a change counter.
+///
+/// * `key_usage`: one row per key, its newest cryptographic use. Servers
+///   write it in batches about once a second; an upsert only replaces a
+///   row with a strictly newer `used_at`. Not referenced by a foreign key,
+///   so a batch never fails because a key was destroyed meanwhile (the
+///   insert checks the key exists; `destroy_key` deletes the row).
+/// * `usage_tracking`: since when usage is recorded. 0 for a database that
+///   had no keys when migrated (every key's usage is known from its
+///   creation), otherwise the migration time: older keys' earlier uses are
+///   unknown.
+/// * `changes`: the change stamp. Before this migration it was `PRAGMA
+///   data_version`, which moves on every commit, so the usage flush would
+///   have emptied every server's caches each second. Triggers bump the
+///   counter on every change to the tables caches hold (not `key_usage`);
+///   every process writing the file gets them from the schema.
+const MIGRATION_4: &str = "
+CREATE TABLE key_usage (
+    key_id     TEXT    NOT NULL PRIMARY KEY,
+    account_id TEXT    NOT NULL,
+    used_at    INTEGER NOT NULL,
+    operation  TEXT    NOT NULL,
+    principal  TEXT    NOT NULL,
+    request_id TEXT    NOT NULL
+) STRICT;
+
+CREATE TABLE usage_tracking (
+    id         INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    started_at INTEGER NOT NULL
+) STRICT;
+
+INSERT INTO usage_tracking (id, started_at)
+    SELECT 1, CASE WHEN EXISTS (SELECT 1 FROM keys)
+                   THEN CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+                   ELSE 0 END;
+
+CREATE TABLE changes (
+    id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    counter INTEGER NOT NULL
+) STRICT;
+
+INSERT INTO changes (id, counter) VALUES (1, 0);
+
+CREATE TRIGGER accounts_insert_changes AFTER INSERT ON accounts
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER accounts_update_changes AFTER UPDATE ON accounts
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER accounts_delete_changes AFTER DELETE ON accounts
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER credentials_insert_changes AFTER INSERT ON credentials
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER credentials_update_changes AFTER UPDATE ON credentials
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER credentials_delete_changes AFTER DELETE ON credentials
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER keys_insert_changes AFTER INSERT ON keys
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER keys_update_changes AFTER UPDATE ON keys
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER keys_delete_changes AFTER DELETE ON keys
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER key_versions_insert_changes AFTER INSERT ON key_versions
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER key_versions_update_changes AFTER UPDATE ON key_versions
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER key_versions_delete_changes AFTER DELETE ON key_versions
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER aliases_insert_changes AFTER INSERT ON aliases
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER aliases_update_changes AFTER UPDATE ON aliases
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER aliases_delete_changes AFTER DELETE ON aliases
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+";
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// The schema version this build creates and understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -129,4 +204,70 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Fail> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracking_start(conn: &Connection) -> i64 {
+        conn.query_row("SELECT started_at FROM usage_tracking", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_database_tracks_usage_from_the_start() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        assert_eq!(tracking_start(&conn), 0);
+    }
+
+    #[test]
+    fn an_upgraded_database_with_keys_tracks_usage_from_the_upgrade() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (done, sql) in MIGRATIONS[..3].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute_batch(&format!("PRAGMA user_version = {}", done + 1))
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO keys (key_id, account_id, revision, state, meta) VALUES ('k', 'a', 1, 'Enabled', '{}')",
+            [],
+        )
+        .unwrap();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(migrate(&mut conn).is_ok());
+        let started = tracking_start(&conn);
+        assert!(
+            (before - 1_000..before + 60_000).contains(&started),
+            "{started} vs {before}"
+        );
+    }
+
+    #[test]
+    fn the_change_counter_moves_on_state_changes_only() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        let counter = |c: &Connection| -> i64 {
+            c.query_row("SELECT counter FROM changes", [], |r| r.get(0))
+                .unwrap()
+        };
+        let start = counter(&conn);
+        conn.execute(
+            "INSERT INTO accounts (account_id, name, created_at) VALUES ('a', 'n', 0)",
+            [],
+        )
+        .unwrap();
+        let after_account = counter(&conn);
+        assert!(after_account > start);
+        conn.execute(
+            "INSERT INTO key_usage VALUES ('k', 'a', 1, 'Encrypt', 'p', 'r')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(counter(&conn), after_account);
+    }
 }

@@ -1,8 +1,10 @@
 //! The `keywarden` binary: `keywarden serve` runs the service,
-//! `keywarden admin ...` manages accounts and credentials.
+//! `keywarden admin ...` manages accounts and credentials, `keywarden key ...`
+//! a tenant's keys.
 #![forbid(unsafe_code)]
 
 mod admin;
+mod key;
 mod serve;
 mod setup;
 
@@ -26,6 +28,10 @@ enum Command {
     /// Operator commands: accounts and credentials.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Operator commands on a tenant's keys (`--account`): create, describe,
+    /// enable/disable, rotation, deletion protection, last usage, deletion.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 /// Where the data lives; shared by every command.
@@ -83,6 +89,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
+            Command::Key(cmd) => key::run(cmd).await,
         }
     });
     match result {

@@ -12,6 +12,11 @@ use crate::{setup, ServeArgs};
 /// How often the store is asked whether another process changed it.
 const CACHE_REFRESH: Duration = Duration::from_millis(100);
 
+/// How often key usage recorded in memory is written to the store (one
+/// transaction per flush, none if no key was used). `GetKeyLastUsage` on
+/// another node (or `keywarden key last-usage`) lags by at most this.
+const USAGE_FLUSH: Duration = Duration::from_secs(1);
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let _log_guard = init_logging();
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -111,12 +116,48 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         })
     };
 
+    // Key usage: crypto requests only touch memory; this writes the batch.
+    // Stopped between flushes (never in the middle of one), after which it
+    // flushes once more: the uses of the requests drained at shutdown.
+    let (stop_flusher, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let flusher = {
+        let kms = kms.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(USAGE_FLUSH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => flush_usage(&kms).await,
+                    _ = &mut stop => break,
+                }
+            }
+            flush_usage(&kms).await;
+        })
+    };
+
     let app = router(Arc::new(AppState::new(kms)));
-    keywarden_server::serve(listener, tls, app, shutdown_signal()).await?;
+    let served = keywarden_server::serve(listener, tls, app, shutdown_signal()).await;
+    let _ = stop_flusher.send(());
+    if let Err(e) = flusher.await {
+        tracing::error!(error = %e, "the key usage flush task failed");
+    }
+    served?;
     sweeper.abort();
     refresher.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn flush_usage(kms: &keywarden_core::Kms) {
+    match kms.flush_key_usage().await {
+        Ok(f) if f.dropped > 0 => tracing::warn!(
+            written = f.written,
+            dropped = f.dropped,
+            "more keys were used than key usage tracking holds between flushes; some uses were not recorded"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "writing key usage failed; retrying at the next flush"),
+    }
 }
 
 async fn shutdown_signal() {

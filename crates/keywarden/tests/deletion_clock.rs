@@ -34,6 +34,7 @@ async fn deletion_executes_after_the_waiting_period_and_not_before() {
     let caller = Caller {
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
+        request_id: String::new(),
     };
     let req = || CreateKeyRequest {
         description: String::new(),

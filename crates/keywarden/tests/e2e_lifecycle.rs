@@ -450,3 +450,114 @@ async fn deletion_protection_through_raw_requests() {
     let r = post("KeywardenService.EnableKeyDeletionProtection", body.clone()).await;
     assert_eq!(r.status, 200, "a disabled key can be protected: {r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_usage_through_the_sdk_flushed_and_kept_across_a_restart() {
+    use aws_sdk_kms::operation::RequestId;
+    use aws_sdk_kms::types::KeyLastUsageTrackingOperation as Op;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Server::start_in(&data, tmp.path().join("log"));
+    let acct = server.account("usage");
+    let kms = server.client(&acct);
+    let md = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let key_id = md.key_id().to_owned();
+    let arn = md.arn().unwrap().to_owned();
+    let created = md.creation_date().unwrap().as_secs_f64();
+
+    // Never used: KeyLastUsage is an empty object, tracking starts at creation.
+    let fresh = kms
+        .get_key_last_usage()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.key_id(), Some(arn.as_str()));
+    let last = fresh.key_last_usage().expect("an empty KeyLastUsage");
+    assert!(last.operation().is_none() && last.timestamp().is_none());
+    assert!(last.kms_request_id().is_none() && last.cloud_trail_event_id().is_none());
+    let tracking = fresh.tracking_start_date().unwrap().as_secs_f64();
+    assert!((tracking - created).abs() < 0.01, "{tracking} vs {created}");
+    assert!((fresh.key_creation_date().unwrap().as_secs_f64() - created).abs() < 0.01);
+
+    let before = now_secs();
+    let enc = kms
+        .encrypt()
+        .key_id(&key_id)
+        .plaintext(Blob::new(b"used".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let dk = kms
+        .generate_data_key_without_plaintext()
+        .key_id(&arn)
+        .number_of_bytes(16)
+        .send()
+        .await
+        .unwrap();
+    let request_id = dk.request_id().expect("x-amzn-RequestId").to_owned();
+    assert_ne!(enc.request_id(), Some(request_id.as_str()));
+
+    // The serving node answers at once, before its flush.
+    let got = kms.get_key_last_usage().key_id(&arn).send().await.unwrap();
+    let last = got.key_last_usage().unwrap();
+    assert_eq!(last.operation(), Some(&Op::GenerateDataKeyWithoutPlaintext));
+    assert_eq!(last.kms_request_id(), Some(request_id.as_str()));
+    let at = last.timestamp().unwrap().as_secs_f64();
+    assert!(at >= before - 1.0 && at <= now_secs() + 1.0, "{at}");
+
+    // The principal is an extension field, only seen with a raw request.
+    let raw = raw_post(
+        &server.url,
+        &acct,
+        "TrentService.GetKeyLastUsage",
+        &format!("{{\"KeyId\": \"{key_id}\"}}"),
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{:?}", raw.body);
+    assert_eq!(
+        raw.body["KeyLastUsage"]["Principal"],
+        acct.access_key_id.as_str()
+    );
+    assert_eq!(
+        raw.body["KeyLastUsage"]["Operation"],
+        "GenerateDataKeyWithoutPlaintext"
+    );
+
+    // Errors.
+    let err = kms
+        .get_key_last_usage()
+        .key_id("00000000-0000-0000-0000-000000000000")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "NotFoundException");
+    let other = server.account("usage-other");
+    let err = server
+        .client(&other)
+        .get_key_last_usage()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&err),
+        "NotFoundException",
+        "tenants do not see each other's keys"
+    );
+
+    // A graceful stop flushes; the restarted server answers from the store.
+    assert!(server.stop().success(), "graceful shutdown exits 0");
+    let server = Server::start_in(&data, tmp.path().join("log"));
+    let kms = server.client(&acct);
+    let got = kms
+        .get_key_last_usage()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    let last = got.key_last_usage().unwrap();
+    assert_eq!(last.operation(), Some(&Op::GenerateDataKeyWithoutPlaintext));
+    assert_eq!(last.kms_request_id(), Some(request_id.as_str()));
+}

@@ -61,6 +61,7 @@ async fn fixture() -> Fixture {
         caller: Caller {
             account_id: issued.account_id,
             principal: issued.access_key_id,
+            request_id: String::new(),
         },
     }
 }

@@ -52,6 +52,7 @@ async fn fixture() -> Fixture {
     let caller = Caller {
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
+        request_id: String::new(),
     };
     Fixture {
         _dir: dir,

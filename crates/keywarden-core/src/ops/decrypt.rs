@@ -7,7 +7,7 @@ use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
-use crate::model::KeyRecord;
+use crate::model::{CryptoOperation, KeyRecord};
 use crate::secret::Secret;
 
 impl Kms {
@@ -27,6 +27,7 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
+        self.record_use(caller, &key, CryptoOperation::Decrypt);
         Ok((key, plaintext))
     }
 

@@ -8,7 +8,7 @@ use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
-use crate::model::KeyRecord;
+use crate::model::{CryptoOperation, KeyRecord};
 
 /// Largest plaintext Encrypt accepts.
 pub const MAX_PLAINTEXT: usize = 4096;
@@ -35,6 +35,7 @@ impl Kms {
             return Err(KmsError::DryRun);
         }
         let blob = self.seal_with_current(&key, context, plaintext)?;
+        self.record_use(caller, &key.record, CryptoOperation::Encrypt);
         Ok((key.record.clone(), blob))
     }
 

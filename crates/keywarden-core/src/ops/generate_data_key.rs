@@ -6,7 +6,7 @@ use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
-use crate::model::KeyRecord;
+use crate::model::{CryptoOperation, KeyRecord};
 use crate::secret::Secret;
 
 /// Largest data key, in bytes.
@@ -25,8 +25,7 @@ pub struct DataKey {
 
 impl Kms {
     /// Generates `len` random bytes (1-1024) and returns them with their
-    /// encryption under the key. The WithoutPlaintext variant is the same
-    /// call with the plaintext dropped by the wire layer.
+    /// encryption under the key.
     pub async fn generate_data_key(
         &self,
         caller: &Caller,
@@ -34,6 +33,48 @@ impl Kms {
         context: &EncryptionContext,
         len: usize,
         dry_run: bool,
+    ) -> Result<DataKey, KmsError> {
+        self.make_data_key(
+            caller,
+            key_ref,
+            context,
+            len,
+            dry_run,
+            CryptoOperation::GenerateDataKey,
+        )
+        .await
+    }
+
+    /// GenerateDataKeyWithoutPlaintext: the same as
+    /// [`Kms::generate_data_key`] (the wire layer drops the plaintext), but
+    /// recorded as its own operation in the key's last usage.
+    pub async fn generate_data_key_without_plaintext(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
+        context: &EncryptionContext,
+        len: usize,
+        dry_run: bool,
+    ) -> Result<DataKey, KmsError> {
+        self.make_data_key(
+            caller,
+            key_ref,
+            context,
+            len,
+            dry_run,
+            CryptoOperation::GenerateDataKeyWithoutPlaintext,
+        )
+        .await
+    }
+
+    async fn make_data_key(
+        &self,
+        caller: &Caller,
+        key_ref: &KeyRef,
+        context: &EncryptionContext,
+        len: usize,
+        dry_run: bool,
+        operation: CryptoOperation,
     ) -> Result<DataKey, KmsError> {
         if len == 0 || len > MAX_DATA_KEY {
             return Err(KmsError::Validation(format!(
@@ -47,6 +88,7 @@ impl Kms {
         }
         let plaintext = self.random_secret(len)?;
         let blob = self.seal_with_current(&key, context, plaintext.expose())?;
+        self.record_use(caller, &key.record, operation);
         Ok(DataKey {
             key: key.record.clone(),
             plaintext,

@@ -5,7 +5,8 @@
 //! (`enable_key_deletion_protection`, `disable_key_deletion_protection`),
 //! the operator's `accounts`, and the executors the server runs
 //! periodically (`execute_deletions`, `execute_rotations`,
-//! `execute_material_expirations`).
+//! `execute_material_expirations`) and the flush of recorded key usage
+//! (`flush_key_usage`).
 
 pub mod accounts;
 pub mod cancel_key_deletion;
@@ -25,8 +26,10 @@ pub mod encrypt;
 pub mod execute_deletions;
 pub mod execute_material_expirations;
 pub mod execute_rotations;
+pub mod flush_key_usage;
 pub mod generate_data_key;
 pub mod generate_random;
+pub mod get_key_last_usage;
 pub mod get_key_rotation_status;
 pub mod get_parameters_for_import;
 pub mod import_key_material;

@@ -6,7 +6,7 @@ use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
-use crate::model::KeyRecord;
+use crate::model::{CryptoOperation, KeyRecord};
 
 /// What ReEncrypt produced.
 #[derive(Debug)]
@@ -42,6 +42,8 @@ impl Kms {
             return Err(KmsError::DryRun);
         }
         let blob = self.seal_with_current(&destination, destination_context, plaintext.expose())?;
+        self.record_use(caller, &source, CryptoOperation::ReEncrypt);
+        self.record_use(caller, &destination.record, CryptoOperation::ReEncrypt);
         Ok(ReEncrypted {
             source,
             destination: destination.record.clone(),

@@ -1,0 +1,429 @@
+//! `keywarden key ...`: operator commands on one tenant's keys. Like
+//! `keywarden admin`, they open the data directory directly (SQLite in WAL
+//! mode allows this while the server runs); a running server's caches pick
+//! the changes up within 100 ms. Output is JSON in the shapes of the
+//! matching AWS operations; errors are `<AWS error type>: <message>` on
+//! stderr with a non-zero exit status.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, Subcommand};
+use keywarden_core::clock::UnixMillis;
+use keywarden_core::ids::{AccountId, KeyRef};
+use keywarden_core::model::{KeyRecord, Origin};
+use keywarden_core::ops::create_key::CreateKeyRequest;
+use keywarden_core::ops::get_key_last_usage::KeyLastUsage;
+use keywarden_core::ops::schedule_key_deletion::{MAX_WINDOW_DAYS, MIN_WINDOW_DAYS};
+use keywarden_core::{Caller, Kms, KmsError};
+use keywarden_server::{ApiError, KeyMetadata};
+use serde_json::{json, Value};
+
+use crate::{setup, DataArgs};
+
+/// The principal recorded for operator actions (they are not crypto
+/// operations, so it never appears in a key's last usage).
+const OPERATOR: &str = "keywarden-cli";
+
+/// Which tenant the command acts for.
+#[derive(Args, Debug)]
+pub struct Tenant {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The account (tenant) whose keys to act on, 12 digits.
+    #[arg(long)]
+    account: String,
+}
+
+/// A tenant and one of its keys.
+#[derive(Args, Debug)]
+pub struct KeyTarget {
+    #[command(flatten)]
+    tenant: Tenant,
+    /// Key id, key ARN, alias name or alias ARN.
+    #[arg(long)]
+    key_id: String,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; prints its KeyMetadata.
+    Create {
+        #[command(flatten)]
+        tenant: Tenant,
+        /// Description, up to 8192 characters.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Where the material comes from (EXTERNAL: imported later through the API).
+        #[arg(long, default_value = "AWS_KMS", value_parser = ["AWS_KMS", "EXTERNAL"])]
+        origin: String,
+    },
+    /// Print a key's KeyMetadata.
+    Describe(KeyTarget),
+    /// List the account's keys.
+    List(Tenant),
+    /// Enable a key.
+    Enable(KeyTarget),
+    /// Disable a key (cryptographic use is refused until it is enabled again).
+    Disable(KeyTarget),
+    /// Turn on automatic rotation.
+    EnableRotation {
+        #[command(flatten)]
+        target: KeyTarget,
+        /// Days between rotations (90-2560, default 365).
+        #[arg(long)]
+        period_days: Option<u32>,
+    },
+    /// Turn off automatic rotation.
+    DisableRotation(KeyTarget),
+    /// Rotate the key's material now.
+    Rotate(KeyTarget),
+    /// Whether automatic rotation is on, its period and next date.
+    RotationStatus(KeyTarget),
+    /// Turn deletion protection on (ScheduleKeyDeletion is refused).
+    Protect(KeyTarget),
+    /// Turn deletion protection off.
+    Unprotect(KeyTarget),
+    /// The key's last cryptographic use (as GetKeyLastUsage, with the principal).
+    LastUsage(KeyTarget),
+    /// Schedule the key's deletion after showing its last use and asking
+    /// for confirmation.
+    ScheduleDeletion {
+        #[command(flatten)]
+        target: KeyTarget,
+        /// Waiting period in days (7-30, default 30).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Do not ask for confirmation (for scripts).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Cancel a scheduled deletion (the key becomes Disabled).
+    CancelDeletion(KeyTarget),
+}
+
+/// An error as the API would name it: `NotFoundException: Key '...' does
+/// not exist`. Internal errors keep their detail: the operator sees it.
+fn aws(e: KmsError) -> anyhow::Error {
+    let detail = e.to_string();
+    let api = ApiError::from(e);
+    anyhow!("{}: {detail}", api.aws_type())
+}
+
+/// The service and the caller for `tenant`, after checking the account
+/// exists (a key must never be created for an unknown account).
+async fn open(tenant: &Tenant) -> Result<(Arc<Kms>, Caller)> {
+    let account = AccountId::parse(&tenant.account).map_err(|_| {
+        anyhow!(
+            "ValidationException: --account {:?} is not an account id (12 digits)",
+            tenant.account
+        )
+    })?;
+    let kms = setup::open(&tenant.data)?.kms;
+    let known = kms
+        .list_accounts()
+        .await
+        .map_err(aws)?
+        .iter()
+        .any(|a| a.account_id == account);
+    if !known {
+        bail!("NotFoundException: Account {account} does not exist");
+    }
+    let caller = Caller {
+        account_id: account,
+        principal: OPERATOR.into(),
+        request_id: String::new(),
+    };
+    Ok((kms, caller))
+}
+
+async fn open_key(target: &KeyTarget) -> Result<(Arc<Kms>, Caller, KeyRef)> {
+    let (kms, caller) = open(&target.tenant).await?;
+    let key = KeyRef::parse(&target.key_id).map_err(aws)?;
+    Ok((kms, caller, key))
+}
+
+fn print(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn metadata(kms: &Kms, key: &KeyRecord) -> Value {
+    json!({ "KeyMetadata": KeyMetadata::of(kms, key) })
+}
+
+async fn describe(kms: &Kms, caller: &Caller, key: &KeyRef) -> Result<Value> {
+    let record = kms.describe_key(caller, key).await.map_err(aws)?;
+    Ok(metadata(kms, &record))
+}
+
+pub async fn run(cmd: KeyCommand) -> Result<()> {
+    match cmd {
+        KeyCommand::Create {
+            tenant,
+            description,
+            origin,
+        } => {
+            let (kms, caller) = open(&tenant).await?;
+            let origin = match origin.as_str() {
+                "EXTERNAL" => Origin::External,
+                _ => Origin::AwsKms,
+            };
+            let key = kms
+                .create_key(
+                    &caller,
+                    CreateKeyRequest {
+                        description,
+                        origin,
+                        tags: vec![],
+                        policy: None,
+                    },
+                )
+                .await
+                .map_err(aws)?;
+            print(&metadata(&kms, &key))
+        }
+        KeyCommand::Describe(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            print(&describe(&kms, &caller, &key).await?)
+        }
+        KeyCommand::List(tenant) => {
+            let (kms, caller) = open(&tenant).await?;
+            let mut keys = Vec::new();
+            let mut marker = None;
+            loop {
+                let page = kms
+                    .list_keys(&caller, Some(1000), marker.as_deref())
+                    .await
+                    .map_err(aws)?;
+                keys.extend(page.items.iter().map(|k| {
+                    json!({
+                        "KeyId": k.key_id.to_string(),
+                        "KeyArn": kms.key_arn(&k.account_id, &k.key_id),
+                        "KeyState": k.state.as_str(),
+                        "Description": k.description,
+                    })
+                }));
+                match page.next_marker {
+                    Some(m) => marker = Some(m),
+                    None => break,
+                }
+            }
+            print(&json!({ "Keys": keys }))
+        }
+        KeyCommand::Enable(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            kms.enable_key(&caller, &key).await.map_err(aws)?;
+            print(&describe(&kms, &caller, &key).await?)
+        }
+        KeyCommand::Disable(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            kms.disable_key(&caller, &key).await.map_err(aws)?;
+            print(&describe(&kms, &caller, &key).await?)
+        }
+        KeyCommand::EnableRotation {
+            target,
+            period_days,
+        } => {
+            let (kms, caller, key) = open_key(&target).await?;
+            kms.enable_key_rotation(&caller, &key, period_days)
+                .await
+                .map_err(aws)?;
+            print(&rotation_status(&kms, &caller, &key).await?)
+        }
+        KeyCommand::DisableRotation(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            kms.disable_key_rotation(&caller, &key).await.map_err(aws)?;
+            print(&rotation_status(&kms, &caller, &key).await?)
+        }
+        KeyCommand::Rotate(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            let record = kms.rotate_key_on_demand(&caller, &key).await.map_err(aws)?;
+            print(&json!({
+                "KeyId": kms.key_arn(&record.account_id, &record.key_id),
+                "CurrentVersion": record.current_version().map(|v| v.version),
+            }))
+        }
+        KeyCommand::RotationStatus(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            print(&rotation_status(&kms, &caller, &key).await?)
+        }
+        KeyCommand::Protect(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            kms.enable_key_deletion_protection(&caller, &key)
+                .await
+                .map_err(aws)?;
+            print(&describe(&kms, &caller, &key).await?)
+        }
+        KeyCommand::Unprotect(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            kms.disable_key_deletion_protection(&caller, &key)
+                .await
+                .map_err(aws)?;
+            print(&describe(&kms, &caller, &key).await?)
+        }
+        KeyCommand::LastUsage(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            let usage = kms.get_key_last_usage(&caller, &key).await.map_err(aws)?;
+            print(&last_usage_json(&kms, &usage))
+        }
+        KeyCommand::ScheduleDeletion { target, days, yes } => {
+            schedule_deletion(&target, days, yes).await
+        }
+        KeyCommand::CancelDeletion(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            let record = kms.cancel_key_deletion(&caller, &key).await.map_err(aws)?;
+            print(&json!({ "KeyId": kms.key_arn(&record.account_id, &record.key_id) }))
+        }
+    }
+}
+
+async fn rotation_status(kms: &Kms, caller: &Caller, key: &KeyRef) -> Result<Value> {
+    let status = kms
+        .get_key_rotation_status(caller, key)
+        .await
+        .map_err(aws)?;
+    let mut out = json!({
+        "KeyId": kms.key_arn(&status.key.account_id, &status.key.key_id),
+        "KeyRotationEnabled": status.rotation.is_some(),
+    });
+    if let Some(r) = status.rotation {
+        out["RotationPeriodInDays"] = json!(r.period_days);
+        out["NextRotationDate"] = json!(r.next_rotation.as_epoch_seconds());
+    }
+    Ok(out)
+}
+
+fn last_usage_json(kms: &Kms, usage: &KeyLastUsage) -> Value {
+    let key = &usage.key;
+    let last = match &usage.last_usage {
+        Some(u) => json!({
+            "Operation": u.operation.as_str(),
+            "Timestamp": u.used_at.as_epoch_seconds(),
+            "KmsRequestId": u.request_id,
+            "Principal": u.principal,
+        }),
+        None => json!({}),
+    };
+    json!({
+        "KeyId": kms.key_arn(&key.account_id, &key.key_id),
+        "KeyLastUsage": last,
+        "TrackingStartDate": usage.tracking_start.as_epoch_seconds(),
+        "KeyCreationDate": key.created_at.as_epoch_seconds(),
+    })
+}
+
+/// Shows the key's last use, asks for confirmation (or takes `--yes`),
+/// then schedules the deletion. A cloud product still using the key would
+/// break once it is deleted, so the operator sees who used it last first.
+async fn schedule_deletion(target: &KeyTarget, days: Option<u32>, yes: bool) -> Result<()> {
+    if let Some(d) = days {
+        if !(MIN_WINDOW_DAYS..=MAX_WINDOW_DAYS).contains(&d) {
+            bail!(
+                "ValidationException: --days must be between {MIN_WINDOW_DAYS} and {MAX_WINDOW_DAYS}, got {d}"
+            );
+        }
+    }
+    let (kms, caller, key) = open_key(target).await?;
+    let usage = kms.get_key_last_usage(&caller, &key).await.map_err(aws)?;
+    let arn = kms.key_arn(&usage.key.account_id, &usage.key.key_id);
+    let mut err = std::io::stderr().lock();
+    match &usage.last_usage {
+        Some(u) => writeln!(
+            err,
+            "Key {arn} was last used {} ({} by {}, request {}).",
+            iso8601(u.used_at),
+            u.operation.as_str(),
+            u.principal,
+            if u.request_id.is_empty() {
+                "-"
+            } else {
+                &u.request_id
+            },
+        )?,
+        None => writeln!(
+            err,
+            "Key {arn} has no recorded cryptographic use since {}.",
+            iso8601(usage.tracking_start)
+        )?,
+    }
+    writeln!(
+        err,
+        "Uses by a running server reach the store within about a second. Anything still \
+         using this key (a cloud product, an application) breaks once it is deleted; \
+         disabling it first shows who still depends on it."
+    )?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "refusing to schedule the deletion of {arn} without confirmation: stdin is \
+                 not a terminal. Pass --yes to confirm from a script. Nothing was changed."
+            );
+        }
+        write!(
+            err,
+            "Schedule {arn} for deletion in {} days? [y/N] ",
+            days.unwrap_or(MAX_WINDOW_DAYS)
+        )?;
+        err.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            bail!("not confirmed; the deletion of {arn} was not scheduled");
+        }
+    }
+    drop(err);
+    let record = kms
+        .schedule_key_deletion(&caller, &key, days)
+        .await
+        .map_err(aws)?;
+    print(&json!({
+        "KeyId": kms.key_arn(&record.account_id, &record.key_id),
+        "DeletionDate": record.deletion_date.map(|d| d.as_epoch_seconds()),
+        "KeyState": record.state.as_str(),
+        "PendingWindowInDays": record.pending_window_days,
+    }))
+}
+
+/// `2026-11-28T17:30:00.123Z`.
+fn iso8601(t: UnixMillis) -> String {
+    let ms = t.0.rem_euclid(1000);
+    let secs = t.0.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_dates() {
+        assert_eq!(iso8601(UnixMillis(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            iso8601(UnixMillis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            iso8601(UnixMillis(951_782_400_000)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+}

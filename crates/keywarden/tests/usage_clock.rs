@@ -1,0 +1,434 @@
+//! Key usage (`GetKeyLastUsage`) through the injected clock on the real
+//! SQLite store: crypto requests only touch memory, one flush writes the
+//! whole batch in one store call, the node that served a request answers
+//! from memory before the flush, other nodes after it, batches flushed out
+//! of order never move a key's last use back, and flushing does not empty
+//! the caches.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use keywarden_core::clock::{ManualClock, UnixMillis};
+use keywarden_core::context::EncryptionContext;
+use keywarden_core::ids::{AccountId, AliasName, KeyId, KeyRef};
+use keywarden_core::kms::KmsParts;
+use keywarden_core::model::{
+    Account, AliasRecord, Credential, CryptoOperation, KeyRecord, KeyUsage, Origin,
+};
+use keywarden_core::ops::create_key::CreateKeyRequest;
+use keywarden_core::store::{
+    AccountStore, AliasStore, ChangeFeed, CredentialStore, KeyQuery, KeyStore, Store, StoreError,
+    UsageStore,
+};
+use keywarden_core::{Caller, Kms, KmsConfig, KmsError};
+use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
+use keywarden_store_sqlite::SqliteStore;
+
+const START: UnixMillis = UnixMillis(1_700_000_000_000);
+
+/// The SQLite store, counting `record_key_usage` calls and their batches.
+struct Counting {
+    inner: SqliteStore,
+    usage_writes: AtomicUsize,
+    batches: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl KeyStore for Counting {
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.inner.insert_key(key).await
+    }
+    async fn get_key(&self, a: &AccountId, k: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.get_key(a, k).await
+    }
+    async fn update_key(&self, key: &KeyRecord, expected: u64) -> Result<(), StoreError> {
+        self.inner.update_key(key, expected).await
+    }
+    async fn list_keys(&self, q: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list_keys(q).await
+    }
+    async fn destroy_key(&self, a: &AccountId, k: &KeyId, expected: u64) -> Result<(), StoreError> {
+        self.inner.destroy_key(a, k, expected).await
+    }
+}
+
+#[async_trait]
+impl AliasStore for Counting {
+    async fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError> {
+        self.inner.create_alias(alias).await
+    }
+    async fn get_alias(
+        &self,
+        a: &AccountId,
+        n: &AliasName,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        self.inner.get_alias(a, n).await
+    }
+    async fn update_alias(&self, alias: &AliasRecord, expected: u64) -> Result<(), StoreError> {
+        self.inner.update_alias(alias, expected).await
+    }
+    async fn delete_alias(&self, a: &AccountId, n: &AliasName) -> Result<bool, StoreError> {
+        self.inner.delete_alias(a, n).await
+    }
+    async fn list_aliases(
+        &self,
+        a: &AccountId,
+        target: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
+        self.inner.list_aliases(a, target, after, limit).await
+    }
+}
+
+#[async_trait]
+impl AccountStore for Counting {
+    async fn create_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.inner.create_account(account).await
+    }
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        self.inner.get_account(id).await
+    }
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.inner.list_accounts().await
+    }
+}
+
+#[async_trait]
+impl CredentialStore for Counting {
+    async fn create_credential(&self, c: &Credential) -> Result<(), StoreError> {
+        self.inner.create_credential(c).await
+    }
+    async fn get_credential(&self, id: &str) -> Result<Option<Credential>, StoreError> {
+        self.inner.get_credential(id).await
+    }
+    async fn list_credentials(&self, a: Option<&AccountId>) -> Result<Vec<Credential>, StoreError> {
+        self.inner.list_credentials(a).await
+    }
+    async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.revoke_credential(id).await
+    }
+}
+
+#[async_trait]
+impl UsageStore for Counting {
+    async fn record_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
+        self.usage_writes.fetch_add(1, Ordering::SeqCst);
+        self.batches.lock().unwrap().push(usage.len());
+        self.inner.record_key_usage(usage).await
+    }
+    async fn get_key_usage(
+        &self,
+        a: &AccountId,
+        k: &KeyId,
+    ) -> Result<Option<KeyUsage>, StoreError> {
+        self.inner.get_key_usage(a, k).await
+    }
+    async fn usage_tracking_start(&self) -> Result<UnixMillis, StoreError> {
+        self.inner.usage_tracking_start().await
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for Counting {
+    async fn change_stamp(&self) -> Result<u64, StoreError> {
+        self.inner.change_stamp().await
+    }
+}
+
+fn node(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Kms {
+    let root = Arc::new(RootKey::from_bytes(&[9u8; 32]));
+    Kms::new(KmsParts {
+        store,
+        software_protector: Arc::new(SoftwareProtector::new(root.clone())),
+        sealer: root,
+        random: Arc::new(SystemRandom::new()),
+        clock,
+        config: KmsConfig::default(),
+    })
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Arc<Counting>,
+    clock: Arc<ManualClock>,
+    kms: Kms,
+    caller: Caller,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let store = Arc::new(Counting {
+        inner: SqliteStore::open(&path).unwrap(),
+        usage_writes: AtomicUsize::new(0),
+        batches: Mutex::new(Vec::new()),
+    });
+    let clock = Arc::new(ManualClock::new(START));
+    let kms = node(store.clone(), clock.clone());
+    let issued = kms.create_account("t").await.unwrap();
+    let caller = Caller {
+        account_id: issued.account_id.clone(),
+        principal: issued.access_key_id.clone(),
+        request_id: "req-0".into(),
+    };
+    Fixture {
+        _dir: dir,
+        path,
+        store,
+        clock,
+        kms,
+        caller,
+    }
+}
+
+async fn new_key(f: &Fixture) -> KeyRef {
+    let key = f
+        .kms
+        .create_key(
+            &f.caller,
+            CreateKeyRequest {
+                description: String::new(),
+                origin: Origin::AwsKms,
+                tags: vec![],
+                policy: None,
+            },
+        )
+        .await
+        .unwrap();
+    KeyRef::Id(key.key_id)
+}
+
+fn with_request(caller: &Caller, request_id: &str) -> Caller {
+    Caller {
+        request_id: request_id.into(),
+        ..caller.clone()
+    }
+}
+
+fn ctx() -> EncryptionContext {
+    EncryptionContext::empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_crypto_calls_are_one_store_write() {
+    let f = fixture().await;
+    let a = new_key(&f).await;
+    let b = new_key(&f).await;
+    let fresh = f.kms.get_key_last_usage(&f.caller, &a).await.unwrap();
+    assert!(fresh.last_usage.is_none(), "a new key was never used");
+    assert_eq!(
+        fresh.tracking_start, fresh.key.created_at,
+        "on a database that records usage from its creation, tracking starts at key creation"
+    );
+    let _ = f.kms.refresh_caches().await.unwrap();
+
+    let mut last_blob = Vec::new();
+    for i in 0..50 {
+        f.clock.advance(10);
+        let caller = with_request(&f.caller, &format!("req-{i}"));
+        last_blob = f
+            .kms
+            .encrypt(&caller, &a, b"data", &ctx(), false)
+            .await
+            .unwrap()
+            .1;
+        f.kms
+            .generate_data_key(&caller, &b, &ctx(), 32, false)
+            .await
+            .unwrap();
+    }
+    f.clock.advance(10);
+    let decrypted_at = f.clock_now();
+    f.kms
+        .decrypt(
+            &with_request(&f.caller, "req-dec"),
+            &last_blob,
+            &ctx(),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.usage_writes.load(Ordering::SeqCst),
+        0,
+        "crypto requests must not write to the store"
+    );
+
+    // The serving node answers from memory before the flush.
+    let before = f.kms.get_key_last_usage(&f.caller, &a).await.unwrap();
+    let u = before.last_usage.expect("used");
+    assert_eq!(u.operation, CryptoOperation::Decrypt);
+    assert_eq!(u.request_id, "req-dec");
+    assert_eq!(u.principal, f.caller.principal);
+    assert_eq!(u.used_at, decrypted_at);
+
+    let flushed = f.kms.flush_key_usage().await.unwrap();
+    assert_eq!(flushed.written, 2);
+    assert_eq!(f.store.usage_writes.load(Ordering::SeqCst), 1);
+    assert_eq!(*f.store.batches.lock().unwrap(), vec![2]);
+
+    // Nothing used since: no store call at all.
+    assert_eq!(f.kms.flush_key_usage().await.unwrap().written, 0);
+    assert_eq!(f.store.usage_writes.load(Ordering::SeqCst), 1);
+
+    // Flushing usage is not a change the caches must drop everything for.
+    assert!(
+        !f.kms.refresh_caches().await.unwrap(),
+        "a usage flush must not move the change stamp"
+    );
+
+    // Another node on the same store sees the flushed uses.
+    let other = node(
+        Arc::new(SqliteStore::open(&f.path).unwrap()),
+        f.clock.clone(),
+    );
+    let seen = other.get_key_last_usage(&f.caller, &b).await.unwrap();
+    let u = seen.last_usage.expect("flushed");
+    assert_eq!(u.operation, CryptoOperation::GenerateDataKey);
+    assert_eq!(u.request_id, "req-49");
+    let seen = other.get_key_last_usage(&f.caller, &a).await.unwrap();
+    assert_eq!(seen.last_usage.unwrap().request_id, "req-dec");
+}
+
+impl Fixture {
+    fn clock_now(&self) -> UnixMillis {
+        use keywarden_core::clock::Clock;
+        self.clock.now()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn which_operations_are_recorded() {
+    let f = fixture().await;
+    let src = new_key(&f).await;
+    let dst = new_key(&f).await;
+    let blob = f
+        .kms
+        .encrypt(&f.caller, &src, b"x", &ctx(), false)
+        .await
+        .unwrap()
+        .1;
+    f.clock.advance(1_000);
+    f.kms
+        .re_encrypt(
+            &with_request(&f.caller, "req-re"),
+            &blob,
+            &ctx(),
+            None,
+            &dst,
+            &ctx(),
+            false,
+        )
+        .await
+        .unwrap();
+    for key in [&src, &dst] {
+        let u = f.kms.get_key_last_usage(&f.caller, key).await.unwrap();
+        let u = u.last_usage.unwrap();
+        assert_eq!(
+            u.operation,
+            CryptoOperation::ReEncrypt,
+            "both keys of ReEncrypt"
+        );
+        assert_eq!(u.request_id, "req-re");
+    }
+
+    let gdk = new_key(&f).await;
+    f.kms
+        .generate_data_key_without_plaintext(&f.caller, &gdk, &ctx(), 16, false)
+        .await
+        .unwrap();
+    let u = f.kms.get_key_last_usage(&f.caller, &gdk).await.unwrap();
+    assert_eq!(
+        u.last_usage.unwrap().operation,
+        CryptoOperation::GenerateDataKeyWithoutPlaintext
+    );
+
+    // Dry runs, failures and non-crypto operations are not uses.
+    let idle = new_key(&f).await;
+    let err = f
+        .kms
+        .encrypt(&f.caller, &idle, b"x", &ctx(), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KmsError::DryRun));
+    f.kms.describe_key(&f.caller, &idle).await.unwrap();
+    f.kms.disable_key(&f.caller, &idle).await.unwrap();
+    assert!(f
+        .kms
+        .encrypt(&f.caller, &idle, b"x", &ctx(), false)
+        .await
+        .is_err());
+    assert!(f
+        .kms
+        .get_key_last_usage(&f.caller, &idle)
+        .await
+        .unwrap()
+        .last_usage
+        .is_none());
+    f.kms.flush_key_usage().await.unwrap();
+    assert!(f
+        .kms
+        .get_key_last_usage(&f.caller, &idle)
+        .await
+        .unwrap()
+        .last_usage
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_flush_never_moves_the_last_use_back() {
+    let f = fixture().await;
+    let key = new_key(&f).await;
+    // Two nodes with their own clocks: B used the key earlier than A, but
+    // flushes later.
+    let clock_b = Arc::new(ManualClock::new(START));
+    let b = node(
+        Arc::new(SqliteStore::open(&f.path).unwrap()),
+        clock_b.clone(),
+    );
+    clock_b.advance(1_000);
+    b.encrypt(&with_request(&f.caller, "req-b"), &key, b"x", &ctx(), false)
+        .await
+        .unwrap();
+    f.clock.advance(2_000);
+    f.kms
+        .encrypt(&with_request(&f.caller, "req-a"), &key, b"x", &ctx(), false)
+        .await
+        .unwrap();
+    f.kms.flush_key_usage().await.unwrap();
+    b.flush_key_usage().await.unwrap();
+    for n in [&f.kms, &b] {
+        let u = n.get_key_last_usage(&f.caller, &key).await.unwrap();
+        assert_eq!(u.last_usage.unwrap().request_id, "req-a");
+    }
+    // A newer use from B does replace it.
+    clock_b.advance(5_000);
+    b.decrypt(
+        &with_request(&f.caller, "req-b2"),
+        &f.kms
+            .encrypt(&f.caller, &key, b"y", &ctx(), false)
+            .await
+            .unwrap()
+            .1,
+        &ctx(),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    b.flush_key_usage().await.unwrap();
+    let u = f
+        .kms
+        .get_key_last_usage(&f.caller, &key)
+        .await
+        .unwrap()
+        .last_usage
+        .unwrap();
+    // f.kms's own unflushed Encrypt (at START + 2000) is older than B's.
+    assert_eq!(u.request_id, "req-b2");
+    assert_eq!(u.operation, CryptoOperation::Decrypt);
+}
