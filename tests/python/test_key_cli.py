@@ -223,3 +223,88 @@ def test_bad_input_exits_non_zero_and_changes_nothing(server, account, new_clien
     assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is False
     assert [k["KeyId"] for k in kms.list_keys()["Keys"]] == [key_id]
     expect_error("NotFoundException", new_client().describe_key, KeyId=key_id)
+
+
+def test_import_workflow_with_openssl(server, account, kms, tmp_path):
+    """The operator's BYOK workflow without the AWS CLI: parameters to files,
+    material wrapped with openssl (RSAES_OAEP_SHA_256), imported; the key
+    encrypts through the API; deleting the material stops it; re-importing
+    the same material brings old ciphertexts back; other material is refused."""
+    created = server.key("create", "--account", account.account_id, "--origin", "EXTERNAL")
+    key_id = created["KeyMetadata"]["KeyId"]
+    assert created["KeyMetadata"]["KeyState"] == "PendingImport"
+    material = tmp_path / "material.bin"
+    material.write_bytes(os.urandom(32))
+
+    def wrap(mat: "os.PathLike[str]", name: str):
+        pub, token, wrapped = tmp_path / f"{name}.der", tmp_path / f"{name}.token", tmp_path / f"{name}.enc"
+        out = server.key(
+            "get-parameters-for-import", *key_args(account, key_id),
+            "--wrapping-key-spec", "RSA_2048",
+            "--public-key-out", str(pub), "--import-token-out", str(token),
+        )
+        assert out["KeyId"].endswith(key_id)
+        subprocess.run(
+            ["openssl", "pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", str(pub),
+             "-in", str(mat), "-out", str(wrapped),
+             "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
+             "-pkeyopt", "rsa_mgf1_md:sha256"],
+            check=True, capture_output=True,
+        )
+        return token, wrapped
+
+    token, wrapped = wrap(material, "first")
+    imported = server.key(
+        "import-key-material", *key_args(account, key_id),
+        "--import-token", str(token), "--encrypted-key-material", str(wrapped),
+    )
+    assert imported["KeyMetadata"]["KeyState"] == "Enabled"
+    assert imported["KeyMetadata"]["ExpirationModel"] == "KEY_MATERIAL_DOES_NOT_EXPIRE"
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"imported")["CiphertextBlob"]
+
+    deleted = server.key("delete-imported-key-material", *key_args(account, key_id))
+    assert deleted["KeyMetadata"]["KeyState"] == "PendingImport"
+    eventually_error("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blob)
+
+    token, wrapped = wrap(material, "again")
+    # ValidTo more than 365 days ahead is refused and changes nothing.
+    far = server.key_raw(
+        "import-key-material", *key_args(account, key_id),
+        "--import-token", str(token), "--encrypted-key-material", str(wrapped),
+        "--valid-to", "2099-01-01T00:00:00Z", check=False,
+    )
+    assert far.returncode != 0 and b"ValidationException" in far.stderr, far.stderr
+    server.key(
+        "import-key-material", *key_args(account, key_id),
+        "--import-token", str(token), "--encrypted-key-material", str(wrapped),
+    )
+    eventually(
+        lambda: _decrypts(kms, blob, b"imported"),
+        "old ciphertext decrypts after re-importing the same material",
+    )
+
+    other = tmp_path / "other.bin"
+    other.write_bytes(os.urandom(32))
+    token, wrapped = wrap(other, "other")
+    refused = server.key_raw(
+        "import-key-material", *key_args(account, key_id),
+        "--import-token", str(token), "--encrypted-key-material", str(wrapped), check=False,
+    )
+    assert refused.returncode != 0
+    assert b"IncorrectKeyMaterialException" in refused.stderr, refused.stderr
+    versions = server.key("list-rotations", *key_args(account, key_id))["Versions"]
+    assert [v["MaterialPresent"] for v in versions] == [True]
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    bad = server.key_raw(
+        "import-key-material", *key_args(account, key_id),
+        "--import-token", str(empty), "--encrypted-key-material", str(wrapped), check=False,
+    )
+    assert bad.returncode != 0 and b"ValidationException" in bad.stderr, bad.stderr
+
+
+def _decrypts(kms, blob: bytes, expected: bytes) -> bool:
+    try:
+        return kms.decrypt(CiphertextBlob=blob)["Plaintext"] == expected
+    except Exception:
+        return False

@@ -8,11 +8,11 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, KeyRef};
-use keywarden_core::model::{KeyRecord, Origin};
+use keywarden_core::model::{KeyRecord, MaterialExpiration, Origin};
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::ops::get_key_last_usage::KeyLastUsage;
 use keywarden_core::ops::schedule_key_deletion::{MAX_WINDOW_DAYS, MIN_WINDOW_DAYS};
@@ -101,6 +101,43 @@ pub enum KeyCommand {
     },
     /// Cancel a scheduled deletion (the key becomes Disabled).
     CancelDeletion(KeyTarget),
+    /// List the key's material versions and rotations (oldest first).
+    ListRotations(KeyTarget),
+    /// For an EXTERNAL key: write a fresh RSA public key (DER) and import
+    /// token to files, for wrapping key material outside Keywarden.
+    GetParametersForImport {
+        #[command(flatten)]
+        target: KeyTarget,
+        /// RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256.
+        #[arg(long, default_value = "RSAES_OAEP_SHA_256")]
+        wrapping_algorithm: String,
+        /// RSA_2048, RSA_3072 or RSA_4096.
+        #[arg(long, default_value = "RSA_4096")]
+        wrapping_key_spec: String,
+        /// Where to write the public key (DER SubjectPublicKeyInfo).
+        #[arg(long)]
+        public_key_out: std::path::PathBuf,
+        /// Where to write the import token.
+        #[arg(long)]
+        import_token_out: std::path::PathBuf,
+    },
+    /// Import wrapped key material into an EXTERNAL key.
+    ImportKeyMaterial {
+        #[command(flatten)]
+        target: KeyTarget,
+        /// The import token file from get-parameters-for-import.
+        #[arg(long)]
+        import_token: std::path::PathBuf,
+        /// The wrapped key material file.
+        #[arg(long)]
+        encrypted_key_material: std::path::PathBuf,
+        /// When the material expires (RFC 3339, e.g. 2027-01-01T00:00:00Z);
+        /// without it the material does not expire.
+        #[arg(long)]
+        valid_to: Option<String>,
+    },
+    /// Delete an EXTERNAL key's imported material (the key returns to PendingImport).
+    DeleteImportedKeyMaterial(KeyTarget),
 }
 
 /// An error as the API would name it: `NotFoundException: Key '...' does
@@ -276,7 +313,102 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
             let record = kms.cancel_key_deletion(&caller, &key).await.map_err(aws)?;
             print(&json!({ "KeyId": kms.key_arn(&record.account_id, &record.key_id) }))
         }
+        KeyCommand::ListRotations(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            let record = kms.describe_key(&caller, &key).await.map_err(aws)?;
+            let versions: Vec<Value> = record
+                .versions
+                .iter()
+                .map(|v| {
+                    json!({
+                        "Version": v.version,
+                        "CreationDate": v.created_at.as_epoch_seconds(),
+                        "RotationType": v.rotation.map(|r| r.as_str()),
+                        "MaterialPresent": !v.material.is_empty(),
+                    })
+                })
+                .collect();
+            print(&json!({
+                "KeyId": kms.key_arn(&record.account_id, &record.key_id),
+                "Versions": versions,
+            }))
+        }
+        KeyCommand::GetParametersForImport {
+            target,
+            wrapping_algorithm,
+            wrapping_key_spec,
+            public_key_out,
+            import_token_out,
+        } => {
+            let (kms, caller, key) = open_key(&target).await?;
+            let (record, params) = kms
+                .get_parameters_for_import(&caller, &key, &wrapping_algorithm, &wrapping_key_spec)
+                .await
+                .map_err(aws)?;
+            std::fs::write(&public_key_out, &params.public_key)
+                .with_context(|| format!("writing {}", public_key_out.display()))?;
+            std::fs::write(&import_token_out, &params.import_token)
+                .with_context(|| format!("writing {}", import_token_out.display()))?;
+            print(&json!({
+                "KeyId": kms.key_arn(&record.account_id, &record.key_id),
+                "PublicKeyFile": public_key_out,
+                "ImportTokenFile": import_token_out,
+                "ParametersValidTo": params.valid_to.as_epoch_seconds(),
+            }))
+        }
+        KeyCommand::ImportKeyMaterial {
+            target,
+            import_token,
+            encrypted_key_material,
+            valid_to,
+        } => {
+            let expiration = match valid_to {
+                None => MaterialExpiration::DoesNotExpire,
+                Some(t) => {
+                    let at = time::OffsetDateTime::parse(
+                        &t,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .map_err(|_| {
+                        anyhow!("ValidationException: --valid-to {t:?} is not an RFC 3339 time")
+                    })?;
+                    let millis = i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+                        .map_err(|_| anyhow!("ValidationException: --valid-to is out of range"))?;
+                    MaterialExpiration::ValidTo(UnixMillis(millis))
+                }
+            };
+            let token = read_limited(&import_token)?;
+            let material = read_limited(&encrypted_key_material)?;
+            let (kms, caller, key) = open_key(&target).await?;
+            let record = kms
+                .import_key_material(&caller, &key, &token, &material, expiration)
+                .await
+                .map_err(aws)?;
+            print(&metadata(&kms, &record))
+        }
+        KeyCommand::DeleteImportedKeyMaterial(t) => {
+            let (kms, caller, key) = open_key(&t).await?;
+            let record = kms
+                .delete_imported_key_material(&caller, &key)
+                .await
+                .map_err(aws)?;
+            print(&metadata(&kms, &record))
+        }
     }
+}
+
+/// Reads a token or wrapped-material file, refusing anything larger than
+/// the API would accept (6144 bytes).
+fn read_limited(path: &std::path::Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.is_empty() || bytes.len() > 6144 {
+        bail!(
+            "ValidationException: {} must hold 1-6144 bytes, found {}",
+            path.display(),
+            bytes.len()
+        );
+    }
+    Ok(bytes)
 }
 
 async fn rotation_status(kms: &Kms, caller: &Caller, key: &KeyRef) -> Result<Value> {
