@@ -4,9 +4,11 @@ take effect (and stop taking effect) at once."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
-from kw_helpers import eventually_error, expect_error
+from botocore.exceptions import ClientError
+from kw_helpers import Account, eventually_error, expect_error
 
 
 def entries(doc, key: str) -> list[dict]:
@@ -82,3 +84,43 @@ def test_startup_banner(server):
     assert f"listening on {server.url}" in out
     assert "Next steps" in out
     assert str(server.data_dir) in out
+
+
+def test_products_are_registered_and_their_keys_authenticate(server):
+    seeded = {p["ProductCode"]: p for p in entries(server.admin("product", "list"), "Products")}
+    assert {"evs", "zos", "sfs", "mysql"} <= set(seeded)
+    assert seeded["mysql"]["Class"] == "database"
+    assert seeded["evs"]["Principal"] == "arn:aws:iam::000000000000:role/keywarden-product/evs"
+
+    code = "p" + uuid.uuid4().hex[:10]
+    added = server.admin("product", "add", "--code", code, "--class", "storage")
+    assert added["Status"] == "active"
+    issued = server.admin("product", "credentials", "create", "--code", code)
+    product = server.client(
+        Account(account_id="", access_key_id=issued["AccessKeyId"],
+                secret_access_key=issued["SecretAccessKey"])
+    )
+    # Signed correctly, so not UnrecognizedClient; ListKeys is not a product operation.
+    expect_error("AccessDeniedException", product.list_keys)
+    server.admin("product", "disable", "--code", code)
+    err = eventually_error_message("AccessDeniedException", "disabled", product.list_keys)
+    assert code in err
+    listed = entries(server.admin("credentials", "list"), "Credentials")
+    mine = [c for c in listed if c["AccessKeyId"] == issued["AccessKeyId"]]
+    assert mine and mine[0].get("ProductCode") == code and "AccountId" not in mine[0]
+    assert issued["SecretAccessKey"] not in json.dumps(listed)
+
+
+def eventually_error_message(code: str, needle: str, fn) -> str:
+    """Retries `fn` until it fails with `code` and a message containing `needle`."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            fn()
+        except ClientError as e:
+            message = e.response["Error"]["Message"]
+            if e.response["Error"]["Code"] == code and needle in message:
+                return message
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {code} mentioning {needle!r} within 2 s")
+        time.sleep(0.02)

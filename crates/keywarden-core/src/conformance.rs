@@ -24,11 +24,11 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::clock::UnixMillis;
-use crate::ids::{AccountId, AliasName, KeyId};
+use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
 use crate::model::{
-    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, CryptoOperation, ImportState,
-    KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin,
-    RotationType, Tag,
+    Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
+    CryptoOperation, ImportState, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion,
+    MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
 };
 use crate::store::{KeyQuery, Store, StoreError};
 
@@ -43,7 +43,9 @@ use crate::store::{KeyQuery, Store, StoreError};
 /// (clearing a version's material, filling it back in, the import state),
 /// `destroy_key` (compare-and-set, versions and aliases removed), aliases
 /// (create, duplicates, missing or foreign targets, compare-and-set updates,
-/// delete, filtered and paginated listing), accounts, credentials, and
+/// delete, filtered and paginated listing), accounts, credentials, products
+/// (create, duplicates, status changes moving the change stamp, product
+/// credentials beside account credentials), and
 /// concurrent compare-and-set: of 16 simultaneous updates with the same
 /// expected revision exactly one wins. Key usage: a batch is recorded,
 /// only the newest use per key is kept whatever the order of batches,
@@ -64,6 +66,7 @@ pub async fn run(store: &dyn Store) {
     update_and_delete_alias(store, &ids).await;
     list_aliases(store, &ids).await;
     credentials(store, &ids).await;
+    products(store, &ids).await;
     concurrency(store, &ids).await;
     change_feed(store, &ids).await;
     key_usage(store, &ids).await;
@@ -1448,7 +1451,7 @@ async fn credentials(store: &dyn Store, ids: &Ids) {
     let other = new_account(store, ids).await;
     let credential = |account: &AccountId| Credential {
         access_key_id: format!("AKCONF{:016X}", ids.next()),
-        account_id: account.clone(),
+        owner: CredentialOwner::Account(account.clone()),
         sealed_secret: (0..=255u8).rev().collect(),
         status: CredentialStatus::Active,
         created_at: UnixMillis(1_700_000_000_000),
@@ -1487,7 +1490,7 @@ async fn credentials(store: &dyn Store, ids: &Ids) {
         "store conformance: {CASE}: get_credential must return the credential as created"
     );
     let duplicate = Credential {
-        account_id: other.clone(),
+        owner: CredentialOwner::Account(other.clone()),
         sealed_secret: b"other".to_vec(),
         ..first.clone()
     };
@@ -1606,6 +1609,160 @@ async fn credentials(store: &dyn Store, ids: &Ids) {
         ),
         Some(second),
         "store conformance: {CASE}: revoking one credential must not touch another"
+    );
+}
+
+async fn products(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "products";
+    let code = ids.product();
+    let product = Product {
+        code: code.clone(),
+        class: ProductClass::Storage,
+        status: ProductStatus::Active,
+        created_at: UnixMillis(1_700_000_000_000),
+    };
+    assert_eq!(
+        ok(store.get_product(&code).await, CASE, "get_product"),
+        None,
+        "store conformance: {CASE}: an unregistered product must read as None"
+    );
+    ok(store.create_product(&product).await, CASE, "create_product");
+    assert_eq!(
+        ok(store.get_product(&code).await, CASE, "get_product"),
+        Some(product.clone()),
+        "store conformance: {CASE}: get_product must return the product as created"
+    );
+    let duplicate = Product {
+        class: ProductClass::Database,
+        ..product.clone()
+    };
+    expect_err(
+        store.create_product(&duplicate).await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_product with a taken code",
+    );
+    let database = Product {
+        code: ids.product(),
+        class: ProductClass::Database,
+        ..product.clone()
+    };
+    ok(
+        store.create_product(&database).await,
+        CASE,
+        "create_product",
+    );
+    let all = ok(store.list_products().await, CASE, "list_products");
+    assert_strictly_sorted(all.iter().map(|p| p.code.as_str()), CASE, "list_products");
+    for p in [&product, &database] {
+        assert!(
+            all.contains(p),
+            "store conformance: {CASE}: list_products must include every product"
+        );
+    }
+
+    let before = ok(store.change_stamp().await, CASE, "change_stamp");
+    assert!(
+        ok(
+            store
+                .set_product_status(&code, ProductStatus::Disabled)
+                .await,
+            CASE,
+            "set_product_status"
+        ),
+        "store conformance: {CASE}: changing an existing product's status must answer true"
+    );
+    assert_ne!(
+        before,
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        "store conformance: {CASE}: a product status change must move the change stamp"
+    );
+    assert_eq!(
+        ok(store.get_product(&code).await, CASE, "get_product"),
+        Some(Product {
+            status: ProductStatus::Disabled,
+            ..product.clone()
+        }),
+        "store conformance: {CASE}: a disabled product must read back disabled, otherwise unchanged"
+    );
+    assert!(
+        !ok(
+            store
+                .set_product_status(&ids.product(), ProductStatus::Active)
+                .await,
+            CASE,
+            "set_product_status"
+        ),
+        "store conformance: {CASE}: changing an unknown product's status must answer false"
+    );
+
+    let credential = |owner: CredentialOwner| Credential {
+        access_key_id: format!("AKCONF{:016X}", ids.next()),
+        owner,
+        sealed_secret: vec![7; 60],
+        status: CredentialStatus::Active,
+        created_at: UnixMillis(1_700_000_000_000),
+    };
+    let orphan = credential(CredentialOwner::Product(ids.product()));
+    expect_err(
+        store.create_credential(&orphan).await,
+        Expected::MissingReference,
+        CASE,
+        "create_credential for an unknown product",
+    );
+    let account = new_account(store, ids).await;
+    let theirs = credential(CredentialOwner::Product(code.clone()));
+    let mine = credential(CredentialOwner::Account(account.clone()));
+    ok(
+        store.create_credential(&theirs).await,
+        CASE,
+        "create_credential",
+    );
+    ok(
+        store.create_credential(&mine).await,
+        CASE,
+        "create_credential",
+    );
+    assert_eq!(
+        ok(
+            store.get_credential(&theirs.access_key_id).await,
+            CASE,
+            "get_credential"
+        ),
+        Some(theirs.clone()),
+        "store conformance: {CASE}: a product credential must read back as created"
+    );
+    assert_eq!(
+        ok(
+            store.list_credentials(Some(&account)).await,
+            CASE,
+            "list_credentials"
+        ),
+        vec![mine.clone()],
+        "store conformance: {CASE}: an account's listing must not include product credentials"
+    );
+    let everyone = ok(store.list_credentials(None).await, CASE, "list_credentials");
+    assert!(
+        everyone.contains(&theirs) && everyone.contains(&mine),
+        "store conformance: {CASE}: listing everything must include product credentials"
+    );
+    assert!(
+        ok(
+            store.revoke_credential(&theirs.access_key_id).await,
+            CASE,
+            "revoke_credential"
+        ),
+        "store conformance: {CASE}: revoking a product credential must answer true"
+    );
+    assert_eq!(
+        ok(
+            store.get_credential(&theirs.access_key_id).await,
+            CASE,
+            "get_credential"
+        )
+        .map(|c| c.status),
+        Some(CredentialStatus::Revoked),
+        "store conformance: {CASE}: a revoked product credential must read back revoked"
     );
 }
 
@@ -1858,6 +2015,11 @@ impl Ids {
         bytes[..8].copy_from_slice(&self.next().to_be_bytes());
         bytes[8..].copy_from_slice(&self.next().to_be_bytes());
         KeyId::from_bytes(bytes)
+    }
+
+    fn product(&self) -> ProductCode {
+        let code = format!("c{:015x}", self.next() >> 4);
+        ProductCode::parse(&code).expect("a valid product code")
     }
 
     fn account(&self) -> AccountId {

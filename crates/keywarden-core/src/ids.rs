@@ -43,6 +43,42 @@ impl fmt::Display for AccountId {
     }
 }
 
+/// The account that owns product principals (`arn:aws:iam::000000000000:role/keywarden-product/<code>`).
+/// No tenant account is ever given this id.
+pub const PRODUCT_SERVICE_ACCOUNT: &str = "000000000000";
+
+/// A cloud product's code: 2-16 characters `[a-z0-9]`, e.g. `evs`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProductCode(String);
+
+impl ProductCode {
+    /// Parses a product code.
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        if (2..=16).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            Ok(ProductCode(s.to_owned()))
+        } else {
+            Err(KmsError::Validation(format!(
+                "product code must be 2-16 characters a-z or 0-9, got {:?}",
+                truncate_for_message(s)
+            )))
+        }
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProductCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A key id: a UUID, rendered lowercase and hyphenated like AWS key ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct KeyId(Uuid);
@@ -239,6 +275,24 @@ mod tests {
     use super::*;
 
     const ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn product_codes_are_short_lowercase_alphanumerics() {
+        for ok in ["evs", "zos", "sfs", "mysql", "s3", "abcdefghij012345"] {
+            assert_eq!(ProductCode::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "e",
+            "EVS",
+            "alias_evs",
+            "e-s",
+            "abcdefghij0123456",
+            "évs",
+        ] {
+            assert!(ProductCode::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn parses_every_key_form() {

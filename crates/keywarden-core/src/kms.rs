@@ -7,9 +7,10 @@ use std::sync::Arc;
 use crate::cache::{CachedKey, Caches};
 use crate::clock::{Clock, UnixMillis};
 use crate::error::KmsError;
-use crate::ids::{AccountId, AliasName, KeyId, KeyRef};
+use crate::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
 use crate::model::{
-    CryptoOperation, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, Origin, RotationType,
+    CryptoOperation, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, Origin, ProductClass,
+    RotationType,
 };
 use crate::protector::{
     KeyBinding, KeyHandle, KeyImporter, KeyProtector, SecretSealer, SecureRandom,
@@ -43,10 +44,23 @@ pub struct Caller {
     pub account_id: AccountId,
     /// The authenticated principal (an access key id).
     pub principal: String,
+    /// Set when a cloud product's credential signed the request; the
+    /// product acts for `account_id`, the account its key ARN named
+    /// (`Kms::product_caller`), and may use only the keys its class allows.
+    pub product: Option<ProductCaller>,
     /// The id of the request being served, recorded with the key's last
     /// use (`GetKeyLastUsage`); empty outside a request (operator CLI,
     /// tests).
     pub request_id: String,
+}
+
+/// The product behind a [`Caller`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductCaller {
+    /// The product's code.
+    pub code: ProductCode,
+    /// Its class, which decides the keys it may use.
+    pub class: ProductClass,
 }
 
 /// One page of a paginated listing.
@@ -191,9 +205,46 @@ impl Kms {
         key_ref: &KeyRef,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let key_id = self.resolve_id(caller, key_ref, true).await?;
-        self.cached_key(&caller.account_id, &key_id)
+        let key = self
+            .cached_key(&caller.account_id, &key_id)
             .await?
-            .ok_or_else(|| not_found(key_ref))
+            .ok_or_else(|| not_found(key_ref))?;
+        self.require_product_may_use(caller, &key.record)?;
+        Ok(key)
+    }
+
+    /// Refuses a product the keys its class does not allow: storage
+    /// products only their default key; database products, until grants
+    /// exist, the same. Default keys do not exist yet, so today every key
+    /// is refused to products (docs/products.md).
+    pub(crate) fn require_product_may_use(
+        &self,
+        caller: &Caller,
+        key: &KeyRecord,
+    ) -> Result<(), KmsError> {
+        let Some(product) = &caller.product else {
+            return Ok(());
+        };
+        if key.key_manager == KeyManager::Aws {
+            // Which product a default key belongs to is recorded with the
+            // default keys themselves; until then no product may use one.
+            return Err(KmsError::AccessDenied(format!(
+                "product {} can only use its own default key",
+                product.code
+            )));
+        }
+        Err(KmsError::AccessDenied(match product.class {
+            ProductClass::Storage => format!(
+                "storage products can only use their default key; product {} may not use {}",
+                product.code,
+                self.key_arn(&key.account_id, &key.key_id)
+            ),
+            ProductClass::Database => format!(
+                "database products can only use their default key until grants are supported; product {} may not use {}",
+                product.code,
+                self.key_arn(&key.account_id, &key.key_id)
+            ),
+        }))
     }
 
     /// Finds the key a caller names, reading the store (for changes).
@@ -203,10 +254,13 @@ impl Kms {
         key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
         let key_id = self.resolve_id(caller, key_ref, false).await?;
-        self.store
+        let key = self
+            .store
             .get_key(&caller.account_id, &key_id)
             .await?
-            .ok_or_else(|| not_found(key_ref))
+            .ok_or_else(|| not_found(key_ref))?;
+        self.require_product_may_use(caller, &key)?;
+        Ok(key)
     }
 
     /// A key of `account` by id, through the cache.

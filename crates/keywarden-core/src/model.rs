@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMillis;
-use crate::ids::{AccountId, AliasName, KeyId};
+use crate::ids::{AccountId, AliasName, KeyId, ProductCode, PRODUCT_SERVICE_ACCOUNT};
 
 /// Key states, named as AWS names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -282,14 +282,23 @@ pub enum CredentialStatus {
     Revoked,
 }
 
-/// An access key of an account. The secret is stored sealed under the root
-/// key, because SigV4 verification needs the secret itself.
+/// Who an access key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CredentialOwner {
+    /// A tenant account; requests act for it.
+    Account(AccountId),
+    /// A cloud product; requests act for the account named in the key ARN.
+    Product(ProductCode),
+}
+
+/// An access key of an account or a product. The secret is stored sealed
+/// under the root key, because SigV4 verification needs the secret itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     /// The access key id (public).
     pub access_key_id: String,
-    /// The account the key acts for.
-    pub account_id: AccountId,
+    /// The account or product the key belongs to.
+    pub owner: CredentialOwner,
     /// The secret access key, sealed under the root key.
     pub sealed_secret: Vec<u8>,
     /// Active or revoked.
@@ -302,7 +311,7 @@ impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credential")
             .field("access_key_id", &self.access_key_id)
-            .field("account_id", &self.account_id)
+            .field("owner", &self.owner)
             .field("status", &self.status)
             .field("created_at", &self.created_at)
             .finish_non_exhaustive()
@@ -366,4 +375,84 @@ pub struct KeyUsage {
     pub principal: String,
     /// The request id of the request that performed it.
     pub request_id: String,
+}
+
+/// What a cloud product is, which decides the keys it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProductClass {
+    /// Block, object and file storage: only its own default key.
+    Storage,
+    /// Managed databases: its default key (CMKs by grant later).
+    Database,
+}
+
+impl ProductClass {
+    /// The spelling in the CLI and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductClass::Storage => "storage",
+            ProductClass::Database => "database",
+        }
+    }
+
+    /// Parses [`ProductClass::as_str`].
+    pub fn parse(s: &str) -> Option<ProductClass> {
+        match s {
+            "storage" => Some(ProductClass::Storage),
+            "database" => Some(ProductClass::Database),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a product's credentials authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProductStatus {
+    /// Its credentials work.
+    Active,
+    /// Its credentials are refused (`AccessDeniedException`).
+    Disabled,
+}
+
+impl ProductStatus {
+    /// The spelling in the CLI and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductStatus::Active => "active",
+            ProductStatus::Disabled => "disabled",
+        }
+    }
+
+    /// Parses [`ProductStatus::as_str`].
+    pub fn parse(s: &str) -> Option<ProductStatus> {
+        match s {
+            "active" => Some(ProductStatus::Active),
+            "disabled" => Some(ProductStatus::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// A cloud product registered by the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    /// The product code, e.g. `evs`.
+    pub code: ProductCode,
+    /// Storage or database.
+    pub class: ProductClass,
+    /// Active or disabled.
+    pub status: ProductStatus,
+    /// Registration time.
+    pub created_at: UnixMillis,
+}
+
+impl Product {
+    /// The product's principal:
+    /// `arn:<partition>:iam::000000000000:role/keywarden-product/<code>`.
+    pub fn principal_arn(&self, partition: &str) -> String {
+        format!(
+            "arn:{partition}:iam::{PRODUCT_SERVICE_ACCOUNT}:role/keywarden-product/{}",
+            self.code
+        )
+    }
 }

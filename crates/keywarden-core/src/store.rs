@@ -20,8 +20,8 @@
 use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
-use crate::ids::{AccountId, AliasName, KeyId};
-use crate::model::{Account, AliasRecord, Credential, KeyRecord, KeyUsage};
+use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
+use crate::model::{Account, AliasRecord, Credential, KeyRecord, KeyUsage, Product, ProductStatus};
 
 /// Failures of a store backend.
 #[derive(Debug, thiserror::Error)]
@@ -156,13 +156,15 @@ pub trait AccountStore: Send + Sync {
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
     /// Stores a new credential; [`StoreError::AlreadyExists`] if the access key
-    /// id is taken, [`StoreError::MissingReference`] if the account is unknown.
+    /// id is taken, [`StoreError::MissingReference`] if its owner (account or
+    /// product) is unknown.
     async fn create_credential(&self, credential: &Credential) -> Result<(), StoreError>;
 
     /// The credential with this access key id, active or revoked.
     async fn get_credential(&self, access_key_id: &str) -> Result<Option<Credential>, StoreError>;
 
-    /// Credentials of one account, or of all accounts, ordered by access key id.
+    /// Credentials of one account, or every credential (of accounts and of
+    /// products) when `account` is `None`, ordered by access key id.
     async fn list_credentials(
         &self,
         account: Option<&AccountId>,
@@ -170,6 +172,27 @@ pub trait CredentialStore: Send + Sync {
 
     /// Marks the credential revoked; `false` if it did not exist.
     async fn revoke_credential(&self, access_key_id: &str) -> Result<bool, StoreError>;
+}
+
+/// Cloud products (`keywarden admin product ...`).
+#[async_trait]
+pub trait ProductStore: Send + Sync {
+    /// Registers a product; [`StoreError::AlreadyExists`] if the code is taken.
+    async fn create_product(&self, product: &Product) -> Result<(), StoreError>;
+
+    /// The product with this code.
+    async fn get_product(&self, code: &ProductCode) -> Result<Option<Product>, StoreError>;
+
+    /// Every product, ordered by code.
+    async fn list_products(&self) -> Result<Vec<Product>, StoreError>;
+
+    /// Sets the product's status; `false` if it does not exist. Moves the
+    /// change stamp, so servers drop cached product credentials.
+    async fn set_product_status(
+        &self,
+        code: &ProductCode,
+        status: ProductStatus,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The last cryptographic use of each key (`GetKeyLastUsage`).
@@ -204,7 +227,7 @@ pub trait UsageStore: Send + Sync {
 pub trait ChangeFeed: Send + Sync {
     /// A value that differs from the one the previous call returned whenever
     /// state was committed in between by anyone, this process included:
-    /// keys, aliases, accounts, credentials. Recorded key usage
+    /// keys, aliases, accounts, credentials, products. Recorded key usage
     /// ([`UsageStore`]) does not count, so its per-second flush does not
     /// empty every cache. It must be cheap: the server calls it several
     /// times a second.
@@ -213,11 +236,18 @@ pub trait ChangeFeed: Send + Sync {
 
 /// Everything Keywarden persists.
 pub trait Store:
-    KeyStore + AliasStore + AccountStore + CredentialStore + UsageStore + ChangeFeed
+    KeyStore + AliasStore + AccountStore + CredentialStore + ProductStore + UsageStore + ChangeFeed
 {
 }
 
-impl<T: KeyStore + AliasStore + AccountStore + CredentialStore + UsageStore + ChangeFeed> Store
-    for T
+impl<
+        T: KeyStore
+            + AliasStore
+            + AccountStore
+            + CredentialStore
+            + ProductStore
+            + UsageStore
+            + ChangeFeed,
+    > Store for T
 {
 }

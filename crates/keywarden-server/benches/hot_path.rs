@@ -94,6 +94,7 @@ fn operations(c: &mut Criterion) {
     });
     let issued = rt.block_on(kms.create_account("bench")).unwrap();
     let caller = Caller {
+        product: None,
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
         request_id: String::new(),

@@ -1137,6 +1137,7 @@ mod tests {
         });
         let issued = kms.create_account("handlers").await.unwrap();
         let caller = Caller {
+            product: None,
             account_id: issued.account_id,
             principal: issued.access_key_id,
             request_id: String::new(),

@@ -18,6 +18,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use keywarden_core::ids::KeyRef;
+use keywarden_core::ops::accounts::ActiveOwner;
 use keywarden_core::{Caller, Kms};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -224,12 +226,6 @@ async fn handle(
         .verifier
         .verify(&signed, &auth, credential.secret().expose(), now)?;
     *principal = auth.access_key_id.clone();
-    let caller = Caller {
-        account_id: credential.account_id.clone(),
-        principal: auth.access_key_id,
-        request_id: request_id.to_owned(),
-    };
-
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -255,6 +251,28 @@ async fn handle(
             keywarden_core::ids::truncate_for_message(target)
         ))
     })?;
+    let caller = match &credential.owner {
+        ActiveOwner::Account(account) => Caller {
+            account_id: account.clone(),
+            principal: auth.access_key_id,
+            product: None,
+            request_id: request_id.to_owned(),
+        },
+        ActiveOwner::Product(product) => {
+            // Products call only AWS operations, for the account their key
+            // ARNs name (docs/products.md).
+            let operation = match api {
+                Api::Aws => op,
+                Api::Extension => "",
+            };
+            state.kms.product_may_call(product, operation)?;
+            let keys = product_key_refs(&body)?;
+            let keys: Vec<&KeyRef> = keys.iter().collect();
+            state
+                .kms
+                .product_caller(product, &auth.access_key_id, request_id, operation, &keys)?
+        }
+    };
     match api {
         Api::Aws => dispatch(&state.kms, &caller, op, &body).await,
         Api::Extension => dispatch_extension(&state.kms, &caller, op, &body).await,
@@ -394,6 +412,20 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Every key a product's request names (`KeyId`, `SourceKeyId`,
+/// `DestinationKeyId`), parsed as the handlers will parse them.
+fn product_key_refs(body: &[u8]) -> Result<Vec<KeyRef>, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::Serialization("The request body is not valid JSON".into()))?;
+    let mut keys = Vec::new();
+    for field in ["KeyId", "SourceKeyId", "DestinationKeyId"] {
+        if let Some(serde_json::Value::String(s)) = value.get(field) {
+            keys.push(KeyRef::parse(s)?);
+        }
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

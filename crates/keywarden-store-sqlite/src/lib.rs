@@ -2,7 +2,7 @@
 //!
 //! [`SqliteStore`] implements the store seam of `keywarden-core`
 //! ([`KeyStore`], [`AliasStore`], [`AccountStore`], [`CredentialStore`],
-//! [`UsageStore`], [`ChangeFeed`]).
+//! [`ProductStore`], [`UsageStore`], [`ChangeFeed`]).
 //! Every trait method is one SQLite transaction, run on Tokio's blocking pool
 //! so the async executor never waits on disk I/O:
 //!
@@ -33,13 +33,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use keywarden_core::clock::UnixMillis;
-use keywarden_core::ids::{AccountId, AliasName, KeyId};
+use keywarden_core::ids::{AccountId, AliasName, KeyId, ProductCode};
 use keywarden_core::model::{
-    Account, AliasRecord, Credential, KeyRecord, KeyState, KeyUsage, KeyVersion,
+    Account, AliasRecord, Credential, CredentialOwner, KeyRecord, KeyState, KeyUsage, KeyVersion,
+    Product, ProductStatus,
 };
 use keywarden_core::store::{
-    AccountStore, AliasStore, ChangeFeed, CredentialStore, KeyQuery, KeyStore, StoreError,
-    UsageStore,
+    AccountStore, AliasStore, ChangeFeed, CredentialStore, KeyQuery, KeyStore, ProductStore,
+    StoreError, UsageStore,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -49,9 +50,10 @@ use rusqlite::{
 use crate::error::{Fail, Invalid};
 use crate::rows::{
     account_from_row, alias_from_row, check_versions, credential_from_row, decode_account,
-    decode_version, revision_to_sql, rotation_type_to_sql, status_to_sql, usage_from_row,
-    version_from_row, KeyColumns, KeyRow, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS,
-    KEY_COLUMNS, USAGE_COLUMNS, VERSION_COLUMNS,
+    decode_product, decode_version, product_from_row, revision_to_sql, rotation_type_to_sql,
+    status_to_sql, usage_from_row, version_from_row, KeyColumns, KeyRow, ACCOUNT_COLUMNS,
+    ALIAS_COLUMNS, CREDENTIAL_COLUMNS, KEY_COLUMNS, PRODUCT_COLUMNS, USAGE_COLUMNS,
+    VERSION_COLUMNS,
 };
 
 /// How long a connection waits for another connection's (or process's) lock
@@ -800,13 +802,19 @@ impl CredentialStore for SqliteStore {
     async fn create_credential(&self, credential: &Credential) -> Result<(), StoreError> {
         let credential = credential.clone();
         self.write(move |tx| {
+            let (account, product) = match &credential.owner {
+                CredentialOwner::Account(a) => (Some(a.as_str()), None),
+                CredentialOwner::Product(p) => (None, Some(p.as_str())),
+            };
             tx.prepare_cached(
-                "INSERT INTO credentials (access_key_id, account_id, sealed_secret, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO credentials
+                     (access_key_id, account_id, product_code, sealed_secret, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 credential.access_key_id,
-                credential.account_id.as_str(),
+                account,
+                product,
                 credential.sealed_secret,
                 status_to_sql(credential.status),
                 credential.created_at.0
@@ -865,6 +873,68 @@ impl CredentialStore for SqliteStore {
                     status_to_sql(keywarden_core::model::CredentialStatus::Revoked),
                     id
                 ])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ProductStore for SqliteStore {
+    async fn create_product(&self, product: &Product) -> Result<(), StoreError> {
+        let product = product.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO products (code, class, status, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                product.code.as_str(),
+                product.class.as_str(),
+                product.status.as_str(),
+                product.created_at.0
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_product(&self, code: &ProductCode) -> Result<Option<Product>, StoreError> {
+        let code = code.as_str().to_owned();
+        self.read(move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {PRODUCT_COLUMNS} FROM products WHERE code = ?1"
+            ))?
+            .query_row([&code], product_from_row)
+            .optional()?
+            .map(decode_product)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_products(&self) -> Result<Vec<Product>, StoreError> {
+        self.read(move |tx| {
+            let rows = tx
+                .prepare_cached(&format!(
+                    "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY code"
+                ))?
+                .query_map([], product_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(decode_product).collect()
+        })
+        .await
+    }
+
+    async fn set_product_status(
+        &self,
+        code: &ProductCode,
+        status: ProductStatus,
+    ) -> Result<bool, StoreError> {
+        let code = code.as_str().to_owned();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached("UPDATE products SET status = ?1 WHERE code = ?2")?
+                .execute(params![status.as_str(), code])?;
             Ok(changed > 0)
         })
         .await

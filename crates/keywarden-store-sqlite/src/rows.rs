@@ -2,11 +2,11 @@
 //! to the crate: the domain never sees how a record is laid out on disk.
 
 use keywarden_core::clock::UnixMillis;
-use keywarden_core::ids::{AccountId, AliasName, KeyId};
+use keywarden_core::ids::{AccountId, AliasName, KeyId, ProductCode};
 use keywarden_core::model::{
-    Account, AliasRecord, AutoRotation, Credential, CredentialStatus, CryptoOperation, ImportState,
-    KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin,
-    RotationType, Tag,
+    Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
+    CryptoOperation, ImportState, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion,
+    MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
 };
 use rusqlite::Row;
 use serde::{Deserialize, Serialize};
@@ -322,12 +322,13 @@ pub(crate) fn decode_account(
 
 /// The column list [`credential_from_row`] expects.
 pub(crate) const CREDENTIAL_COLUMNS: &str =
-    "access_key_id, account_id, sealed_secret, status, created_at";
+    "access_key_id, account_id, product_code, sealed_secret, status, created_at";
 
 /// A `credentials` row as read, not yet decoded.
 pub(crate) struct CredentialRow {
     access_key_id: String,
-    account_id: String,
+    account_id: Option<String>,
+    product_code: Option<String>,
     sealed_secret: Vec<u8>,
     status: String,
     created_at: i64,
@@ -338,18 +339,27 @@ pub(crate) fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<CredentialR
     Ok(CredentialRow {
         access_key_id: row.get(0)?,
         account_id: row.get(1)?,
-        sealed_secret: row.get(2)?,
-        status: row.get(3)?,
-        created_at: row.get(4)?,
+        product_code: row.get(2)?,
+        sealed_secret: row.get(3)?,
+        status: row.get(4)?,
+        created_at: row.get(5)?,
     })
 }
 
 impl CredentialRow {
     /// Decodes the row.
     pub(crate) fn decode(self) -> Result<Credential, Fail> {
+        let owner = match (self.account_id, self.product_code) {
+            (Some(account), None) => CredentialOwner::Account(decode_account_id(&account)?),
+            (None, Some(code)) => CredentialOwner::Product(
+                ProductCode::parse(&code)
+                    .map_err(|_| Invalid::new("stored product code is malformed"))?,
+            ),
+            _ => return Err(Invalid::new("stored credential has no single owner").into()),
+        };
         Ok(Credential {
             access_key_id: self.access_key_id,
-            account_id: decode_account_id(&self.account_id)?,
+            owner,
             sealed_secret: self.sealed_secret,
             status: decode_status(&self.status)?,
             created_at: UnixMillis(self.created_at),
@@ -463,4 +473,27 @@ impl UsageRow {
             request_id: self.request_id,
         })
     }
+}
+
+/// The column list [`product_from_row`] expects.
+pub(crate) const PRODUCT_COLUMNS: &str = "code, class, status, created_at";
+
+/// Reads and decodes the columns named by [`PRODUCT_COLUMNS`].
+pub(crate) fn product_from_row(row: &Row<'_>) -> rusqlite::Result<(String, String, String, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+/// Decodes a `products` row.
+pub(crate) fn decode_product(
+    (code, class, status, created_at): (String, String, String, i64),
+) -> Result<Product, Fail> {
+    Ok(Product {
+        code: ProductCode::parse(&code)
+            .map_err(|_| Invalid::new("stored product code is malformed"))?,
+        class: ProductClass::parse(&class)
+            .ok_or_else(|| Invalid::new("stored product class is unknown"))?,
+        status: ProductStatus::parse(&status)
+            .ok_or_else(|| Invalid::new("stored product status is unknown"))?,
+        created_at: UnixMillis(created_at),
+    })
 }

@@ -176,8 +176,64 @@ CREATE TRIGGER aliases_delete_changes AFTER DELETE ON aliases
     BEGIN UPDATE changes SET counter = counter + 1; END;
 ";
 
+/// Migration 5: cloud products and product credentials.
+///
+/// * `products`: the registry (`keywarden admin product ...`); the seed
+///   products are registered by the core when a data dir is opened, not
+///   here, so every backend gets them the same way.
+/// * `credentials` is rebuilt (SQLite cannot relax `NOT NULL`): a row is
+///   owned by exactly one of `account_id` and `product_code`, each a
+///   foreign key. Rows copied from before are account credentials. The
+///   table's index and change triggers are recreated; `products` gets
+///   triggers too, so disabling a product reaches every server's cache.
+const MIGRATION_5: &str = "
+CREATE TABLE products (
+    code       TEXT    NOT NULL PRIMARY KEY,
+    class      TEXT    NOT NULL,
+    status     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE credentials_v5 (
+    access_key_id TEXT    NOT NULL PRIMARY KEY,
+    account_id    TEXT    REFERENCES accounts (account_id),
+    product_code  TEXT    REFERENCES products (code),
+    sealed_secret BLOB    NOT NULL,
+    status        TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    CHECK ((account_id IS NULL) <> (product_code IS NULL))
+) STRICT;
+
+INSERT INTO credentials_v5 (access_key_id, account_id, product_code, sealed_secret, status, created_at)
+    SELECT access_key_id, account_id, NULL, sealed_secret, status, created_at FROM credentials;
+
+DROP TABLE credentials;
+ALTER TABLE credentials_v5 RENAME TO credentials;
+
+CREATE INDEX credentials_by_account ON credentials (account_id, access_key_id);
+
+CREATE TRIGGER credentials_insert_changes AFTER INSERT ON credentials
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER credentials_update_changes AFTER UPDATE ON credentials
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER credentials_delete_changes AFTER DELETE ON credentials
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER products_insert_changes AFTER INSERT ON products
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER products_update_changes AFTER UPDATE ON products
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER products_delete_changes AFTER DELETE ON products
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+";
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
 
 /// The schema version this build creates and understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -269,5 +325,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(counter(&conn), after_account);
+    }
+
+    #[test]
+    fn credentials_written_before_products_existed_survive_the_rebuild() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (done, sql) in MIGRATIONS[..4].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute_batch(&format!("PRAGMA user_version = {}", done + 1))
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO accounts VALUES ('111122223333', 'n', 0);
+             INSERT INTO credentials VALUES ('AKIAOLD', '111122223333', x'01', 'Active', 5);",
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        let row: (String, Option<String>, Option<String>, i64) = conn
+            .query_row(
+                "SELECT access_key_id, account_id, product_code, created_at FROM credentials",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            ("AKIAOLD".into(), Some("111122223333".into()), None, 5)
+        );
+        // Exactly one owner per row.
+        assert!(conn
+            .execute(
+                "INSERT INTO credentials VALUES ('AKIANONE', NULL, NULL, x'01', 'Active', 5)",
+                [],
+            )
+            .is_err());
+        // The change triggers were recreated with the table.
+        let counter = |c: &Connection| -> i64 {
+            c.query_row("SELECT counter FROM changes", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = counter(&conn);
+        conn.execute("UPDATE credentials SET status = 'Revoked'", [])
+            .unwrap();
+        assert!(counter(&conn) > before);
     }
 }

@@ -128,7 +128,7 @@ async fn pragmas_and_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
 #[tokio::test]
@@ -150,7 +150,7 @@ async fn migrations_are_idempotent_on_reopen() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
@@ -158,7 +158,7 @@ async fn migrations_are_idempotent_on_reopen() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(tables, 8);
+    assert_eq!(tables, 9);
 }
 
 #[tokio::test]

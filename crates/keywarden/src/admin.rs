@@ -1,11 +1,11 @@
-//! `keywarden admin ...`: operator commands. They open the data directory
+//! `keywarden admin ...`: operator commands (accounts, credentials, products). They open the data directory
 //! directly (SQLite in WAL mode allows this while the server runs), and the
 //! server sees their changes on its next request.
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use keywarden_core::ids::AccountId;
-use keywarden_core::model::CredentialStatus;
+use keywarden_core::ids::{AccountId, ProductCode};
+use keywarden_core::model::{CredentialOwner, CredentialStatus, ProductClass, ProductStatus};
 use serde_json::json;
 
 use crate::{setup, DataArgs};
@@ -18,6 +18,71 @@ pub enum AdminCommand {
     /// Access keys of accounts.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Cloud products (docs/products.md).
+    #[command(subcommand)]
+    Product(ProductCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ProductCommand {
+    /// Register a product; prints it as JSON.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The product code, 2-16 characters a-z or 0-9.
+        #[arg(long)]
+        code: String,
+        /// `storage` or `database`.
+        #[arg(long)]
+        class: String,
+    },
+    /// List products as JSON.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Disable a product: its credentials are refused.
+    Disable {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The product code.
+        #[arg(long)]
+        code: String,
+    },
+    /// Enable a disabled product.
+    Enable {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The product code.
+        #[arg(long)]
+        code: String,
+    },
+    /// Access keys of a product.
+    #[command(subcommand)]
+    Credentials(ProductCredentialsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ProductCredentialsCommand {
+    /// Issue an access key for a product; prints it as JSON.
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The product code.
+        #[arg(long)]
+        code: String,
+    },
+    /// Revoke one of a product's access keys.
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The product code.
+        #[arg(long)]
+        code: String,
+        /// The access key id.
+        #[arg(long)]
+        access_key_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,7 +133,7 @@ pub enum CredentialsCommand {
 pub async fn run(cmd: AdminCommand) -> Result<()> {
     match cmd {
         AdminCommand::Account(AccountCommand::Create { data, name }) => {
-            let kms = setup::open(&data)?.kms;
+            let kms = setup::open(&data).await?.kms;
             let issued = kms
                 .create_account(&name)
                 .await
@@ -76,7 +141,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
             print_issued(&issued);
         }
         AdminCommand::Account(AccountCommand::List { data }) => {
-            let kms = setup::open(&data)?.kms;
+            let kms = setup::open(&data).await?.kms;
             let accounts = kms.list_accounts().await?;
             let list: Vec<_> = accounts
                 .iter()
@@ -95,7 +160,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
         }
         AdminCommand::Credentials(CredentialsCommand::Create { data, account }) => {
             let account = AccountId::parse(&account)?;
-            let kms = setup::open(&data)?.kms;
+            let kms = setup::open(&data).await?.kms;
             let issued = kms.create_credential(&account).await?;
             print_issued(&issued);
         }
@@ -103,7 +168,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
             data,
             access_key_id,
         }) => {
-            let kms = setup::open(&data)?.kms;
+            let kms = setup::open(&data).await?.kms;
             kms.revoke_credential(&access_key_id).await?;
             println!(
                 "{}",
@@ -112,14 +177,18 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
         }
         AdminCommand::Credentials(CredentialsCommand::List { data, account }) => {
             let account = account.as_deref().map(AccountId::parse).transpose()?;
-            let kms = setup::open(&data)?.kms;
+            let kms = setup::open(&data).await?.kms;
             let creds = kms.list_credentials(account.as_ref()).await?;
             let list: Vec<_> = creds
                 .iter()
                 .map(|c| {
+                    let (owner_field, owner) = match &c.owner {
+                        CredentialOwner::Account(a) => ("AccountId", a.as_str()),
+                        CredentialOwner::Product(p) => ("ProductCode", p.as_str()),
+                    };
                     json!({
                         "AccessKeyId": c.access_key_id,
-                        "AccountId": c.account_id.as_str(),
+                        owner_field: owner,
                         "Status": match c.status {
                             CredentialStatus::Active => "Active",
                             CredentialStatus::Revoked => "Revoked",
@@ -133,8 +202,90 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                 serde_json::to_string_pretty(&json!({ "Credentials": list }))?
             );
         }
+        AdminCommand::Product(cmd) => run_product(cmd).await?,
     }
     Ok(())
+}
+
+async fn run_product(cmd: ProductCommand) -> Result<()> {
+    match cmd {
+        ProductCommand::Add { data, code, class } => {
+            let code = ProductCode::parse(&code)?;
+            let class = ProductClass::parse(&class)
+                .with_context(|| format!("--class must be storage or database, got {class:?}"))?;
+            let kms = setup::open(&data).await?.kms;
+            let product = kms.register_product(&code, class).await?;
+            println!("{}", product_json(&kms, &product));
+        }
+        ProductCommand::List { data } => {
+            let kms = setup::open(&data).await?.kms;
+            let list: Vec<_> = kms
+                .list_products()
+                .await?
+                .iter()
+                .map(|p| product_json(&kms, p))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "Products": list }))?
+            );
+        }
+        ProductCommand::Disable { data, code } => {
+            set_status(&data, &code, ProductStatus::Disabled).await?;
+        }
+        ProductCommand::Enable { data, code } => {
+            set_status(&data, &code, ProductStatus::Active).await?;
+        }
+        ProductCommand::Credentials(ProductCredentialsCommand::Create { data, code }) => {
+            let code = ProductCode::parse(&code)?;
+            let kms = setup::open(&data).await?.kms;
+            let issued = kms.create_product_credential(&code).await?;
+            let secret = String::from_utf8_lossy(issued.secret_access_key.expose()).into_owned();
+            println!(
+                "{}",
+                json!({
+                    "ProductCode": issued.product.as_str(),
+                    "AccessKeyId": issued.access_key_id,
+                    "SecretAccessKey": secret,
+                })
+            );
+        }
+        ProductCommand::Credentials(ProductCredentialsCommand::Revoke {
+            data,
+            code,
+            access_key_id,
+        }) => {
+            let code = ProductCode::parse(&code)?;
+            let kms = setup::open(&data).await?.kms;
+            kms.revoke_product_credential(&code, &access_key_id).await?;
+            println!(
+                "{}",
+                json!({ "AccessKeyId": access_key_id, "Status": "Revoked" })
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn set_status(data: &DataArgs, code: &str, status: ProductStatus) -> Result<()> {
+    let code = ProductCode::parse(code)?;
+    let kms = setup::open(data).await?.kms;
+    kms.set_product_status(&code, status).await?;
+    println!("{}", product_json(&kms, &kms.product(&code).await?));
+    Ok(())
+}
+
+fn product_json(
+    kms: &keywarden_core::Kms,
+    p: &keywarden_core::model::Product,
+) -> serde_json::Value {
+    json!({
+        "ProductCode": p.code.as_str(),
+        "Class": p.class.as_str(),
+        "Status": p.status.as_str(),
+        "Principal": p.principal_arn(&kms.config().partition),
+        "CreationDate": p.created_at.as_epoch_seconds(),
+    })
 }
 
 fn print_issued(issued: &keywarden_core::ops::accounts::IssuedCredential) {

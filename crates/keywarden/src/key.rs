@@ -157,7 +157,7 @@ async fn open(tenant: &Tenant) -> Result<(Arc<Kms>, Caller)> {
             tenant.account
         )
     })?;
-    let kms = setup::open(&tenant.data)?.kms;
+    let kms = setup::open(&tenant.data).await?.kms;
     let known = kms
         .list_accounts()
         .await
@@ -168,6 +168,7 @@ async fn open(tenant: &Tenant) -> Result<(Arc<Kms>, Caller)> {
         bail!("NotFoundException: Account {account} does not exist");
     }
     let caller = Caller {
+        product: None,
         account_id: account,
         principal: OPERATOR.into(),
         request_id: String::new(),

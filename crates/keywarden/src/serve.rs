@@ -31,7 +31,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             args.listen
         );
     }
-    let opened = setup::open(&args.data)?;
+    let opened = setup::open(&args.data).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -25,8 +25,10 @@ pub struct Opened {
     pub root_key_path: PathBuf,
 }
 
-/// Opens (creating on first use) the data dir, its root key and database.
-pub fn open(args: &DataArgs) -> Result<Opened> {
+/// Opens (creating on first use) the data dir, its root key and database,
+/// and registers the seed products (evs, zos, sfs, mysql) if they are not
+/// registered yet.
+pub async fn open(args: &DataArgs) -> Result<Opened> {
     if !args.data_dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -70,6 +72,9 @@ pub fn open(args: &DataArgs) -> Result<Opened> {
         },
     })
     .with_importer(Arc::new(importer));
+    kms.register_seed_products()
+        .await
+        .context("registering the seed products")?;
     Ok(Opened {
         kms: Arc::new(kms),
         created,

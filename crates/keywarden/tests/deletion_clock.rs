@@ -32,6 +32,7 @@ async fn deletion_executes_after_the_waiting_period_and_not_before() {
     });
     let issued = kms.create_account("t").await.unwrap();
     let caller = Caller {
+        product: None,
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
         request_id: String::new(),

@@ -59,6 +59,7 @@ async fn fixture() -> Fixture {
         clock,
         kms,
         caller: Caller {
+            product: None,
             account_id: issued.account_id,
             principal: issued.access_key_id,
             request_id: String::new(),

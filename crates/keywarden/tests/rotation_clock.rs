@@ -50,6 +50,7 @@ async fn fixture() -> Fixture {
     let kms = node(store.clone(), clock.clone());
     let issued = kms.create_account("t").await.unwrap();
     let caller = Caller {
+        product: None,
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
         request_id: String::new(),

@@ -11,15 +11,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use keywarden_core::clock::{ManualClock, UnixMillis};
 use keywarden_core::context::EncryptionContext;
-use keywarden_core::ids::{AccountId, AliasName, KeyId, KeyRef};
+use keywarden_core::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
 use keywarden_core::kms::KmsParts;
 use keywarden_core::model::{
-    Account, AliasRecord, Credential, CryptoOperation, KeyRecord, KeyUsage, Origin,
+    Account, AliasRecord, Credential, CryptoOperation, KeyRecord, KeyUsage, Origin, Product,
+    ProductStatus,
 };
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::store::{
-    AccountStore, AliasStore, ChangeFeed, CredentialStore, KeyQuery, KeyStore, Store, StoreError,
-    UsageStore,
+    AccountStore, AliasStore, ChangeFeed, CredentialStore, KeyQuery, KeyStore, ProductStore, Store,
+    StoreError, UsageStore,
 };
 use keywarden_core::{Caller, Kms, KmsConfig, KmsError};
 use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
@@ -79,6 +80,26 @@ impl AliasStore for Counting {
         limit: usize,
     ) -> Result<Vec<AliasRecord>, StoreError> {
         self.inner.list_aliases(a, target, after, limit).await
+    }
+}
+
+#[async_trait]
+impl ProductStore for Counting {
+    async fn create_product(&self, p: &Product) -> Result<(), StoreError> {
+        self.inner.create_product(p).await
+    }
+    async fn get_product(&self, code: &ProductCode) -> Result<Option<Product>, StoreError> {
+        self.inner.get_product(code).await
+    }
+    async fn list_products(&self) -> Result<Vec<Product>, StoreError> {
+        self.inner.list_products().await
+    }
+    async fn set_product_status(
+        &self,
+        code: &ProductCode,
+        status: ProductStatus,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_product_status(code, status).await
     }
 }
 
@@ -170,6 +191,7 @@ async fn fixture() -> Fixture {
     let kms = node(store.clone(), clock.clone());
     let issued = kms.create_account("t").await.unwrap();
     let caller = Caller {
+        product: None,
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
         request_id: "req-0".into(),

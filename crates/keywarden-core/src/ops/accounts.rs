@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use crate::error::KmsError;
-use crate::ids::AccountId;
+use crate::ids::{AccountId, PRODUCT_SERVICE_ACCOUNT};
 use crate::kms::Kms;
-use crate::model::{Account, Credential, CredentialStatus};
+use crate::model::{Account, Credential, CredentialOwner, CredentialStatus, Product};
 use crate::secret::Secret;
 use crate::store::StoreError;
 
@@ -33,11 +33,22 @@ impl std::fmt::Debug for IssuedCredential {
     }
 }
 
-/// An active access key's account and secret, as SigV4 verification needs
-/// them. Cached; dropped from the cache when the key is revoked.
+/// Whom an active access key authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActiveOwner {
+    /// A tenant account.
+    Account(AccountId),
+    /// A cloud product, as registered when the credential was loaded
+    /// (changes to the product drop the cache entry).
+    Product(Product),
+}
+
+/// An active access key's owner and secret, as SigV4 verification needs
+/// them. Cached; dropped from the cache when the key is revoked or its
+/// product changes.
 pub struct ActiveCredential {
-    /// The account the key acts for.
-    pub account_id: AccountId,
+    /// Whom the key authenticates.
+    pub owner: ActiveOwner,
     secret: Secret,
 }
 
@@ -51,7 +62,7 @@ impl ActiveCredential {
 impl std::fmt::Debug for ActiveCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ActiveCredential")
-            .field("account_id", &self.account_id)
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }
@@ -72,8 +83,12 @@ impl Kms {
             ));
         }
         for _ in 0..8 {
+            let account_id = AccountId::from_random(self.random_array()?);
+            if account_id.as_str() == PRODUCT_SERVICE_ACCOUNT {
+                continue;
+            }
             let account = Account {
-                account_id: AccountId::from_random(self.random_array()?),
+                account_id,
                 name: name.to_owned(),
                 created_at: self.clock.now(),
             };
@@ -96,6 +111,30 @@ impl Kms {
                 "account {account_id} does not exist"
             )));
         }
+        let (access_key_id, secret_access_key) = self
+            .issue_credential(CredentialOwner::Account(account_id.clone()))
+            .await?;
+        Ok(IssuedCredential {
+            account_id: account_id.clone(),
+            access_key_id,
+            secret_access_key,
+        })
+    }
+
+    /// Generates, seals and stores a new access key for `owner`; returns
+    /// its id and secret. An unknown owner is `NotFound`.
+    pub(crate) async fn issue_credential(
+        &self,
+        owner: CredentialOwner,
+    ) -> Result<(String, Secret), KmsError> {
+        let missing = |owner: &CredentialOwner| match owner {
+            CredentialOwner::Account(a) => {
+                KmsError::NotFound(format!("account {a} does not exist"))
+            }
+            CredentialOwner::Product(p) => {
+                KmsError::NotFound(format!("product {p} does not exist"))
+            }
+        };
         for _ in 0..8 {
             let raw: [u8; 16] = self.random_array()?;
             let access_key_id: String = "AKIA"
@@ -119,25 +158,15 @@ impl Kms {
                 .map_err(KmsError::Protector)?;
             let credential = Credential {
                 access_key_id: access_key_id.clone(),
-                account_id: account_id.clone(),
+                owner: owner.clone(),
                 sealed_secret,
                 status: CredentialStatus::Active,
                 created_at: self.clock.now(),
             };
             match self.store.create_credential(&credential).await {
-                Ok(()) => {
-                    return Ok(IssuedCredential {
-                        account_id: account_id.clone(),
-                        access_key_id,
-                        secret_access_key: secret,
-                    })
-                }
+                Ok(()) => return Ok((access_key_id, secret)),
                 Err(StoreError::AlreadyExists) => continue,
-                Err(StoreError::MissingReference) => {
-                    return Err(KmsError::NotFound(format!(
-                        "account {account_id} does not exist"
-                    )))
-                }
+                Err(StoreError::MissingReference) => return Err(missing(&owner)),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -191,10 +220,14 @@ impl Kms {
             .sealer
             .unseal(&credential_aad(access_key_id), &c.sealed_secret)
             .map_err(KmsError::Protector)?;
-        let active = Arc::new(ActiveCredential {
-            account_id: c.account_id,
-            secret,
-        });
+        let owner = match c.owner {
+            CredentialOwner::Account(account) => ActiveOwner::Account(account),
+            CredentialOwner::Product(code) => {
+                let product = self.product(&code).await?;
+                ActiveOwner::Product(product)
+            }
+        };
+        let active = Arc::new(ActiveCredential { owner, secret });
         self.caches
             .put_credential(epoch, access_key_id, active.clone());
         Ok(Some(active))

@@ -39,6 +39,9 @@ impl Kms {
         context: &EncryptionContext,
         key_ref: Option<&KeyRef>,
     ) -> Result<(Arc<KeyRecord>, Secret), KmsError> {
+        if caller.product.is_some() && key_ref.is_none() {
+            return Err(product_must_name_key());
+        }
         let parsed = ciphertext::parse(blob)?;
         if let Some(named) = key_ref {
             let named = self.resolve(caller, named).await?;
@@ -57,4 +60,12 @@ impl Kms {
         let plaintext = ciphertext::open(handle.as_ref(), &parsed, context)?;
         Ok((key.record.clone(), plaintext))
     }
+}
+
+/// A product's request must name the tenant's key: the blob names only a
+/// key id, not the account the product acts for.
+pub(crate) fn product_must_name_key() -> KmsError {
+    KmsError::AccessDenied(
+        "a product must name the tenant's key by key ARN or alias ARN (KeyId is required)".into(),
+    )
 }

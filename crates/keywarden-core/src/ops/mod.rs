@@ -3,7 +3,7 @@
 //! returning domain types; the server crate does the wire translation.
 //! Besides the AWS operations: the Keywarden extensions
 //! (`enable_key_deletion_protection`, `disable_key_deletion_protection`),
-//! the operator's `accounts`, and the executors the server runs
+//! the operator's `accounts` and `products`, and the executors the server runs
 //! periodically (`execute_deletions`, `execute_rotations`,
 //! `execute_material_expirations`) and the flush of recorded key usage
 //! (`flush_key_usage`).
@@ -37,6 +37,7 @@ pub mod list_aliases;
 pub mod list_key_rotations;
 pub mod list_keys;
 pub mod list_resource_tags;
+pub mod products;
 pub mod re_encrypt;
 pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
