@@ -63,6 +63,25 @@ pub struct ProductCaller {
     pub class: ProductClass,
 }
 
+/// Walks every key (of all accounts) matching a query, 256 at a time in
+/// key-id order, with [`Kms::next_batch`]. Shared by the background sweeps
+/// (deletion, rotation, material expiry).
+pub(crate) struct KeySweep {
+    query: crate::store::KeyQuery,
+    done: bool,
+}
+
+impl KeySweep {
+    /// A sweep over the keys matching `query`; its `account`, `after` and
+    /// `limit` are managed by the sweep.
+    pub(crate) fn new(mut query: crate::store::KeyQuery) -> Self {
+        query.account = None;
+        query.after = None;
+        query.limit = 256;
+        KeySweep { query, done: false }
+    }
+}
+
 /// One page of a paginated listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
@@ -492,6 +511,25 @@ impl Kms {
             .into();
         key.put_handle(version, handle.clone());
         Ok(handle)
+    }
+
+    /// The next batch of a [`KeySweep`]; `None` when it is exhausted.
+    pub(crate) async fn next_batch(
+        &self,
+        sweep: &mut KeySweep,
+    ) -> Result<Option<Vec<KeyRecord>>, KmsError> {
+        if sweep.done {
+            return Ok(None);
+        }
+        let batch = self.store.list_keys(&sweep.query).await?;
+        sweep.done = batch.len() < sweep.query.limit;
+        match batch.last() {
+            None => Ok(None),
+            Some(last) => {
+                sweep.query.after = Some(last.key_id);
+                Ok(Some(batch))
+            }
+        }
     }
 
     /// Applies `change` to the key the caller names and stores it with a

@@ -4,10 +4,7 @@
 use crate::error::KmsError;
 use crate::store::{KeyQuery, StoreError};
 
-use crate::kms::Kms;
-
-/// Keys examined per batch.
-const BATCH: usize = 256;
+use crate::kms::{KeySweep, Kms};
 
 impl Kms {
     /// Destroys every key pending deletion whose deletion date has passed and
@@ -16,25 +13,13 @@ impl Kms {
     /// so a key cancelled in between is left alone and no key is destroyed
     /// twice.
     pub async fn execute_due_deletions(&self) -> Result<usize, KmsError> {
-        let now = self.clock.now();
+        let mut sweep = KeySweep::new(KeyQuery {
+            deletion_due_by: Some(self.clock.now()),
+            ..KeyQuery::default()
+        });
         let mut destroyed = 0;
-        let mut after = None;
-        loop {
-            let due = self
-                .store
-                .list_keys(&KeyQuery {
-                    account: None,
-                    after,
-                    deletion_due_by: Some(now),
-                    rotation_due_by: None,
-                    material_expiry_due_by: None,
-                    limit: BATCH,
-                })
-                .await?;
-            let Some(last) = due.last() else { break };
-            after = Some(last.key_id);
-            let full = due.len() == BATCH;
-            for key in due {
+        while let Some(batch) = self.next_batch(&mut sweep).await? {
+            for key in batch {
                 let result = self
                     .store
                     .destroy_key(&key.account_id, &key.key_id, key.revision)
@@ -48,9 +33,6 @@ impl Kms {
                     Err(StoreError::Conflict) => {}
                     Err(e) => return Err(e.into()),
                 }
-            }
-            if !full {
-                break;
             }
         }
         Ok(destroyed)

@@ -4,13 +4,10 @@
 
 use crate::clock::UnixMillis;
 use crate::error::KmsError;
-use crate::kms::Kms;
+use crate::kms::{KeySweep, Kms};
 use crate::model::KeyRecord;
 use crate::ops::delete_imported_key_material::clear_material;
 use crate::store::{KeyQuery, StoreError};
-
-/// Keys examined per batch.
-const BATCH: usize = 256;
 
 /// How often one key is re-read after a conflicting change before the
 /// executor leaves it to the next sweep.
@@ -25,30 +22,16 @@ impl Kms {
     /// with a later valid-to) and leave the key alone.
     pub async fn execute_material_expirations(&self) -> Result<usize, KmsError> {
         let now = self.clock.now();
+        let mut sweep = KeySweep::new(KeyQuery {
+            material_expiry_due_by: Some(now),
+            ..KeyQuery::default()
+        });
         let mut expired = 0;
-        let mut after = None;
-        loop {
-            let due = self
-                .store
-                .list_keys(&KeyQuery {
-                    account: None,
-                    after,
-                    deletion_due_by: None,
-                    rotation_due_by: None,
-                    material_expiry_due_by: Some(now),
-                    limit: BATCH,
-                })
-                .await?;
-            let Some(last) = due.last() else { break };
-            after = Some(last.key_id);
-            let full = due.len() == BATCH;
-            for key in due {
+        while let Some(batch) = self.next_batch(&mut sweep).await? {
+            for key in batch {
                 if self.expire_if_due(key, now).await? {
                     expired += 1;
                 }
-            }
-            if !full {
-                break;
             }
         }
         Ok(expired)

@@ -4,12 +4,9 @@
 
 use crate::clock::UnixMillis;
 use crate::error::KmsError;
-use crate::kms::Kms;
+use crate::kms::{KeySweep, Kms};
 use crate::model::{KeyRecord, KeyState, RotationType};
 use crate::store::{KeyQuery, StoreError};
-
-/// Keys examined per batch.
-const BATCH: usize = 256;
 
 /// How often one key is re-read after a conflicting change before the
 /// executor leaves it to the next sweep.
@@ -32,25 +29,14 @@ impl Kms {
     /// the end; the key stays due and is tried again by the next sweep.
     pub async fn execute_due_rotations(&self) -> Result<usize, KmsError> {
         let now = self.clock.now();
+        let mut sweep = KeySweep::new(KeyQuery {
+            rotation_due_by: Some(now),
+            ..KeyQuery::default()
+        });
         let mut rotated = 0;
         let mut first_failure = None;
-        let mut after = None;
-        loop {
-            let due = self
-                .store
-                .list_keys(&KeyQuery {
-                    account: None,
-                    after,
-                    deletion_due_by: None,
-                    rotation_due_by: Some(now),
-                    material_expiry_due_by: None,
-                    limit: BATCH,
-                })
-                .await?;
-            let Some(last) = due.last() else { break };
-            after = Some(last.key_id);
-            let full = due.len() == BATCH;
-            for key in due {
+        while let Some(batch) = self.next_batch(&mut sweep).await? {
+            for key in batch {
                 match self.rotate_if_due(key, now).await {
                     Ok(true) => rotated += 1,
                     Ok(false) => {}
@@ -58,9 +44,6 @@ impl Kms {
                         first_failure.get_or_insert(e);
                     }
                 }
-            }
-            if !full {
-                break;
             }
         }
         match first_failure {
