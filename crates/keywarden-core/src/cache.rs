@@ -198,6 +198,7 @@ mod tests {
             on_demand_rotations: 0,
             deletion_protection: false,
             import: None,
+            default_for: None,
         }
     }
 

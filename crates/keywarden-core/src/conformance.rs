@@ -67,6 +67,7 @@ pub async fn run(store: &dyn Store) {
     list_aliases(store, &ids).await;
     credentials(store, &ids).await;
     products(store, &ids).await;
+    default_keys(store, &ids).await;
     concurrency(store, &ids).await;
     change_feed(store, &ids).await;
     key_usage(store, &ids).await;
@@ -1766,6 +1767,113 @@ async fn products(store: &dyn Store, ids: &Ids) {
     );
 }
 
+/// `create_default_key`: key and alias in one transaction; of many
+/// simultaneous creations for one account and product exactly one wins and
+/// the losers write nothing; another product or account is independent.
+async fn default_keys(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "default_keys";
+    const CONTENDERS: usize = 16;
+    let account = new_account(store, ids).await;
+    let code = ids.product();
+    let alias_for = |key: &KeyRecord, code: &ProductCode| AliasRecord {
+        account_id: key.account_id.clone(),
+        name: AliasName::default_key(code),
+        target: key.key_id,
+        created_at: UnixMillis(1_700_000_000_000),
+        updated_at: UnixMillis(1_700_000_000_000),
+        revision: 1,
+    };
+    let candidates: Vec<KeyRecord> = (0..CONTENDERS)
+        .map(|_| KeyRecord {
+            key_manager: KeyManager::Aws,
+            default_for: Some(code.clone()),
+            ..plain_key(ids, &account)
+        })
+        .collect();
+    let aliases: Vec<AliasRecord> = candidates.iter().map(|k| alias_for(k, &code)).collect();
+    let results = join_all(
+        candidates
+            .iter()
+            .zip(&aliases)
+            .map(|(k, a)| store.create_default_key(k, a))
+            .collect(),
+    )
+    .await;
+    let winner = single_winner_with(
+        &results,
+        Expected::AlreadyExists,
+        CASE,
+        "create_default_key",
+    );
+    let alias = ok(
+        store
+            .get_alias(&account, &AliasName::default_key(&code))
+            .await,
+        CASE,
+        "get_alias",
+    );
+    assert_eq!(
+        alias.map(|a| a.target),
+        Some(candidates[winner].key_id),
+        "store conformance: {CASE}: the alias must point at the winning key"
+    );
+    assert_eq!(
+        get_key(store, &account, &candidates[winner].key_id, CASE).await,
+        Some(candidates[winner].clone()),
+        "store conformance: {CASE}: the winning key must be stored as given (default_for included)"
+    );
+    let listed = ok(
+        store
+            .list_keys(&KeyQuery {
+                account: Some(account.clone()),
+                limit: 1000,
+                ..KeyQuery::default()
+            })
+            .await,
+        CASE,
+        "list_keys",
+    );
+    assert_eq!(
+        listed.len(),
+        1,
+        "store conformance: {CASE}: losers of the race must leave no key behind"
+    );
+
+    // A second product, and the same product in another account, are
+    // independent of the first.
+    let other_code = ids.product();
+    let other = KeyRecord {
+        key_manager: KeyManager::Aws,
+        default_for: Some(other_code.clone()),
+        ..plain_key(ids, &account)
+    };
+    ok(
+        store
+            .create_default_key(&other, &alias_for(&other, &other_code))
+            .await,
+        CASE,
+        "create_default_key for another product",
+    );
+    let second_account = new_account(store, ids).await;
+    let elsewhere = KeyRecord {
+        key_manager: KeyManager::Aws,
+        default_for: Some(code.clone()),
+        ..plain_key(ids, &second_account)
+    };
+    ok(
+        store
+            .create_default_key(&elsewhere, &alias_for(&elsewhere, &code))
+            .await,
+        CASE,
+        "create_default_key in another account",
+    );
+    assert_eq!(
+        get_key(store, &second_account, &elsewhere.key_id, CASE).await,
+        Some(elsewhere.clone()),
+        "store conformance: {CASE}: each account gets its own default key"
+    );
+}
+
 async fn concurrency(store: &dyn Store, ids: &Ids) {
     const CASE: &str = "concurrent compare-and-set";
     const WRITERS: usize = 16;
@@ -1910,6 +2018,7 @@ fn full_key(ids: &Ids, account: &AccountId) -> KeyRecord {
             fingerprint: vec![0xf1; 32],
             expiration: Some(MaterialExpiration::ValidTo(UnixMillis(1_800_000_000_000))),
         }),
+        default_for: Some(ProductCode::parse("evs").unwrap()),
     }
 }
 
@@ -1933,6 +2042,7 @@ fn plain_key(ids: &Ids, account: &AccountId) -> KeyRecord {
         on_demand_rotations: 0,
         deletion_protection: false,
         import: None,
+        default_for: None,
     }
 }
 

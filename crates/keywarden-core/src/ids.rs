@@ -114,7 +114,11 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// An alias name such as `alias/my-key`.
+/// The prefix of the aliases of default keys (`alias_evs`), outside the
+/// `alias/` namespace users create aliases in.
+pub const DEFAULT_KEY_ALIAS_PREFIX: &str = "alias_";
+
+/// An alias name such as `alias/my-key`, or a default key's `alias_evs`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AliasName(String);
 
@@ -128,6 +132,11 @@ impl AliasName {
     /// pass this check, so users can never take them.)
     pub fn parse_user(s: &str) -> Result<Self, KmsError> {
         Self::check_charset(s)?;
+        if s.starts_with(DEFAULT_KEY_ALIAS_PREFIX) {
+            return Err(KmsError::InvalidAliasName(format!(
+                "Alias names that begin with \"{DEFAULT_KEY_ALIAS_PREFIX}\" are reserved for the default keys of cloud products; aliases must start with the prefix \"alias/\""
+            )));
+        }
         let Some(rest) = s.strip_prefix("alias/") else {
             return Err(KmsError::InvalidAliasName(
                 "Alias must start with the prefix \"alias/\"".into(),
@@ -144,6 +153,20 @@ impl AliasName {
             ));
         }
         Ok(AliasName(s.to_owned()))
+    }
+
+    /// The alias of a product's default key, `alias_<code>`: the system's
+    /// name, which [`AliasName::parse_user`] never accepts.
+    pub fn default_key(code: &ProductCode) -> Self {
+        AliasName(format!("{DEFAULT_KEY_ALIAS_PREFIX}{code}"))
+    }
+
+    /// The product whose default key this alias names, if it is of the
+    /// form `alias_<code>` with a well-formed code.
+    pub fn default_key_product(&self) -> Option<ProductCode> {
+        self.0
+            .strip_prefix(DEFAULT_KEY_ALIAS_PREFIX)
+            .and_then(|code| ProductCode::parse(code).ok())
     }
 
     /// Validates a name used to look an alias up (any well-formed name).
@@ -237,7 +260,7 @@ impl KeyRef {
                     key,
                 });
             }
-            if resource.starts_with("alias/") {
+            if resource.starts_with("alias/") || resource.starts_with(DEFAULT_KEY_ALIAS_PREFIX) {
                 let alias = AliasName::parse_lookup(resource).map_err(|_| invalid())?;
                 return Ok(KeyRef::AliasArn {
                     region: region.to_owned(),
@@ -247,7 +270,7 @@ impl KeyRef {
             }
             return Err(invalid());
         }
-        if s.starts_with("alias/") {
+        if s.starts_with("alias/") || s.starts_with(DEFAULT_KEY_ALIAS_PREFIX) {
             return Ok(KeyRef::Alias(AliasName::parse_lookup(s)?));
         }
         KeyId::parse(s).map(KeyRef::Id).ok_or_else(|| {
@@ -314,6 +337,30 @@ mod tests {
             KeyRef::parse("arn:aws:kms:us-east-1:111122223333:alias/foo").unwrap(),
             KeyRef::AliasArn { alias, .. } if alias.as_str() == "alias/foo"
         ));
+        // Default keys: `alias_<code>`, bare and in an alias ARN (the
+        // seed's form, without `alias/`).
+        assert!(matches!(
+            KeyRef::parse("alias_evs").unwrap(),
+            KeyRef::Alias(a) if a.default_key_product().unwrap().as_str() == "evs"
+        ));
+        assert!(matches!(
+            KeyRef::parse("arn:aws:kms:us-east-1:111122223333:alias_mysql").unwrap(),
+            KeyRef::AliasArn { alias, account, .. }
+                if alias == AliasName::default_key(&ProductCode::parse("mysql").unwrap())
+                    && account == "111122223333"
+        ));
+        assert_eq!(
+            AliasName::parse_lookup("alias/evs")
+                .unwrap()
+                .default_key_product(),
+            None
+        );
+        assert_eq!(
+            AliasName::parse_lookup("alias_E")
+                .unwrap()
+                .default_key_product(),
+            None
+        );
     }
 
     #[test]

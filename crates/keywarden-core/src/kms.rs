@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use crate::cache::{CachedKey, Caches};
 use crate::clock::{Clock, UnixMillis};
+use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
 use crate::model::{
-    CryptoOperation, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, Origin, ProductClass,
-    RotationType,
+    CryptoOperation, GrantOperation, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, Origin,
+    ProductClass, RotationType,
 };
 use crate::protector::{
     KeyBinding, KeyHandle, KeyImporter, KeyProtector, SecretSealer, SecureRandom,
@@ -80,6 +81,19 @@ impl KeySweep {
         query.limit = 256;
         KeySweep { query, done: false }
     }
+}
+
+/// How a caller wants to access a key; [`Kms::authorize`] decides.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Access<'a> {
+    /// Read its metadata (DescribeKey, ListResourceTags, ListAliases by
+    /// key, GetKeyRotationStatus, ...).
+    Describe,
+    /// A cryptographic operation with this encryption context.
+    // The context is read by grant constraints, which land next.
+    Crypto(GrantOperation, #[allow(dead_code)] &'a EncryptionContext),
+    /// Change it; the AWS operation name goes into refusals.
+    Manage(&'static str),
 }
 
 /// One page of a paginated listing.
@@ -216,61 +230,33 @@ impl Kms {
         Ok(s)
     }
 
-    /// Finds the key a caller names, from the cache when possible. Keys of
-    /// other accounts, other regions and unknown aliases are all `NotFound`.
+    /// Finds the key a caller names, from the cache when possible, and
+    /// checks that the caller may access it as `access` says
+    /// ([`Kms::authorize`]). Keys of other accounts, other regions and
+    /// unknown aliases are all `NotFound`. A product naming its own default
+    /// key (`alias_<code>`) for an account that has none yet creates it.
     pub(crate) async fn resolve(
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
+        access: Access<'_>,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let key_id = self.resolve_id(caller, key_ref, true).await?;
         let key = self
             .cached_key(&caller.account_id, &key_id)
             .await?
             .ok_or_else(|| not_found(key_ref))?;
-        self.require_product_may_use(caller, &key.record)?;
+        self.authorize(caller, &key.record, access).await?;
         Ok(key)
     }
 
-    /// Refuses a product the keys its class does not allow: storage
-    /// products only their default key; database products, until grants
-    /// exist, the same. Default keys do not exist yet, so today every key
-    /// is refused to products (docs/products.md).
-    pub(crate) fn require_product_may_use(
-        &self,
-        caller: &Caller,
-        key: &KeyRecord,
-    ) -> Result<(), KmsError> {
-        let Some(product) = &caller.product else {
-            return Ok(());
-        };
-        if key.key_manager == KeyManager::Aws {
-            // Which product a default key belongs to is recorded with the
-            // default keys themselves; until then no product may use one.
-            return Err(KmsError::AccessDenied(format!(
-                "product {} can only use its own default key",
-                product.code
-            )));
-        }
-        Err(KmsError::AccessDenied(match product.class {
-            ProductClass::Storage => format!(
-                "storage products can only use their default key; product {} may not use {}",
-                product.code,
-                self.key_arn(&key.account_id, &key.key_id)
-            ),
-            ProductClass::Database => format!(
-                "database products can only use their default key until grants are supported; product {} may not use {}",
-                product.code,
-                self.key_arn(&key.account_id, &key.key_id)
-            ),
-        }))
-    }
-
-    /// Finds the key a caller names, reading the store (for changes).
+    /// Finds the key a caller names, reading the store (for changes), and
+    /// checks access like [`Kms::resolve`].
     pub(crate) async fn resolve_fresh(
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
+        access: Access<'_>,
     ) -> Result<KeyRecord, KmsError> {
         let key_id = self.resolve_id(caller, key_ref, false).await?;
         let key = self
@@ -278,8 +264,75 @@ impl Kms {
             .get_key(&caller.account_id, &key_id)
             .await?
             .ok_or_else(|| not_found(key_ref))?;
-        self.require_product_may_use(caller, &key)?;
+        self.authorize(caller, &key, access).await?;
         Ok(key)
+    }
+
+    /// Decides whether `caller` may access `key` as `access` says. The one
+    /// place the rules of docs/products.md live:
+    /// - account users: every access to customer keys; to default keys
+    ///   (`KeyManager` `AWS`) only describing (cryptography is their
+    ///   product's, `AccessDeniedException`; changes are the system's,
+    ///   `UnsupportedOperationException`);
+    /// - products: their own default key; storage products nothing else;
+    ///   database products a customer key of the account only through a
+    ///   grant to their principal that allows the operation.
+    pub(crate) async fn authorize(
+        &self,
+        caller: &Caller,
+        key: &KeyRecord,
+        access: Access<'_>,
+    ) -> Result<(), KmsError> {
+        let arn = || self.key_arn(&key.account_id, &key.key_id);
+        let owner = || {
+            key.default_for
+                .as_ref()
+                .map_or_else(|| "a cloud product".to_owned(), |p| format!("product {p}"))
+        };
+        let Some(product) = &caller.product else {
+            if key.key_manager == KeyManager::Customer {
+                return Ok(());
+            }
+            return match access {
+                Access::Describe => Ok(()),
+                Access::Crypto(op, _) => Err(KmsError::AccessDenied(format!(
+                    "{} is the default key of {}; only that product can use it for cryptographic operations ({} refused)",
+                    arn(),
+                    owner(),
+                    op.as_str()
+                ))),
+                Access::Manage(op) => Err(KmsError::Unsupported(format!(
+                    "{op} is not supported on {}: it is the default key of {}, and default keys are managed by Keywarden",
+                    arn(),
+                    owner()
+                ))),
+            };
+        };
+        if key.key_manager == KeyManager::Aws {
+            if key.default_for.as_ref() == Some(&product.code)
+                && !matches!(access, Access::Manage(_))
+            {
+                return Ok(());
+            }
+            return Err(KmsError::AccessDenied(format!(
+                "product {} can only use its own default key; {} is the default key of {}",
+                product.code,
+                arn(),
+                owner()
+            )));
+        }
+        match product.class {
+            ProductClass::Storage => Err(KmsError::AccessDenied(format!(
+                "storage products can only use their default key (you can choose the key for server-side encryption only for database products); product {} may not use {}",
+                product.code,
+                arn()
+            ))),
+            ProductClass::Database => Err(KmsError::AccessDenied(format!(
+                "database products can only use their default key until grants are supported; product {} may not use {}",
+                product.code,
+                arn()
+            ))),
+        }
     }
 
     /// A key of `account` by id, through the cache.
@@ -349,14 +402,20 @@ impl Kms {
             }
         }
         let epoch = self.caches.epoch();
-        let target = self
-            .store
-            .get_alias(&caller.account_id, alias)
-            .await?
-            .map(|a| a.target)
-            .ok_or_else(|| {
-                KmsError::NotFound(format!("Alias '{}' is not found.", describe_ref(key_ref)))
-            })?;
+        let target = match self.store.get_alias(&caller.account_id, alias).await? {
+            Some(a) => a.target,
+            None => match &caller.product {
+                Some(product) if alias.default_key_product().as_ref() == Some(&product.code) => {
+                    self.create_default_key(caller, product).await?
+                }
+                _ => {
+                    return Err(KmsError::NotFound(format!(
+                        "Alias '{}' is not found.",
+                        describe_ref(key_ref)
+                    )))
+                }
+            },
+        };
         self.caches
             .put_alias(epoch, &caller.account_id, alias, target);
         Ok(target)
@@ -534,17 +593,22 @@ impl Kms {
 
     /// Applies `change` to the key the caller names and stores it with a
     /// compare-and-set on its revision, re-reading and retrying on conflict.
+    /// `operation` (the AWS name) is what a refusal for a default key
+    /// names.
     pub(crate) async fn update_key_with<F>(
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
+        operation: &'static str,
         mut change: F,
     ) -> Result<KeyRecord, KmsError>
     where
         F: FnMut(&Kms, &mut KeyRecord) -> Result<(), KmsError>,
     {
         for _ in 0..CAS_ATTEMPTS {
-            let mut key = self.resolve_fresh(caller, key_ref).await?;
+            let mut key = self
+                .resolve_fresh(caller, key_ref, Access::Manage(operation))
+                .await?;
             let expected = key.revision;
             change(self, &mut key)?;
             key.revision = expected + 1;

@@ -225,6 +225,9 @@ pub struct KeyRecord {
     /// Imported material (origin `EXTERNAL`): `None` until material was
     /// first imported.
     pub import: Option<ImportState>,
+    /// The product a default key (`KeyManager::Aws`) belongs to: only that
+    /// product uses it for cryptography. `None` for customer keys.
+    pub default_for: Option<ProductCode>,
 }
 
 impl KeyRecord {
@@ -455,4 +458,183 @@ impl Product {
             self.code
         )
     }
+}
+
+/// An operation a grant can allow, named as AWS names them. Keywarden's
+/// keys are symmetric encryption keys, so only the operations such a key
+/// supports can be granted (`GrantOperation::applies_to_symmetric`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GrantOperation {
+    /// `Decrypt`.
+    Decrypt,
+    /// `Encrypt`.
+    Encrypt,
+    /// `GenerateDataKey`.
+    GenerateDataKey,
+    /// `GenerateDataKeyWithoutPlaintext`.
+    GenerateDataKeyWithoutPlaintext,
+    /// `ReEncrypt` with the key as source.
+    ReEncryptFrom,
+    /// `ReEncrypt` with the key as destination.
+    ReEncryptTo,
+    /// `DescribeKey`.
+    DescribeKey,
+    /// `CreateGrant`.
+    CreateGrant,
+    /// `RetireGrant`.
+    RetireGrant,
+    /// `Sign` (asymmetric keys only).
+    Sign,
+    /// `Verify` (asymmetric keys only).
+    Verify,
+    /// `GetPublicKey` (asymmetric keys only).
+    GetPublicKey,
+    /// `GenerateDataKeyPair`.
+    GenerateDataKeyPair,
+    /// `GenerateDataKeyPairWithoutPlaintext`.
+    GenerateDataKeyPairWithoutPlaintext,
+    /// `GenerateMac` (HMAC keys only).
+    GenerateMac,
+    /// `VerifyMac` (HMAC keys only).
+    VerifyMac,
+    /// `DeriveSharedSecret` (key agreement keys only).
+    DeriveSharedSecret,
+}
+
+impl GrantOperation {
+    /// Every operation, in AWS's documentation order.
+    pub const ALL: [GrantOperation; 17] = [
+        GrantOperation::Decrypt,
+        GrantOperation::Encrypt,
+        GrantOperation::GenerateDataKey,
+        GrantOperation::GenerateDataKeyWithoutPlaintext,
+        GrantOperation::ReEncryptFrom,
+        GrantOperation::ReEncryptTo,
+        GrantOperation::Sign,
+        GrantOperation::Verify,
+        GrantOperation::GetPublicKey,
+        GrantOperation::CreateGrant,
+        GrantOperation::RetireGrant,
+        GrantOperation::DescribeKey,
+        GrantOperation::GenerateDataKeyPair,
+        GrantOperation::GenerateDataKeyPairWithoutPlaintext,
+        GrantOperation::GenerateMac,
+        GrantOperation::VerifyMac,
+        GrantOperation::DeriveSharedSecret,
+    ];
+
+    /// The AWS spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantOperation::Decrypt => "Decrypt",
+            GrantOperation::Encrypt => "Encrypt",
+            GrantOperation::GenerateDataKey => "GenerateDataKey",
+            GrantOperation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            GrantOperation::ReEncryptFrom => "ReEncryptFrom",
+            GrantOperation::ReEncryptTo => "ReEncryptTo",
+            GrantOperation::DescribeKey => "DescribeKey",
+            GrantOperation::CreateGrant => "CreateGrant",
+            GrantOperation::RetireGrant => "RetireGrant",
+            GrantOperation::Sign => "Sign",
+            GrantOperation::Verify => "Verify",
+            GrantOperation::GetPublicKey => "GetPublicKey",
+            GrantOperation::GenerateDataKeyPair => "GenerateDataKeyPair",
+            GrantOperation::GenerateDataKeyPairWithoutPlaintext => {
+                "GenerateDataKeyPairWithoutPlaintext"
+            }
+            GrantOperation::GenerateMac => "GenerateMac",
+            GrantOperation::VerifyMac => "VerifyMac",
+            GrantOperation::DeriveSharedSecret => "DeriveSharedSecret",
+        }
+    }
+
+    /// Parses the AWS spelling.
+    pub fn parse(s: &str) -> Option<GrantOperation> {
+        GrantOperation::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+
+    /// Whether a symmetric encryption key supports the operation.
+    pub fn applies_to_symmetric(self) -> bool {
+        matches!(
+            self,
+            GrantOperation::Decrypt
+                | GrantOperation::Encrypt
+                | GrantOperation::GenerateDataKey
+                | GrantOperation::GenerateDataKeyWithoutPlaintext
+                | GrantOperation::ReEncryptFrom
+                | GrantOperation::ReEncryptTo
+                | GrantOperation::DescribeKey
+                | GrantOperation::CreateGrant
+                | GrantOperation::RetireGrant
+                | GrantOperation::GenerateDataKeyPair
+                | GrantOperation::GenerateDataKeyPairWithoutPlaintext
+        )
+    }
+
+    /// Whether the operation takes an encryption context, so grant
+    /// constraints apply to it (AWS: not to `DescribeKey`, `CreateGrant`,
+    /// `RetireGrant`).
+    pub fn takes_context(self) -> bool {
+        !matches!(
+            self,
+            GrantOperation::DescribeKey | GrantOperation::CreateGrant | GrantOperation::RetireGrant
+        )
+    }
+}
+
+/// Encryption context constraints of a grant. Keys compare without
+/// regard to ASCII case, values exactly (AWS's rule for grant constraints).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantConstraints {
+    /// The request's context must contain these pairs.
+    pub subset: Option<std::collections::BTreeMap<String, String>>,
+    /// The request's context must be exactly these pairs.
+    pub equals: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl GrantConstraints {
+    /// Whether a request with `pairs` as its encryption context satisfies
+    /// the constraints.
+    pub fn allow<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> bool {
+        let has = |k: &str, v: &str| {
+            pairs
+                .clone()
+                .any(|(rk, rv)| rk.eq_ignore_ascii_case(k) && rv == v)
+        };
+        if let Some(subset) = &self.subset {
+            if !subset.iter().all(|(k, v)| has(k, v)) {
+                return false;
+            }
+        }
+        if let Some(equals) = &self.equals {
+            if pairs.clone().count() != equals.len() || !equals.iter().all(|(k, v)| has(k, v)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A grant: permission for a grantee principal to use one key for some
+/// operations, optionally constrained by encryption context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// 64 hex characters, unique.
+    pub grant_id: String,
+    /// The account that owns the key (and issued the grant).
+    pub account_id: AccountId,
+    /// The key.
+    pub key_id: KeyId,
+    /// Optional name (idempotence of `CreateGrant`).
+    pub name: Option<String>,
+    /// Who may use the grant: an ARN such as a product principal's.
+    pub grantee_principal: String,
+    /// Who may retire it besides the account.
+    pub retiring_principal: Option<String>,
+    /// The operations allowed, in the order given, without duplicates.
+    pub operations: Vec<GrantOperation>,
+    /// Encryption context constraints.
+    pub constraints: GrantConstraints,
+    /// When it was created.
+    pub created_at: UnixMillis,
 }

@@ -186,6 +186,19 @@ pub trait ProductStore: Send + Sync {
     /// Every product, ordered by code.
     async fn list_products(&self) -> Result<Vec<Product>, StoreError>;
 
+    /// Creates a product's default key for an account: inserts `key` (with
+    /// all its versions) and `alias` (`alias_<code>`, pointing at it) in one
+    /// transaction. If the account already has an alias of that name,
+    /// nothing is written and the answer is [`StoreError::AlreadyExists`]:
+    /// the alias's uniqueness per account is what guarantees exactly one
+    /// default key per account and product, however many nodes race to
+    /// create it. Callers then read the alias that won.
+    async fn create_default_key(
+        &self,
+        key: &KeyRecord,
+        alias: &AliasRecord,
+    ) -> Result<(), StoreError>;
+
     /// Sets the product's status; `false` if it does not exist. Moves the
     /// change stamp, so servers drop cached product credentials.
     async fn set_product_status(

@@ -331,6 +331,51 @@ fn load_key(tx: &Transaction<'_>, row: KeyRow) -> Result<KeyRecord, Fail> {
 /// material changes, and only for imported material: given empty, it is
 /// cleared (deleted material); stored empty, it takes the given material
 /// (re-import). See `KeyStore::update_key`.
+/// Inserts a key's row and its versions.
+fn insert_key_row(
+    tx: &Transaction<'_>,
+    cols: &KeyColumns,
+    versions: &[KeyVersion],
+) -> Result<(), Fail> {
+    tx.prepare_cached(
+        "INSERT INTO keys (key_id, account_id, revision, state, deletion_date, meta, rotation_date,
+                           material_valid_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        cols.key_id,
+        cols.account_id,
+        cols.revision,
+        cols.state,
+        cols.deletion_date,
+        cols.meta,
+        cols.rotation_date,
+        cols.material_valid_to
+    ])?;
+    insert_versions(tx, &cols.key_id, versions)
+}
+
+/// Inserts an alias row.
+fn insert_alias_row(tx: &Transaction<'_>, alias: &AliasRecord) -> Result<(), Fail> {
+    let revision = revision_to_sql(alias.revision)?;
+    // The composite foreign key (account_id, key_id) answers
+    // MissingReference for a target that is missing or belongs to
+    // another account.
+    tx.prepare_cached(
+        "INSERT INTO aliases (account_id, name, key_id, created_at, updated_at, revision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        alias.account_id.as_str(),
+        alias.name.as_str(),
+        alias.target.to_string(),
+        alias.created_at.0,
+        alias.updated_at.0,
+        revision
+    ])?;
+    Ok(())
+}
+
 fn insert_versions(
     tx: &Transaction<'_>,
     key_id: &str,
@@ -420,25 +465,8 @@ fn key_query_sql(query: &KeyQuery) -> (String, Vec<Value>) {
 impl KeyStore for SqliteStore {
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let (cols, versions) = encode_key(key).map_err(|Fail(e)| e)?;
-        self.write(move |tx| {
-            tx.prepare_cached(
-                "INSERT INTO keys (key_id, account_id, revision, state, deletion_date, meta, rotation_date,
-                                   material_valid_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                cols.key_id,
-                cols.account_id,
-                cols.revision,
-                cols.state,
-                cols.deletion_date,
-                cols.meta,
-                cols.rotation_date,
-                cols.material_valid_to
-            ])?;
-            insert_versions(tx, &cols.key_id, &versions)
-        })
-        .await
+        self.write(move |tx| insert_key_row(tx, &cols, &versions))
+            .await
     }
 
     async fn get_key(
@@ -623,26 +651,7 @@ impl UsageStore for SqliteStore {
 impl AliasStore for SqliteStore {
     async fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError> {
         let alias = alias.clone();
-        self.write(move |tx| {
-            let revision = revision_to_sql(alias.revision)?;
-            // The composite foreign key (account_id, key_id) answers
-            // MissingReference for a target that is missing or belongs to
-            // another account.
-            tx.prepare_cached(
-                "INSERT INTO aliases (account_id, name, key_id, created_at, updated_at, revision)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                alias.account_id.as_str(),
-                alias.name.as_str(),
-                alias.target.to_string(),
-                alias.created_at.0,
-                alias.updated_at.0,
-                revision
-            ])?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| insert_alias_row(tx, &alias)).await
     }
 
     async fn get_alias(
@@ -881,6 +890,31 @@ impl CredentialStore for SqliteStore {
 
 #[async_trait]
 impl ProductStore for SqliteStore {
+    async fn create_default_key(
+        &self,
+        key: &KeyRecord,
+        alias: &AliasRecord,
+    ) -> Result<(), StoreError> {
+        let (cols, versions) = encode_key(key).map_err(|Fail(e)| e)?;
+        let alias = alias.clone();
+        // The alias goes first: if the name is taken, the transaction rolls
+        // back before the key's rows were written, and the caller reads the
+        // winner's alias.
+        self.write(move |tx| {
+            let taken: bool = tx
+                .prepare_cached("SELECT 1 FROM aliases WHERE account_id = ?1 AND name = ?2")?
+                .query_row([alias.account_id.as_str(), alias.name.as_str()], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if taken {
+                return Err(StoreError::AlreadyExists.into());
+            }
+            insert_key_row(tx, &cols, &versions)?;
+            insert_alias_row(tx, &alias)
+        })
+        .await
+    }
+
     async fn create_product(&self, product: &Product) -> Result<(), StoreError> {
         let product = product.clone();
         self.write(move |tx| {
@@ -1013,6 +1047,7 @@ mod tests {
                 on_demand_rotations: 0,
                 deletion_protection: false,
                 import: None,
+                default_for: None,
             }
         );
         let version: i64 = lock(&store.inner.writer)

@@ -33,6 +33,9 @@ struct MetaOut<'a> {
     /// valid-to instant is the `material_valid_to` column.
     #[serde(skip_serializing_if = "Option::is_none")]
     import: Option<ImportMeta>,
+    /// The product a default key belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_for: Option<&'a ProductCode>,
 }
 
 /// `meta.import`. `expiration` is `null` while the material is deleted,
@@ -66,6 +69,8 @@ struct MetaIn {
     deletion_protection: bool,
     #[serde(default)]
     import: Option<ImportMeta>,
+    #[serde(default)]
+    default_for: Option<ProductCode>,
 }
 
 /// The columns of `keys` a key record is written to.
@@ -100,6 +105,7 @@ impl KeyColumns {
                 fingerprint: hex::encode(&i.fingerprint),
                 expiration: i.expiration.map(|e| e.model_str().to_owned()),
             }),
+            default_for: key.default_for.as_ref(),
         })?;
         Ok(KeyColumns {
             key_id: key.key_id.to_string(),
@@ -215,6 +221,7 @@ impl KeyRow {
             on_demand_rotations: meta.on_demand_rotations,
             deletion_protection: meta.deletion_protection,
             import,
+            default_for: meta.default_for,
         })
     }
 }

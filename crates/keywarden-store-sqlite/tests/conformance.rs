@@ -47,6 +47,7 @@ fn key(n: u128, account: &AccountId) -> KeyRecord {
         on_demand_rotations: 0,
         deletion_protection: false,
         import: None,
+        default_for: None,
     }
 }
 

@@ -101,6 +101,13 @@ impl ProductStore for Counting {
     ) -> Result<bool, StoreError> {
         self.inner.set_product_status(code, status).await
     }
+    async fn create_default_key(
+        &self,
+        key: &KeyRecord,
+        alias: &AliasRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.create_default_key(key, alias).await
+    }
 }
 
 #[async_trait]

@@ -13,7 +13,7 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "CancelKeyDeletion", |kms, key| {
             if key.state != KeyState::PendingDeletion {
                 return Err(KmsError::InvalidState(format!(
                     "{} is not pending deletion.",

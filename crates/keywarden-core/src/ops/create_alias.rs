@@ -2,7 +2,7 @@
 
 use crate::error::KmsError;
 use crate::ids::{AliasName, KeyRef};
-use crate::kms::{Caller, Kms};
+use crate::kms::{Access, Caller, Kms};
 use crate::model::AliasRecord;
 use crate::store::StoreError;
 
@@ -16,7 +16,7 @@ impl Kms {
         target: &KeyRef,
     ) -> Result<(), KmsError> {
         let name = AliasName::parse_user(name)?;
-        let key = self.alias_target_key(caller, target).await?;
+        let key = self.alias_target_key(caller, target, "CreateAlias").await?;
         let now = self.clock.now();
         let alias = AliasRecord {
             account_id: caller.account_id.clone(),
@@ -46,13 +46,16 @@ impl Kms {
         &self,
         caller: &Caller,
         target: &KeyRef,
+        operation: &'static str,
     ) -> Result<crate::model::KeyRecord, KmsError> {
         if matches!(target, KeyRef::Alias(_) | KeyRef::AliasArn { .. }) {
             return Err(KmsError::Validation(
                 "TargetKeyId must be a key ID or key ARN, not an alias".into(),
             ));
         }
-        let key = self.resolve_fresh(caller, target).await?;
+        let key = self
+            .resolve_fresh(caller, target, Access::Manage(operation))
+            .await?;
         self.require_not_pending_deletion(&key)?;
         Ok(key)
     }

@@ -101,6 +101,7 @@ impl Kms {
                 on_demand_rotations: 0,
                 deletion_protection: false,
                 import: None,
+                default_for: None,
             };
             match self.store.insert_key(&key).await {
                 Ok(()) => return Ok(key),

@@ -6,8 +6,8 @@ use crate::ciphertext;
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
-use crate::model::{CryptoOperation, KeyRecord};
+use crate::kms::{Access, Caller, Kms};
+use crate::model::{CryptoOperation, GrantOperation, KeyRecord};
 use crate::secret::Secret;
 
 impl Kms {
@@ -23,7 +23,9 @@ impl Kms {
         key_ref: Option<&KeyRef>,
         dry_run: bool,
     ) -> Result<(Arc<KeyRecord>, Secret), KmsError> {
-        let (key, plaintext) = self.open_blob(caller, blob, context, key_ref).await?;
+        let (key, plaintext) = self
+            .open_blob(caller, blob, context, key_ref, GrantOperation::Decrypt)
+            .await?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
@@ -38,13 +40,16 @@ impl Kms {
         blob: &[u8],
         context: &EncryptionContext,
         key_ref: Option<&KeyRef>,
+        operation: GrantOperation,
     ) -> Result<(Arc<KeyRecord>, Secret), KmsError> {
         if caller.product.is_some() && key_ref.is_none() {
             return Err(product_must_name_key());
         }
         let parsed = ciphertext::parse(blob)?;
         if let Some(named) = key_ref {
-            let named = self.resolve(caller, named).await?;
+            let named = self
+                .resolve(caller, named, Access::Crypto(operation, context))
+                .await?;
             if named.record.key_id != parsed.key_id {
                 return Err(KmsError::IncorrectKey(
                     "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
@@ -55,6 +60,8 @@ impl Kms {
             .cached_key(&caller.account_id, &parsed.key_id)
             .await?
             .ok_or(KmsError::InvalidCiphertext)?;
+        self.authorize(caller, &key.record, Access::Crypto(operation, context))
+            .await?;
         self.require_usable(&key.record)?;
         let handle = self.handle(&key, parsed.version)?;
         let plaintext = ciphertext::open(handle.as_ref(), &parsed, context)?;

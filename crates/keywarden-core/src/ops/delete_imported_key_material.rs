@@ -14,7 +14,7 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "DeleteImportedKeyMaterial", |kms, key| {
             kms.require_external(key)?;
             kms.require_not_pending_deletion(key)?;
             clear_material(key);

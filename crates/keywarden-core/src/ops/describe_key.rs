@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
+use crate::kms::{Access, Caller, Kms};
 use crate::model::KeyRecord;
 
 impl Kms {
@@ -14,6 +14,10 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<Arc<KeyRecord>, KmsError> {
-        Ok(self.resolve(caller, key_ref).await?.record.clone())
+        Ok(self
+            .resolve(caller, key_ref, Access::Describe)
+            .await?
+            .record
+            .clone())
     }
 }

@@ -8,7 +8,7 @@ use crate::model::KeyState;
 impl Kms {
     /// Disables a key: it stays, but cryptographic operations are refused.
     pub async fn disable_key(&self, caller: &Caller, key_ref: &KeyRef) -> Result<(), KmsError> {
-        self.update_key_with(caller, key_ref, |kms, key| match key.state {
+        self.update_key_with(caller, key_ref, "DisableKey", |kms, key| match key.state {
             KeyState::Enabled | KeyState::Disabled => {
                 key.state = KeyState::Disabled;
                 Ok(())

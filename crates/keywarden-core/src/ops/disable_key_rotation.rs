@@ -13,7 +13,7 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<(), KmsError> {
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "DisableKeyRotation", |kms, key| {
             kms.require_rotation_supported(key, true)?;
             kms.require_usable(key)?;
             key.rotation = None;

@@ -8,7 +8,7 @@ use crate::model::KeyState;
 impl Kms {
     /// Enables a disabled key; enabling an enabled key is a no-op, as in AWS.
     pub async fn enable_key(&self, caller: &Caller, key_ref: &KeyRef) -> Result<(), KmsError> {
-        self.update_key_with(caller, key_ref, |kms, key| match key.state {
+        self.update_key_with(caller, key_ref, "EnableKey", |kms, key| match key.state {
             KeyState::Enabled | KeyState::Disabled => {
                 key.state = KeyState::Enabled;
                 Ok(())

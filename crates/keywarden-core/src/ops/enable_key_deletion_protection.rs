@@ -26,7 +26,12 @@ impl Kms {
         key_ref: &KeyRef,
         on: bool,
     ) -> Result<(), KmsError> {
-        self.update_key_with(caller, key_ref, |kms, key| {
+        let operation = if on {
+            "EnableKeyDeletionProtection"
+        } else {
+            "DisableKeyDeletionProtection"
+        };
+        self.update_key_with(caller, key_ref, operation, |kms, key| {
             kms.require_not_pending_deletion(key)?;
             if key.key_manager != KeyManager::Customer {
                 return Err(KmsError::Unsupported(format!(

@@ -35,7 +35,7 @@ impl Kms {
             )));
         }
         let now = self.clock.now();
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "EnableKeyRotation", |kms, key| {
             kms.require_rotation_supported(key, true)?;
             kms.require_usable(key)?;
             let next_rotation = match key.rotation {

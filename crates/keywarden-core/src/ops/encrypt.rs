@@ -7,8 +7,8 @@ use crate::ciphertext;
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
-use crate::model::{CryptoOperation, KeyRecord};
+use crate::kms::{Access, Caller, Kms};
+use crate::model::{CryptoOperation, GrantOperation, KeyRecord};
 
 /// Largest plaintext Encrypt accepts.
 pub const MAX_PLAINTEXT: usize = 4096;
@@ -29,7 +29,13 @@ impl Kms {
                 "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_PLAINTEXT}"
             )));
         }
-        let key = self.resolve(caller, key_ref).await?;
+        let key = self
+            .resolve(
+                caller,
+                key_ref,
+                Access::Crypto(GrantOperation::Encrypt, context),
+            )
+            .await?;
         self.require_usable(&key.record)?;
         if dry_run {
             return Err(KmsError::DryRun);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
-use crate::model::{CryptoOperation, KeyRecord};
+use crate::kms::{Access, Caller, Kms};
+use crate::model::{CryptoOperation, GrantOperation, KeyRecord};
 use crate::secret::Secret;
 
 /// Largest data key, in bytes.
@@ -81,7 +81,13 @@ impl Kms {
                 "1 validation error detected: Value at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and {MAX_DATA_KEY}"
             )));
         }
-        let key = self.resolve(caller, key_ref).await?;
+        let grant_op = match operation {
+            CryptoOperation::GenerateDataKey => GrantOperation::GenerateDataKey,
+            _ => GrantOperation::GenerateDataKeyWithoutPlaintext,
+        };
+        let key = self
+            .resolve(caller, key_ref, Access::Crypto(grant_op, context))
+            .await?;
         self.require_usable(&key.record)?;
         if dry_run {
             return Err(KmsError::DryRun);

@@ -3,7 +3,7 @@
 use crate::clock::UnixMillis;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
+use crate::kms::{Access, Caller, Kms};
 use crate::model::{KeyRecord, KeyUsage};
 
 /// What GetKeyLastUsage answers.
@@ -30,7 +30,9 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<KeyLastUsage, KmsError> {
-        let key = self.resolve_fresh(caller, key_ref).await?;
+        let key = self
+            .resolve_fresh(caller, key_ref, Access::Describe)
+            .await?;
         let stored = self
             .store
             .get_key_usage(&key.account_id, &key.key_id)

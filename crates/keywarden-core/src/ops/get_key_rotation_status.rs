@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
+use crate::kms::{Access, Caller, Kms};
 use crate::model::{AutoRotation, KeyRecord, KeyState};
 
 /// A key's automatic rotation as GetKeyRotationStatus reports it.
@@ -26,7 +26,11 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<RotationStatus, KmsError> {
-        let key = self.resolve(caller, key_ref).await?.record.clone();
+        let key = self
+            .resolve(caller, key_ref, Access::Describe)
+            .await?
+            .record
+            .clone();
         self.require_rotation_supported(&key, false)?;
         let rotation = match key.state {
             KeyState::PendingDeletion => None,

@@ -2,7 +2,7 @@
 
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
+use crate::kms::{Access, Caller, Kms};
 use crate::model::{KeyRecord, KeyState, Origin};
 use crate::protector::ImportParameters;
 
@@ -18,7 +18,9 @@ impl Kms {
         spec: &str,
     ) -> Result<(KeyRecord, ImportParameters), KmsError> {
         let importer = self.importer()?;
-        let key = self.resolve_fresh(caller, key_ref).await?;
+        let key = self
+            .resolve_fresh(caller, key_ref, Access::Manage("GetParametersForImport"))
+            .await?;
         self.require_external(&key)?;
         if key.state == KeyState::PendingDeletion {
             return Err(KmsError::InvalidState(format!(

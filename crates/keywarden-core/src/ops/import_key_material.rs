@@ -4,7 +4,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
+use crate::kms::{Access, Caller, Kms};
 use crate::model::{ImportState, KeyRecord, KeyState, KeyVersion, MaterialExpiration};
 use crate::protector::KeyBinding;
 
@@ -42,7 +42,9 @@ impl Kms {
                 )));
             }
         }
-        let key = self.resolve_fresh(caller, key_ref).await?;
+        let key = self
+            .resolve_fresh(caller, key_ref, Access::Manage("ImportKeyMaterial"))
+            .await?;
         self.check_importable(&key)?;
         let imported = importer
             .import(
@@ -58,7 +60,7 @@ impl Kms {
             .map_err(|e| self.import_error(e))?;
         // Re-checked against the record the compare-and-set writes, so a
         // concurrent first import of other material cannot slip in between.
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "ImportKeyMaterial", |kms, key| {
             kms.check_importable(key)?;
             match &key.import {
                 Some(state) if !bool::from(state.fingerprint.ct_eq(&imported.fingerprint)) => {

@@ -2,7 +2,7 @@
 
 use crate::error::KmsError;
 use crate::ids::{AliasName, KeyRef};
-use crate::kms::{page_limit, Caller, Kms, Page};
+use crate::kms::{page_limit, Access, Caller, Kms, Page};
 use crate::model::AliasRecord;
 
 impl Kms {
@@ -23,7 +23,12 @@ impl Kms {
                         "KeyId must be a key ID or key ARN".into(),
                     ));
                 }
-                Some(self.resolve(caller, r).await?.record.key_id)
+                Some(
+                    self.resolve(caller, r, Access::Describe)
+                        .await?
+                        .record
+                        .key_id,
+                )
             }
         };
         if let Some(m) = marker {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::clock::UnixMillis;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{page_limit, Caller, Kms, Page};
+use crate::kms::{page_limit, Access, Caller, Kms, Page};
 use crate::model::{KeyRecord, RotationType};
 
 /// One material version as ListKeyRotations reports it.
@@ -43,7 +43,11 @@ impl Kms {
         limit: Option<u32>,
         marker: Option<&str>,
     ) -> Result<KeyRotations, KmsError> {
-        let key = self.resolve(caller, key_ref).await?.record.clone();
+        let key = self
+            .resolve(caller, key_ref, Access::Describe)
+            .await?
+            .record
+            .clone();
         self.require_rotation_supported(&key, false)?;
         let after = match marker {
             None => None,

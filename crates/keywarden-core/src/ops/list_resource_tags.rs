@@ -2,7 +2,7 @@
 
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{page_limit, Caller, Kms, Page};
+use crate::kms::{page_limit, Access, Caller, Kms, Page};
 use crate::model::Tag;
 
 impl Kms {
@@ -15,7 +15,7 @@ impl Kms {
         limit: Option<u32>,
         marker: Option<&str>,
     ) -> Result<Page<Tag>, KmsError> {
-        let key = self.resolve(caller, key_ref).await?;
+        let key = self.resolve(caller, key_ref, Access::Describe).await?;
         let mut tags = key.record.tags.clone();
         tags.sort_by(|a, b| a.key.cmp(&b.key));
         if let Some(m) = marker {

@@ -13,6 +13,7 @@ pub mod cancel_key_deletion;
 pub mod create_alias;
 pub mod create_key;
 pub mod decrypt;
+pub mod default_key;
 pub mod delete_alias;
 pub mod delete_imported_key_material;
 pub mod describe_key;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
-use crate::kms::{Caller, Kms};
-use crate::model::{CryptoOperation, KeyRecord};
+use crate::kms::{Access, Caller, Kms};
+use crate::model::{CryptoOperation, GrantOperation, KeyRecord};
 
 /// What ReEncrypt produced.
 #[derive(Debug)]
@@ -34,9 +34,21 @@ impl Kms {
         dry_run: bool,
     ) -> Result<ReEncrypted, KmsError> {
         let (source, plaintext) = self
-            .open_blob(caller, blob, source_context, source_key)
+            .open_blob(
+                caller,
+                blob,
+                source_context,
+                source_key,
+                GrantOperation::ReEncryptFrom,
+            )
             .await?;
-        let destination = self.resolve(caller, destination_key).await?;
+        let destination = self
+            .resolve(
+                caller,
+                destination_key,
+                Access::Crypto(GrantOperation::ReEncryptTo, destination_context),
+            )
+            .await?;
         self.require_usable(&destination.record)?;
         if dry_run {
             return Err(KmsError::DryRun);

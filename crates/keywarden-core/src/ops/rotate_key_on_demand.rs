@@ -20,7 +20,7 @@ impl Kms {
         key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
         let now = self.clock.now();
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "RotateKeyOnDemand", |kms, key| {
             kms.require_rotation_supported(key, true)?;
             kms.require_usable(key)?;
             if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {

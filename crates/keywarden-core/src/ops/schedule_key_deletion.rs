@@ -28,7 +28,7 @@ impl Kms {
             )));
         }
         let now = self.clock.now();
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "ScheduleKeyDeletion", |kms, key| {
             kms.require_not_pending_deletion(key)?;
             if key.deletion_protection {
                 return Err(KmsError::DeletionProtectionEnabled(format!(

@@ -46,7 +46,7 @@ impl Kms {
         tags: &[Tag],
     ) -> Result<(), KmsError> {
         validate_tags(tags)?;
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "TagResource", |kms, key| {
             kms.require_not_pending_deletion(key)?;
             for t in tags {
                 match key.tags.iter_mut().find(|e| e.key == t.key) {

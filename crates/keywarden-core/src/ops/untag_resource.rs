@@ -16,7 +16,7 @@ impl Kms {
         for k in tag_keys {
             validate_tag_key(k)?;
         }
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "UntagResource", |kms, key| {
             kms.require_not_pending_deletion(key)?;
             key.tags.retain(|t| !tag_keys.contains(&t.key));
             Ok(())

@@ -14,7 +14,7 @@ impl Kms {
         target: &KeyRef,
     ) -> Result<(), KmsError> {
         let name = AliasName::parse_user(name)?;
-        let key = self.alias_target_key(caller, target).await?;
+        let key = self.alias_target_key(caller, target, "UpdateAlias").await?;
         for _ in 0..16 {
             let mut alias = self
                 .store

@@ -18,7 +18,7 @@ impl Kms {
                 "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to {MAX_DESCRIPTION}"
             )));
         }
-        self.update_key_with(caller, key_ref, |kms, key| {
+        self.update_key_with(caller, key_ref, "UpdateKeyDescription", |kms, key| {
             kms.require_not_pending_deletion(key)?;
             key.description = description.to_owned();
             Ok(())
