@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::ids::{AccountId, AliasName, KeyId};
-use crate::model::KeyRecord;
+use crate::model::{GrantRecord, KeyRecord};
 use crate::ops::accounts::ActiveCredential;
 use crate::protector::KeyHandle;
 
@@ -49,6 +49,8 @@ impl CachedKey {
 
 type KeyMap = HashMap<(AccountId, KeyId), Arc<CachedKey>>;
 type AliasMap = HashMap<(AccountId, AliasName), KeyId>;
+/// A key's grants to one grantee principal.
+type GrantMap = HashMap<(AccountId, KeyId, String), Arc<Vec<GrantRecord>>>;
 
 #[derive(Default)]
 pub(crate) struct Caches {
@@ -56,6 +58,7 @@ pub(crate) struct Caches {
     keys: RwLock<KeyMap>,
     aliases: RwLock<AliasMap>,
     credentials: RwLock<HashMap<String, Arc<ActiveCredential>>>,
+    grants: RwLock<GrantMap>,
     stamp: Mutex<Option<u64>>,
 }
 
@@ -121,11 +124,43 @@ impl Caches {
         }
     }
 
-    /// Drops one key (after this process changed or destroyed it).
+    pub(crate) fn grants(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+        grantee: &str,
+    ) -> Option<Arc<Vec<GrantRecord>>> {
+        read(&self.grants)
+            .get(&(account.clone(), *key, grantee.to_owned()))
+            .cloned()
+    }
+
+    pub(crate) fn put_grants(
+        &self,
+        epoch: u64,
+        account: &AccountId,
+        key: &KeyId,
+        grantee: &str,
+        grants: Arc<Vec<GrantRecord>>,
+    ) {
+        let mut map = write(&self.grants);
+        if self.epoch() == epoch {
+            bounded_insert(
+                &mut map,
+                (account.clone(), *key, grantee.to_owned()),
+                grants,
+            );
+        }
+    }
+
+    /// Drops one key and its grants (after this process changed or
+    /// destroyed it, or changed its grants).
     pub(crate) fn invalidate_key(&self, account: &AccountId, key: &KeyId) {
         let mut map = write(&self.keys);
+        let mut grants = write(&self.grants);
         self.bump();
         map.remove(&(account.clone(), *key));
+        grants.retain(|(a, k, _), _| !(a == account && k == key));
     }
 
     /// Drops one alias (after this process changed or deleted it).
@@ -154,10 +189,12 @@ impl Caches {
         let mut k = write(&self.keys);
         let mut a = write(&self.aliases);
         let mut c = write(&self.credentials);
+        let mut g = write(&self.grants);
         self.bump();
         k.clear();
         a.clear();
         c.clear();
+        g.clear();
     }
 
     /// Records the store's change stamp; `true` if it moved since last time

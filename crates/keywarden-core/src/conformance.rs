@@ -27,10 +27,11 @@ use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
 use crate::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
-    CryptoOperation, ImportState, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion,
-    MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
+    CryptoOperation, GrantConstraints, GrantOperation, GrantRecord, ImportState, KeyManager,
+    KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin, Product, ProductClass,
+    ProductStatus, RotationType, Tag,
 };
-use crate::store::{KeyQuery, Store, StoreError};
+use crate::store::{GrantQuery, KeyQuery, Store, StoreError};
 
 /// Runs every conformance case against `store`, panicking with a message
 /// naming the case at the first deviation from the store contract.
@@ -68,6 +69,7 @@ pub async fn run(store: &dyn Store) {
     credentials(store, &ids).await;
     products(store, &ids).await;
     default_keys(store, &ids).await;
+    grants(store, &ids).await;
     concurrency(store, &ids).await;
     change_feed(store, &ids).await;
     key_usage(store, &ids).await;
@@ -1874,6 +1876,218 @@ async fn default_keys(store: &dyn Store, ids: &Ids) {
     );
 }
 
+fn grant_of(ids: &Ids, key: &KeyRecord, grantee: &str, retiring: Option<&str>) -> GrantRecord {
+    let n = ids.next();
+    GrantRecord {
+        grant_id: format!(
+            "{:016x}{:016x}{:016x}{:016x}",
+            n,
+            ids.next(),
+            ids.next(),
+            ids.next()
+        ),
+        account_id: key.account_id.clone(),
+        key_id: key.key_id,
+        name: Some(format!("grant-{n}")),
+        grantee_principal: grantee.into(),
+        retiring_principal: retiring.map(str::to_owned),
+        operations: vec![GrantOperation::Decrypt, GrantOperation::GenerateDataKey],
+        constraints: GrantConstraints {
+            subset: Some([("Tenant".to_owned(), "a \u{2713}".to_owned())].into()),
+            equals: None,
+        },
+        created_at: UnixMillis(1_700_000_000_000 + (n % 1000) as i64),
+    }
+}
+
+/// Grants: round trip, references, limits, filters, pagination, deletion
+/// (also with the key), account scoping, and the change stamp.
+async fn grants(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "grants";
+    let account = new_account(store, ids).await;
+    let other_account = new_account(store, ids).await;
+    let key = plain_key(ids, &account);
+    let second_key = plain_key(ids, &account);
+    ok(store.insert_key(&key).await, CASE, "insert_key");
+    ok(store.insert_key(&second_key).await, CASE, "insert_key");
+    let db = "arn:aws:iam::000000000000:role/keywarden-product/db";
+    let other = "arn:aws:iam::000000000000:role/keywarden-product/other";
+
+    let before = ok(store.change_stamp().await, CASE, "change_stamp");
+    let first = GrantRecord {
+        constraints: GrantConstraints {
+            subset: None,
+            equals: Some([("k".to_owned(), "v".to_owned())].into()),
+        },
+        name: None,
+        ..grant_of(ids, &key, db, Some(other))
+    };
+    ok(store.create_grant(&first, 3).await, CASE, "create_grant");
+    assert_ne!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        before,
+        "store conformance: {CASE}: creating a grant must move the change stamp"
+    );
+    let second = grant_of(ids, &key, other, None);
+    ok(store.create_grant(&second, 3).await, CASE, "create_grant");
+    let third = grant_of(ids, &key, db, None);
+    ok(store.create_grant(&third, 3).await, CASE, "create_grant");
+    expect_err(
+        store.create_grant(&grant_of(ids, &key, db, None), 3).await,
+        Expected::LimitExceeded,
+        CASE,
+        "create_grant beyond max_per_key",
+    );
+    expect_err(
+        store.create_grant(&third, 100).await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_grant with a taken grant id",
+    );
+    expect_err(
+        store
+            .create_grant(&grant_of(ids, &plain_key(ids, &account), db, None), 100)
+            .await,
+        Expected::MissingReference,
+        CASE,
+        "create_grant for a key that does not exist",
+    );
+    expect_err(
+        store
+            .create_grant(
+                &GrantRecord {
+                    account_id: other_account.clone(),
+                    ..grant_of(ids, &key, db, None)
+                },
+                100,
+            )
+            .await,
+        Expected::MissingReference,
+        CASE,
+        "create_grant naming a key of another account",
+    );
+
+    let all_of = |key: &KeyRecord| {
+        let mut q = GrantQuery::account(&key.account_id, 1000);
+        q.key = Some(key.key_id);
+        q
+    };
+    let listed = ok(store.list_grants(&all_of(&key)).await, CASE, "list_grants");
+    assert_eq!(
+        listed.len(),
+        3,
+        "store conformance: {CASE}: the key must have exactly the grants created for it"
+    );
+    assert_strictly_sorted(
+        listed.iter().map(|g| g.grant_id.as_str()),
+        CASE,
+        "list_grants",
+    );
+    for g in [&first, &second, &third] {
+        assert!(
+            listed.contains(g),
+            "store conformance: {CASE}: list_grants must return {} exactly as created",
+            g.grant_id
+        );
+    }
+    let mut by_grantee = all_of(&key);
+    by_grantee.grantee = Some(db.into());
+    let db_grants = ok(store.list_grants(&by_grantee).await, CASE, "list_grants");
+    assert!(
+        db_grants.iter().all(|g| g.grantee_principal == db) && db_grants.len() == 2,
+        "store conformance: {CASE}: the grantee filter must select exactly that grantee's grants"
+    );
+    let mut by_id = all_of(&key);
+    by_id.grant_id = Some(second.grant_id.clone());
+    assert_eq!(
+        ok(store.list_grants(&by_id).await, CASE, "list_grants"),
+        vec![second.clone()],
+        "store conformance: {CASE}: the grant id filter must select that grant"
+    );
+    let mut retirable = GrantQuery::account(&account, 1000);
+    retirable.retiring = Some(other.into());
+    assert_eq!(
+        ok(store.list_grants(&retirable).await, CASE, "list_grants"),
+        vec![first.clone()],
+        "store conformance: {CASE}: the retiring filter must select grants that principal may retire"
+    );
+    let mut foreign = GrantQuery::account(&other_account, 1000);
+    foreign.key = Some(key.key_id);
+    assert!(
+        ok(store.list_grants(&foreign).await, CASE, "list_grants").is_empty(),
+        "store conformance: {CASE}: grants must be scoped by account"
+    );
+    // Pagination: two at a time, after the last id seen.
+    let mut page = all_of(&key);
+    page.limit = 2;
+    let head = ok(store.list_grants(&page).await, CASE, "list_grants");
+    page.after = head.last().map(|g| g.grant_id.clone());
+    let tail = ok(store.list_grants(&page).await, CASE, "list_grants");
+    let joined: Vec<_> = head.iter().chain(&tail).cloned().collect();
+    assert_eq!(
+        joined, listed,
+        "store conformance: {CASE}: pages must join up to the full listing"
+    );
+
+    // Deletion: only the right account and key; then gone.
+    assert!(
+        !ok(
+            store
+                .delete_grant(&other_account, &key.key_id, &first.grant_id)
+                .await,
+            CASE,
+            "delete_grant"
+        ),
+        "store conformance: {CASE}: delete_grant must not delete through another account"
+    );
+    assert!(
+        !ok(
+            store
+                .delete_grant(&account, &second_key.key_id, &first.grant_id)
+                .await,
+            CASE,
+            "delete_grant"
+        ),
+        "store conformance: {CASE}: delete_grant must not delete through another key"
+    );
+    let before = ok(store.change_stamp().await, CASE, "change_stamp");
+    assert!(
+        ok(
+            store
+                .delete_grant(&account, &key.key_id, &first.grant_id)
+                .await,
+            CASE,
+            "delete_grant"
+        ),
+        "store conformance: {CASE}: delete_grant of an existing grant must answer true"
+    );
+    assert_ne!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        before,
+        "store conformance: {CASE}: deleting a grant must move the change stamp"
+    );
+    assert!(
+        !ok(
+            store
+                .delete_grant(&account, &key.key_id, &first.grant_id)
+                .await,
+            CASE,
+            "delete_grant"
+        ),
+        "store conformance: {CASE}: deleting a deleted grant must answer false"
+    );
+    // Destroying the key removes its grants.
+    ok(
+        store.destroy_key(&account, &key.key_id, key.revision).await,
+        CASE,
+        "destroy_key",
+    );
+    assert!(
+        ok(store.list_grants(&all_of(&key)).await, CASE, "list_grants").is_empty(),
+        "store conformance: {CASE}: destroying a key must remove its grants"
+    );
+}
+
 async fn concurrency(store: &dyn Store, ids: &Ids) {
     const CASE: &str = "concurrent compare-and-set";
     const WRITERS: usize = 16;
@@ -2155,6 +2369,7 @@ enum Expected {
     Conflict,
     AlreadyExists,
     MissingReference,
+    LimitExceeded,
 }
 
 impl Expected {
@@ -2164,6 +2379,7 @@ impl Expected {
             (Expected::Conflict, StoreError::Conflict)
                 | (Expected::AlreadyExists, StoreError::AlreadyExists)
                 | (Expected::MissingReference, StoreError::MissingReference)
+                | (Expected::LimitExceeded, StoreError::LimitExceeded)
         )
     }
 }

@@ -31,7 +31,7 @@ impl EncryptionContext {
     }
 
     /// The pairs in canonical order.
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 

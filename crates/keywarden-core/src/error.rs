@@ -77,6 +77,12 @@ pub enum KmsError {
     /// material, or differs from the material the key had before.
     #[error("{0}")]
     IncorrectKeyMaterial(String),
+    /// A grant id that is malformed, or names no grant of the key.
+    #[error("{0}")]
+    InvalidGrantId(String),
+    /// A grant token that is malformed or names no grant.
+    #[error("{0}")]
+    InvalidGrantToken(String),
     /// `DryRun` was set and the request would have succeeded.
     #[error("The request would have succeeded, but the DryRun option is set.")]
     DryRun,

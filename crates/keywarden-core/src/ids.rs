@@ -47,6 +47,12 @@ impl fmt::Display for AccountId {
 /// No tenant account is ever given this id.
 pub const PRODUCT_SERVICE_ACCOUNT: &str = "000000000000";
 
+/// The principal ARN of a cloud product:
+/// `arn:<partition>:iam::000000000000:role/keywarden-product/<code>`.
+pub fn product_principal_arn(partition: &str, code: &ProductCode) -> String {
+    format!("arn:{partition}:iam::{PRODUCT_SERVICE_ACCOUNT}:role/keywarden-product/{code}")
+}
+
 /// A cloud product's code: 2-16 characters `[a-z0-9]`, e.g. `evs`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProductCode(String);

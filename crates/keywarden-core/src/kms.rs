@@ -90,10 +90,12 @@ pub(crate) enum Access<'a> {
     /// key, GetKeyRotationStatus, ...).
     Describe,
     /// A cryptographic operation with this encryption context.
-    // The context is read by grant constraints, which land next.
-    Crypto(GrantOperation, #[allow(dead_code)] &'a EncryptionContext),
+    Crypto(GrantOperation, &'a EncryptionContext),
     /// Change it; the AWS operation name goes into refusals.
     Manage(&'static str),
+    /// Retire one of its grants: who may is decided by the grant itself
+    /// (`Kms::retire_grant`), so a product passes here whatever its class.
+    RetireGrant,
 }
 
 /// One page of a paginated listing.
@@ -208,6 +210,12 @@ impl Kms {
         )
     }
 
+    /// The principal of a cloud product, the grantee of grants to it:
+    /// `arn:<partition>:iam::000000000000:role/keywarden-product/<code>`.
+    pub fn product_principal_arn(&self, code: &ProductCode) -> String {
+        crate::ids::product_principal_arn(&self.config.partition, code)
+    }
+
     /// The ARN of an alias.
     pub fn alias_arn(&self, account: &AccountId, alias: &AliasName) -> String {
         format!(
@@ -294,7 +302,7 @@ impl Kms {
                 return Ok(());
             }
             return match access {
-                Access::Describe => Ok(()),
+                Access::Describe | Access::RetireGrant => Ok(()),
                 Access::Crypto(op, _) => Err(KmsError::AccessDenied(format!(
                     "{} is the default key of {}; only that product can use it for cryptographic operations ({} refused)",
                     arn(),
@@ -308,6 +316,9 @@ impl Kms {
                 ))),
             };
         };
+        if matches!(access, Access::RetireGrant) {
+            return Ok(());
+        }
         if key.key_manager == KeyManager::Aws {
             if key.default_for.as_ref() == Some(&product.code)
                 && !matches!(access, Access::Manage(_))
@@ -327,11 +338,23 @@ impl Kms {
                 product.code,
                 arn()
             ))),
-            ProductClass::Database => Err(KmsError::AccessDenied(format!(
-                "database products can only use their default key until grants are supported; product {} may not use {}",
-                product.code,
-                arn()
-            ))),
+            ProductClass::Database => {
+                let principal = self.product_principal_arn(&product.code);
+                if self.grant_allows(key, &principal, access).await? {
+                    return Ok(());
+                }
+                let what = match access {
+                    Access::Describe => "DescribeKey",
+                    Access::Crypto(op, _) => op.as_str(),
+                    Access::Manage(op) => op,
+                    Access::RetireGrant => "RetireGrant",
+                };
+                Err(KmsError::AccessDenied(format!(
+                    "database products can use their default key, or a key the account granted to them; product {} ({principal}) has no grant for {what} on {} that matches this request",
+                    product.code,
+                    arn()
+                )))
+            }
         }
     }
 

@@ -26,4 +26,4 @@ mod usage;
 pub mod conformance;
 
 pub use error::KmsError;
-pub use kms::{Caller, Kms, KmsConfig, ProductCaller};
+pub use kms::{Caller, Kms, KmsConfig, Page, ProductCaller};

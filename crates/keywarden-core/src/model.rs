@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMillis;
-use crate::ids::{AccountId, AliasName, KeyId, ProductCode, PRODUCT_SERVICE_ACCOUNT};
+use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
 
 /// Key states, named as AWS names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -453,10 +453,7 @@ impl Product {
     /// The product's principal:
     /// `arn:<partition>:iam::000000000000:role/keywarden-product/<code>`.
     pub fn principal_arn(&self, partition: &str) -> String {
-        format!(
-            "arn:{partition}:iam::{PRODUCT_SERVICE_ACCOUNT}:role/keywarden-product/{}",
-            self.code
-        )
+        crate::ids::product_principal_arn(partition, &self.code)
     }
 }
 

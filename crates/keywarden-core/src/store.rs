@@ -21,7 +21,9 @@ use async_trait::async_trait;
 
 use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
-use crate::model::{Account, AliasRecord, Credential, KeyRecord, KeyUsage, Product, ProductStatus};
+use crate::model::{
+    Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, Product, ProductStatus,
+};
 
 /// Failures of a store backend.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub enum StoreError {
     /// A record this one refers to does not exist (an alias's target key).
     #[error("a referenced record does not exist")]
     MissingReference,
+    /// A per-parent limit would be exceeded (grants per key).
+    #[error("a limit on the number of records was reached")]
+    LimitExceeded,
     /// The backend itself failed (I/O, corruption, connection loss).
     #[error("backend failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -92,8 +97,8 @@ pub trait KeyStore: Send + Sync {
     /// Keys matching `query`, ordered by key id.
     async fn list_keys(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError>;
 
-    /// Removes the key, all its versions, its recorded usage and every alias
-    /// pointing at it, if the stored revision equals `expected_revision`
+    /// Removes the key, all its versions, its recorded usage, its grants and
+    /// every alias pointing at it, if the stored revision equals `expected_revision`
     /// (crypto-shredding).
     async fn destroy_key(
         &self,
@@ -137,6 +142,65 @@ pub trait AliasStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AliasRecord>, StoreError>;
+}
+
+/// Which grants to list: always of one account; the filters that are set
+/// all apply.
+#[derive(Debug, Clone)]
+pub struct GrantQuery {
+    /// The account owning the keys.
+    pub account: AccountId,
+    /// Only grants for this key.
+    pub key: Option<KeyId>,
+    /// Only the grant with this id.
+    pub grant_id: Option<String>,
+    /// Only grants to this grantee principal.
+    pub grantee: Option<String>,
+    /// Only grants this principal may retire.
+    pub retiring: Option<String>,
+    /// Only grants whose id sorts after this one (pagination).
+    pub after: Option<String>,
+    /// At most this many grants.
+    pub limit: usize,
+}
+
+impl GrantQuery {
+    /// Every grant of `account`, up to `limit`; narrow it with the fields.
+    pub fn account(account: &AccountId, limit: usize) -> Self {
+        GrantQuery {
+            account: account.clone(),
+            key: None,
+            grant_id: None,
+            grantee: None,
+            retiring: None,
+            after: None,
+            limit,
+        }
+    }
+}
+
+/// Grants (`CreateGrant` and friends). A grant belongs to one key; it goes
+/// when the key is destroyed.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Stores a new grant if its key exists in its account
+    /// ([`StoreError::MissingReference`] otherwise) and the key has fewer
+    /// than `max_per_key` grants ([`StoreError::LimitExceeded`] otherwise),
+    /// atomically. [`StoreError::AlreadyExists`] if the grant id is taken.
+    async fn create_grant(&self, grant: &GrantRecord, max_per_key: usize)
+        -> Result<(), StoreError>;
+
+    /// Grants matching `query`, ordered by grant id.
+    async fn list_grants(&self, query: &GrantQuery) -> Result<Vec<GrantRecord>, StoreError>;
+
+    /// Deletes the grant if it belongs to that key of that account; `false`
+    /// if there was none.
+    async fn delete_grant(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+        grant_id: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Tenant accounts.
@@ -249,7 +313,14 @@ pub trait ChangeFeed: Send + Sync {
 
 /// Everything Keywarden persists.
 pub trait Store:
-    KeyStore + AliasStore + AccountStore + CredentialStore + ProductStore + UsageStore + ChangeFeed
+    KeyStore
+    + AliasStore
+    + AccountStore
+    + CredentialStore
+    + ProductStore
+    + UsageStore
+    + GrantStore
+    + ChangeFeed
 {
 }
 
@@ -260,6 +331,7 @@ impl<
             + CredentialStore
             + ProductStore
             + UsageStore
+            + GrantStore
             + ChangeFeed,
     > Store for T
 {

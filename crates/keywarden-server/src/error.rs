@@ -62,6 +62,8 @@ impl ApiError {
                 KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
                 KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
                 KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
+                KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
+                KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
                 KmsError::DryRun => "DryRunOperationException",
                 KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
             },
@@ -197,6 +199,16 @@ mod tests {
                 KmsError::IncorrectKeyMaterial(s()).into(),
                 400,
                 "IncorrectKeyMaterialException",
+            ),
+            (
+                KmsError::InvalidGrantId(s()).into(),
+                400,
+                "InvalidGrantIdException",
+            ),
+            (
+                KmsError::InvalidGrantToken(s()).into(),
+                400,
+                "InvalidGrantTokenException",
             ),
             (KmsError::DryRun.into(), 412, "DryRunOperationException"),
             (

@@ -15,6 +15,8 @@ use keywarden_core::{Caller, Kms, KmsError};
 use serde::Deserialize;
 use serde_json::json;
 
+mod grants;
+
 use crate::error::ApiError;
 use crate::wire::{
     check_encryption_algorithm, check_enum, check_grant_tokens, check_len, check_range, context,
@@ -27,6 +29,7 @@ use crate::wire::{
 pub const OPERATIONS: &[&str] = &[
     "CancelKeyDeletion",
     "CreateAlias",
+    "CreateGrant",
     "CreateKey",
     "Decrypt",
     "DeleteAlias",
@@ -45,10 +48,14 @@ pub const OPERATIONS: &[&str] = &[
     "GetParametersForImport",
     "ImportKeyMaterial",
     "ListAliases",
+    "ListGrants",
     "ListKeyRotations",
     "ListKeys",
     "ListResourceTags",
+    "ListRetirableGrants",
     "ReEncrypt",
+    "RetireGrant",
+    "RevokeGrant",
     "RotateKeyOnDemand",
     "ScheduleKeyDeletion",
     "TagResource",
@@ -77,6 +84,7 @@ pub async fn dispatch(
     match op {
         "CancelKeyDeletion" => cancel_key_deletion(kms, caller, body).await,
         "CreateAlias" => create_alias(kms, caller, body).await,
+        "CreateGrant" => grants::create_grant(kms, caller, body).await,
         "CreateKey" => create_key(kms, caller, body).await,
         "Decrypt" => decrypt(kms, caller, body).await,
         "DeleteAlias" => delete_alias(kms, caller, body).await,
@@ -95,10 +103,14 @@ pub async fn dispatch(
         "GetParametersForImport" => get_parameters_for_import(kms, caller, body).await,
         "ImportKeyMaterial" => import_key_material(kms, caller, body).await,
         "ListAliases" => list_aliases(kms, caller, body).await,
+        "ListGrants" => grants::list_grants(kms, caller, body).await,
         "ListKeyRotations" => list_key_rotations(kms, caller, body).await,
         "ListKeys" => list_keys(kms, caller, body).await,
         "ListResourceTags" => list_resource_tags(kms, caller, body).await,
+        "ListRetirableGrants" => grants::list_retirable_grants(kms, caller, body).await,
         "ReEncrypt" => re_encrypt(kms, caller, body).await,
+        "RetireGrant" => grants::retire_grant(kms, caller, body).await,
+        "RevokeGrant" => grants::revoke_grant(kms, caller, body).await,
         "RotateKeyOnDemand" => rotate_key_on_demand(kms, caller, body).await,
         "ScheduleKeyDeletion" => schedule_key_deletion(kms, caller, body).await,
         "TagResource" => tag_resource(kms, caller, body).await,

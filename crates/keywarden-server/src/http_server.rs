@@ -266,7 +266,7 @@ async fn handle(
                 Api::Extension => "",
             };
             state.kms.product_may_call(product, operation)?;
-            let keys = product_key_refs(&body)?;
+            let keys = product_key_refs(&body, &state.kms.config().region)?;
             let keys: Vec<&KeyRef> = keys.iter().collect();
             state
                 .kms
@@ -415,8 +415,9 @@ pub async fn serve(
 }
 
 /// Every key a product's request names (`KeyId`, `SourceKeyId`,
-/// `DestinationKeyId`), parsed as the handlers will parse them.
-fn product_key_refs(body: &[u8]) -> Result<Vec<KeyRef>, ApiError> {
+/// `DestinationKeyId`, and the key a RetireGrant `GrantToken` names),
+/// parsed as the handlers will parse them.
+fn product_key_refs(body: &[u8], region: &str) -> Result<Vec<KeyRef>, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|_| ApiError::Serialization("The request body is not valid JSON".into()))?;
     let mut keys = Vec::new();
@@ -424,6 +425,14 @@ fn product_key_refs(body: &[u8]) -> Result<Vec<KeyRef>, ApiError> {
         if let Some(serde_json::Value::String(s)) = value.get(field) {
             keys.push(KeyRef::parse(s)?);
         }
+    }
+    if let Some(serde_json::Value::String(token)) = value.get("GrantToken") {
+        let (account, key, _) = keywarden_core::ops::grants::parse_grant_token(token)?;
+        keys.push(KeyRef::KeyArn {
+            region: region.to_owned(),
+            account: account.as_str().to_owned(),
+            key,
+        });
     }
     Ok(keys)
 }

@@ -122,14 +122,12 @@ pub fn check_encryption_algorithm(value: Option<&str>, field: &str) -> Result<()
     Ok(())
 }
 
-/// Grant tokens are accepted (at most 10) and, until grants exist, unused.
+/// `GrantTokens`: checked (at most 10, 1-8192 characters each) and
+/// otherwise not needed: grants take effect when CreateGrant returns
+/// (`keywarden_core::ops::grants::check_grant_tokens`).
 pub fn check_grant_tokens(tokens: Option<&Vec<String>>) -> Result<(), ApiError> {
     if let Some(t) = tokens {
-        if t.len() > 10 {
-            return Err(ApiError::Kms(KmsError::Validation(
-                "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member must have length less than or equal to 10".into(),
-            )));
-        }
+        keywarden_core::ops::grants::check_grant_tokens(t)?;
     }
     Ok(())
 }

@@ -5,8 +5,9 @@ use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, AliasName, KeyId, ProductCode};
 use keywarden_core::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
-    CryptoOperation, ImportState, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion,
-    MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
+    CryptoOperation, GrantConstraints, GrantOperation, GrantRecord, ImportState, KeyManager,
+    KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin, Product, ProductClass,
+    ProductStatus, RotationType, Tag,
 };
 use rusqlite::Row;
 use serde::{Deserialize, Serialize};
@@ -503,4 +504,96 @@ pub(crate) fn decode_product(
             .ok_or_else(|| Invalid::new("stored product status is unknown"))?,
         created_at: UnixMillis(created_at),
     })
+}
+
+/// The `grants.meta` JSON column: what a grant allows.
+#[derive(Serialize, Deserialize)]
+struct GrantMeta {
+    operations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subset: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    equals: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The columns of `grants`, in the order [`grant_from_row`] reads them.
+pub(crate) const GRANT_COLUMNS: &str =
+    "grant_id, account_id, key_id, grantee, retiring, name, created_at, meta";
+
+/// A `grants` row, to write or as read.
+pub(crate) struct GrantRow {
+    pub(crate) grant_id: String,
+    pub(crate) account_id: String,
+    pub(crate) key_id: String,
+    pub(crate) grantee: String,
+    pub(crate) retiring: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) meta: String,
+}
+
+/// Reads the columns named by [`GRANT_COLUMNS`].
+pub(crate) fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<GrantRow> {
+    Ok(GrantRow {
+        grant_id: row.get(0)?,
+        account_id: row.get(1)?,
+        key_id: row.get(2)?,
+        grantee: row.get(3)?,
+        retiring: row.get(4)?,
+        name: row.get(5)?,
+        created_at: row.get(6)?,
+        meta: row.get(7)?,
+    })
+}
+
+impl GrantRow {
+    /// Encodes a grant.
+    pub(crate) fn encode(grant: &GrantRecord) -> Result<GrantRow, Fail> {
+        let meta = serde_json::to_string(&GrantMeta {
+            operations: grant
+                .operations
+                .iter()
+                .map(|op| op.as_str().to_owned())
+                .collect(),
+            subset: grant.constraints.subset.clone(),
+            equals: grant.constraints.equals.clone(),
+        })?;
+        Ok(GrantRow {
+            grant_id: grant.grant_id.clone(),
+            account_id: grant.account_id.as_str().to_owned(),
+            key_id: grant.key_id.to_string(),
+            grantee: grant.grantee_principal.clone(),
+            retiring: grant.retiring_principal.clone(),
+            name: grant.name.clone(),
+            created_at: grant.created_at.0,
+            meta,
+        })
+    }
+
+    /// Decodes the row.
+    pub(crate) fn decode(self) -> Result<GrantRecord, Fail> {
+        let meta: GrantMeta = serde_json::from_str(&self.meta)?;
+        let operations = meta
+            .operations
+            .iter()
+            .map(|op| {
+                GrantOperation::parse(op)
+                    .ok_or_else(|| Invalid::new("stored grant operation is unknown"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(GrantRecord {
+            grant_id: self.grant_id,
+            account_id: decode_account_id(&self.account_id)?,
+            key_id: decode_key_id(&self.key_id)?,
+            name: self.name,
+            grantee_principal: self.grantee,
+            retiring_principal: self.retiring,
+            operations,
+            constraints: GrantConstraints {
+                subset: meta.subset,
+                equals: meta.equals,
+            },
+            created_at: UnixMillis(self.created_at),
+        })
+    }
 }

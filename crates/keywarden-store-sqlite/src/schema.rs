@@ -226,6 +226,36 @@ CREATE TRIGGER products_delete_changes AFTER DELETE ON products
     BEGIN UPDATE changes SET counter = counter + 1; END;
 ";
 
+/// Schema 6: grants (`CreateGrant`). One row per grant; the columns are
+/// what `list_grants` filters on (key, grantee, retiring principal), the
+/// operations and constraints are `meta` JSON. A grant goes with its key
+/// (foreign key, and `destroy_key` deletes explicitly). Grant changes move
+/// the change stamp: a revocation must reach every server's cache.
+const MIGRATION_6: &str = "
+CREATE TABLE grants (
+    grant_id   TEXT    NOT NULL PRIMARY KEY,
+    account_id TEXT    NOT NULL,
+    key_id     TEXT    NOT NULL,
+    grantee    TEXT    NOT NULL,
+    retiring   TEXT,
+    name       TEXT,
+    created_at INTEGER NOT NULL,
+    meta       TEXT    NOT NULL,
+    FOREIGN KEY (account_id, key_id) REFERENCES keys (account_id, key_id) ON DELETE CASCADE
+) STRICT;
+
+CREATE INDEX grants_by_key ON grants (account_id, key_id, grant_id);
+CREATE INDEX grants_by_grantee ON grants (account_id, key_id, grantee);
+CREATE INDEX grants_by_retiring ON grants (account_id, retiring, grant_id);
+
+CREATE TRIGGER grants_insert_changes AFTER INSERT ON grants
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER grants_update_changes AFTER UPDATE ON grants
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER grants_delete_changes AFTER DELETE ON grants
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+";
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -233,6 +263,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
+    MIGRATION_6,
 ];
 
 /// The schema version this build creates and understands.

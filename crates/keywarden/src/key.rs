@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, KeyRef};
-use keywarden_core::model::{KeyRecord, MaterialExpiration, Origin};
+use keywarden_core::model::{Credential, CredentialOwner, KeyRecord, MaterialExpiration, Origin};
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::ops::get_key_last_usage::KeyLastUsage;
 use keywarden_core::ops::schedule_key_deletion::{MAX_WINDOW_DAYS, MIN_WINDOW_DAYS};
@@ -461,14 +461,32 @@ async fn schedule_deletion(target: &KeyTarget, days: Option<u32>, yes: bool) -> 
     let (kms, caller, key) = open_key(target).await?;
     let usage = kms.get_key_last_usage(&caller, &key).await.map_err(aws)?;
     let arn = kms.key_arn(&usage.key.account_id, &usage.key.key_id);
+    let product_grants = kms.product_grants(&caller, &key).await.map_err(aws)?;
+    // Whose access key made the last use: a product's, or the account's.
+    let product_of = |access_key_id: &str, credentials: &[Credential]| {
+        credentials.iter().find_map(|c| match &c.owner {
+            CredentialOwner::Product(code) if c.access_key_id == access_key_id => {
+                Some(code.to_string())
+            }
+            _ => None,
+        })
+    };
+    let credentials = if usage.last_usage.is_some() {
+        kms.list_credentials(None).await.map_err(aws)?
+    } else {
+        Vec::new()
+    };
     let mut err = std::io::stderr().lock();
     match &usage.last_usage {
         Some(u) => writeln!(
             err,
-            "Key {arn} was last used {} ({} by {}, request {}).",
+            "Key {arn} was last used {} ({} by {}{}, request {}).",
             iso8601(u.used_at),
             u.operation.as_str(),
             u.principal,
+            product_of(&u.principal, &credentials)
+                .map(|p| format!(" of product {p}"))
+                .unwrap_or_default(),
             if u.request_id.is_empty() {
                 "-"
             } else {
@@ -480,6 +498,23 @@ async fn schedule_deletion(target: &KeyTarget, days: Option<u32>, yes: bool) -> 
             "Key {arn} has no recorded cryptographic use since {}.",
             iso8601(usage.tracking_start)
         )?,
+    }
+    if !product_grants.is_empty() {
+        writeln!(
+            err,
+            "WARNING: cloud products hold grants on {arn}; their data encrypted under it \
+             becomes unreadable once the key is deleted:"
+        )?;
+        for (code, g) in &product_grants {
+            let ops: Vec<&str> = g.operations.iter().map(|op| op.as_str()).collect();
+            writeln!(
+                err,
+                "  product {code}: grant {} ({}) created {}",
+                g.grant_id,
+                ops.join(", "),
+                iso8601(g.created_at)
+            )?;
+        }
     }
     writeln!(
         err,

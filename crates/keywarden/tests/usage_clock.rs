@@ -14,13 +14,13 @@ use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
 use keywarden_core::kms::KmsParts;
 use keywarden_core::model::{
-    Account, AliasRecord, Credential, CryptoOperation, KeyRecord, KeyUsage, Origin, Product,
-    ProductStatus,
+    Account, AliasRecord, Credential, CryptoOperation, GrantRecord, KeyRecord, KeyUsage, Origin,
+    Product, ProductStatus,
 };
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::store::{
-    AccountStore, AliasStore, ChangeFeed, CredentialStore, KeyQuery, KeyStore, ProductStore, Store,
-    StoreError, UsageStore,
+    AccountStore, AliasStore, ChangeFeed, CredentialStore, GrantQuery, GrantStore, KeyQuery,
+    KeyStore, ProductStore, Store, StoreError, UsageStore,
 };
 use keywarden_core::{Caller, Kms, KmsConfig, KmsError};
 use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
@@ -155,6 +155,19 @@ impl UsageStore for Counting {
     }
     async fn usage_tracking_start(&self) -> Result<UnixMillis, StoreError> {
         self.inner.usage_tracking_start().await
+    }
+}
+
+#[async_trait]
+impl GrantStore for Counting {
+    async fn create_grant(&self, grant: &GrantRecord, max: usize) -> Result<(), StoreError> {
+        self.inner.create_grant(grant, max).await
+    }
+    async fn list_grants(&self, query: &GrantQuery) -> Result<Vec<GrantRecord>, StoreError> {
+        self.inner.list_grants(query).await
+    }
+    async fn delete_grant(&self, a: &AccountId, k: &KeyId, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_grant(a, k, id).await
     }
 }
 

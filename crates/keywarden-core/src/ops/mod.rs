@@ -33,6 +33,7 @@ pub mod generate_random;
 pub mod get_key_last_usage;
 pub mod get_key_rotation_status;
 pub mod get_parameters_for_import;
+pub mod grants;
 pub mod import_key_material;
 pub mod list_aliases;
 pub mod list_key_rotations;

@@ -27,6 +27,7 @@ pub const PRODUCT_OPERATIONS: &[&str] = &[
     "GenerateDataKey",
     "GenerateDataKeyWithoutPlaintext",
     "DescribeKey",
+    "RetireGrant",
 ];
 
 /// A newly issued product access key. The secret is shown once, to the
