@@ -44,7 +44,7 @@ pub enum Error {
     /// `DisabledException`, `KMSInvalidStateException`,
     /// `NotFoundException`, `InvalidCiphertextException`, ...). `code` and
     /// `message` are the server's, unchanged.
-    #[error("{operation}: {code}: {message}{}", RequestIdSuffix(.request_id))]
+    #[error("{operation}: {code}{}{}", MessageSuffix(.message), RequestIdSuffix(.request_id))]
     Kms {
         /// `GenerateDataKey` or `Decrypt`.
         operation: &'static str,
@@ -114,6 +114,19 @@ pub enum Error {
     Cancelled,
 }
 
+/// `: message` unless the message is empty (AWS sends
+/// `InvalidCiphertextException` without one).
+struct MessageSuffix<'a>(&'a str);
+
+impl fmt::Display for MessageSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            "" => Ok(()),
+            m => write!(f, ": {m}"),
+        }
+    }
+}
+
 /// ` (request id X)` when there is one.
 struct RequestIdSuffix<'a>(&'a Option<String>);
 
@@ -138,3 +151,33 @@ impl Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kms_errors_show_code_message_and_request_id() {
+        let e = Error::Kms {
+            operation: "Decrypt",
+            code: "InvalidCiphertextException".to_owned(),
+            message: String::new(),
+            request_id: Some("r-1".to_owned()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Decrypt: InvalidCiphertextException (request id r-1)"
+        );
+        assert_eq!(e.aws_code(), Some("InvalidCiphertextException"));
+        let e = Error::Kms {
+            operation: "GenerateDataKey",
+            code: "AccessDeniedException".to_owned(),
+            message: "product zos is disabled".to_owned(),
+            request_id: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "GenerateDataKey: AccessDeniedException: product zos is disabled"
+        );
+    }
+}
