@@ -336,6 +336,11 @@ mod tests {
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
         assert!(shown.contains("AKIAEXAMPLE"), "{shown}");
+
+        // The client's Debug includes the SDK's config; it must not leak.
+        let client = ProductClient::new(config("wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRET")).unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("wJalr"), "{shown}");
     }
 
     #[test]

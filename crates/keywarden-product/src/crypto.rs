@@ -7,7 +7,7 @@ use std::fmt;
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM};
 use zeroize::Zeroizing;
 
-use crate::envelope::{Envelope, Header, MAX_PLAINTEXT_LEN, NONCE_LEN, TAG_LEN};
+use crate::envelope::{Envelope, Header, MAX_PLAINTEXT_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 
 /// The length of an AES-256 data key.
@@ -124,8 +124,6 @@ where
             .map_err(|_| Error::Cancelled)?
     }
 }
-
-const _: () = assert!(NONCE_LEN == 12);
 
 #[cfg(test)]
 mod tests {

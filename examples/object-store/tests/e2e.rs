@@ -326,34 +326,53 @@ fn objects_round_trip_encrypted_and_tampering_fails_cleanly() {
     );
     assert!(!out.exists());
 
-    // ...and rewritten to claim to be Bob's (account ids have one length,
-    // so the framing stays valid): every local check passes, and Keywarden
-    // refuses to decrypt Alice's data key for Bob.
-    assert!(contains(&original, alice.as_bytes()));
-    let forged = replace_all(&original, alice.as_bytes(), bob.as_bytes());
-    std::fs::write(store.object_file(&bob, "marker.txt"), &forged).unwrap();
-    let forged_env = keywarden_product::Envelope::from_bytes(&forged).unwrap();
-    assert_eq!(forged_env.account_id(), bob);
-    let err = store.fails(&[
-        "get",
-        "--account",
-        &bob,
-        "marker.txt",
-        out.to_str().unwrap(),
-    ]);
-    assert!(err.contains("Decrypt: "), "{err}");
-    assert!(
-        [
-            "NotFoundException",
-            "IncorrectKeyException",
-            "AccessDeniedException",
-            "InvalidCiphertextException"
-        ]
-        .iter()
-        .any(|code| err.contains(code)),
-        "{err}"
+    // ...and rewritten to claim to be Bob's (account ids and key ids have
+    // one length each, so the framing stays valid): every local check
+    // passes, and Keywarden refuses to decrypt Alice's data key for Bob,
+    // whether the envelope names Alice's key id in Bob's account (no such
+    // key) or Bob's own default key (the data key was not made by it).
+    let alice_key = envelope.key_arn().to_owned();
+    let bobs_key = keywarden_product::Envelope::from_bytes(
+        &std::fs::read(store.object_file(&bob, "bob.txt")).unwrap(),
+    )
+    .unwrap()
+    .key_arn()
+    .to_owned();
+    assert_ne!(alice_key, bobs_key);
+    let as_bob = replace_all(&original, alice.as_bytes(), bob.as_bytes());
+    let with_bobs_key = replace_all(
+        &replace_all(&original, alice_key.as_bytes(), bobs_key.as_bytes()),
+        alice.as_bytes(),
+        bob.as_bytes(),
     );
-    assert!(!out.exists());
+    // (Keywarden compares the blob's key id with `KeyId` before looking the
+    // blob's key up, so the second is IncorrectKeyException, as AWS answers
+    // a mismatched KeyId.)
+    for (forged, codes) in [
+        (as_bob, &["NotFoundException"][..]),
+        (
+            with_bobs_key,
+            &["IncorrectKeyException", "InvalidCiphertextException"][..],
+        ),
+    ] {
+        let forged_env = keywarden_product::Envelope::from_bytes(&forged).unwrap();
+        assert_eq!(forged_env.account_id(), bob);
+        std::fs::write(store.object_file(&bob, "marker.txt"), &forged).unwrap();
+        let err = store.fails(&[
+            "get",
+            "--account",
+            &bob,
+            "marker.txt",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            codes
+                .iter()
+                .any(|code| err.contains(&format!("Decrypt: {code}"))),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
     // Bob's own object is still his.
     let bob_out = store.ok(&["get", "--account", &bob, "bob.txt", "-"]);
     assert_eq!(bob_out.stdout, b"bob's own object");
