@@ -702,3 +702,61 @@ async fn grant_operations_answer_bad_input_with_aws_errors() {
         assert_eq!(raw.error_type(), "AccessDeniedException", "{target}");
     }
 }
+
+/// Two servers on one data dir (two processes, as two nodes would be): a
+/// grant revoked through one stops the product on the other within the
+/// cache refresh period (100 ms; allow ten times that), although the other
+/// had the grant cached from a request just before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_through_one_server_reaches_another() {
+    use std::time::{Duration, Instant};
+
+    let first = Server::start();
+    let second = Server::start_in(&first.data_dir, first.log.with_extension("second.log"));
+    let acct = first.account("tenant");
+    let mysql_account = product_credential(&first, "mysql");
+    let tenant = first.client(&acct);
+    let cmk = tenant.create_key().send().await.unwrap().key_metadata.unwrap();
+    let arn = cmk.arn().unwrap().to_owned();
+    let grant = tenant
+        .create_grant()
+        .key_id(&arn)
+        .grantee_principal(principal("mysql"))
+        .operations(GrantOperation::GenerateDataKey)
+        .send()
+        .await
+        .unwrap();
+    let mysql_on_second = second.client(&mysql_account);
+    let use_key = || {
+        mysql_on_second
+            .generate_data_key()
+            .key_id(&arn)
+            .number_of_bytes(32)
+            .send()
+    };
+    // The second server learns of the grant (a change elsewhere) and caches it.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while use_key().await.is_err() {
+        assert!(Instant::now() < deadline, "grant not visible on the second server");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    use_key().await.unwrap();
+
+    tenant
+        .revoke_grant()
+        .key_id(&arn)
+        .grant_id(grant.grant_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let revoked_at = Instant::now();
+    loop {
+        match use_key().await {
+            Err(e) if code(&e) == "AccessDeniedException" => break,
+            Ok(_) if revoked_at.elapsed() < Duration::from_secs(1) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            other => panic!("revocation not honoured by the second server within 1 s: {other:?}"),
+        }
+    }
+}
