@@ -1922,31 +1922,49 @@ async fn grants(store: &dyn Store, ids: &Ids) {
         name: None,
         ..grant_of(ids, &key, db, Some(other))
     };
-    ok(store.create_grant(&first, 3).await, CASE, "create_grant");
+    ok(
+        store.create_grant(&first, 3, 100).await,
+        CASE,
+        "create_grant",
+    );
     assert_ne!(
         ok(store.change_stamp().await, CASE, "change_stamp"),
         before,
         "store conformance: {CASE}: creating a grant must move the change stamp"
     );
     let second = grant_of(ids, &key, other, None);
-    ok(store.create_grant(&second, 3).await, CASE, "create_grant");
+    ok(
+        store.create_grant(&second, 3, 100).await,
+        CASE,
+        "create_grant",
+    );
     let third = grant_of(ids, &key, db, None);
-    ok(store.create_grant(&third, 3).await, CASE, "create_grant");
+    ok(
+        store.create_grant(&third, 3, 100).await,
+        CASE,
+        "create_grant",
+    );
     expect_err(
-        store.create_grant(&grant_of(ids, &key, db, None), 3).await,
+        store
+            .create_grant(&grant_of(ids, &key, db, None), 3, 100)
+            .await,
         Expected::LimitExceeded,
         CASE,
         "create_grant beyond max_per_key",
     );
     expect_err(
-        store.create_grant(&third, 100).await,
+        store.create_grant(&third, 100, 100).await,
         Expected::AlreadyExists,
         CASE,
         "create_grant with a taken grant id",
     );
     expect_err(
         store
-            .create_grant(&grant_of(ids, &plain_key(ids, &account), db, None), 100)
+            .create_grant(
+                &grant_of(ids, &plain_key(ids, &account), db, None),
+                100,
+                100,
+            )
             .await,
         Expected::MissingReference,
         CASE,
@@ -1960,11 +1978,36 @@ async fn grants(store: &dyn Store, ids: &Ids) {
                     ..grant_of(ids, &key, db, None)
                 },
                 100,
+                100,
             )
             .await,
         Expected::MissingReference,
         CASE,
         "create_grant naming a key of another account",
+    );
+
+    // The per-grantee limit counts one grantee on one key.
+    ok(
+        store
+            .create_grant(&grant_of(ids, &second_key, db, None), 100, 1)
+            .await,
+        CASE,
+        "create_grant",
+    );
+    expect_err(
+        store
+            .create_grant(&grant_of(ids, &second_key, db, None), 100, 1)
+            .await,
+        Expected::LimitExceeded,
+        CASE,
+        "create_grant beyond max_per_grantee",
+    );
+    ok(
+        store
+            .create_grant(&grant_of(ids, &second_key, other, None), 100, 1)
+            .await,
+        CASE,
+        "create_grant to another grantee",
     );
 
     let all_of = |key: &KeyRecord| {

@@ -592,24 +592,67 @@ pub struct GrantConstraints {
 impl GrantConstraints {
     /// Whether a request with `pairs` as its encryption context satisfies
     /// the constraints.
-    pub fn allow<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> bool {
-        let has = |k: &str, v: &str| {
-            pairs
-                .clone()
-                .any(|(rk, rv)| rk.eq_ignore_ascii_case(k) && rv == v)
+    ///
+    /// Keys are compared after folding ASCII case on both sides. A request
+    /// context with two keys that fold to the same (`tenant`, `TENANT`)
+    /// satisfies no constraint: which of its values would be checked is
+    /// ambiguous. (Constraints themselves never hold such keys: see
+    /// [`GrantConstraints::check`].)
+    pub fn allow<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        if self.subset.is_none() && self.equals.is_none() {
+            return true;
+        }
+        let Some(request) = fold_keys(pairs) else {
+            return false;
         };
         if let Some(subset) = &self.subset {
-            if !subset.iter().all(|(k, v)| has(k, v)) {
-                return false;
+            let wanted = fold_keys(subset.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            match wanted {
+                Some(wanted) if wanted.iter().all(|(k, v)| request.get(k) == Some(v)) => {}
+                _ => return false,
             }
         }
         if let Some(equals) = &self.equals {
-            if pairs.clone().count() != equals.len() || !equals.iter().all(|(k, v)| has(k, v)) {
+            if fold_keys(equals.iter().map(|(k, v)| (k.as_str(), v.as_str()))).as_ref()
+                != Some(&request)
+            {
                 return false;
             }
         }
         true
     }
+
+    /// Refuses constraints with two keys equal but for ASCII case: they
+    /// could never be satisfied as written, and made `Equals` ambiguous.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, map) in [
+            ("EncryptionContextSubset", &self.subset),
+            ("EncryptionContextEquals", &self.equals),
+        ] {
+            if let Some(map) = map {
+                if fold_keys(map.iter().map(|(k, v)| (k.as_str(), v.as_str()))).is_none() {
+                    return Err(format!(
+                        "{name} has keys that differ only by case; grant constraint keys are compared without regard to case"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pairs with keys folded to ASCII lower case; `None` if two keys fold
+/// to the same one.
+fn fold_keys<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<std::collections::BTreeMap<String, &'a str>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in pairs {
+        if out.insert(k.to_ascii_lowercase(), v).is_some() {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// A grant: permission for a grantee principal to use one key for some

@@ -184,11 +184,16 @@ impl GrantQuery {
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     /// Stores a new grant if its key exists in its account
-    /// ([`StoreError::MissingReference`] otherwise) and the key has fewer
-    /// than `max_per_key` grants ([`StoreError::LimitExceeded`] otherwise),
+    /// ([`StoreError::MissingReference`] otherwise), the key has fewer than
+    /// `max_per_key` grants and fewer than `max_per_grantee` grants to the
+    /// grant's grantee ([`StoreError::LimitExceeded`] otherwise),
     /// atomically. [`StoreError::AlreadyExists`] if the grant id is taken.
-    async fn create_grant(&self, grant: &GrantRecord, max_per_key: usize)
-        -> Result<(), StoreError>;
+    async fn create_grant(
+        &self,
+        grant: &GrantRecord,
+        max_per_key: usize,
+        max_per_grantee: usize,
+    ) -> Result<(), StoreError>;
 
     /// Grants matching `query`, ordered by grant id.
     async fn list_grants(&self, query: &GrantQuery) -> Result<Vec<GrantRecord>, StoreError>;

@@ -578,16 +578,23 @@ impl GrantStore for SqliteStore {
         &self,
         grant: &GrantRecord,
         max_per_key: usize,
+        max_per_grantee: usize,
     ) -> Result<(), StoreError> {
         let row = GrantRow::encode(grant).map_err(|Fail(e)| e)?;
         let max = i64::try_from(max_per_key).unwrap_or(i64::MAX);
+        let max_grantee = i64::try_from(max_per_grantee).unwrap_or(i64::MAX);
         self.write(move |tx| {
-            // The count and the insert are one immediate transaction, so
-            // concurrent creations cannot overshoot the limit.
+            // The counts and the insert are one immediate transaction, so
+            // concurrent creations cannot overshoot the limits.
             let count: i64 = tx
                 .prepare_cached("SELECT count(*) FROM grants WHERE account_id = ?1 AND key_id = ?2")?
                 .query_row([&row.account_id, &row.key_id], |r| r.get(0))?;
-            if count >= max {
+            let to_grantee: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM grants WHERE account_id = ?1 AND key_id = ?2 AND grantee = ?3",
+                )?
+                .query_row([&row.account_id, &row.key_id, &row.grantee], |r| r.get(0))?;
+            if count >= max || to_grantee >= max_grantee {
                 return Err(StoreError::LimitExceeded.into());
             }
             tx.prepare_cached(

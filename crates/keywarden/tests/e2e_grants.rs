@@ -581,6 +581,20 @@ async fn grant_operations_answer_bad_input_with_aws_errors() {
         ),
         (
             "CreateGrant",
+            format!(
+                r#"{{"KeyId":"{id}","GranteePrincipal":"p","Operations":["Decrypt"],"Constraints":{{"EncryptionContextEquals":{{"tenant":"x","TENANT":"x"}}}}}}"#
+            ),
+            "ValidationException",
+            "differ only by case",
+        ),
+        (
+            "CreateGrant",
+            format!(r#"{{"KeyId":"{id}","GranteePrincipal":"rôle","Operations":["Decrypt"]}}"#),
+            "ValidationException",
+            "granteePrincipal",
+        ),
+        (
+            "CreateGrant",
             r#"{"KeyId":"alias/none","GranteePrincipal":"p","Operations":["Decrypt"]}"#.into(),
             "NotFoundException",
             "",
@@ -686,6 +700,14 @@ async fn grant_operations_answer_bad_input_with_aws_errors() {
         .unwrap_err();
     assert_eq!(code(&err), "UnsupportedOperationException");
     assert!(err.message().unwrap().contains("default key"), "{err:?}");
+    let err = tenant
+        .revoke_grant()
+        .key_id("alias_evs")
+        .grant_id("ab".repeat(32))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "UnsupportedOperationException");
     // Products cannot create or revoke grants.
     for target in ["TrentService.CreateGrant", "TrentService.RevokeGrant"] {
         let raw = raw_post(
@@ -716,7 +738,13 @@ async fn revocation_through_one_server_reaches_another() {
     let acct = first.account("tenant");
     let mysql_account = product_credential(&first, "mysql");
     let tenant = first.client(&acct);
-    let cmk = tenant.create_key().send().await.unwrap().key_metadata.unwrap();
+    let cmk = tenant
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     let arn = cmk.arn().unwrap().to_owned();
     let grant = tenant
         .create_grant()
@@ -737,7 +765,10 @@ async fn revocation_through_one_server_reaches_another() {
     // The second server learns of the grant (a change elsewhere) and caches it.
     let deadline = Instant::now() + Duration::from_secs(1);
     while use_key().await.is_err() {
-        assert!(Instant::now() < deadline, "grant not visible on the second server");
+        assert!(
+            Instant::now() < deadline,
+            "grant not visible on the second server"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     use_key().await.unwrap();

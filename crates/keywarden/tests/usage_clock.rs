@@ -160,8 +160,13 @@ impl UsageStore for Counting {
 
 #[async_trait]
 impl GrantStore for Counting {
-    async fn create_grant(&self, grant: &GrantRecord, max: usize) -> Result<(), StoreError> {
-        self.inner.create_grant(grant, max).await
+    async fn create_grant(
+        &self,
+        grant: &GrantRecord,
+        max: usize,
+        max_grantee: usize,
+    ) -> Result<(), StoreError> {
+        self.inner.create_grant(grant, max, max_grantee).await
     }
     async fn list_grants(&self, query: &GrantQuery) -> Result<Vec<GrantRecord>, StoreError> {
         self.inner.list_grants(query).await

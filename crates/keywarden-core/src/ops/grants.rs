@@ -9,7 +9,6 @@
 //! any other principal are stored, listed, retired and revoked with AWS's
 //! semantics, and documented as having no effect on authorization.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::context::{EncryptionContext, MAX_CONTEXT_BYTES};
@@ -22,9 +21,9 @@ use crate::store::{GrantQuery, StoreError};
 /// Most grants one key may have (AWS's quota).
 pub const MAX_GRANTS_PER_KEY: usize = 50_000;
 
-/// Most grants to one grantee a key is checked against per request; more
-/// than AWS allows per principal and key in practice.
-const MAX_GRANTS_CHECKED: usize = 500;
+/// Most grants one key may have for one grantee principal (AWS's quota);
+/// the per-request grant check reads all of them.
+pub const MAX_GRANTS_PER_GRANTEE: usize = 500;
 
 /// Default page size of ListGrants and ListRetirableGrants (AWS: 50).
 pub const DEFAULT_GRANT_PAGE: usize = 50;
@@ -140,8 +139,13 @@ fn check_principal(field: &str, value: &str) -> Result<(), KmsError> {
             "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must have length between 1 and 256"
         )));
     }
-    if !value.chars().all(|c| {
-        c.is_alphanumeric() || matches!(c, '_' | '+' | '=' | ',' | '.' | '@' | ':' | '/' | '-')
+    // AWS's pattern `^[\w+=,.@:/-]+$`, where `\w` is ASCII.
+    if !value.bytes().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b':' | b'/' | b'-'
+            )
     }) {
         return Err(KmsError::Validation(format!(
             "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[\\w+=,.@:/-]+$"
@@ -167,8 +171,11 @@ fn check_name(name: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
-fn check_constraint(map: &Option<BTreeMap<String, String>>) -> Result<(), KmsError> {
-    if let Some(map) = map {
+fn check_constraints(constraints: &GrantConstraints) -> Result<(), KmsError> {
+    for map in [&constraints.subset, &constraints.equals]
+        .into_iter()
+        .flatten()
+    {
         // The same limit as an encryption context.
         EncryptionContext::new(map.clone()).map_err(|_| {
             KmsError::Validation(format!(
@@ -176,7 +183,7 @@ fn check_constraint(map: &Option<BTreeMap<String, String>>) -> Result<(), KmsErr
             ))
         })?;
     }
-    Ok(())
+    constraints.check().map_err(KmsError::Validation)
 }
 
 fn marker_after(marker: Option<&str>) -> Result<Option<String>, KmsError> {
@@ -220,8 +227,7 @@ impl Kms {
                 op.as_str()
             )));
         }
-        check_constraint(&req.constraints.subset)?;
-        check_constraint(&req.constraints.equals)?;
+        check_constraints(&req.constraints)?;
         let mut operations: Vec<GrantOperation> = Vec::new();
         for op in &req.operations {
             if !operations.contains(op) {
@@ -237,7 +243,7 @@ impl Kms {
             return Err(KmsError::DryRun);
         }
         if let Some(name) = &req.name {
-            let mut query = GrantQuery::account(&key.account_id, MAX_GRANTS_CHECKED);
+            let mut query = GrantQuery::account(&key.account_id, MAX_GRANTS_PER_GRANTEE);
             query.key = Some(key.key_id);
             query.grantee = Some(req.grantee_principal.clone());
             let same = self.store.list_grants(&query).await?.into_iter().find(|g| {
@@ -264,7 +270,10 @@ impl Kms {
             constraints: req.constraints,
             created_at: self.clock.now(),
         };
-        let result = self.store.create_grant(&grant, MAX_GRANTS_PER_KEY).await;
+        let result = self
+            .store
+            .create_grant(&grant, MAX_GRANTS_PER_KEY, MAX_GRANTS_PER_GRANTEE)
+            .await;
         self.caches.invalidate_key(&key.account_id, &key.key_id);
         match result {
             Ok(()) => Ok(CreatedGrant {
@@ -272,8 +281,9 @@ impl Kms {
                 grant_id: grant.grant_id,
             }),
             Err(StoreError::LimitExceeded) => Err(KmsError::LimitExceeded(format!(
-                "{} has reached the limit of {MAX_GRANTS_PER_KEY} grants",
-                self.key_arn(&key.account_id, &key.key_id)
+                "{} has reached the limit of {MAX_GRANTS_PER_KEY} grants, or of {MAX_GRANTS_PER_GRANTEE} grants to {}",
+                self.key_arn(&key.account_id, &key.key_id),
+                grant.grantee_principal
             ))),
             Err(StoreError::MissingReference) => Err(KmsError::NotFound(format!(
                 "Key '{}' does not exist",
@@ -400,7 +410,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         check_grant_id(grant_id)?;
         let key = self
-            .resolve_fresh(caller, key_ref, Access::Describe)
+            .resolve_fresh(caller, key_ref, Access::Manage("RevokeGrant"))
             .await?;
         self.find_grant(&key, grant_id).await?;
         if dry_run {
@@ -411,7 +421,7 @@ impl Kms {
 
     /// The grants of a key whose grantee is a cloud product, with the
     /// product's code (for the operator's warning before deleting a key a
-    /// product may still need). At most the first 1,000 grants are read.
+    /// product may still need), read 1,000 at a time.
     pub async fn product_grants(
         &self,
         caller: &Caller,
@@ -425,16 +435,19 @@ impl Kms {
         );
         let mut query = GrantQuery::account(&key.record.account_id, 1000);
         query.key = Some(key.record.key_id);
-        Ok(self
-            .store
-            .list_grants(&query)
-            .await?
-            .into_iter()
-            .filter_map(|g| {
+        let mut out = Vec::new();
+        loop {
+            let page = self.store.list_grants(&query).await?;
+            let full = page.len() == query.limit;
+            query.after = page.last().map(|g| g.grant_id.clone());
+            out.extend(page.into_iter().filter_map(|g| {
                 let code = g.grantee_principal.strip_prefix(&prefix)?.to_owned();
                 Some((code, g))
-            })
-            .collect())
+            }));
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 
     async fn find_grant(&self, key: &KeyRecord, grant_id: &str) -> Result<GrantRecord, KmsError> {
@@ -483,7 +496,7 @@ impl Kms {
             Some(hit) => hit,
             None => {
                 let epoch = self.caches.epoch();
-                let mut query = GrantQuery::account(&key.account_id, MAX_GRANTS_CHECKED);
+                let mut query = GrantQuery::account(&key.account_id, MAX_GRANTS_PER_GRANTEE);
                 query.key = Some(key.key_id);
                 query.grantee = Some(grantee.to_owned());
                 let grants = Arc::new(self.store.list_grants(&query).await?);
@@ -525,6 +538,8 @@ fn hex_lower(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn constraints(subset: &[(&str, &str)], equals: Option<&[(&str, &str)]>) -> GrantConstraints {
@@ -555,6 +570,26 @@ mod tests {
         // None: anything.
         assert!(GrantConstraints::default().allow(std::iter::empty()));
         assert!(!constraints(&[("tenant", "a")], None).allow(std::iter::empty()));
+    }
+
+    #[test]
+    fn keys_differing_only_by_case_cannot_widen_a_grant() {
+        // Such constraints are refused at CreateGrant ...
+        let doubled = constraints(&[], Some(&[("tenant", "x"), ("TENANT", "x")]));
+        assert!(doubled.check().is_err());
+        assert!(constraints(&[("a", "1"), ("A", "1")], None)
+            .check()
+            .is_err());
+        assert!(constraints(&[("a", "1")], Some(&[("b", "2")]))
+            .check()
+            .is_ok());
+        // ... and would not let an extra pair through anyway.
+        assert!(!doubled.allow([("tenant", "x"), ("other", "evil")].into_iter()));
+        // A request naming one key twice (by case) satisfies no constraint.
+        let equals = constraints(&[], Some(&[("tenant", "x")]));
+        assert!(!equals.allow([("tenant", "x"), ("TENANT", "y")].into_iter()));
+        let subset = constraints(&[("tenant", "x")], None);
+        assert!(!subset.allow([("tenant", "x"), ("Tenant", "y")].into_iter()));
     }
 
     #[test]
