@@ -10,25 +10,7 @@ use std::collections::BTreeSet;
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyManagerType, OriginType};
-use common::{code, raw_post, Account, Server};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("admin prints JSON")
-}
-
-fn product_credential(server: &Server, code: &str) -> Account {
-    let v = json(&server.admin(&["product", "credentials", "create", "--code", code]));
-    Account {
-        account_id: String::new(),
-        access_key_id: v["AccessKeyId"].as_str().unwrap().to_owned(),
-        secret_access_key: v["SecretAccessKey"].as_str().unwrap().to_owned(),
-    }
-}
+use common::{code, product_credential, raw_post, Server};
 
 fn default_alias_arn(account: &str, product: &str) -> String {
     format!("arn:aws:kms:us-east-1:{account}:alias_{product}")

@@ -9,25 +9,7 @@ mod common;
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{GrantConstraints, GrantOperation};
-use common::{code, raw_post, Account, Server};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("admin prints JSON")
-}
-
-fn product_credential(server: &Server, code: &str) -> Account {
-    let v = json(&server.admin(&["product", "credentials", "create", "--code", code]));
-    Account {
-        account_id: String::new(),
-        access_key_id: v["AccessKeyId"].as_str().unwrap().to_owned(),
-        secret_access_key: v["SecretAccessKey"].as_str().unwrap().to_owned(),
-    }
-}
+use common::{admin_json, code, product_credential, raw_post, Server};
 
 fn principal(code: &str) -> String {
     format!("arn:aws:iam::000000000000:role/keywarden-product/{code}")
@@ -40,7 +22,7 @@ async fn a_database_product_uses_a_granted_cmk_until_the_grant_or_key_stops_it()
     let tenant = server.client(&acct);
     let mysql = server.client(&product_credential(&server, "mysql"));
     let evs = server.client(&product_credential(&server, "evs"));
-    json(&server.admin(&["product", "add", "--code", "pgsql", "--class", "database"]));
+    admin_json(&server.admin(&["product", "add", "--code", "pgsql", "--class", "database"]));
     let pgsql = server.client(&product_credential(&server, "pgsql"));
 
     let cmk = tenant

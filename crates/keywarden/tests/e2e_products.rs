@@ -6,26 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Account, Server};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("admin prints JSON")
-}
-
-fn product_credential(server: &Server, code: &str) -> Account {
-    let v = json(&server.admin(&["product", "credentials", "create", "--code", code]));
-    assert_eq!(v["ProductCode"], code);
-    Account {
-        account_id: String::new(),
-        access_key_id: v["AccessKeyId"].as_str().unwrap().to_owned(),
-        secret_access_key: v["SecretAccessKey"].as_str().unwrap().to_owned(),
-    }
-}
+use common::{admin_json, product_credential, Server};
 
 /// Polls `list_keys` until it fails with `want` and a message containing
 /// `needle` (another process's change reaches the server within 100 ms;
@@ -51,7 +32,7 @@ async fn seed_registry_and_product_admin() {
     let server = Server::start();
 
     // The seed products exist from the first open, exactly once.
-    let listed = json(&server.admin(&["product", "list"]));
+    let listed = admin_json(&server.admin(&["product", "list"]));
     let products = listed["Products"].as_array().unwrap();
     let summary: Vec<(String, String, String)> = products
         .iter()
@@ -79,7 +60,8 @@ async fn seed_registry_and_product_admin() {
     );
 
     // Registration: new, duplicate, malformed code, unknown class.
-    let added = json(&server.admin(&["product", "add", "--code", "pgsql", "--class", "database"]));
+    let added =
+        admin_json(&server.admin(&["product", "add", "--code", "pgsql", "--class", "database"]));
     assert_eq!(added["Class"], "database");
     assert_eq!(added["Status"], "active");
     for bad in [
@@ -93,7 +75,7 @@ async fn seed_registry_and_product_admin() {
         assert!(!server.admin(bad).status.success(), "{bad:?} must fail");
     }
     assert_eq!(
-        json(&server.admin(&["product", "list"]))["Products"]
+        admin_json(&server.admin(&["product", "list"]))["Products"]
             .as_array()
             .unwrap()
             .len(),
@@ -103,7 +85,7 @@ async fn seed_registry_and_product_admin() {
     // Product credentials sit beside account credentials.
     let acct = server.account("tenant");
     let evs = product_credential(&server, "evs");
-    let all = json(&server.admin(&["credentials", "list"]));
+    let all = admin_json(&server.admin(&["credentials", "list"]));
     let row = all["Credentials"]
         .as_array()
         .unwrap()
@@ -113,7 +95,7 @@ async fn seed_registry_and_product_admin() {
         .clone();
     assert_eq!(row["ProductCode"], "evs");
     assert!(row.get("AccountId").is_none());
-    let mine = json(&server.admin(&["credentials", "list", "--account", &acct.account_id]));
+    let mine = admin_json(&server.admin(&["credentials", "list", "--account", &acct.account_id]));
     assert_eq!(mine["Credentials"].as_array().unwrap().len(), 1);
 
     // A product acts for the account its key ARN names, for crypto and
@@ -238,10 +220,10 @@ async fn seed_registry_and_product_admin() {
     server.client(&acct).list_keys().send().await.unwrap();
 
     // Disabling the product is honoured by the running server.
-    json(&server.admin(&["product", "disable", "--code", "evs"]));
+    admin_json(&server.admin(&["product", "disable", "--code", "evs"]));
     let message = eventually(&product, "AccessDeniedException", "disabled").await;
     assert!(message.contains("evs"), "{message}");
-    let enabled = json(&server.admin(&["product", "enable", "--code", "evs"]));
+    let enabled = admin_json(&server.admin(&["product", "enable", "--code", "evs"]));
     assert_eq!(enabled["Status"], "active");
 
     // Revoking needs the right product; then the key stops authenticating.
@@ -269,7 +251,7 @@ async fn seed_registry_and_product_admin() {
         ])
         .status
         .success());
-    json(&server.admin(&[
+    admin_json(&server.admin(&[
         "product",
         "credentials",
         "revoke",

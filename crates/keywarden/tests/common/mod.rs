@@ -142,6 +142,28 @@ impl Drop for Server {
     }
 }
 
+/// The JSON a successful `keywarden admin ...` printed.
+pub fn admin_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("admin prints JSON")
+}
+
+/// New access keys for a cloud product (`admin product credentials
+/// create`), as an [`Account`] without an account id.
+pub fn product_credential(server: &Server, code: &str) -> Account {
+    let v = admin_json(&server.admin(&["product", "credentials", "create", "--code", code]));
+    assert_eq!(v["ProductCode"], code);
+    Account {
+        account_id: String::new(),
+        access_key_id: v["AccessKeyId"].as_str().unwrap().to_owned(),
+        secret_access_key: v["SecretAccessKey"].as_str().unwrap().to_owned(),
+    }
+}
+
 pub fn parse_account(stdout: &[u8]) -> Account {
     let v: serde_json::Value = serde_json::from_slice(stdout).expect("admin prints JSON");
     Account {
