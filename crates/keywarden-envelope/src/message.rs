@@ -1,0 +1,1 @@
+//! The message format, version 2 (to be implemented).

@@ -1,0 +1,1 @@
+//! The raw AES keyring (to be implemented).
