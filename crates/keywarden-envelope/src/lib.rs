@@ -11,13 +11,16 @@
 //!   keys), the [`MaterialsManager`] trait (a keyring plus the signing key of
 //!   signed suites), [`DefaultMaterialsManager`];
 //! - keyrings: [`raw_aes::RawAesKeyring`] (the specification's raw AES
-//!   keyring, for test vectors and offline use), `kms::KmsKeyring` (data keys
+//!   keyring, for test vectors and offline use), [`kms::KmsKeyring`] (data keys
 //!   from Keywarden's GenerateDataKey/Decrypt);
-//! - `cache`: a caching materials manager for high-volume callers.
+//! - [`cache`]: a caching materials manager for high-volume callers.
 //!
 //! The entry points are [`encrypt`] and [`decrypt`].
 
+pub mod cache;
 pub mod error;
+#[cfg(feature = "kms")]
+pub mod kms;
 pub mod materials;
 pub mod message;
 pub mod raw_aes;
