@@ -38,6 +38,10 @@ pub enum Error {
     /// Invalid options (frame length 0, unsupported suite, ...).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A cryptographic primitive failed where it cannot fail on valid
+    /// inputs (key generation, HKDF, sealing). Names the operation only.
+    #[error("internal cryptographic failure: {0}")]
+    Internal(&'static str),
     /// Reading the input or writing the output failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

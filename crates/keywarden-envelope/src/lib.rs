@@ -15,10 +15,14 @@
 //!   from Keywarden's GenerateDataKey/Decrypt);
 //! - [`cache`]: a caching materials manager for high-volume callers.
 //!
-//! The entry points are [`encrypt`] and [`decrypt`].
+//! The entry points are [`encrypt`] and [`decrypt`] (streaming) and
+//! [`encrypt_to_vec`] and [`decrypt_to_vec`] (in memory).
+
+#![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod error;
+mod keys;
 #[cfg(feature = "kms")]
 pub mod kms;
 pub mod materials;
@@ -31,6 +35,10 @@ pub use error::Error;
 pub use materials::{
     DecryptionMaterials, DecryptionRequest, DefaultMaterialsManager, EncryptedDataKey,
     EncryptionContext, EncryptionMaterials, EncryptionRequest, Keyring, MaterialsManager,
+    SigningKey,
 };
-pub use stream::{decrypt, encrypt, DecryptOptions, EncryptOptions, MessageInfo};
+pub use raw_aes::RawAesKeyring;
+pub use stream::{
+    decrypt, decrypt_to_vec, encrypt, encrypt_to_vec, DecryptOptions, EncryptOptions, MessageInfo,
+};
 pub use suite::AlgorithmSuite;

@@ -7,6 +7,11 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use aws_lc_rs::encoding::{AsBigEndian, EcPublicKeyCompressedBin};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_ASN1_SIGNING};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -20,6 +25,12 @@ pub type EncryptionContext = BTreeMap<String, String>;
 /// suites (base64 of the compressed P-384 point). Keys starting with
 /// `aws-crypto-` are reserved: callers may not set them.
 pub const PUBLIC_KEY_CONTEXT_KEY: &str = "aws-crypto-public-key";
+
+/// The prefix of encryption context keys reserved to the format.
+pub const RESERVED_CONTEXT_PREFIX: &str = "aws-crypto-";
+
+/// Length of a compressed P-384 point (SEC 1 section 2.3.3).
+const COMPRESSED_P384_LEN: usize = 49;
 
 /// One encrypted copy of the data key, as stored in the header.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,7 +49,10 @@ impl std::fmt::Debug for EncryptedDataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncryptedDataKey")
             .field("provider_id", &self.provider_id)
-            .field("provider_info", &String::from_utf8_lossy(&self.provider_info))
+            .field(
+                "provider_info",
+                &String::from_utf8_lossy(&self.provider_info),
+            )
             .field("ciphertext_len", &self.ciphertext.len())
             .finish()
     }
@@ -100,6 +114,34 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+impl SigningKey {
+    /// A fresh ECDSA P-384 key.
+    pub fn generate() -> Result<SigningKey, Error> {
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &SystemRandom::new())
+                .map_err(|_| Error::Internal("P-384 key generation"))?;
+        Ok(SigningKey {
+            pkcs8: Zeroizing::new(pkcs8.as_ref().to_vec()),
+        })
+    }
+
+    /// The public key as a compressed point, as the encryption context
+    /// carries it (base64-encoded).
+    pub fn public_key_compressed(&self) -> Result<Vec<u8>, Error> {
+        let pair = self.key_pair()?;
+        let point: EcPublicKeyCompressedBin<'_> = pair
+            .public_key()
+            .as_be_bytes()
+            .map_err(|_| Error::Internal("P-384 public key encoding"))?;
+        Ok(point.as_ref().to_vec())
+    }
+
+    pub(crate) fn key_pair(&self) -> Result<EcdsaKeyPair, Error> {
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &self.pkcs8)
+            .map_err(|_| Error::Internal("P-384 key parsing"))
+    }
+}
+
 /// Everything needed to encrypt one message.
 #[derive(Debug)]
 pub struct EncryptionMaterials {
@@ -144,6 +186,11 @@ pub trait MaterialsManager: Send + Sync {
 
 /// The default materials manager: one keyring; for signed suites it makes
 /// a fresh signing key per message and puts its public key in the context.
+///
+/// Encryption refuses caller contexts with keys starting `aws-crypto-`
+/// ([`Error::Context`]). Decryption requires `aws-crypto-public-key` (a
+/// base64 compressed P-384 point) for the signed suite and its absence for
+/// the unsigned one, checked before the keyring is asked for the data key.
 pub struct DefaultMaterialsManager<K> {
     keyring: K,
 }
@@ -157,5 +204,108 @@ impl<K: Keyring> DefaultMaterialsManager<K> {
     /// The keyring.
     pub fn keyring(&self) -> &K {
         &self.keyring
+    }
+}
+
+impl<K> std::fmt::Debug for DefaultMaterialsManager<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DefaultMaterialsManager")
+    }
+}
+
+fn check_data_key(suite: AlgorithmSuite, data_key: &[u8]) -> Result<(), Error> {
+    if data_key.len() != suite.data_key_len() {
+        return Err(Error::KeyProvider(format!(
+            "the keyring returned a data key of {} bytes, the suite needs {}",
+            data_key.len(),
+            suite.data_key_len()
+        )));
+    }
+    Ok(())
+}
+
+/// The verification key a message's context must carry (signed suite) or
+/// must not carry (unsigned suite).
+fn verification_key(
+    suite: AlgorithmSuite,
+    context: &EncryptionContext,
+) -> Result<Option<Vec<u8>>, Error> {
+    match (suite.is_signed(), context.get(PUBLIC_KEY_CONTEXT_KEY)) {
+        (true, Some(encoded)) => {
+            let point = BASE64
+                .decode(encoded)
+                .ok()
+                .filter(|p| p.len() == COMPRESSED_P384_LEN && matches!(p[0], 0x02 | 0x03))
+                .ok_or_else(|| {
+                    Error::Context(format!(
+                        "{PUBLIC_KEY_CONTEXT_KEY} is not a base64 compressed P-384 point"
+                    ))
+                })?;
+            Ok(Some(point))
+        }
+        (true, None) => Err(Error::Context(format!(
+            "a signed message without {PUBLIC_KEY_CONTEXT_KEY}"
+        ))),
+        (false, Some(_)) => Err(Error::Context(format!(
+            "an unsigned message with {PUBLIC_KEY_CONTEXT_KEY}"
+        ))),
+        (false, None) => Ok(None),
+    }
+}
+
+#[async_trait]
+impl<K: Keyring> MaterialsManager for DefaultMaterialsManager<K> {
+    async fn encryption_materials(
+        &self,
+        request: EncryptionRequest<'_>,
+    ) -> Result<EncryptionMaterials, Error> {
+        if let Some(key) = request
+            .context
+            .keys()
+            .find(|k| k.starts_with(RESERVED_CONTEXT_PREFIX))
+        {
+            return Err(Error::Context(format!(
+                "the key {key:?} is reserved (prefix {RESERVED_CONTEXT_PREFIX})"
+            )));
+        }
+        let mut context = request.context.clone();
+        let signing_key = if request.suite.is_signed() {
+            let key = SigningKey::generate()?;
+            context.insert(
+                PUBLIC_KEY_CONTEXT_KEY.to_string(),
+                BASE64.encode(key.public_key_compressed()?),
+            );
+            Some(key)
+        } else {
+            None
+        };
+        let (data_key, encrypted_data_keys) =
+            self.keyring.on_encrypt(request.suite, &context).await?;
+        check_data_key(request.suite, &data_key)?;
+        if encrypted_data_keys.is_empty() {
+            return Err(Error::KeyProvider(
+                "the keyring returned no encrypted data key".into(),
+            ));
+        }
+        Ok(EncryptionMaterials {
+            suite: request.suite,
+            context,
+            data_key,
+            encrypted_data_keys,
+            signing_key,
+        })
+    }
+
+    async fn decryption_materials(
+        &self,
+        request: DecryptionRequest<'_>,
+    ) -> Result<DecryptionMaterials, Error> {
+        let verification_key = verification_key(request.suite, request.context)?;
+        let data_key = self.keyring.on_decrypt(request).await?;
+        check_data_key(request.suite, &data_key)?;
+        Ok(DecryptionMaterials {
+            data_key,
+            verification_key,
+        })
     }
 }

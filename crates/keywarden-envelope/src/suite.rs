@@ -35,7 +35,9 @@ impl AlgorithmSuite {
     /// The AWS name.
     pub fn name(self) -> &'static str {
         match self {
-            AlgorithmSuite::Aes256GcmHkdfSha512CommitKey => "ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY",
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKey => {
+                "ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY"
+            }
             AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384 => {
                 "ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384"
             }
@@ -50,5 +52,30 @@ impl AlgorithmSuite {
     /// Length of the data key (the HKDF input key material), in bytes.
     pub fn data_key_len(self) -> usize {
         32
+    }
+
+    /// Length of the algorithm suite data in the header (the commitment
+    /// key), in bytes.
+    pub fn suite_data_len(self) -> usize {
+        32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_unknown_ids_are_refused() {
+        for suite in [
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+            AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        ] {
+            assert_eq!(AlgorithmSuite::from_id(suite.id()), Some(suite));
+        }
+        // The version-1 suites (no key commitment) are not ours.
+        for id in [0x0014, 0x0078, 0x0178, 0x0378, 0x0000, 0xffff] {
+            assert_eq!(AlgorithmSuite::from_id(id), None);
+        }
     }
 }
