@@ -694,6 +694,87 @@ mod tests {
         assert_eq!(enc(&c, UNSIGNED, &y, Some(1)).await.data_key[0], 4);
     }
 
+    /// A keyring that counts its calls; its "encrypted" data key is the
+    /// data key itself (test only).
+    #[derive(Default)]
+    struct CountingKeyring {
+        encrypts: AtomicU64,
+        decrypts: AtomicU64,
+    }
+
+    #[async_trait]
+    impl crate::materials::Keyring for CountingKeyring {
+        async fn on_encrypt(
+            &self,
+            suite: AlgorithmSuite,
+            _context: &EncryptionContext,
+        ) -> Result<(Zeroizing<Vec<u8>>, Vec<EncryptedDataKey>), Error> {
+            let n = self.encrypts.fetch_add(1, Ordering::SeqCst) as u8 + 1;
+            let key = vec![n; suite.data_key_len()];
+            let edk = EncryptedDataKey {
+                provider_id: "counting".into(),
+                provider_info: vec![n],
+                ciphertext: key.clone(),
+            };
+            Ok((Zeroizing::new(key), vec![edk]))
+        }
+
+        async fn on_decrypt(
+            &self,
+            request: DecryptionRequest<'_>,
+        ) -> Result<Zeroizing<Vec<u8>>, Error> {
+            self.decrypts.fetch_add(1, Ordering::SeqCst);
+            Ok(Zeroizing::new(
+                request.encrypted_data_keys[0].ciphertext.clone(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn hit_rate_with_a_counting_keyring_and_real_messages() {
+        use crate::materials::DefaultMaterialsManager;
+        use crate::stream::{decrypt_to_vec, encrypt_to_vec, DecryptOptions, EncryptOptions};
+
+        let c = CachingMaterialsManager::new(
+            DefaultMaterialsManager::new(CountingKeyring::default()),
+            CacheLimits {
+                max_messages: 8,
+                ..CacheLimits::default()
+            },
+        )
+        .unwrap();
+        let context = ctx(&[("tenant", "a")]);
+        for suite in [UNSIGNED, SIGNED] {
+            let options = EncryptOptions {
+                suite,
+                ..EncryptOptions::default()
+            };
+            let mut messages = Vec::new();
+            for i in 0..32usize {
+                let plain = vec![i as u8; 100 + i];
+                let (message, _) = encrypt_to_vec(&c, &context, &options, &plain)
+                    .await
+                    .unwrap();
+                messages.push((plain, message));
+            }
+            for (plain, message) in &messages {
+                let (back, _) = decrypt_to_vec(&c, &DecryptOptions::default(), message)
+                    .await
+                    .unwrap();
+                assert_eq!(&back, plain);
+            }
+        }
+        // Per suite: 32 messages at 8 per data key = 4 keyring calls to
+        // encrypt and 4 to decrypt (one per distinct data key).
+        let keyring = c.inner().keyring();
+        assert_eq!(keyring.encrypts.load(Ordering::SeqCst), 8);
+        assert_eq!(keyring.decrypts.load(Ordering::SeqCst), 8);
+        let s = c.stats();
+        assert_eq!((s.encrypt_hits, s.encrypt_misses), (56, 8));
+        assert_eq!((s.decrypt_hits, s.decrypt_misses), (56, 8));
+        assert_eq!(s.hits() as f64 / (s.hits() + s.misses()) as f64, 0.875);
+    }
+
     #[test]
     fn limits_must_be_non_zero() {
         for limits in [
