@@ -5,7 +5,8 @@
 //! big-endian, then `DERIVEKEY`) and the 32-byte commitment key (info:
 //! `COMMITKEY`), which the header carries as its suite data. The encryption
 //! key authenticates the header (empty plaintext, all-zero IV) and
-//! encrypts each frame (IV: the sequence number, left-padded with zeros).
+//! encrypts each frame (IV: the sequence number, left-padded with zeros;
+//! decryption uses the IV as stored, like the official SDKs).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::{constant_time, hkdf};
@@ -137,18 +138,20 @@ impl MessageKey {
         Ok(out)
     }
 
-    /// Decrypts one frame in place if its tag verifies. On failure the
-    /// buffer is wiped: unauthenticated plaintext never leaves here.
+    /// Decrypts one frame in place if its tag verifies, with the IV as
+    /// stored in the frame. On failure the buffer is wiped: unauthenticated
+    /// plaintext never leaves here.
     pub(crate) fn open_frame(
         &self,
         sequence_number: u32,
         is_final: bool,
+        iv: [u8; IV_LEN],
         in_out: &mut [u8],
         tag: &[u8],
     ) -> Result<(), Error> {
         let aad = self.body_aad(sequence_number, is_final, in_out.len());
         let opened = self.key.open_in_place_separate_tag(
-            Nonce::assume_unique_for_key(frame_iv(sequence_number)),
+            Nonce::assume_unique_for_key(iv),
             Aad::from(aad),
             tag,
             in_out,
@@ -228,11 +231,15 @@ mod tests {
         let sealed = buf;
         for (seq, fin) in [(1, false), (3, false), (2, true)] {
             let mut b = sealed;
-            assert!(key.open_frame(seq, fin, &mut b, &tag).is_err());
+            assert!(key
+                .open_frame(seq, fin, frame_iv(seq), &mut b, &tag)
+                .is_err());
             assert_eq!(b, [0; 5], "a failed open leaves no plaintext behind");
         }
         let mut b = sealed;
-        key.open_frame(2, false, &mut b, &tag).unwrap();
+        assert!(key.open_frame(2, false, frame_iv(3), &mut b, &tag).is_err());
+        let mut b = sealed;
+        key.open_frame(2, false, frame_iv(2), &mut b, &tag).unwrap();
         assert_eq!(&b, b"hello");
     }
 }

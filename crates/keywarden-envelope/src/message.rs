@@ -11,7 +11,7 @@
 //!               | content type 02 (framed) | frame length u32 (> 0)
 //!               | suite data [32] (the commitment key)
 //! header auth   tag [16] (AES-GCM, IV 0, AAD = header body, no plaintext)
-//! regular frame seq u32 | IV [12] | ciphertext [frame length] | tag [16]
+//! regular frame seq u32 | IV [12] (the seq, left-padded) | ciphertext [frame length] | tag [16]
 //! final frame   FF FF FF FF | seq u32 | IV [12] | length u32 (<= frame
 //!               length) | ciphertext | tag [16]
 //! footer        (signed suite only) length u16 | DER ECDSA signature
@@ -441,11 +441,12 @@ fn error_detail(e: &Error) -> String {
 #[derive(Debug)]
 pub(crate) struct FrameRead {
     pub(crate) is_final: bool,
+    pub(crate) iv: [u8; IV_LEN],
     pub(crate) tag: [u8; TAG_LEN],
 }
 
 /// Reads the frame `expected_sequence_number` into `buf` (cleared first):
-/// checks the sequence number, the IV and the final frame's length.
+/// checks the sequence number and the final frame's length.
 pub(crate) fn read_frame<R: Read>(
     reader: &mut MessageReader<R>,
     expected_sequence_number: u32,
@@ -466,12 +467,11 @@ pub(crate) fn read_frame<R: Read>(
             "frame at byte {start}: sequence number out of order (expected {n})"
         )));
     }
+    // Encryptors write the sequence number, zero-padded, as the IV. The
+    // official SDKs decrypt with the IV as stored (their shared
+    // known-answer messages use other padding), and so do we: GCM then
+    // authenticates these bytes too.
     let iv = reader.read_array::<IV_LEN>("frame IV")?;
-    if iv != frame_iv(n) {
-        return Err(Error::Malformed(format!(
-            "frame {n}: IV is not derived from its sequence number"
-        )));
-    }
     let len = if is_final {
         let len = reader.read_u32("final frame content length")?;
         if len > frame_length {
@@ -486,7 +486,7 @@ pub(crate) fn read_frame<R: Read>(
     buf.clear();
     reader.read_into(buf, len as usize, "frame content")?;
     let tag = reader.read_array::<TAG_LEN>("frame authentication tag")?;
-    Ok(FrameRead { is_final, tag })
+    Ok(FrameRead { is_final, iv, tag })
 }
 
 /// The bytes before a frame's content.

@@ -243,7 +243,7 @@ fn emit<W: Write>(
 /// 3. `materials` provides the data key (and, signed suite, the
 ///    verification key from `aws-crypto-public-key`);
 /// 4. the key commitment is checked (constant time), then the header tag;
-/// 5. frames are read one at a time, each checked (sequence number, IV,
+/// 5. frames are read one at a time, each checked (sequence number,
 ///    length) and its AES-GCM tag verified;
 /// 6. signed suite: the footer signature over header and body is verified;
 /// 7. the input must end right after the message.
@@ -322,7 +322,13 @@ pub async fn decrypt<R: Read + Send, W: Write + Send>(
             header.frame_length,
             &mut plaintext,
         )?;
-        key.open_frame(sequence_number, frame.is_final, &mut plaintext, &frame.tag)?;
+        key.open_frame(
+            sequence_number,
+            frame.is_final,
+            frame.iv,
+            &mut plaintext,
+            &frame.tag,
+        )?;
         total += plaintext.len() as u64;
         if frame.is_final {
             break;
