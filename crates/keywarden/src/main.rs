@@ -1,9 +1,11 @@
 //! The `keywarden` binary: `keywarden serve` runs the service,
 //! `keywarden admin ...` manages accounts and credentials, `keywarden key ...`
-//! a tenant's keys.
+//! a tenant's keys, `keywarden encrypt`/`decrypt` protect files with data
+//! keys from a running Keywarden.
 #![forbid(unsafe_code)]
 
 mod admin;
+mod envelope;
 mod key;
 mod serve;
 mod setup;
@@ -32,6 +34,13 @@ enum Command {
     /// enable/disable, rotation, deletion protection, last usage, deletion.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Encrypt a file into an AWS Encryption SDK message (format version 2,
+    /// key-committing suites) with a data key from Keywarden; credentials from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    Encrypt(envelope::EncryptArgs),
+    /// Decrypt an AWS Encryption SDK message (ours or the official SDKs');
+    /// credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    Decrypt(envelope::DecryptArgs),
 }
 
 /// Where the data lives; shared by every command.
@@ -90,6 +99,8 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Key(cmd) => key::run(cmd).await,
+            Command::Encrypt(args) => envelope::encrypt(args).await,
+            Command::Decrypt(args) => envelope::decrypt(args).await,
         }
     });
     match result {
