@@ -716,7 +716,13 @@ async fn revocation_through_one_server_reaches_another() {
     let acct = first.account("tenant");
     let mysql_account = product_credential(&first, "mysql");
     let tenant = first.client(&acct);
-    let cmk = tenant.create_key().send().await.unwrap().key_metadata.unwrap();
+    let cmk = tenant
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
     let arn = cmk.arn().unwrap().to_owned();
     let grant = tenant
         .create_grant()
@@ -737,7 +743,10 @@ async fn revocation_through_one_server_reaches_another() {
     // The second server learns of the grant (a change elsewhere) and caches it.
     let deadline = Instant::now() + Duration::from_secs(1);
     while use_key().await.is_err() {
-        assert!(Instant::now() < deadline, "grant not visible on the second server");
+        assert!(
+            Instant::now() < deadline,
+            "grant not visible on the second server"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     use_key().await.unwrap();
