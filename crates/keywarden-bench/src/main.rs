@@ -5,6 +5,7 @@
 mod baseline;
 mod bench;
 mod client;
+mod envelope;
 mod load;
 mod mix;
 mod procfs;
@@ -46,6 +47,10 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+    /// Throughput of the envelope SDK (AWS Encryption SDK message format)
+    /// on one large in-memory stream, both suites, against raw
+    /// AES-256-GCM and SHA-384 measured in the same run.
+    Envelope(envelope::EnvelopeArgs),
 }
 
 /// Options of a benchmark run.
@@ -163,6 +168,9 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(baseline::serve(listen)))
             .map(|()| true),
+        Some(Command::Envelope(args)) => runtime(None)
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(envelope::run(args))),
         None => runtime(cli.run.threads)
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(bench::main(cli.run))),
