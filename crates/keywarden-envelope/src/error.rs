@@ -21,6 +21,20 @@ pub enum Error {
         /// The configured limit.
         max: usize,
     },
+    /// A non-framed message declares more content than
+    /// `DecryptOptions::max_non_framed_length` (or than this platform can
+    /// address). Its plaintext is only released after its single tag (and
+    /// signature) verified, so it is held in memory; the message is refused
+    /// as soon as the length is read, before any room is made for it.
+    #[error(
+        "the non-framed message declares {length} bytes of content, more than the {max} allowed"
+    )]
+    NonFramedTooLong {
+        /// The declared content length.
+        length: u64,
+        /// The configured limit.
+        max: u64,
+    },
     /// The encryption context is not usable: a reserved key
     /// (`aws-crypto-...`) given by the caller, or it does not match what
     /// the caller required.

@@ -6,7 +6,8 @@
 //! `COMMITKEY`), which the header carries as its suite data. The encryption
 //! key authenticates the header (empty plaintext, all-zero IV) and
 //! encrypts each frame (IV: the sequence number, left-padded with zeros;
-//! decryption uses the IV as stored, like the official SDKs).
+//! decryption uses the IV as stored, like the official SDKs). A non-framed
+//! body (decryption only) is one AES-GCM message with the IV as stored.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::{constant_time, hkdf};
@@ -20,6 +21,9 @@ const ENCRYPTION_KEY_LABEL: &[u8] = b"DERIVEKEY";
 const COMMITMENT_KEY_LABEL: &[u8] = b"COMMITKEY";
 const FRAME_AAD_CONTENT: &[u8] = b"AWSKMSEncryptionClient Frame";
 const FINAL_FRAME_AAD_CONTENT: &[u8] = b"AWSKMSEncryptionClient Final Frame";
+const SINGLE_BLOCK_AAD_CONTENT: &[u8] = b"AWSKMSEncryptionClient Single Block";
+/// The body AAD sequence number of a non-framed body.
+const SINGLE_BLOCK_SEQUENCE_NUMBER: u32 = 1;
 
 /// An HKDF output length that is not an AEAD key.
 struct OutputLen(usize);
@@ -124,7 +128,7 @@ impl MessageKey {
         is_final: bool,
         in_out: &mut [u8],
     ) -> Result<[u8; TAG_LEN], Error> {
-        let aad = self.body_aad(sequence_number, is_final, in_out.len());
+        let aad = self.body_aad(frame_aad_content(is_final), sequence_number, in_out.len());
         let tag = self
             .key
             .seal_in_place_separate_tag(
@@ -149,7 +153,34 @@ impl MessageKey {
         in_out: &mut [u8],
         tag: &[u8],
     ) -> Result<(), Error> {
-        let aad = self.body_aad(sequence_number, is_final, in_out.len());
+        let aad = self.body_aad(frame_aad_content(is_final), sequence_number, in_out.len());
+        self.open(iv, aad, in_out, tag, "frame authentication tag")
+    }
+
+    /// Decrypts a non-framed body in place if its tag verifies, with the IV
+    /// as stored. On failure the buffer is wiped.
+    pub(crate) fn open_non_framed(
+        &self,
+        iv: [u8; IV_LEN],
+        in_out: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), Error> {
+        let aad = self.body_aad(
+            SINGLE_BLOCK_AAD_CONTENT,
+            SINGLE_BLOCK_SEQUENCE_NUMBER,
+            in_out.len(),
+        );
+        self.open(iv, aad, in_out, tag, "non-framed body authentication tag")
+    }
+
+    fn open(
+        &self,
+        iv: [u8; IV_LEN],
+        aad: Vec<u8>,
+        in_out: &mut [u8],
+        tag: &[u8],
+        what: &'static str,
+    ) -> Result<(), Error> {
         let opened = self.key.open_in_place_separate_tag(
             Nonce::assume_unique_for_key(iv),
             Aad::from(aad),
@@ -158,25 +189,28 @@ impl MessageKey {
         );
         if opened.is_err() {
             in_out.zeroize();
-            return Err(Error::Authentication("frame authentication tag"));
+            return Err(Error::Authentication(what));
         }
         Ok(())
     }
 
     /// The message body AAD: message id, content string, sequence number,
     /// plaintext length.
-    fn body_aad(&self, sequence_number: u32, is_final: bool, len: usize) -> Vec<u8> {
-        let content = if is_final {
-            FINAL_FRAME_AAD_CONTENT
-        } else {
-            FRAME_AAD_CONTENT
-        };
+    fn body_aad(&self, content: &[u8], sequence_number: u32, len: usize) -> Vec<u8> {
         let mut aad = Vec::with_capacity(MESSAGE_ID_LEN + content.len() + 12);
         aad.extend_from_slice(&self.message_id);
         aad.extend_from_slice(content);
         aad.extend_from_slice(&sequence_number.to_be_bytes());
         aad.extend_from_slice(&(len as u64).to_be_bytes());
         aad
+    }
+}
+
+fn frame_aad_content(is_final: bool) -> &'static [u8] {
+    if is_final {
+        FINAL_FRAME_AAD_CONTENT
+    } else {
+        FRAME_AAD_CONTENT
     }
 }
 
@@ -241,5 +275,41 @@ mod tests {
         let mut b = sealed;
         key.open_frame(2, false, frame_iv(2), &mut b, &tag).unwrap();
         assert_eq!(&b, b"hello");
+    }
+
+    #[test]
+    fn non_framed_bodies_use_the_single_block_aad() {
+        // Sealed here from the specification's layout (message-body-aad.md),
+        // not with our own AAD code.
+        let message_id = [3u8; 32];
+        let (key, _) = derive(SUITE, &[7; 32], &message_id).unwrap();
+        let iv = [0x11; IV_LEN];
+        let mut aad = message_id.to_vec();
+        aad.extend_from_slice(b"AWSKMSEncryptionClient Single Block");
+        aad.extend_from_slice(&1u32.to_be_bytes());
+        aad.extend_from_slice(&5u64.to_be_bytes());
+        let mut buf = *b"hello";
+        let tag = key
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
+            .unwrap();
+        let sealed = buf;
+        let mut b = sealed;
+        key.open_non_framed(iv, &mut b, tag.as_ref()).unwrap();
+        assert_eq!(&b, b"hello");
+        // The same bytes are not a frame, and a wrong IV fails.
+        let mut b = sealed;
+        assert!(key.open_frame(1, true, iv, &mut b, tag.as_ref()).is_err());
+        assert_eq!(b, [0; 5]);
+        let mut b = sealed;
+        let r = key.open_non_framed([0x12; IV_LEN], &mut b, tag.as_ref());
+        assert!(
+            matches!(
+                r,
+                Err(Error::Authentication("non-framed body authentication tag"))
+            ),
+            "{r:?}"
+        );
+        assert_eq!(b, [0; 5], "a failed open leaves no plaintext behind");
     }
 }

@@ -6,7 +6,8 @@
 //! - [`message`]: the message format (header, frames, footer), parsing and
 //!   serialisation, no I/O policy;
 //! - [`stream`]: streaming encryption and decryption over `std::io` with
-//!   constant memory, given materials;
+//!   constant memory, given materials (non-framed messages, read only, are
+//!   held whole up to a limit);
 //! - [`materials`]: where materials come from: the [`Keyring`] trait (data
 //!   keys), the [`MaterialsManager`] trait (a keyring plus the signing key of
 //!   signed suites), [`DefaultMaterialsManager`];

@@ -8,9 +8,12 @@
 //!                 (key u16-len, value u16-len) pairs; nothing if empty)
 //!               | EDK count u16 (> 0) | per EDK: provider id, provider
 //!                 info, ciphertext, each u16-length-prefixed
-//!               | content type 02 (framed) | frame length u32 (> 0)
+//!               | content type 02 (framed) or 01 (non-framed, read
+//!                 only) | frame length u32 (> 0 framed, 0 non-framed)
 //!               | suite data [32] (the commitment key)
 //! header auth   tag [16] (AES-GCM, IV 0, AAD = header body, no plaintext)
+//! non-framed    IV [12] | content length u64 | ciphertext | tag [16]
+//! body          (instead of frames)
 //! regular frame seq u32 | IV [12] (the seq, left-padded) | ciphertext [frame length] | tag [16]
 //! final frame   FF FF FF FF | seq u32 | IV [12] | length u32 (<= frame
 //!               length) | ciphertext | tag [16]
@@ -32,9 +35,14 @@ use crate::suite::AlgorithmSuite;
 
 /// The message format version written and accepted.
 pub const MESSAGE_FORMAT_VERSION: u8 = 0x02;
-/// Content type of framed bodies, the only one written and accepted.
+/// Content type of framed bodies, the only one written.
 pub const CONTENT_TYPE_FRAMED: u8 = 0x02;
-const CONTENT_TYPE_NON_FRAMED: u8 = 0x01;
+/// Content type of non-framed bodies (one IV, one tag for the whole
+/// content), accepted when decrypting only.
+pub const CONTENT_TYPE_NON_FRAMED: u8 = 0x01;
+/// The longest non-framed content the format allows: `2^36 - 32` bytes,
+/// the most one AES-GCM invocation may encrypt.
+pub const MAX_NON_FRAMED_CONTENT_LENGTH: u64 = (1 << 36) - 32;
 /// Length of the message id, in bytes.
 pub const MESSAGE_ID_LEN: usize = 32;
 /// Length of the commitment key (the header's suite data), in bytes.
@@ -62,14 +70,22 @@ pub struct Header {
     pub context: EncryptionContext,
     /// The encrypted copies of the data key (at least one).
     pub encrypted_data_keys: Vec<EncryptedDataKey>,
-    /// Plaintext bytes per regular frame (at least 1).
+    /// Plaintext bytes per regular frame (at least 1); 0 for a non-framed
+    /// message (as the format requires), which is only ever parsed.
     pub frame_length: u32,
     /// The commitment key derived from the data key.
     pub commitment: [u8; COMMITMENT_LEN],
 }
 
 impl Header {
+    /// Whether the body is framed (content type 02) rather than one
+    /// non-framed block (content type 01).
+    pub fn is_framed(&self) -> bool {
+        self.frame_length != 0
+    }
+
     /// The serialised header body (what the header tag authenticates).
+    /// Only framed headers are written: a frame length of 0 is refused.
     pub fn serialize_body(&self) -> Result<Vec<u8>, Error> {
         if self.frame_length == 0 {
             return Err(Error::Config("the frame length must be at least 1".into()));
@@ -399,23 +415,21 @@ pub(crate) fn read_header_body<R: Read>(
         });
     }
     let [content_type] = h.array::<1>("header content type")?;
-    match content_type {
-        CONTENT_TYPE_FRAMED => {}
-        CONTENT_TYPE_NON_FRAMED => {
-            return Err(Error::Malformed(
-                "header: non-framed content is not supported".into(),
-            ))
-        }
-        other => {
-            return Err(Error::Malformed(format!(
-                "header: unknown content type {other}"
-            )))
-        }
+    if content_type != CONTENT_TYPE_FRAMED && content_type != CONTENT_TYPE_NON_FRAMED {
+        return Err(Error::Malformed(format!(
+            "header: unknown content type {content_type}"
+        )));
     }
+    // The frame length alone then tells the two apart (Header::is_framed).
     let frame_length = u32::from_be_bytes(h.array("header frame length")?);
-    if frame_length == 0 {
+    if content_type == CONTENT_TYPE_FRAMED && frame_length == 0 {
         return Err(Error::Malformed(
             "header: frame length 0 in a framed message".into(),
+        ));
+    }
+    if content_type == CONTENT_TYPE_NON_FRAMED && frame_length != 0 {
+        return Err(Error::Malformed(
+            "header: non-zero frame length in a non-framed message".into(),
         ));
     }
     let commitment = h.array::<COMMITMENT_LEN>("header algorithm suite data")?;
@@ -487,6 +501,48 @@ pub(crate) fn read_frame<R: Read>(
     reader.read_into(buf, len as usize, "frame content")?;
     let tag = reader.read_array::<TAG_LEN>("frame authentication tag")?;
     Ok(FrameRead { is_final, iv, tag })
+}
+
+/// A non-framed body as read: its IV and tag (the ciphertext went into
+/// the caller's buffer).
+#[derive(Debug)]
+pub(crate) struct NonFramedRead {
+    pub(crate) iv: [u8; IV_LEN],
+    pub(crate) tag: [u8; TAG_LEN],
+}
+
+/// Reads a non-framed body into `buf` (cleared first). The declared
+/// content length is checked against the format's limit
+/// ([`Error::Malformed`]) and against `max_length`
+/// ([`Error::NonFramedTooLong`]) as soon as it is read, before any content
+/// byte is read or any room is made for it; past that, `buf` grows only as
+/// bytes really arrive.
+pub(crate) fn read_non_framed_body<R: Read>(
+    reader: &mut MessageReader<R>,
+    max_length: u64,
+    buf: &mut Vec<u8>,
+) -> Result<NonFramedRead, Error> {
+    let iv = reader.read_array::<IV_LEN>("non-framed body IV")?;
+    let length = u64::from_be_bytes(reader.read_array("non-framed content length")?);
+    if length > MAX_NON_FRAMED_CONTENT_LENGTH {
+        return Err(Error::Malformed(format!(
+            "non-framed body: content length {length} exceeds the format's limit of 2^36 - 32 bytes"
+        )));
+    }
+    if length > max_length {
+        return Err(Error::NonFramedTooLong {
+            length,
+            max: max_length,
+        });
+    }
+    let n = usize::try_from(length).map_err(|_| Error::NonFramedTooLong {
+        length,
+        max: usize::MAX as u64,
+    })?;
+    buf.clear();
+    reader.read_into(buf, n, "non-framed content")?;
+    let tag = reader.read_array::<TAG_LEN>("non-framed body authentication tag")?;
+    Ok(NonFramedRead { iv, tag })
 }
 
 /// The bytes before a frame's content.
@@ -618,7 +674,7 @@ mod tests {
             (0, 1),                // version 1
             (1, 0x03),             // suite 0x0378 (not committing)
             (edk_count_at + 1, 0), // zero EDKs
-            (content_type_at, 1),  // non-framed
+            (content_type_at, 1),  // non-framed with a frame length
             (content_type_at, 3),  // unknown content type
         ];
         for (at, value) in mutations {
@@ -633,6 +689,55 @@ mod tests {
             read_header_body(&mut MessageReader::new(&b[..]), None),
             Err(Error::Malformed(_))
         ));
+        // Non-framed: content type 01 with frame length 0.
+        b[content_type_at] = CONTENT_TYPE_NON_FRAMED;
+        let (parsed, _) = read_header_body(&mut MessageReader::new(&b[..]), None).unwrap();
+        assert_eq!(parsed.frame_length, 0);
+        assert!(!parsed.is_framed());
+        assert!(header().is_framed());
+    }
+
+    fn non_framed_body(declared: u64, content: &[u8]) -> Vec<u8> {
+        let mut b = vec![0xa5; IV_LEN];
+        b.extend_from_slice(&declared.to_be_bytes());
+        b.extend_from_slice(content);
+        b.extend_from_slice(&[0x5a; TAG_LEN]);
+        b
+    }
+
+    #[test]
+    fn non_framed_body_reads_and_every_truncation_is_malformed() {
+        let b = non_framed_body(5, b"hello");
+        let mut buf = vec![1, 2, 3];
+        let read = read_non_framed_body(&mut MessageReader::new(&b[..]), 5, &mut buf).unwrap();
+        assert_eq!(buf, b"hello");
+        assert_eq!(read.iv, [0xa5; IV_LEN]);
+        assert_eq!(read.tag, [0x5a; TAG_LEN]);
+        for cut in 0..b.len() {
+            let r = read_non_framed_body(&mut MessageReader::new(&b[..cut]), 5, &mut buf);
+            assert!(matches!(r, Err(Error::Malformed(_))), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn non_framed_lengths_are_checked_before_the_content_is_read() {
+        // The content is absent: a limit error (not a truncation) shows the
+        // length was refused before any content byte was wanted.
+        let b = non_framed_body(6, b"");
+        let mut buf = Vec::new();
+        let r = read_non_framed_body(&mut MessageReader::new(&b[..IV_LEN + 8]), 5, &mut buf);
+        assert!(
+            matches!(r, Err(Error::NonFramedTooLong { length: 6, max: 5 })),
+            "{r:?}"
+        );
+        assert_eq!(buf.capacity(), 0);
+        let b = non_framed_body(MAX_NON_FRAMED_CONTENT_LENGTH + 1, b"");
+        let r = read_non_framed_body(&mut MessageReader::new(&b[..]), u64::MAX, &mut buf);
+        let Err(Error::Malformed(msg)) = r else {
+            panic!("expected Malformed, got {r:?}")
+        };
+        assert!(msg.contains("2^36 - 32"), "{msg}");
+        assert_eq!(buf.capacity(), 0);
     }
 
     #[test]

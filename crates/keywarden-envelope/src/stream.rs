@@ -1,6 +1,8 @@
 //! Streaming encryption and decryption over `std::io`, in constant memory:
 //! one frame of plaintext (plus the header) is held at a time, whatever the
-//! input size.
+//! input size. The exception is decrypting a non-framed message (which is
+//! never written): its one tag covers all of it, so its content is held
+//! whole, up to [`DecryptOptions::max_non_framed_length`].
 
 use std::io::{Read, Write};
 
@@ -39,8 +41,11 @@ impl Default for EncryptOptions {
     }
 }
 
+/// The default of [`DecryptOptions::max_non_framed_length`]: 64 MiB.
+pub const DEFAULT_MAX_NON_FRAMED_LENGTH: u64 = 64 << 20;
+
 /// Options of [`decrypt`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DecryptOptions {
     /// Refuse messages with more encrypted data keys than this (before any
     /// key is decrypted); `None`: no limit.
@@ -48,6 +53,22 @@ pub struct DecryptOptions {
     /// Refuse messages whose encryption context lacks any of these pairs
     /// (checked before any plaintext is written).
     pub required_context: EncryptionContext,
+    /// The most content bytes a non-framed message may declare; default
+    /// [`DEFAULT_MAX_NON_FRAMED_LENGTH`] (64 MiB). A non-framed message is
+    /// held whole in memory until it verified, so one declaring more is
+    /// refused ([`Error::NonFramedTooLong`]) as soon as its length is read.
+    /// Framed messages are not affected.
+    pub max_non_framed_length: u64,
+}
+
+impl Default for DecryptOptions {
+    fn default() -> Self {
+        DecryptOptions {
+            max_encrypted_data_keys: None,
+            required_context: EncryptionContext::new(),
+            max_non_framed_length: DEFAULT_MAX_NON_FRAMED_LENGTH,
+        }
+    }
 }
 
 /// What a message held, besides its plaintext.
@@ -61,7 +82,7 @@ pub struct MessageInfo {
     pub context: EncryptionContext,
     /// Its encrypted data keys.
     pub encrypted_data_keys: Vec<EncryptedDataKey>,
-    /// Its frame length.
+    /// Its frame length; 0 for a non-framed message (decryption only).
     pub frame_length: u32,
     /// Plaintext bytes processed.
     pub plaintext_length: u64,
@@ -244,7 +265,10 @@ fn emit<W: Write>(
 ///    verification key from `aws-crypto-public-key`);
 /// 4. the key commitment is checked (constant time), then the header tag;
 /// 5. frames are read one at a time, each checked (sequence number,
-///    length) and its AES-GCM tag verified;
+///    length) and its AES-GCM tag verified; a non-framed body (content
+///    type 01, from other SDKs) is read whole instead, its declared length
+///    checked against `options.max_non_framed_length` before any of it is
+///    read ([`Error::NonFramedTooLong`]), then its one tag verified;
 /// 6. signed suite: the footer signature over header and body is verified;
 /// 7. the input must end right after the message.
 ///
@@ -254,7 +278,11 @@ fn emit<W: Write>(
 ///   For the signed suite that plaintext is not yet signature-verified,
 ///   and for both suites the message may still turn out truncated;
 /// - the **final** frame's plaintext only after steps 6 and 7 passed, then
-///   `output` is flushed and `Ok` returned.
+///   `output` is flushed and `Ok` returned;
+/// - a **non-framed** message's plaintext, all of it, only after its tag,
+///   steps 6 and 7 passed (it is held in memory until then, and wiped on
+///   failure), then `output` is flushed and `Ok` returned: on `Err`
+///   nothing of it was written.
 ///
 /// So `Ok` means the whole message was authentic and complete. On `Err`,
 /// `output` may hold the plaintext of a prefix of regular frames and must
@@ -262,7 +290,9 @@ fn emit<W: Write>(
 /// frame or footer never lets its own or any later plaintext through. Use
 /// [`decrypt_to_vec`] to get nothing at all unless everything verified.
 /// Memory is one frame (at most the frame length, and never more than the
-/// input actually supplied) plus the header.
+/// input actually supplied) plus the header; for a non-framed message, its
+/// whole content (at most `options.max_non_framed_length`, and never more
+/// than the input actually supplied).
 pub async fn decrypt<R: Read + Send, W: Write + Send>(
     materials: &dyn MaterialsManager,
     options: &DecryptOptions,
@@ -313,31 +343,44 @@ pub async fn decrypt<R: Read + Send, W: Write + Send>(
     drop(body);
 
     let mut plaintext = Zeroizing::new(Vec::new());
-    let mut sequence_number: u32 = 1;
-    let mut total: u64 = 0;
-    loop {
-        let frame = message::read_frame(
-            &mut reader,
-            sequence_number,
-            header.frame_length,
-            &mut plaintext,
-        )?;
-        key.open_frame(
-            sequence_number,
-            frame.is_final,
-            frame.iv,
-            &mut plaintext,
-            &frame.tag,
-        )?;
-        total += plaintext.len() as u64;
-        if frame.is_final {
-            break;
+    let total = if header.is_framed() {
+        let mut sequence_number: u32 = 1;
+        let mut total: u64 = 0;
+        loop {
+            let frame = message::read_frame(
+                &mut reader,
+                sequence_number,
+                header.frame_length,
+                &mut plaintext,
+            )?;
+            key.open_frame(
+                sequence_number,
+                frame.is_final,
+                frame.iv,
+                &mut plaintext,
+                &frame.tag,
+            )?;
+            total += plaintext.len() as u64;
+            if frame.is_final {
+                break total;
+            }
+            output.write_all(&plaintext)?;
+            sequence_number = sequence_number
+                .checked_add(1)
+                .ok_or_else(|| Error::Malformed("more than 2^32 - 1 frames".into()))?;
         }
-        output.write_all(&plaintext)?;
-        sequence_number = sequence_number
-            .checked_add(1)
-            .ok_or_else(|| Error::Malformed("more than 2^32 - 1 frames".into()))?;
-    }
+    } else {
+        let body = message::read_non_framed_body(
+            &mut reader,
+            options.max_non_framed_length,
+            &mut plaintext,
+        )?;
+        key.open_non_framed(body.iv, &mut plaintext, &body.tag)?;
+        plaintext.len() as u64
+    };
+    // `plaintext` now holds what is released only after the checks below:
+    // the final frame, or the whole non-framed content. It is wiped when
+    // dropped, on error as on success.
     if let Some(verifier) = verifier {
         let digest = reader
             .take_digest()

@@ -163,6 +163,7 @@ pub async fn decrypt(args: DecryptArgs) -> Result<()> {
     let options = DecryptOptions {
         max_encrypted_data_keys: args.max_encrypted_data_keys,
         required_context,
+        ..DecryptOptions::default()
     };
     let (input, length) = open_input(&args.input)?;
     let mut output = Output::create(&args.output)?;
