@@ -59,6 +59,7 @@ pub(crate) struct Caches {
     aliases: RwLock<AliasMap>,
     credentials: RwLock<HashMap<String, Arc<ActiveCredential>>>,
     grants: RwLock<GrantMap>,
+    frozen: RwLock<HashMap<AccountId, bool>>,
     stamp: Mutex<Option<u64>>,
 }
 
@@ -122,6 +123,25 @@ impl Caches {
         if self.epoch() == epoch {
             bounded_insert(&mut map, access_key_id.to_owned(), c);
         }
+    }
+
+    /// Whether an account is frozen, if known.
+    pub(crate) fn frozen(&self, account: &AccountId) -> Option<bool> {
+        read(&self.frozen).get(account).copied()
+    }
+
+    pub(crate) fn put_frozen(&self, epoch: u64, account: &AccountId, frozen: bool) {
+        let mut map = write(&self.frozen);
+        if self.epoch() == epoch {
+            bounded_insert(&mut map, account.clone(), frozen);
+        }
+    }
+
+    /// Drops an account's frozen flag (after a top-up or a charge here).
+    pub(crate) fn invalidate_frozen(&self, account: &AccountId) {
+        let mut map = write(&self.frozen);
+        self.bump();
+        map.remove(account);
     }
 
     pub(crate) fn grants(
@@ -190,11 +210,13 @@ impl Caches {
         let mut a = write(&self.aliases);
         let mut c = write(&self.credentials);
         let mut g = write(&self.grants);
+        let mut f = write(&self.frozen);
         self.bump();
         k.clear();
         a.clear();
         c.clear();
         g.clear();
+        f.clear();
     }
 
     /// Records the store's change stamp; `true` if it moved since last time

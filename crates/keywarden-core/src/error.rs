@@ -83,6 +83,10 @@ pub enum KmsError {
     /// A grant token that is malformed or names no grant.
     #[error("{0}")]
     InvalidGrantToken(String),
+    /// Cryptography with a key of an account frozen for insufficient
+    /// balance (billing).
+    #[error("{0}")]
+    AccountFrozen(String),
     /// `DryRun` was set and the request would have succeeded.
     #[error("The request would have succeeded, but the DryRun option is set.")]
     DryRun,

@@ -9,10 +9,12 @@ use crate::clock::{Clock, UnixMillis};
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
+use crate::metering::MeterTracker;
 use crate::model::{
     CryptoOperation, GrantOperation, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, Origin,
     ProductClass, RotationType,
 };
+use crate::ops::billing::BillingConfig;
 use crate::protector::{
     KeyBinding, KeyHandle, KeyImporter, KeyProtector, SecretSealer, SecureRandom,
 };
@@ -125,6 +127,8 @@ pub struct Kms {
     pub(crate) caches: Caches,
     pub(crate) importer: Option<Arc<dyn KeyImporter>>,
     pub(crate) usage: UsageTracker,
+    pub(crate) metering: MeterTracker,
+    pub(crate) billing: BillingConfig,
 }
 
 /// The seams a [`Kms`] is built from.
@@ -151,7 +155,15 @@ impl Kms {
             parts.software_protector.id().to_owned(),
             parts.software_protector.clone(),
         );
+        // Batch ids of this process's metering flushes start with this.
+        let mut node = [0u8; 8];
+        let node = match parts.random.fill(&mut node) {
+            Ok(()) => node.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            Err(_) => format!("t{}", parts.clock.now().0),
+        };
         Kms {
+            metering: MeterTracker::new(node),
+            billing: BillingConfig::default(),
             store: parts.store,
             protectors,
             default_protector: parts.software_protector,
@@ -163,6 +175,14 @@ impl Kms {
             importer: None,
             usage: UsageTracker::default(),
         }
+    }
+
+    /// Sets the billing configuration (prices, whether charges are posted
+    /// and frozen accounts refused; docs/billing.md). Without it billing is
+    /// off: requests and key lifetimes are still metered.
+    pub fn with_billing(mut self, billing: BillingConfig) -> Self {
+        self.billing = billing;
+        self
     }
 
     /// Enables imported key material (origin `EXTERNAL`,
@@ -286,6 +306,19 @@ impl Kms {
     ///   database products a customer key of the account only through a
     ///   grant to their principal that allows the operation.
     pub(crate) async fn authorize(
+        &self,
+        caller: &Caller,
+        key: &KeyRecord,
+        access: Access<'_>,
+    ) -> Result<(), KmsError> {
+        self.authorize_principal(caller, key, access).await?;
+        if let Access::Crypto(..) = access {
+            self.require_not_frozen(key).await?;
+        }
+        Ok(())
+    }
+
+    async fn authorize_principal(
         &self,
         caller: &Caller,
         key: &KeyRecord,
@@ -445,8 +478,13 @@ impl Kms {
     }
 
     /// Remembers a successful cryptographic use of `key` (in memory; see
-    /// [`Kms::flush_key_usage`]).
+    /// [`Kms::flush_key_usage`]) and, except for ReEncrypt (one request,
+    /// two keys: `ReEncrypt` meters its destination itself), counts the
+    /// request for billing ([`Kms::flush_metering`]).
     pub(crate) fn record_use(&self, caller: &Caller, key: &KeyRecord, operation: CryptoOperation) {
+        if operation != CryptoOperation::ReEncrypt {
+            self.meter(key, operation);
+        }
         self.usage.record(KeyUsage {
             account_id: key.account_id.clone(),
             key_id: key.key_id,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod billing;
 mod cache;
 pub mod ciphertext;
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod context;
 pub mod error;
 pub mod ids;
 pub mod kms;
+mod metering;
 pub mod model;
 pub mod ops;
 pub mod protector;

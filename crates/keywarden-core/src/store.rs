@@ -19,6 +19,7 @@
 
 use async_trait::async_trait;
 
+use crate::billing::{KeyLifetime, LedgerEntry, Month, RequestCount, Standing};
 use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
 use crate::model::{
@@ -208,6 +209,85 @@ pub trait GrantStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Metering: request counts and key lifetimes, the inputs of billing.
+///
+/// Key lifetimes are recorded by the key store itself: `insert_key` and
+/// `create_default_key` record the key's creation (with its protection
+/// level and whether it is a default key) in the same transaction, and
+/// `destroy_key` sets its end to the key's deletion date. They outlive the
+/// key, so a destroyed key's hours stay billable for its last month.
+#[async_trait]
+pub trait MeteringStore: Send + Sync {
+    /// Adds a batch of request counts, once: a batch whose `batch_id` was
+    /// recorded before changes nothing (a retried flush never counts
+    /// twice). Counts add up per (account, key, operation, month). Must not
+    /// move the change stamp.
+    async fn record_requests(
+        &self,
+        batch_id: &str,
+        counts: &[RequestCount],
+    ) -> Result<(), StoreError>;
+
+    /// The account's request counts for a month, ordered by key and
+    /// operation.
+    async fn request_counts(
+        &self,
+        account: &AccountId,
+        month: Month,
+    ) -> Result<Vec<RequestCount>, StoreError>;
+
+    /// The account's keys that existed at some point in `[from, to)`,
+    /// destroyed ones included.
+    async fn key_lifetimes(
+        &self,
+        account: &AccountId,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> Result<Vec<KeyLifetime>, StoreError>;
+}
+
+/// The ledger: an append-only list of top-ups and charges per account; the
+/// balance is derived from it, and the frozen flag follows it.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Appends a top-up of `amount` (> 0) and, if the balance is then zero
+    /// or more, clears the frozen flag, in one transaction.
+    /// [`StoreError::MissingReference`] if the account does not exist.
+    async fn append_top_up(
+        &self,
+        account: &AccountId,
+        amount: i64,
+        at: UnixMillis,
+        memo: &str,
+    ) -> Result<(LedgerEntry, Standing), StoreError>;
+
+    /// Brings the charges posted for `month` up to `month_to_date`: if the
+    /// sum already posted is lower, appends one charge of the difference;
+    /// then, if the balance is below zero, sets the frozen flag; one
+    /// transaction. Idempotent (the same total twice posts once) and safe
+    /// with several nodes posting. `None` if nothing was posted.
+    async fn post_charges(
+        &self,
+        account: &AccountId,
+        month: Month,
+        month_to_date: i64,
+        at: UnixMillis,
+    ) -> Result<(Option<LedgerEntry>, Standing), StoreError>;
+
+    /// The account's ledger in order, entries after `after` (a `seq`), at
+    /// most `limit`.
+    async fn ledger(
+        &self,
+        account: &AccountId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// The account's balance and frozen flag (zero and not frozen for an
+    /// account without entries).
+    async fn standing(&self, account: &AccountId) -> Result<Standing, StoreError>;
+}
+
 /// Tenant accounts.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
@@ -325,6 +405,8 @@ pub trait Store:
     + ProductStore
     + UsageStore
     + GrantStore
+    + MeteringStore
+    + LedgerStore
     + ChangeFeed
 {
 }
@@ -337,6 +419,8 @@ impl<
             + ProductStore
             + UsageStore
             + GrantStore
+            + MeteringStore
+            + LedgerStore
             + ChangeFeed,
     > Store for T
 {

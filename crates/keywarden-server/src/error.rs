@@ -64,6 +64,7 @@ impl ApiError {
                 KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
                 KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
                 KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+                KmsError::AccountFrozen(_) => "AccountFrozenException",
                 KmsError::DryRun => "DryRunOperationException",
                 KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
             },
@@ -209,6 +210,11 @@ mod tests {
                 KmsError::InvalidGrantToken(s()).into(),
                 400,
                 "InvalidGrantTokenException",
+            ),
+            (
+                KmsError::AccountFrozen(s()).into(),
+                400,
+                "AccountFrozenException",
             ),
             (KmsError::DryRun.into(), 412, "DryRunOperationException"),
             (

@@ -17,6 +17,56 @@ use serde_json::json;
 
 mod grants;
 
+/// `KeywardenService.GetAccountBalance` (docs/api-extensions.md): the
+/// caller's own balance, frozen flag and month-to-date charges.
+async fn get_account_balance(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct In {}
+    let _: In = decode(body)?;
+    let (standing, bill) = kms.get_account_balance(caller).await?;
+    let prices = &kms.billing().prices;
+    let mut key_hours = 0i64;
+    let mut key_charges = 0i64;
+    let mut requests = 0u64;
+    let mut billable = 0u64;
+    let mut request_charges = 0i64;
+    for line in &bill.lines {
+        match &line.kind {
+            keywarden_core::billing::LineKind::KeyHours { hours, .. } => {
+                key_hours += hours;
+                key_charges += line.amount;
+            }
+            keywarden_core::billing::LineKind::Requests {
+                total, billable: b, ..
+            } => {
+                requests += total;
+                billable += b;
+                request_charges += line.amount;
+            }
+        }
+    }
+    Ok(encode(&json!({
+        "AccountId": caller.account_id.as_str(),
+        "Currency": prices.currency,
+        "Balance": prices.format(standing.balance),
+        "BalanceMinorUnits": standing.balance,
+        "Frozen": standing.frozen,
+        "BillingEnabled": kms.billing().enabled,
+        "MonthToDate": {
+            "Month": bill.month.to_string(),
+            "KeyHours": key_hours,
+            "KeyCharges": prices.format(key_charges),
+            "Requests": requests,
+            "FreeRequests": prices.free_requests,
+            "BillableRequests": billable,
+            "RequestCharges": prices.format(request_charges),
+            "Total": prices.format(bill.total),
+            "TotalMinorUnits": bill.total,
+        },
+    })))
+}
+
 use crate::error::ApiError;
 use crate::wire::{
     check_encryption_algorithm, check_enum, check_grant_tokens, check_len, check_range, context,
@@ -70,6 +120,7 @@ pub const OPERATIONS: &[&str] = &[
 pub const EXTENSION_OPERATIONS: &[&str] = &[
     "DisableKeyDeletionProtection",
     "EnableKeyDeletionProtection",
+    "GetAccountBalance",
 ];
 
 /// Runs AWS operation `op` (the target suffix after `TrentService.`) for
@@ -130,6 +181,7 @@ pub async fn dispatch_extension(
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     match op {
+        "GetAccountBalance" => get_account_balance(kms, caller, body).await,
         "DisableKeyDeletionProtection" => {
             kms.disable_key_deletion_protection(caller, &key_id_only(body)?)
                 .await?;

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod billing;
 mod error;
 mod rows;
 mod schema;

@@ -256,6 +256,99 @@ CREATE TRIGGER grants_delete_changes AFTER DELETE ON grants
     BEGIN UPDATE changes SET counter = counter + 1; END;
 ";
 
+/// Schema 7: billing.
+///
+/// * `key_lifetimes`: when each key existed, kept after the key is gone.
+///   Maintained by triggers on `keys`, so every way a key is inserted or
+///   destroyed records it: creation from the row's `meta` (origin
+///   `AwsCloudHsm` is hardware, key manager `Aws` a default key), the end at
+///   the key's deletion date (the moment the deletion came due; now, for a
+///   key destroyed without one). Existing keys are back-filled.
+/// * `request_counts` and `metering_batches`: counts per account, month,
+///   key and operation, added once per batch id (idempotent flushes); old
+///   batch ids are pruned after a day. No change triggers: metering is not
+///   state caches hold.
+/// * `ledger`: append-only (triggers refuse UPDATE and DELETE); amounts
+///   are positive minor units.
+/// * `account_standing`: the frozen flag, with change triggers so every
+///   server's cache learns of a freeze or unfreeze.
+const MIGRATION_7: &str = "
+CREATE TABLE key_lifetimes (
+    key_id      TEXT    NOT NULL PRIMARY KEY,
+    account_id  TEXT    NOT NULL,
+    hardware    INTEGER NOT NULL,
+    default_key INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    deleted_at  INTEGER
+) STRICT;
+CREATE INDEX key_lifetimes_by_account ON key_lifetimes (account_id, created_at);
+
+INSERT INTO key_lifetimes (key_id, account_id, hardware, default_key, created_at, deleted_at)
+    SELECT key_id, account_id,
+           COALESCE(json_extract(meta, '$.origin') = 'AwsCloudHsm', 0),
+           COALESCE(json_extract(meta, '$.key_manager') = 'Aws', 0),
+           COALESCE(json_extract(meta, '$.created_at'), 0),
+           NULL
+    FROM keys;
+
+CREATE TRIGGER keys_insert_lifetime AFTER INSERT ON keys
+    BEGIN
+        INSERT OR IGNORE INTO key_lifetimes
+            (key_id, account_id, hardware, default_key, created_at, deleted_at)
+        VALUES (NEW.key_id, NEW.account_id,
+                COALESCE(json_extract(NEW.meta, '$.origin') = 'AwsCloudHsm', 0),
+                COALESCE(json_extract(NEW.meta, '$.key_manager') = 'Aws', 0),
+                COALESCE(json_extract(NEW.meta, '$.created_at'), 0),
+                NULL);
+    END;
+CREATE TRIGGER keys_delete_lifetime AFTER DELETE ON keys
+    BEGIN
+        UPDATE key_lifetimes
+            SET deleted_at = COALESCE(OLD.deletion_date, CAST(unixepoch('subsec') * 1000 AS INTEGER))
+            WHERE key_id = OLD.key_id;
+    END;
+
+CREATE TABLE request_counts (
+    account_id TEXT    NOT NULL,
+    month      INTEGER NOT NULL,
+    key_id     TEXT    NOT NULL,
+    operation  TEXT    NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (account_id, month, key_id, operation)
+) STRICT;
+
+CREATE TABLE metering_batches (
+    batch_id    TEXT    NOT NULL PRIMARY KEY,
+    recorded_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX metering_batches_by_time ON metering_batches (recorded_at);
+
+CREATE TABLE ledger (
+    seq        INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    account_id TEXT    NOT NULL REFERENCES accounts (account_id),
+    at         INTEGER NOT NULL,
+    kind       TEXT    NOT NULL CHECK (kind IN ('TopUp', 'Charge')),
+    amount     INTEGER NOT NULL CHECK (amount > 0),
+    month      INTEGER,
+    memo       TEXT    NOT NULL
+) STRICT;
+CREATE INDEX ledger_by_account ON ledger (account_id, seq);
+CREATE INDEX ledger_charges ON ledger (account_id, month) WHERE kind = 'Charge';
+CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+
+CREATE TABLE account_standing (
+    account_id TEXT    NOT NULL PRIMARY KEY REFERENCES accounts (account_id),
+    frozen     INTEGER NOT NULL
+) STRICT;
+CREATE TRIGGER account_standing_insert_changes AFTER INSERT ON account_standing
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER account_standing_update_changes AFTER UPDATE ON account_standing
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+";
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -264,6 +357,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    MIGRATION_7,
 ];
 
 /// The schema version this build creates and understands.

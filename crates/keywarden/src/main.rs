@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod config;
 mod envelope;
 mod key;
 mod serve;
@@ -56,6 +57,10 @@ pub struct DataArgs {
     /// Region used in ARNs and SigV4 credential scopes.
     #[arg(long, env = "KEYWARDEN_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Configuration file (TOML): the billing price table and switches
+    /// (docs/billing.md). Without it billing is off.
+    #[arg(long, env = "KEYWARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// Options of `keywarden serve`.

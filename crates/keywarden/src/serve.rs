@@ -116,7 +116,32 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         })
     };
 
-    // Key usage: crypto requests only touch memory; this writes the batch.
+    // Billing: charges posted to the ledger from the metered data, and
+    // accounts frozen or not, every charge interval (only when enabled).
+    let biller = opened.config.billing.enabled.then(|| {
+        let kms = kms.clone();
+        let every = opened.config.billing.charge_interval();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match kms.run_billing().await {
+                    Ok(run) if run.charges_posted > 0 => tracing::info!(
+                        accounts = run.accounts,
+                        charges = run.charges_posted,
+                        frozen = run.frozen,
+                        "billing run posted charges"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "billing run failed; retrying at the next interval"),
+                }
+            }
+        })
+    });
+
+    // Key usage and request counts: crypto requests only touch memory;
+    // this writes the batches.
     // Stopped between flushes (never in the middle of one), after which it
     // flushes once more: the uses of the requests drained at shutdown.
     let (stop_flusher, mut stop) = tokio::sync::oneshot::channel::<()>();
@@ -127,11 +152,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => flush_usage(&kms).await,
+                    _ = tick.tick() => {
+                        flush_usage(&kms).await;
+                        flush_metering(&kms).await;
+                    }
                     _ = &mut stop => break,
                 }
             }
             flush_usage(&kms).await;
+            flush_metering(&kms).await;
         })
     };
 
@@ -144,6 +173,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     served?;
     sweeper.abort();
     refresher.abort();
+    if let Some(b) = biller {
+        b.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -157,6 +189,16 @@ async fn flush_usage(kms: &keywarden_core::Kms) {
         ),
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "writing key usage failed; retrying at the next flush"),
+    }
+}
+
+/// Writes the request counts held in memory (billing). A process killed
+/// without a graceful shutdown loses at most the last flush period's
+/// counts; a failed write is retried under the same batch id, so a retry
+/// never counts twice.
+async fn flush_metering(kms: &keywarden_core::Kms) {
+    if let Err(e) = kms.flush_metering().await {
+        tracing::error!(error = %e, "writing request counts failed; retrying at the next flush");
     }
 }
 

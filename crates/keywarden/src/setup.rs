@@ -18,6 +18,8 @@ use crate::DataArgs;
 
 /// An opened data directory.
 pub struct Opened {
+    /// The configuration file's settings (defaults without one).
+    pub config: crate::config::Config,
     pub kms: Arc<Kms>,
     /// Whether this call created the root key (first start).
     pub created: bool,
@@ -29,6 +31,7 @@ pub struct Opened {
 /// and registers the seed products (evs, zos, sfs, mysql) if they are not
 /// registered yet.
 pub async fn open(args: &DataArgs) -> Result<Opened> {
+    let config = crate::config::Config::load(args.config.as_deref())?;
     if !args.data_dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -71,11 +74,13 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
             partition: "aws".into(),
         },
     })
-    .with_importer(Arc::new(importer));
+    .with_importer(Arc::new(importer))
+    .with_billing(config.billing.to_core());
     kms.register_seed_products()
         .await
         .context("registering the seed products")?;
     Ok(Opened {
+        config,
         kms: Arc::new(kms),
         created,
         db_path,

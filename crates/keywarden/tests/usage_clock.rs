@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use keywarden_core::billing::{KeyLifetime, LedgerEntry, Month, RequestCount, Standing};
 use keywarden_core::clock::{ManualClock, UnixMillis};
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
@@ -20,7 +21,7 @@ use keywarden_core::model::{
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::store::{
     AccountStore, AliasStore, ChangeFeed, CredentialStore, GrantQuery, GrantStore, KeyQuery,
-    KeyStore, ProductStore, Store, StoreError, UsageStore,
+    KeyStore, LedgerStore, MeteringStore, ProductStore, Store, StoreError, UsageStore,
 };
 use keywarden_core::{Caller, Kms, KmsConfig, KmsError};
 use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
@@ -173,6 +174,61 @@ impl GrantStore for Counting {
     }
     async fn delete_grant(&self, a: &AccountId, k: &KeyId, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_grant(a, k, id).await
+    }
+}
+
+#[async_trait]
+impl MeteringStore for Counting {
+    async fn record_requests(&self, id: &str, c: &[RequestCount]) -> Result<(), StoreError> {
+        self.inner.record_requests(id, c).await
+    }
+    async fn request_counts(
+        &self,
+        a: &AccountId,
+        m: Month,
+    ) -> Result<Vec<RequestCount>, StoreError> {
+        self.inner.request_counts(a, m).await
+    }
+    async fn key_lifetimes(
+        &self,
+        a: &AccountId,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> Result<Vec<KeyLifetime>, StoreError> {
+        self.inner.key_lifetimes(a, from, to).await
+    }
+}
+
+#[async_trait]
+impl LedgerStore for Counting {
+    async fn append_top_up(
+        &self,
+        a: &AccountId,
+        amount: i64,
+        at: UnixMillis,
+        memo: &str,
+    ) -> Result<(LedgerEntry, Standing), StoreError> {
+        self.inner.append_top_up(a, amount, at, memo).await
+    }
+    async fn post_charges(
+        &self,
+        a: &AccountId,
+        m: Month,
+        total: i64,
+        at: UnixMillis,
+    ) -> Result<(Option<LedgerEntry>, Standing), StoreError> {
+        self.inner.post_charges(a, m, total, at).await
+    }
+    async fn ledger(
+        &self,
+        a: &AccountId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.ledger(a, after, limit).await
+    }
+    async fn standing(&self, a: &AccountId) -> Result<Standing, StoreError> {
+        self.inner.standing(a).await
     }
 }
 

@@ -9,6 +9,7 @@
 //! (`flush_key_usage`).
 
 pub mod accounts;
+pub mod billing;
 pub mod cancel_key_deletion;
 pub mod create_alias;
 pub mod create_key;

@@ -56,6 +56,7 @@ impl Kms {
         let blob = self.seal_with_current(&destination, destination_context, plaintext.expose())?;
         self.record_use(caller, &source, CryptoOperation::ReEncrypt);
         self.record_use(caller, &destination.record, CryptoOperation::ReEncrypt);
+        self.meter(&destination.record, CryptoOperation::ReEncrypt);
         Ok(ReEncrypted {
             source,
             destination: destination.record.clone(),

@@ -1,0 +1,175 @@
+//! The configuration file (`--config`, `KEYWARDEN_CONFIG`): TOML, every
+//! field optional with the documented default (docs/billing.md); unknown
+//! keys are refused, so a misspelt setting is an error, not a silent
+//! default.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use keywarden_core::billing::PriceTable;
+use keywarden_core::ops::billing::BillingConfig;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[billing]`.
+    #[serde(default)]
+    pub billing: Billing,
+}
+
+/// `[billing]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Billing {
+    /// Post charges and freeze accounts whose balance goes below zero.
+    pub enabled: bool,
+    /// Seconds between two billing runs of a server (charges posted).
+    pub charge_interval_secs: u64,
+    /// Whether a frozen account's default keys stop too.
+    pub freeze_default_keys: bool,
+    /// `[billing.prices]`.
+    pub prices: Prices,
+}
+
+impl Default for Billing {
+    fn default() -> Self {
+        Billing {
+            enabled: false,
+            charge_interval_secs: 10,
+            freeze_default_keys: false,
+            prices: Prices::default(),
+        }
+    }
+}
+
+/// `[billing.prices]`: amounts in minor units (cents), integers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prices {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Digits of the minor unit.
+    pub minor_digits: u32,
+    /// Per software-protected customer key and month.
+    pub software_key_per_month_minor: i64,
+    /// Per hardware-protected (HSM) customer key and month.
+    pub hardware_key_per_month_minor: i64,
+    /// Per 10,000 cryptographic requests beyond the free allowance.
+    pub per_10k_requests_minor: i64,
+    /// Free cryptographic requests per account and month.
+    pub free_requests_per_month: u64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        let p = PriceTable::default();
+        Prices {
+            currency: p.currency,
+            minor_digits: p.minor_digits,
+            software_key_per_month_minor: p.software_key_month,
+            hardware_key_per_month_minor: p.hardware_key_month,
+            per_10k_requests_minor: p.requests_10k,
+            free_requests_per_month: p.free_requests,
+        }
+    }
+}
+
+impl Billing {
+    /// The core's form.
+    pub fn to_core(&self) -> BillingConfig {
+        BillingConfig {
+            enabled: self.enabled,
+            prices: self.prices.to_core(),
+            freeze_default_keys: self.freeze_default_keys,
+        }
+    }
+
+    /// Time between billing runs.
+    pub fn charge_interval(&self) -> Duration {
+        Duration::from_secs(self.charge_interval_secs)
+    }
+}
+
+impl Prices {
+    fn to_core(&self) -> PriceTable {
+        PriceTable {
+            currency: self.currency.clone(),
+            minor_digits: self.minor_digits,
+            software_key_month: self.software_key_per_month_minor,
+            hardware_key_month: self.hardware_key_per_month_minor,
+            requests_10k: self.per_10k_requests_minor,
+            free_requests: self.free_requests_per_month,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks the file; the defaults without one.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration file {}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .with_context(|| format!("configuration file {} is not valid", path.display()))?;
+        config
+            .billing
+            .prices
+            .to_core()
+            .check()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("configuration file {}: [billing.prices]", path.display()))?;
+        anyhow::ensure!(
+            (1..=3600).contains(&config.billing.charge_interval_secs),
+            "configuration file {}: [billing] charge_interval_secs must be 1-3600",
+            path.display()
+        );
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.toml");
+        std::fs::write(&p, s).unwrap();
+        Config::load(Some(&p))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = parse("").unwrap();
+        assert!(!c.billing.enabled);
+        assert_eq!(c.billing.to_core().prices, PriceTable::default());
+        let c = parse(
+            "[billing]\nenabled = true\n[billing.prices]\nsoftware_key_per_month_minor = 250\n",
+        )
+        .unwrap();
+        assert!(c.billing.enabled);
+        assert_eq!(c.billing.to_core().prices.software_key_month, 250);
+        assert_eq!(c.billing.to_core().prices.requests_10k, 3);
+    }
+
+    #[test]
+    fn malformed_files_are_refused() {
+        for bad in [
+            "[billing\nenabled = true",
+            "[billing]\nenabeld = true",
+            "[billing.prices]\nsoftware_key_per_month_minor = -1",
+            "[billing.prices]\nsoftware_key_per_month_minor = 1.5",
+            "[billing.prices]\ncurrency = \"dollars\"",
+            "[billing]\ncharge_interval_secs = 0",
+            "[other]\nx = 1",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(format!("{err:#}").contains("k.toml"), "{bad}: {err:#}");
+        }
+    }
+}
