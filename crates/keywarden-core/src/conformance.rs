@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::billing::{KeyLifetime, LedgerEntry, LedgerKind, Month, RequestCount, Standing};
 use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
 use crate::model::{
@@ -52,7 +53,17 @@ use crate::store::{GrantQuery, KeyQuery, Store, StoreError};
 /// only the newest use per key is kept whatever the order of batches,
 /// uses of unknown or foreign keys are ignored, reads are account-scoped,
 /// destroying a key removes its usage, and recording usage does not move
-/// the change stamp.
+/// the change stamp. Metering: request counts add up per (account, key,
+/// operation, month), a batch id counts once, reads are scoped by account
+/// and month, recording does not move the change stamp; key lifetimes are
+/// recorded by `insert_key` and `create_default_key` (hardware and default
+/// flags) and closed by `destroy_key` at the key's deletion date. Ledger:
+/// top-ups of unknown accounts are refused, the balance follows top-ups and
+/// charges, `post_charges` posts only the missing part of a month's total
+/// (once, also under 16 simultaneous calls), the frozen flag is set by a
+/// charge below zero and cleared by a top-up back to zero or more (both
+/// moving the change stamp), and the ledger is ordered, paginated and
+/// scoped by account.
 pub async fn run(store: &dyn Store) {
     let ids = Ids::new();
     accounts(store, &ids).await;
@@ -73,6 +84,8 @@ pub async fn run(store: &dyn Store) {
     concurrency(store, &ids).await;
     change_feed(store, &ids).await;
     key_usage(store, &ids).await;
+    metering(store, &ids).await;
+    ledger(store, &ids).await;
 }
 
 fn usage_of(key: &KeyRecord, at: i64, operation: CryptoOperation, who: &str) -> KeyUsage {
@@ -218,6 +231,528 @@ async fn change_feed(store: &dyn Store, ids: &Ids) {
             "store conformance: {CASE}: the stamp must move after a commit"
         );
     }
+}
+
+fn count_of(key: &KeyRecord, operation: CryptoOperation, month: Month, count: u64) -> RequestCount {
+    RequestCount {
+        account_id: key.account_id.clone(),
+        key_id: key.key_id,
+        operation,
+        month,
+        count,
+    }
+}
+
+/// Metering: request counts (batches counted once, sums per counter,
+/// scoping, the change stamp) and key lifetimes (recorded on insert and on
+/// default key creation, closed at the deletion date on destruction).
+async fn metering(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "metering";
+    let november = Month {
+        year: 2026,
+        month: 11,
+    };
+    let december = november.next();
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+    let a = plain_key(ids, &account);
+    let b = plain_key(ids, &account);
+    let foreign = plain_key(ids, &other);
+    let counts = |acct: &AccountId, month: Month| {
+        let acct = acct.clone();
+        async move {
+            let mut got = ok(
+                store.request_counts(&acct, month).await,
+                CASE,
+                "request_counts",
+            );
+            // Ordered by key and operation.
+            let mut sorted = got.clone();
+            sorted.sort_by_key(|c| (c.key_id.to_string(), c.operation.as_str()));
+            assert_eq!(
+                got, sorted,
+                "store conformance: {CASE}: request_counts must be ordered by key and operation"
+            );
+            got.sort_by_key(|c| (c.key_id.to_string(), c.operation.as_str()));
+            got
+        }
+    };
+    let sorted = |mut v: Vec<RequestCount>| {
+        v.sort_by_key(|c| (c.key_id.to_string(), c.operation.as_str()));
+        v
+    };
+    assert_eq!(counts(&account, november).await, Vec::new());
+
+    let stamp = ok(store.change_stamp().await, CASE, "change_stamp");
+    let batch = format!("conformance-{:016x}", ids.next());
+    let first = [
+        count_of(&a, CryptoOperation::Encrypt, november, 3),
+        count_of(&a, CryptoOperation::Decrypt, november, 2),
+        count_of(&b, CryptoOperation::GenerateDataKey, november, 1),
+        count_of(&a, CryptoOperation::Encrypt, december, 7),
+        count_of(&foreign, CryptoOperation::Encrypt, november, 5),
+    ];
+    ok(
+        store.record_requests(&batch, &first).await,
+        CASE,
+        "record_requests",
+    );
+    assert_eq!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        stamp,
+        "store conformance: {CASE}: recording requests must not move the change stamp"
+    );
+    let want_november = sorted(first[..3].to_vec());
+    assert_eq!(
+        counts(&account, november).await,
+        want_november,
+        "store conformance: {CASE}: request_counts must return the recorded counts of the account and month"
+    );
+    assert_eq!(
+        counts(&account, december).await,
+        vec![first[3].clone()],
+        "store conformance: {CASE}: request_counts must be scoped by month"
+    );
+    assert_eq!(
+        counts(&other, november).await,
+        vec![first[4].clone()],
+        "store conformance: {CASE}: request_counts must be scoped by account"
+    );
+
+    // The same batch again (a retry after a lost answer) changes nothing.
+    ok(
+        store.record_requests(&batch, &first).await,
+        CASE,
+        "record_requests (same batch id)",
+    );
+    assert_eq!(
+        counts(&account, november).await,
+        want_november,
+        "store conformance: {CASE}: a batch id recorded before must not count twice"
+    );
+
+    // Another batch adds to the counters.
+    let second = [
+        count_of(&a, CryptoOperation::Encrypt, november, 4),
+        count_of(&b, CryptoOperation::Decrypt, november, 9),
+    ];
+    ok(
+        store
+            .record_requests(&format!("conformance-{:016x}", ids.next()), &second)
+            .await,
+        CASE,
+        "record_requests (another batch)",
+    );
+    assert_eq!(
+        counts(&account, november).await,
+        sorted(vec![
+            count_of(&a, CryptoOperation::Encrypt, november, 7),
+            first[1].clone(),
+            first[2].clone(),
+            second[1].clone(),
+        ]),
+        "store conformance: {CASE}: counts of a new batch must add to the counters"
+    );
+    assert_eq!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        stamp,
+        "store conformance: {CASE}: recording requests must not move the change stamp"
+    );
+    ok(
+        store
+            .record_requests(&format!("conformance-{:016x}", ids.next()), &[])
+            .await,
+        CASE,
+        "record_requests []",
+    );
+
+    // Key lifetimes: recorded with the key, whichever way it is created.
+    let t = 1_794_000_000_000;
+    let software = KeyRecord {
+        created_at: UnixMillis(t),
+        ..plain_key(ids, &account)
+    };
+    let hardware = KeyRecord {
+        origin: Origin::AwsCloudHsm,
+        created_at: UnixMillis(t + 1_000),
+        ..plain_key(ids, &account)
+    };
+    let code = ids.product();
+    let default_key = KeyRecord {
+        key_manager: KeyManager::Aws,
+        default_for: Some(code.clone()),
+        created_at: UnixMillis(t + 2_000),
+        ..plain_key(ids, &account)
+    };
+    let elsewhere = KeyRecord {
+        created_at: UnixMillis(t),
+        ..plain_key(ids, &other)
+    };
+    ok(store.insert_key(&software).await, CASE, "insert_key");
+    ok(store.insert_key(&hardware).await, CASE, "insert_key");
+    ok(store.insert_key(&elsewhere).await, CASE, "insert_key");
+    let default_alias = AliasRecord {
+        account_id: account.clone(),
+        name: AliasName::default_key(&code),
+        target: default_key.key_id,
+        created_at: UnixMillis(t + 2_000),
+        updated_at: UnixMillis(t + 2_000),
+        revision: 1,
+    };
+    ok(
+        store.create_default_key(&default_key, &default_alias).await,
+        CASE,
+        "create_default_key",
+    );
+    let lifetime = |key: &KeyRecord, hardware: bool, default_key: bool| KeyLifetime {
+        account_id: key.account_id.clone(),
+        key_id: key.key_id,
+        hardware,
+        default_key,
+        created_at: key.created_at,
+        deleted_at: None,
+    };
+    let lifetimes = |acct: &AccountId, from: i64, to: i64| {
+        let acct = acct.clone();
+        async move {
+            let mut got = ok(
+                store
+                    .key_lifetimes(&acct, UnixMillis(from), UnixMillis(to))
+                    .await,
+                CASE,
+                "key_lifetimes",
+            );
+            got.sort_by_key(|l| l.key_id.to_string());
+            got
+        }
+    };
+    let by_id = |mut v: Vec<KeyLifetime>| {
+        v.sort_by_key(|l| l.key_id.to_string());
+        v
+    };
+    let all = by_id(vec![
+        lifetime(&software, false, false),
+        lifetime(&hardware, true, false),
+        lifetime(&default_key, false, true),
+    ]);
+    assert_eq!(
+        lifetimes(&account, t, t + UnixMillis::DAY).await,
+        all,
+        "store conformance: {CASE}: insert_key and create_default_key must record the key's \
+         lifetime (created_at, hardware for AWS_CLOUDHSM, default_key for default keys)"
+    );
+    assert_eq!(
+        lifetimes(&account, t - UnixMillis::DAY, t).await,
+        Vec::new(),
+        "store conformance: {CASE}: a window ending at a key's creation must not include it"
+    );
+    assert_eq!(
+        lifetimes(&account, t - UnixMillis::DAY, t + 1).await,
+        vec![lifetime(&software, false, false)],
+        "store conformance: {CASE}: a window overlapping a key's creation must include it"
+    );
+    assert_eq!(
+        lifetimes(&other, t, t + UnixMillis::DAY).await,
+        vec![lifetime(&elsewhere, false, false)],
+        "store conformance: {CASE}: key_lifetimes must be scoped by account"
+    );
+
+    // Destroyed: the lifetime stays, ending at the key's deletion date.
+    let deletion_date = UnixMillis(t + 10 * UnixMillis::DAY);
+    let pending = KeyRecord {
+        revision: software.revision + 1,
+        state: KeyState::PendingDeletion,
+        deletion_date: Some(deletion_date),
+        pending_window_days: Some(10),
+        ..software.clone()
+    };
+    ok(
+        store.update_key(&pending, software.revision).await,
+        CASE,
+        "update_key to PendingDeletion",
+    );
+    ok(
+        store
+            .destroy_key(&account, &software.key_id, pending.revision)
+            .await,
+        CASE,
+        "destroy_key",
+    );
+    let ended = KeyLifetime {
+        deleted_at: Some(deletion_date),
+        ..lifetime(&software, false, false)
+    };
+    assert_eq!(
+        lifetimes(&account, t, t + UnixMillis::DAY).await,
+        by_id(vec![
+            ended.clone(),
+            lifetime(&hardware, true, false),
+            lifetime(&default_key, false, true),
+        ]),
+        "store conformance: {CASE}: a destroyed key's lifetime must remain, ending at its \
+         deletion date"
+    );
+    assert_eq!(
+        lifetimes(&account, deletion_date.0 - 1, deletion_date.0 + 1)
+            .await
+            .into_iter()
+            .find(|l| l.key_id == software.key_id),
+        Some(ended),
+        "store conformance: {CASE}: a window overlapping the deletion date must include the key"
+    );
+    assert_eq!(
+        lifetimes(&account, deletion_date.0, deletion_date.0 + UnixMillis::DAY).await,
+        by_id(vec![
+            lifetime(&hardware, true, false),
+            lifetime(&default_key, false, true),
+        ]),
+        "store conformance: {CASE}: a window after the deletion date must not include the key"
+    );
+    assert_eq!(
+        lifetimes(&other, t, deletion_date.0 + UnixMillis::DAY).await,
+        vec![lifetime(&elsewhere, false, false)],
+        "store conformance: {CASE}: key_lifetimes must be scoped by account"
+    );
+}
+
+/// The ledger: top-ups, charges posted as month-to-date totals, the
+/// balance and frozen flag (and their effect on the change stamp), order,
+/// pagination, scoping, and simultaneous postings of one total.
+async fn ledger(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "ledger";
+    const POSTERS: usize = 16;
+    let november = Month {
+        year: 2026,
+        month: 11,
+    };
+    let december = november.next();
+    let at = |n: i64| UnixMillis(1_794_000_000_000 + n);
+    let standing_of = |balance: i64, frozen: bool| Standing { balance, frozen };
+
+    expect_err(
+        store.append_top_up(&ids.account(), 100, at(0), "x").await,
+        Expected::MissingReference,
+        CASE,
+        "append_top_up to an unknown account",
+    );
+
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+    assert_eq!(
+        ok(store.standing(&account).await, CASE, "standing"),
+        standing_of(0, false),
+        "store conformance: {CASE}: an account without entries stands at zero, not frozen"
+    );
+
+    let mut entries: Vec<LedgerEntry> = Vec::new();
+    let (top_up, standing) = ok(
+        store
+            .append_top_up(&account, 1_000, at(1), "wire \u{2713} 'transfer'")
+            .await,
+        CASE,
+        "append_top_up",
+    );
+    assert_eq!(
+        (
+            &top_up.account_id,
+            top_up.at,
+            top_up.kind,
+            top_up.amount,
+            top_up.month,
+            top_up.memo.as_str()
+        ),
+        (
+            &account,
+            at(1),
+            LedgerKind::TopUp,
+            1_000,
+            None,
+            "wire \u{2713} 'transfer'"
+        ),
+        "store conformance: {CASE}: append_top_up must return the entry as recorded"
+    );
+    assert_eq!(standing, standing_of(1_000, false));
+    entries.push(top_up);
+
+    // Month-to-date totals: only the missing part is posted.
+    let post = |month: Month, total: i64, n: i64| {
+        let account = account.clone();
+        async move {
+            ok(
+                store.post_charges(&account, month, total, at(n)).await,
+                CASE,
+                "post_charges",
+            )
+        }
+    };
+    let (charge, standing) = post(november, 300, 2).await;
+    let charge = charge.unwrap_or_else(|| {
+        panic!("store conformance: {CASE}: a first month-to-date total must post a charge")
+    });
+    assert_eq!(
+        (
+            charge.kind,
+            charge.amount,
+            charge.month,
+            charge.at,
+            &charge.account_id
+        ),
+        (LedgerKind::Charge, 300, Some(november), at(2), &account),
+        "store conformance: {CASE}: post_charges must return the charge as recorded"
+    );
+    assert_eq!(standing, standing_of(700, false));
+    entries.push(charge);
+    assert_eq!(
+        post(november, 300, 3).await,
+        (None, standing_of(700, false)),
+        "store conformance: {CASE}: posting the same total twice must post once"
+    );
+    let (charge, standing) = post(november, 500, 4).await;
+    assert_eq!(
+        charge.as_ref().map(|c| (c.amount, c.month)),
+        Some((200, Some(november))),
+        "store conformance: {CASE}: a higher total must post only the difference"
+    );
+    assert_eq!(standing, standing_of(500, false));
+    entries.extend(charge);
+    assert_eq!(
+        post(november, 100, 5).await,
+        (None, standing_of(500, false)),
+        "store conformance: {CASE}: a lower total must post nothing (never a negative charge)"
+    );
+
+    // Below zero: frozen, and the change stamp moves (caches learn of it).
+    let stamp = ok(store.change_stamp().await, CASE, "change_stamp");
+    let (charge, standing) = post(december, 800, 6).await;
+    assert_eq!(
+        charge.as_ref().map(|c| (c.amount, c.month)),
+        Some((800, Some(december))),
+        "store conformance: {CASE}: totals are per month"
+    );
+    assert_eq!(
+        standing,
+        standing_of(-300, true),
+        "store conformance: {CASE}: a charge taking the balance below zero must freeze the account"
+    );
+    entries.extend(charge);
+    assert_ne!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        stamp,
+        "store conformance: {CASE}: freezing an account must move the change stamp"
+    );
+    assert_eq!(
+        ok(store.standing(&account).await, CASE, "standing"),
+        standing_of(-300, true)
+    );
+    let (charge, standing) = post(december, 900, 7).await;
+    assert_eq!(charge.as_ref().map(|c| c.amount), Some(100));
+    assert_eq!(standing, standing_of(-400, true));
+    entries.extend(charge);
+
+    // A top-up that leaves the balance below zero keeps it frozen; one that
+    // brings it to zero unfreezes it and moves the stamp.
+    let (top_up, standing) = ok(
+        store.append_top_up(&account, 100, at(8), "").await,
+        CASE,
+        "append_top_up",
+    );
+    assert_eq!(
+        standing,
+        standing_of(-300, true),
+        "store conformance: {CASE}: a top-up leaving the balance below zero must not unfreeze"
+    );
+    entries.push(top_up);
+    let stamp = ok(store.change_stamp().await, CASE, "change_stamp");
+    let (top_up, standing) = ok(
+        store.append_top_up(&account, 300, at(9), "").await,
+        CASE,
+        "append_top_up",
+    );
+    assert_eq!(
+        standing,
+        standing_of(0, false),
+        "store conformance: {CASE}: a top-up bringing the balance to zero must unfreeze"
+    );
+    assert_ne!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        stamp,
+        "store conformance: {CASE}: unfreezing an account must move the change stamp"
+    );
+    entries.push(top_up);
+    assert_eq!(
+        ok(store.standing(&account).await, CASE, "standing"),
+        standing_of(0, false)
+    );
+
+    // The ledger: every entry, in seq order; pages after a seq.
+    let all = ok(store.ledger(&account, None, 100).await, CASE, "ledger");
+    assert_eq!(
+        all, entries,
+        "store conformance: {CASE}: ledger must return the account's entries as recorded, in order"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "store conformance: {CASE}: ledger seqs must increase"
+    );
+    assert_eq!(
+        ok(
+            store.ledger(&account, Some(all[2].seq), 2).await,
+            CASE,
+            "ledger"
+        ),
+        all[3..5].to_vec(),
+        "store conformance: {CASE}: ledger must page after a seq, at most limit entries"
+    );
+    assert_eq!(
+        ok(
+            store.ledger(&account, Some(all[6].seq), 100).await,
+            CASE,
+            "ledger"
+        ),
+        Vec::new()
+    );
+    assert_eq!(
+        ok(store.ledger(&other, None, 100).await, CASE, "ledger"),
+        Vec::new(),
+        "store conformance: {CASE}: ledger must be scoped by account"
+    );
+    assert_eq!(
+        ok(store.standing(&other).await, CASE, "standing"),
+        standing_of(0, false),
+        "store conformance: {CASE}: standing must be scoped by account"
+    );
+
+    // Simultaneous postings of one total (several nodes): one charge.
+    let busy = new_account(store, ids).await;
+    let results = join_all(
+        (0..POSTERS)
+            .map(|i| store.post_charges(&busy, november, 1_234, at(10 + i as i64)))
+            .collect(),
+    )
+    .await;
+    let posted: Vec<&LedgerEntry> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok((entry, _)) => entry.as_ref(),
+            Err(e) => panic!("store conformance: {CASE}: post_charges failed: {e:?}"),
+        })
+        .collect();
+    assert_eq!(
+        posted.len(),
+        1,
+        "store conformance: {CASE}: of {POSTERS} simultaneous post_charges with one total \
+         exactly one must post"
+    );
+    let ledger = ok(store.ledger(&busy, None, 100).await, CASE, "ledger");
+    assert_eq!(
+        ledger.iter().map(|e| e.amount).collect::<Vec<_>>(),
+        vec![1_234],
+        "store conformance: {CASE}: simultaneous post_charges must post the total once"
+    );
+    assert_eq!(
+        ok(store.standing(&busy).await, CASE, "standing"),
+        standing_of(-1_234, true)
+    );
 }
 
 // ---------------------------------------------------------------------------
