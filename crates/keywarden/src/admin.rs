@@ -1,6 +1,9 @@
-//! `keywarden admin ...`: operator commands (accounts, credentials, products). They open the data directory
-//! directly (SQLite in WAL mode allows this while the server runs), and the
-//! server sees their changes on its next request.
+//! `keywarden admin ...`: operator commands (accounts, credentials, products,
+//! billing). They open the data directory directly (SQLite in WAL mode allows
+//! this while the server runs), and the server sees their changes on its next
+//! request.
+
+mod billing;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -100,6 +103,65 @@ pub enum AccountCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Add money to an account (docs/billing.md); unfreezes it once the
+    /// balance is zero or more. Prints the ledger entry and the new balance.
+    Topup {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The account id (12 digits).
+        #[arg(long)]
+        account: String,
+        /// A positive decimal amount in the configured currency, at most its
+        /// fraction digits (`12.34`).
+        #[arg(long, allow_hyphen_values = true)]
+        amount: String,
+        /// A note kept with the entry (at most 256 characters).
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Balance, frozen flag and month-to-date charges as JSON.
+    Balance {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The account id (12 digits).
+        #[arg(long)]
+        account: String,
+    },
+    /// The account's ledger (top-ups and charges, in order) as JSON.
+    Ledger {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The account id (12 digits).
+        #[arg(long)]
+        account: String,
+    },
+    /// Metered requests per key and operation and key-hours of a month as
+    /// JSON.
+    Usage {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The account id (12 digits).
+        #[arg(long)]
+        account: String,
+        /// YYYY-MM (UTC); the current month by default.
+        #[arg(long)]
+        month: Option<String>,
+    },
+    /// A month's statement: its lines, the charges posted, top-ups and the
+    /// balance. With billing on, the month's charges are posted first.
+    Statement {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The account id (12 digits).
+        #[arg(long)]
+        account: String,
+        /// YYYY-MM (UTC).
+        #[arg(long)]
+        month: String,
+        /// `json` (the default) or `text` (an aligned table).
+        #[arg(long, value_enum, default_value_t = billing::Format::Json)]
+        format: billing::Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +220,29 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                 serde_json::to_string_pretty(&json!({ "Accounts": list }))?
             );
         }
+        AdminCommand::Account(AccountCommand::Topup {
+            data,
+            account,
+            amount,
+            memo,
+        }) => billing::top_up(&data, &account, &amount, &memo).await?,
+        AdminCommand::Account(AccountCommand::Balance { data, account }) => {
+            billing::balance(&data, &account).await?
+        }
+        AdminCommand::Account(AccountCommand::Ledger { data, account }) => {
+            billing::ledger(&data, &account).await?
+        }
+        AdminCommand::Account(AccountCommand::Usage {
+            data,
+            account,
+            month,
+        }) => billing::usage(&data, &account, month.as_deref()).await?,
+        AdminCommand::Account(AccountCommand::Statement {
+            data,
+            account,
+            month,
+            format,
+        }) => billing::statement(&data, &account, &month, format).await?,
         AdminCommand::Credentials(CredentialsCommand::Create { data, account }) => {
             let account = AccountId::parse(&account)?;
             let kms = setup::open(&data).await?.kms;

@@ -555,7 +555,7 @@ async fn schedule_deletion(target: &KeyTarget, days: Option<u32>, yes: bool) -> 
 }
 
 /// `2026-11-28T17:30:00.123Z`.
-fn iso8601(t: UnixMillis) -> String {
+pub(crate) fn iso8601(t: UnixMillis) -> String {
     let ms = t.0.rem_euclid(1000);
     let secs = t.0.div_euclid(1000);
     let days = secs.div_euclid(86_400);
