@@ -40,6 +40,12 @@ impl Server {
 
     /// A server on an existing (or new) data dir; logs to `log`.
     pub fn start_in(data_dir: &Path, log: PathBuf) -> Server {
+        Server::start_with(data_dir, log, &[])
+    }
+
+    /// Like [`Server::start_in`], with more arguments for `keywarden serve`
+    /// (`--config FILE`, ...).
+    pub fn start_with(data_dir: &Path, log: PathBuf, extra_args: &[&str]) -> Server {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -48,6 +54,7 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra_args)
             .env("KEYWARDEN_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(log_file)
