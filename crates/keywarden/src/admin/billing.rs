@@ -231,8 +231,15 @@ fn discrepancy(prices: &PriceTable, enabled: bool, st: &Statement) -> Option<Str
     let diff = st.charges_posted - st.bill.total;
     if diff == 0 {
         None
-    } else if !enabled {
+    } else if !enabled && st.charges_posted == 0 {
         Some(NOT_POSTED.to_owned())
+    } else if !enabled {
+        // A server with billing on posted them; this command was run
+        // without its configuration file (other prices, nothing posted).
+        Some(format!(
+            "{NOT_POSTED} in this configuration, but {} was posted for the month: give the server's --config to see its lines",
+            prices.format(st.charges_posted)
+        ))
     } else {
         // `statement` posts up to the lines first, so only a larger total
         // posted by another node since, or under other prices, remains.
@@ -458,6 +465,11 @@ mod tests {
         let off = statement_json(&prices, false, &sample(0));
         assert_eq!(off["Reconciled"], false);
         assert_eq!(off["Note"], NOT_POSTED);
+        let elsewhere = statement_json(&prices, false, &sample(50));
+        assert!(elsewhere["Note"]
+            .as_str()
+            .unwrap()
+            .contains("0.50 was posted"));
     }
 
     #[test]
