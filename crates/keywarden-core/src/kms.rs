@@ -9,7 +9,7 @@ use crate::clock::{Clock, UnixMillis};
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
-use crate::metering::MeterTracker;
+use crate::metering::{MeterTracker, PostedTotals};
 use crate::model::{
     CryptoOperation, GrantOperation, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, Origin,
     ProductClass, RotationType,
@@ -129,6 +129,7 @@ pub struct Kms {
     pub(crate) usage: UsageTracker,
     pub(crate) metering: MeterTracker,
     pub(crate) billing: BillingConfig,
+    pub(crate) posted_totals: PostedTotals,
 }
 
 /// The seams a [`Kms`] is built from.
@@ -164,6 +165,7 @@ impl Kms {
         Kms {
             metering: MeterTracker::new(node),
             billing: BillingConfig::default(),
+            posted_totals: PostedTotals::default(),
             store: parts.store,
             protectors,
             default_protector: parts.software_protector,

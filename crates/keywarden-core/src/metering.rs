@@ -106,6 +106,31 @@ impl MeterTracker {
     }
 }
 
+/// The month-to-date totals this process last brought the ledger up to,
+/// per (account, month): a billing run skips accounts whose total has not
+/// moved since (no write transaction per account and interval). Losing
+/// it (a restart) only costs one extra, idempotent, posting.
+#[derive(Default)]
+pub(crate) struct PostedTotals(Mutex<HashMap<(AccountId, Month), i64>>);
+
+impl PostedTotals {
+    pub(crate) fn get(&self, key: &(AccountId, Month)) -> Option<i64> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .copied()
+    }
+
+    pub(crate) fn set(&self, key: (AccountId, Month), total: i64) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= 1_000_000 {
+            map.clear();
+        }
+        map.insert(key, total);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,10 +260,15 @@ async fn handle(
         },
         ActiveOwner::Product(product) => {
             // Products call only AWS operations, for the account their key
-            // ARNs name (docs/products.md).
+            // ARNs name (docs/products.md); an extension's full target name
+            // is never one of them, and the refusal names it.
+            let extension;
             let operation = match api {
                 Api::Aws => op,
-                Api::Extension => "",
+                Api::Extension => {
+                    extension = format!("KeywardenService.{op}");
+                    extension.as_str()
+                }
             };
             state.kms.product_may_call(product, operation)?;
             let keys = product_key_refs(&body, &state.kms.config().region)?;

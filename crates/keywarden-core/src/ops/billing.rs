@@ -59,7 +59,7 @@ pub struct BillingRun {
     pub accounts: usize,
     /// Charges appended to the ledger.
     pub charges_posted: usize,
-    /// Accounts frozen after the run.
+    /// Accounts frozen after the run, among those whose charges changed.
     pub frozen: usize,
 }
 
@@ -157,13 +157,19 @@ impl Kms {
         month: Month,
     ) -> Result<(MonthBill, Standing, bool), KmsError> {
         let bill = self.month_bill(account, month).await?;
+        self.post_bill(bill).await
+    }
+
+    async fn post_bill(&self, bill: MonthBill) -> Result<(MonthBill, Standing, bool), KmsError> {
         let (entry, standing) = self
             .store
-            .post_charges(account, month, bill.total, self.clock.now())
+            .post_charges(&bill.account_id, bill.month, bill.total, self.clock.now())
             .await?;
         if entry.is_some() {
-            self.caches.invalidate_frozen(account);
+            self.caches.invalidate_frozen(&bill.account_id);
         }
+        self.posted_totals
+            .set((bill.account_id.clone(), bill.month), bill.total);
         Ok((bill, standing, entry.is_some()))
     }
 
@@ -181,9 +187,15 @@ impl Kms {
             run.accounts += 1;
             let mut frozen = false;
             for m in [month.previous(), month] {
-                let (_, standing, posted) = self.post_month(&account.account_id, m).await?;
+                let bill = self.month_bill(&account.account_id, m).await?;
+                // Unchanged since this process last posted it: the ledger
+                // holds this total already, so no write transaction.
+                if self.posted_totals.get(&(account.account_id.clone(), m)) == Some(bill.total) {
+                    continue;
+                }
+                let (_, standing, posted) = self.post_bill(bill).await?;
                 run.charges_posted += usize::from(posted);
-                frozen = standing.frozen;
+                frozen |= standing.frozen;
             }
             run.frozen += usize::from(frozen);
         }
