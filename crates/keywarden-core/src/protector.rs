@@ -83,6 +83,21 @@ pub trait KeyProtector: Send + Sync {
         binding: KeyBinding<'_>,
         stored: &[u8],
     ) -> Result<Box<dyn KeyHandle>, ProtectorError>;
+
+    /// Destroys the material behind a stored form when its key is destroyed
+    /// (scheduled deletion): HSM protectors delete the token object. The
+    /// default does nothing: software material is gone with its stored
+    /// form (crypto-shredding by deleting the row).
+    fn destroy(&self, binding: KeyBinding<'_>, stored: &[u8]) -> Result<(), ProtectorError> {
+        let _ = (binding, stored);
+        Ok(())
+    }
+
+    /// Whether the protector can serve requests now (an HSM's
+    /// connection state); software protectors always can.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// A cryptographically secure random source.
