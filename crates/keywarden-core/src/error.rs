@@ -83,6 +83,13 @@ pub enum KmsError {
     /// A grant token that is malformed or names no grant.
     #[error("{0}")]
     InvalidGrantToken(String),
+    /// The key's custom key store (HSM) cannot be reached now; retry later.
+    #[error("{0}")]
+    KeyUnavailable(String),
+    /// The custom key store is not in a state that allows the operation
+    /// (disconnected).
+    #[error("{0}")]
+    CustomKeyStoreInvalidState(String),
     /// Cryptography with a key of an account frozen for insufficient
     /// balance (billing).
     #[error("{0}")]

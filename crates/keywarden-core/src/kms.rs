@@ -130,6 +130,8 @@ pub struct Kms {
     pub(crate) metering: MeterTracker,
     pub(crate) billing: BillingConfig,
     pub(crate) posted_totals: PostedTotals,
+    pub(crate) custom_key_stores: Vec<crate::ops::custom_key_stores::CustomKeyStore>,
+    pub(crate) orphaned_material: std::sync::atomic::AtomicU64,
 }
 
 /// The seams a [`Kms`] is built from.
@@ -166,6 +168,8 @@ impl Kms {
             metering: MeterTracker::new(node),
             billing: BillingConfig::default(),
             posted_totals: PostedTotals::default(),
+            custom_key_stores: Vec::new(),
+            orphaned_material: std::sync::atomic::AtomicU64::new(0),
             store: parts.store,
             protectors,
             default_protector: parts.software_protector,
@@ -538,18 +542,12 @@ impl Kms {
         let arn = || self.key_arn(&key.account_id, &key.key_id);
         match key.origin {
             Origin::AwsKms => {}
-            Origin::External => {
-                return Err(KmsError::Unsupported(format!(
-                    "{} has imported key material (Origin EXTERNAL); its material cannot be rotated.",
-                    arn()
-                )))
-            }
-            Origin::AwsCloudHsm => {
-                return Err(KmsError::Unsupported(format!(
-                    "{} is in a custom key store (Origin AWS_CLOUDHSM); its material cannot be rotated.",
-                    arn()
-                )))
-            }
+            Origin::External => return Err(KmsError::Unsupported(format!(
+                "{} has imported key material (Origin EXTERNAL); its material cannot be rotated.",
+                arn()
+            ))),
+            // Rotation adds a new HSM object for the new version.
+            Origin::AwsCloudHsm => {}
         }
         if manage && key.key_manager == KeyManager::Aws {
             return Err(KmsError::Unsupported(format!(

@@ -236,6 +236,15 @@ impl KeyRecord {
         self.versions.last()
     }
 
+    /// The custom key store holding the key's material (its versions'
+    /// protector is `hsm:<store id>`), if any.
+    pub fn custom_key_store_id(&self) -> Option<&str> {
+        self.versions.first().and_then(|v| {
+            v.protector
+                .strip_prefix(crate::ops::custom_key_stores::PROTECTOR_PREFIX)
+        })
+    }
+
     /// Whether the key's material is present: always for generated keys;
     /// for imported keys, between an import and a deletion or expiry.
     pub fn has_material(&self) -> bool {

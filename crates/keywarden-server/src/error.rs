@@ -3,6 +3,7 @@
 //! the wire lives here.
 
 use http::StatusCode;
+use keywarden_core::protector::ProtectorError;
 use keywarden_core::KmsError;
 
 use crate::sigv4::AuthError;
@@ -65,6 +66,9 @@ impl ApiError {
                 KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
                 KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
                 KmsError::AccountFrozen(_) => "AccountFrozenException",
+                KmsError::KeyUnavailable(_) => "KeyUnavailableException",
+                KmsError::CustomKeyStoreInvalidState(_) => "CustomKeyStoreInvalidStateException",
+                KmsError::Protector(ProtectorError::Unavailable(_)) => "KeyUnavailableException",
                 KmsError::DryRun => "DryRunOperationException",
                 KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
             },
@@ -80,9 +84,9 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Kms(KmsError::Store(_) | KmsError::Protector(_)) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Kms(
+                KmsError::Store(_) | KmsError::Protector(_) | KmsError::KeyUnavailable(_),
+            ) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Kms(KmsError::DryRun) => StatusCode::PRECONDITION_FAILED,
             ApiError::Kms(_) => StatusCode::BAD_REQUEST,
             ApiError::Auth(AuthError::Missing) => StatusCode::FORBIDDEN,
@@ -100,6 +104,15 @@ impl ApiError {
 
     /// The message shown to the caller.
     pub fn message(&self) -> String {
+        if matches!(
+            self,
+            ApiError::Kms(
+                KmsError::KeyUnavailable(_) | KmsError::Protector(ProtectorError::Unavailable(_))
+            )
+        ) {
+            // The detail (which HSM, why) goes to the log only.
+            return KEY_UNAVAILABLE_MESSAGE.to_owned();
+        }
         if self.is_internal() {
             return INTERNAL_MESSAGE.to_owned();
         }
@@ -110,10 +123,14 @@ impl ApiError {
     }
 }
 
+/// What a caller is told when a key's custom key store (HSM) cannot be
+/// reached: AWS's KeyUnavailableException, retryable.
+const KEY_UNAVAILABLE_MESSAGE: &str =
+    "The key is not available: its custom key store cannot be reached now. Retry the request later.";
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keywarden_core::protector::ProtectorError;
     use keywarden_core::store::StoreError;
 
     /// Every variant pinned to its (status, __type).
@@ -215,6 +232,21 @@ mod tests {
                 KmsError::AccountFrozen(s()).into(),
                 400,
                 "AccountFrozenException",
+            ),
+            (
+                KmsError::KeyUnavailable(s()).into(),
+                500,
+                "KeyUnavailableException",
+            ),
+            (
+                KmsError::Protector(ProtectorError::Unavailable("hsm gone".into())).into(),
+                500,
+                "KeyUnavailableException",
+            ),
+            (
+                KmsError::CustomKeyStoreInvalidState(s()).into(),
+                400,
+                "CustomKeyStoreInvalidStateException",
             ),
             (KmsError::DryRun.into(), 412, "DryRunOperationException"),
             (

@@ -17,6 +17,58 @@ use serde_json::json;
 
 mod grants;
 
+/// DescribeCustomKeyStores: the HSM key stores the operator configured.
+fn describe_custom_key_stores(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        custom_key_store_id: Option<String>,
+        custom_key_store_name: Option<String>,
+        limit: Option<i64>,
+        marker: Option<String>,
+    }
+    let req: In = decode(body)?;
+    if let Some(id) = &req.custom_key_store_id {
+        check_len(id, "customKeyStoreId", 1, 64)?;
+    }
+    if let Some(name) = &req.custom_key_store_name {
+        check_len(name, "customKeyStoreName", 1, 256)?;
+    }
+    let page = kms.describe_custom_key_stores(
+        caller,
+        req.custom_key_store_id.as_deref(),
+        req.custom_key_store_name.as_deref(),
+        limit(req.limit)?,
+        marker(req.marker.as_ref())?,
+    )?;
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "CustomKeyStores".into(),
+        page.items
+            .iter()
+            .map(|s| {
+                json!({
+                    "CustomKeyStoreId": s.id,
+                    "CustomKeyStoreName": s.name,
+                    "CustomKeyStoreType": "AWS_CLOUDHSM",
+                    "CloudHsmClusterId": format!("keywarden-pkcs11-{}", s.id),
+                    "ConnectionState": if s.connected { "CONNECTED" } else { "DISCONNECTED" },
+                    "CreationDate": s.created_at.as_epoch_seconds(),
+                })
+            })
+            .collect(),
+    );
+    out.insert("Truncated".into(), json!(page.next_marker.is_some()));
+    if let Some(m) = page.next_marker {
+        out.insert("NextMarker".into(), json!(m));
+    }
+    Ok(encode(&out))
+}
+
 /// `KeywardenService.GetAccountBalance` (docs/api-extensions.md): the
 /// caller's own balance, frozen flag and month-to-date charges.
 async fn get_account_balance(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -84,6 +136,7 @@ pub const OPERATIONS: &[&str] = &[
     "Decrypt",
     "DeleteAlias",
     "DeleteImportedKeyMaterial",
+    "DescribeCustomKeyStores",
     "DescribeKey",
     "DisableKey",
     "DisableKeyRotation",
@@ -135,6 +188,7 @@ pub async fn dispatch(
     match op {
         "CancelKeyDeletion" => cancel_key_deletion(kms, caller, body).await,
         "CreateAlias" => create_alias(kms, caller, body).await,
+        "DescribeCustomKeyStores" => describe_custom_key_stores(kms, caller, body),
         "CreateGrant" => grants::create_grant(kms, caller, body).await,
         "CreateKey" => create_key(kms, caller, body).await,
         "Decrypt" => decrypt(kms, caller, body).await,
@@ -323,11 +377,6 @@ async fn create_key(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, 
     }
     if let Some(id) = &req.custom_key_store_id {
         check_len(id, "customKeyStoreId", 1, 64)?;
-        return Err(KmsError::CustomKeyStoreNotFound(format!(
-            "Custom key store {} does not exist",
-            keywarden_core::ids::truncate_for_message(id)
-        ))
-        .into());
     }
     let key = kms
         .create_key(
@@ -337,6 +386,7 @@ async fn create_key(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, 
                 origin,
                 tags: tags(req.tags)?,
                 policy: req.policy,
+                custom_key_store_id: req.custom_key_store_id.clone(),
             },
         )
         .await?;
@@ -1059,11 +1109,8 @@ fn generate_random(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, A
     check_range(n, "numberOfBytes", 1, 1024)?;
     if let Some(id) = &req.custom_key_store_id {
         check_len(id, "customKeyStoreId", 1, 64)?;
-        return Err(KmsError::CustomKeyStoreNotFound(format!(
-            "Custom key store {} does not exist",
-            keywarden_core::ids::truncate_for_message(id)
-        ))
-        .into());
+        // The store must exist; the bytes come from Keywarden's CSPRNG.
+        kms.describe_custom_key_stores(caller, Some(id), None, None, None)?;
     }
     let bytes = kms.generate_random(caller, n as usize)?;
     Ok(encode(&json!({ "Plaintext": secret_b64(&bytes) })))

@@ -229,6 +229,10 @@ pub struct KeyMetadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_deletion_window_in_days: Option<u32>,
     origin: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_key_store_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloud_hsm_cluster_id: Option<String>,
     key_manager: &'static str,
     customer_master_key_spec: &'static str,
     key_spec: &'static str,
@@ -259,6 +263,10 @@ impl KeyMetadata {
             deletion_date: key.deletion_date.map(|d| d.as_epoch_seconds()),
             pending_deletion_window_in_days: key.pending_window_days,
             origin: key.origin.as_str(),
+            custom_key_store_id: key.custom_key_store_id().map(str::to_owned),
+            cloud_hsm_cluster_id: key
+                .custom_key_store_id()
+                .map(|id| format!("keywarden-pkcs11-{id}")),
             key_manager: key.key_manager.as_str(),
             customer_master_key_spec: "SYMMETRIC_DEFAULT",
             key_spec: "SYMMETRIC_DEFAULT",

@@ -58,6 +58,15 @@ pub enum KeyCommand {
         /// Where the material comes from (EXTERNAL: imported later through the API).
         #[arg(long, default_value = "AWS_KMS", value_parser = ["AWS_KMS", "EXTERNAL"])]
         origin: String,
+        /// `hsm`: material generated and kept in a custom key store (an
+        /// HSM through PKCS#11, `--custom-key-store-id`); `software`: under
+        /// the root key.
+        #[arg(long, default_value = "software", value_parser = ["software", "hsm"])]
+        protection: String,
+        /// The custom key store for `--protection hsm` (`cks-...`, from
+        /// the configuration file).
+        #[arg(long)]
+        custom_key_store_id: Option<String>,
     },
     /// Print a key's KeyMetadata.
     Describe(KeyTarget),
@@ -202,12 +211,21 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
             tenant,
             description,
             origin,
+            protection,
+            custom_key_store_id,
         } => {
             let (kms, caller) = open(&tenant).await?;
-            let origin = match origin.as_str() {
-                "EXTERNAL" => Origin::External,
+            let origin = match (origin.as_str(), protection.as_str()) {
+                ("EXTERNAL", "hsm") => {
+                    bail!("--protection hsm generates the material in the HSM; it cannot be combined with --origin EXTERNAL")
+                }
+                (_, "hsm") => Origin::AwsCloudHsm,
+                ("EXTERNAL", _) => Origin::External,
                 _ => Origin::AwsKms,
             };
+            if origin == Origin::AwsCloudHsm && custom_key_store_id.is_none() {
+                bail!("--protection hsm needs --custom-key-store-id");
+            }
             let key = kms
                 .create_key(
                     &caller,
@@ -216,6 +234,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
                         origin,
                         tags: vec![],
                         policy: None,
+                        custom_key_store_id,
                     },
                 )
                 .await

@@ -42,6 +42,7 @@ async fn deletion_executes_after_the_waiting_period_and_not_before() {
         origin: keywarden_core::model::Origin::AwsKms,
         tags: vec![],
         policy: None,
+        custom_key_store_id: None,
     };
     let doomed = kms.create_key(&caller, req()).await.unwrap();
     let kept = kms.create_key(&caller, req()).await.unwrap();

@@ -77,6 +77,7 @@ async fn create(f: &Fixture, origin: Origin) -> KeyRef {
                 origin,
                 tags: vec![],
                 policy: None,
+                custom_key_store_id: None,
             },
         )
         .await

@@ -75,6 +75,7 @@ async fn new_key(f: &Fixture) -> KeyRef {
                 origin: Origin::AwsKms,
                 tags: vec![],
                 policy: None,
+                custom_key_store_id: None,
             },
         )
         .await

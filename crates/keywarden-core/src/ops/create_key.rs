@@ -22,6 +22,8 @@ pub struct CreateKeyRequest {
     pub tags: Vec<Tag>,
     /// Key policy document, kept as given.
     pub policy: Option<String>,
+    /// The custom key store (with `Origin` `AWS_CLOUDHSM`).
+    pub custom_key_store_id: Option<String>,
 }
 
 impl Kms {
@@ -38,17 +40,32 @@ impl Kms {
                 "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to {MAX_DESCRIPTION}"
             )));
         }
-        match req.origin {
-            Origin::AwsKms => {}
-            Origin::External => {
+        let protector = match (req.origin, &req.custom_key_store_id) {
+            (Origin::AwsKms, None) => self.default_protector.clone(),
+            (Origin::External, None) => {
                 self.importer()?;
+                self.default_protector.clone()
             }
-            Origin::AwsCloudHsm => {
-                return Err(KmsError::Unsupported(
-                    "Keys in a custom key store (Origin AWS_CLOUDHSM) are not supported yet".into(),
+            (Origin::AwsCloudHsm, Some(id)) => {
+                let store = self.custom_key_store(id)?;
+                if !store.protector.available() {
+                    return Err(KmsError::CustomKeyStoreInvalidState(format!(
+                        "Custom key store {id} is not connected (ConnectionState DISCONNECTED)"
+                    )));
+                }
+                store.protector.clone()
+            }
+            (Origin::AwsCloudHsm, None) => {
+                return Err(KmsError::Validation(
+                    "Origin AWS_CLOUDHSM requires a CustomKeyStoreId".into(),
                 ))
             }
-        }
+            (_, Some(_)) => {
+                return Err(KmsError::Unsupported(
+                    "CustomKeyStoreId requires Origin AWS_CLOUDHSM".into(),
+                ))
+            }
+        };
         validate_tags(&req.tags)?;
         let mut tags: Vec<Tag> = Vec::new();
         for t in req.tags {
@@ -65,8 +82,7 @@ impl Kms {
             let (state, versions) = if req.origin == Origin::External {
                 (KeyState::PendingImport, Vec::new())
             } else {
-                let material = self
-                    .default_protector
+                let material = protector
                     .generate(KeyBinding {
                         key_id: &key_id,
                         version: 1,
@@ -76,7 +92,7 @@ impl Kms {
                     KeyState::Enabled,
                     vec![KeyVersion {
                         version: 1,
-                        protector: self.default_protector.id().to_owned(),
+                        protector: protector.id().to_owned(),
                         material,
                         created_at: now,
                         rotation: None,

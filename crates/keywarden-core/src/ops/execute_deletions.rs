@@ -28,7 +28,15 @@ impl Kms {
                 self.caches
                     .invalidate_aliases_of(&key.account_id, &key.key_id);
                 match result {
-                    Ok(()) => destroyed += 1,
+                    Ok(()) => {
+                        destroyed += 1;
+                        // The row is gone (compare-and-set won): now the HSM
+                        // objects of custom key store keys. Best effort: a
+                        // failure leaves an unreachable object behind (the
+                        // key's row, the only way to name it, is gone) and
+                        // is counted for the operator.
+                        self.destroy_material(&key);
+                    }
                     // Changed (cancelled) or destroyed by another node meanwhile.
                     Err(StoreError::Conflict) => {}
                     Err(e) => return Err(e.into()),
@@ -36,5 +44,30 @@ impl Kms {
             }
         }
         Ok(destroyed)
+    }
+
+    /// Asks each version's protector to destroy its material (HSM objects).
+    fn destroy_material(&self, key: &crate::model::KeyRecord) {
+        for v in &key.versions {
+            let Some(protector) = self.protectors.get(&v.protector) else {
+                continue;
+            };
+            let binding = crate::protector::KeyBinding {
+                key_id: &key.key_id,
+                version: v.version,
+            };
+            if protector.destroy(binding, &v.material).is_err() {
+                self.orphaned_material
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many key versions' material a protector failed to destroy after
+    /// their key was destroyed (HSM objects left behind; the server logs
+    /// it).
+    pub fn orphaned_material(&self) -> u64 {
+        self.orphaned_material
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }

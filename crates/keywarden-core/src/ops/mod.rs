@@ -13,6 +13,7 @@ pub mod billing;
 pub mod cancel_key_deletion;
 pub mod create_alias;
 pub mod create_key;
+pub mod custom_key_stores;
 pub mod decrypt;
 pub mod default_key;
 pub mod delete_alias;
