@@ -18,6 +18,82 @@ pub struct Config {
     /// `[billing]`.
     #[serde(default)]
     pub billing: Billing,
+    /// `[[custom_key_stores]]`: HSMs reached through PKCS#11.
+    #[serde(default)]
+    pub custom_key_stores: Vec<CustomKeyStore>,
+}
+
+/// `[[custom_key_stores]]`: one HSM token, offered to accounts as a custom
+/// key store (docs/hsm.md). The PIN is read from a file or an environment
+/// variable, never from the command line or this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomKeyStore {
+    /// `cks-...`: the id accounts name in `CustomKeyStoreId`. Never change
+    /// it: key versions record it.
+    pub id: String,
+    /// A unique name.
+    pub name: String,
+    /// The PKCS#11 module (shared library).
+    pub module: std::path::PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// A file holding the user PIN (first line; mode 0600 recommended).
+    pub pin_file: Option<std::path::PathBuf>,
+    /// An environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+    /// Sessions kept open (default 4).
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+}
+
+fn default_sessions() -> usize {
+    4
+}
+
+impl CustomKeyStore {
+    /// Reads the PIN from the file or the environment variable (exactly one
+    /// must be given).
+    pub fn pin(&self) -> Result<zeroize::Zeroizing<String>> {
+        match (&self.pin_file, &self.pin_env) {
+            (Some(path), None) => {
+                let text =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                        format!(
+                            "custom key store {}: reading pin_file {}",
+                            self.id,
+                            path.display()
+                        )
+                    })?);
+                let pin = text.lines().next().unwrap_or("").trim_end().to_owned();
+                anyhow::ensure!(
+                    !pin.is_empty(),
+                    "custom key store {}: pin_file {} is empty",
+                    self.id,
+                    path.display()
+                );
+                Ok(zeroize::Zeroizing::new(pin))
+            }
+            (None, Some(var)) => {
+                let pin = std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!(
+                        "custom key store {}: environment variable {var} (pin_env) is not set",
+                        self.id
+                    )
+                })?;
+                anyhow::ensure!(
+                    !pin.is_empty(),
+                    "custom key store {}: {var} is empty",
+                    self.id
+                );
+                Ok(zeroize::Zeroizing::new(pin))
+            }
+            _ => anyhow::bail!(
+                "custom key store {}: give exactly one of pin_file and pin_env",
+                self.id
+            ),
+        }
+    }
 }
 
 /// `[billing]`.
@@ -123,6 +199,17 @@ impl Config {
             .check()
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("configuration file {}: [billing.prices]", path.display()))?;
+        for store in &config.custom_key_stores {
+            keywarden_core::ops::custom_key_stores::check_store_id(&store.id)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("configuration file {}", path.display()))?;
+            anyhow::ensure!(
+                (1..=64).contains(&store.sessions),
+                "configuration file {}: custom key store {}: sessions must be 1-64",
+                path.display(),
+                store.id
+            );
+        }
         anyhow::ensure!(
             (1..=3600).contains(&config.billing.charge_interval_secs),
             "configuration file {}: [billing] charge_interval_secs must be 1-3600",

@@ -76,6 +76,34 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
     })
     .with_importer(Arc::new(importer))
     .with_billing(config.billing.to_core());
+    let mut kms = kms;
+    // Stores come from the configuration file; "created" is when this
+    // process loaded them.
+    let loaded_at = kms.clock().now();
+    for store in &config.custom_key_stores {
+        let protector = keywarden_protector_pkcs11::Pkcs11Protector::new(
+            keywarden_protector_pkcs11::Pkcs11Config {
+                module: store.module.clone(),
+                token_label: store.token_label.clone(),
+                pin: store.pin()?,
+                sessions: store.sessions,
+                protector_id: format!(
+                    "{}{}",
+                    keywarden_core::ops::custom_key_stores::PROTECTOR_PREFIX,
+                    store.id
+                ),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
+        kms = kms
+            .with_custom_key_store(keywarden_core::ops::custom_key_stores::CustomKeyStore {
+                id: store.id.clone(),
+                name: store.name.clone(),
+                created_at: loaded_at,
+                protector: Arc::new(protector),
+            })
+            .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
+    }
     kms.register_seed_products()
         .await
         .context("registering the seed products")?;

@@ -1,0 +1,357 @@
+//! Hardware-protected keys end to end: the real server with a custom key
+//! store on SoftHSM2 (the system package `softhsm2`), driven with
+//! aws-sdk-kms. One test per file: SoftHSM2 reads `SOFTHSM2_CONF` once per
+//! process, and this test's server is a child process that inherits it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{ConnectionStateType, OriginType};
+use common::{code, Server};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A fresh SoftHSM2 token directory with one initialised token; returns
+/// the path of its configuration file.
+fn softhsm_token(dir: &Path, label: &str, pin: &str) -> std::path::PathBuf {
+    assert!(
+        Path::new(MODULE).exists(),
+        "{MODULE} is missing: install the softhsm2 package (scripts/test.sh does)"
+    );
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            pin,
+            "--so-pin",
+            "5678",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util (package softhsm2) runs");
+    assert!(
+        out.status.success(),
+        "softhsm2-util --init-token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    conf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_keys_through_the_aws_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = softhsm_token(tmp.path(), "kw-e2e", "1234");
+    // Inherited by the server process (one test in this binary).
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    std::env::set_var("KW_E2E_HSM_PIN", "1234");
+    let pin_file = tmp.path().join("pin");
+    std::fs::write(&pin_file, "1234\n").unwrap();
+    let config = tmp.path().join("keywarden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[custom_key_stores]]
+id = "cks-softhsm"
+name = "softhsm"
+module = "{MODULE}"
+token_label = "kw-e2e"
+pin_env = "KW_E2E_HSM_PIN"
+sessions = 4
+
+[[custom_key_stores]]
+id = "cks-absent"
+name = "absent"
+module = "{MODULE}"
+token_label = "no-such-token"
+pin_file = "{}"
+"#,
+            pin_file.display()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start_with(
+        &data,
+        tmp.path().join("server.log"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let acct = server.account("tenant");
+    let kms = server.client(&acct);
+
+    // The stores and their connection state.
+    let stores = kms.describe_custom_key_stores().send().await.unwrap();
+    let state = |id: &str| {
+        stores
+            .custom_key_stores()
+            .iter()
+            .find(|s| s.custom_key_store_id() == Some(id))
+            .and_then(|s| s.connection_state().cloned())
+    };
+    assert_eq!(state("cks-softhsm"), Some(ConnectionStateType::Connected));
+    assert_eq!(state("cks-absent"), Some(ConnectionStateType::Disconnected));
+    let err = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id("cks-nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "CustomKeyStoreNotFoundException");
+
+    // A key whose material is generated in the HSM.
+    let meta = kms
+        .create_key()
+        .origin(OriginType::AwsCloudhsm)
+        .custom_key_store_id("cks-softhsm")
+        .description("in the HSM")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(meta.origin(), Some(&OriginType::AwsCloudhsm));
+    assert_eq!(meta.custom_key_store_id(), Some("cks-softhsm"));
+    let hsm_key = meta.arn().unwrap().to_owned();
+    let described = kms
+        .describe_key()
+        .key_id(&hsm_key)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(described.custom_key_store_id(), Some("cks-softhsm"));
+
+    // Crypto runs in the HSM, with the usual blob format and context.
+    let blob = kms
+        .encrypt()
+        .key_id(&hsm_key)
+        .plaintext(Blob::new(b"hardware-protected".to_vec()))
+        .encryption_context("purpose", "e2e")
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let back = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "e2e")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext().unwrap().as_ref(), b"hardware-protected");
+    assert_eq!(back.key_id(), Some(hsm_key.as_str()));
+    let err = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "other")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidCiphertextException");
+    let dk = kms
+        .generate_data_key()
+        .key_id(&hsm_key)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap();
+    let opened = kms
+        .decrypt()
+        .ciphertext_blob(dk.ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        opened.plaintext().unwrap().as_ref(),
+        dk.plaintext().unwrap().as_ref()
+    );
+    kms.generate_data_key_without_plaintext()
+        .key_id(&hsm_key)
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap();
+
+    // ReEncrypt between an HSM key and a software key, both ways.
+    let soft = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let moved = kms
+        .re_encrypt()
+        .ciphertext_blob(blob.clone())
+        .source_encryption_context("purpose", "e2e")
+        .destination_key_id(soft.key_id())
+        .send()
+        .await
+        .unwrap();
+    let back_to_hsm = kms
+        .re_encrypt()
+        .ciphertext_blob(moved.ciphertext_blob().unwrap().clone())
+        .destination_key_id(&hsm_key)
+        .destination_encryption_context("purpose", "again")
+        .send()
+        .await
+        .unwrap();
+    let again = kms
+        .decrypt()
+        .ciphertext_blob(back_to_hsm.ciphertext_blob().unwrap().clone())
+        .encryption_context("purpose", "again")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.plaintext().unwrap().as_ref(), b"hardware-protected");
+
+    // Rotation makes a new HSM object; the old version still decrypts.
+    kms.rotate_key_on_demand()
+        .key_id(&hsm_key)
+        .send()
+        .await
+        .unwrap();
+    let rotations = kms
+        .list_key_rotations()
+        .key_id(&hsm_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotations.rotations().len(), 1);
+    let old = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "e2e")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.plaintext().unwrap().as_ref(), b"hardware-protected");
+    let newer = kms
+        .encrypt()
+        .key_id(&hsm_key)
+        .plaintext(Blob::new(b"v2".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    assert_ne!(
+        newer.as_ref()[17..21],
+        blob.as_ref()[17..21],
+        "the version field moved"
+    );
+    kms.decrypt().ciphertext_blob(newer).send().await.unwrap();
+
+    // A store whose HSM cannot be reached: no new keys there, and every
+    // other key keeps working.
+    let err = kms
+        .create_key()
+        .origin(OriginType::AwsCloudhsm)
+        .custom_key_store_id("cks-absent")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "CustomKeyStoreInvalidStateException");
+    let err = kms
+        .create_key()
+        .origin(OriginType::AwsCloudhsm)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "ValidationException");
+    let err = kms
+        .create_key()
+        .custom_key_store_id("cks-softhsm")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "UnsupportedOperationException");
+    kms.encrypt()
+        .key_id(soft.key_id())
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap();
+
+    // The operator CLI creates HSM keys too (its own process and sessions
+    // on the same token); the running server uses them.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "key",
+            "create",
+            "--account",
+            &acct.account_id,
+            "--protection",
+            "hsm",
+            "--custom-key-store-id",
+            "cks-softhsm",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["KeyMetadata"]["Origin"], "AWS_CLOUDHSM");
+    assert_eq!(created["KeyMetadata"]["CustomKeyStoreId"], "cks-softhsm");
+    let cli_key = created["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let sealed = kms
+        .encrypt()
+        .key_id(&cli_key)
+        .plaintext(Blob::new(b"from the cli key".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let opened = kms
+        .decrypt()
+        .ciphertext_blob(sealed.ciphertext_blob().unwrap().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.plaintext().unwrap().as_ref(), b"from the cli key");
+    let refused = std::process::Command::new(common::BIN)
+        .args([
+            "key",
+            "create",
+            "--account",
+            &acct.account_id,
+            "--protection",
+            "hsm",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--custom-key-store-id"));
+
+    // The database holds a reference to the HSM object, never material: the
+    // plaintext data key is nowhere in the data dir.
+    let secret = dk.plaintext().unwrap().as_ref().to_vec();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_slice()),
+            "a data key's plaintext reached the data dir"
+        );
+    }
+}
