@@ -542,10 +542,12 @@ impl Kms {
         let arn = || self.key_arn(&key.account_id, &key.key_id);
         match key.origin {
             Origin::AwsKms => {}
-            Origin::External => return Err(KmsError::Unsupported(format!(
+            Origin::External => {
+                return Err(KmsError::Unsupported(format!(
                 "{} has imported key material (Origin EXTERNAL); its material cannot be rotated.",
                 arn()
-            ))),
+            )))
+            }
             // Rotation adds a new HSM object for the new version.
             Origin::AwsCloudHsm => {}
         }
