@@ -4,30 +4,26 @@
 //! freezing a CMK account (default keys keep working) and unfreezing it by
 //! a top-up, and a metering flush whose answer was lost counted once.
 
+mod wrapped_store;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use keywarden_core::billing::{
-    KeyLifetime, LedgerEntry, LedgerKind, LineKind, Month, PriceTable, RequestCount, Standing, HOUR,
+    LedgerKind, LineKind, Month, PriceTable, RequestCount, Standing, HOUR,
 };
 use keywarden_core::clock::{ManualClock, UnixMillis};
 use keywarden_core::context::EncryptionContext;
-use keywarden_core::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
+use keywarden_core::ids::{AliasName, KeyRef, ProductCode};
 use keywarden_core::kms::KmsParts;
-use keywarden_core::model::{
-    Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, Origin, Product,
-    ProductStatus,
-};
+use keywarden_core::model::Origin;
 use keywarden_core::ops::billing::BillingConfig;
 use keywarden_core::ops::create_key::CreateKeyRequest;
-use keywarden_core::store::{
-    AccountStore, AliasStore, ChangeFeed, CredentialStore, GrantQuery, GrantStore, KeyQuery,
-    KeyStore, LedgerStore, MeteringStore, ProductStore, StoreError, UsageStore,
-};
+use keywarden_core::store::StoreError;
 use keywarden_core::{Caller, Kms, KmsConfig, KmsError};
 use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
 use keywarden_store_sqlite::SqliteStore;
+use wrapped_store::{Hooks, Wrapped};
 
 const DAY: i64 = UnixMillis::DAY;
 const MINUTE: i64 = 60_000;
@@ -41,158 +37,18 @@ fn november(day: i64, hour: i64, minute: i64) -> UnixMillis {
     UnixMillis(NOVEMBER.start().0 + (day - 1) * DAY + hour * HOUR + minute * MINUTE)
 }
 
-/// The SQLite store; can lose the answer of one `record_requests` after
-/// it committed, and remembers the batch ids it was given.
+/// Can lose the answer of one `record_requests` after it committed, and
+/// remembers the batch ids it was given.
 struct Flaky {
-    inner: SqliteStore,
     lose_next_answer: AtomicBool,
     record_calls: Mutex<Vec<String>>,
 }
 
-#[async_trait]
-impl KeyStore for Flaky {
-    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert_key(key).await
+impl Hooks for Flaky {
+    fn on_record_requests(&self, batch_id: &str) {
+        self.record_calls.lock().unwrap().push(batch_id.to_owned());
     }
-    async fn get_key(&self, a: &AccountId, k: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.get_key(a, k).await
-    }
-    async fn update_key(&self, key: &KeyRecord, expected: u64) -> Result<(), StoreError> {
-        self.inner.update_key(key, expected).await
-    }
-    async fn list_keys(&self, q: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        self.inner.list_keys(q).await
-    }
-    async fn destroy_key(&self, a: &AccountId, k: &KeyId, expected: u64) -> Result<(), StoreError> {
-        self.inner.destroy_key(a, k, expected).await
-    }
-}
-
-#[async_trait]
-impl AliasStore for Flaky {
-    async fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError> {
-        self.inner.create_alias(alias).await
-    }
-    async fn get_alias(
-        &self,
-        a: &AccountId,
-        n: &AliasName,
-    ) -> Result<Option<AliasRecord>, StoreError> {
-        self.inner.get_alias(a, n).await
-    }
-    async fn update_alias(&self, alias: &AliasRecord, expected: u64) -> Result<(), StoreError> {
-        self.inner.update_alias(alias, expected).await
-    }
-    async fn delete_alias(&self, a: &AccountId, n: &AliasName) -> Result<bool, StoreError> {
-        self.inner.delete_alias(a, n).await
-    }
-    async fn list_aliases(
-        &self,
-        a: &AccountId,
-        target: Option<&KeyId>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<AliasRecord>, StoreError> {
-        self.inner.list_aliases(a, target, after, limit).await
-    }
-}
-
-#[async_trait]
-impl ProductStore for Flaky {
-    async fn create_product(&self, p: &Product) -> Result<(), StoreError> {
-        self.inner.create_product(p).await
-    }
-    async fn get_product(&self, code: &ProductCode) -> Result<Option<Product>, StoreError> {
-        self.inner.get_product(code).await
-    }
-    async fn list_products(&self) -> Result<Vec<Product>, StoreError> {
-        self.inner.list_products().await
-    }
-    async fn set_product_status(
-        &self,
-        code: &ProductCode,
-        status: ProductStatus,
-    ) -> Result<bool, StoreError> {
-        self.inner.set_product_status(code, status).await
-    }
-    async fn create_default_key(
-        &self,
-        key: &KeyRecord,
-        alias: &AliasRecord,
-    ) -> Result<(), StoreError> {
-        self.inner.create_default_key(key, alias).await
-    }
-}
-
-#[async_trait]
-impl AccountStore for Flaky {
-    async fn create_account(&self, account: &Account) -> Result<(), StoreError> {
-        self.inner.create_account(account).await
-    }
-    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        self.inner.get_account(id).await
-    }
-    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.inner.list_accounts().await
-    }
-}
-
-#[async_trait]
-impl CredentialStore for Flaky {
-    async fn create_credential(&self, c: &Credential) -> Result<(), StoreError> {
-        self.inner.create_credential(c).await
-    }
-    async fn get_credential(&self, id: &str) -> Result<Option<Credential>, StoreError> {
-        self.inner.get_credential(id).await
-    }
-    async fn list_credentials(&self, a: Option<&AccountId>) -> Result<Vec<Credential>, StoreError> {
-        self.inner.list_credentials(a).await
-    }
-    async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.revoke_credential(id).await
-    }
-}
-
-#[async_trait]
-impl UsageStore for Flaky {
-    async fn record_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
-        self.inner.record_key_usage(usage).await
-    }
-    async fn get_key_usage(
-        &self,
-        a: &AccountId,
-        k: &KeyId,
-    ) -> Result<Option<KeyUsage>, StoreError> {
-        self.inner.get_key_usage(a, k).await
-    }
-    async fn usage_tracking_start(&self) -> Result<UnixMillis, StoreError> {
-        self.inner.usage_tracking_start().await
-    }
-}
-
-#[async_trait]
-impl GrantStore for Flaky {
-    async fn create_grant(
-        &self,
-        grant: &GrantRecord,
-        max: usize,
-        max_grantee: usize,
-    ) -> Result<(), StoreError> {
-        self.inner.create_grant(grant, max, max_grantee).await
-    }
-    async fn list_grants(&self, query: &GrantQuery) -> Result<Vec<GrantRecord>, StoreError> {
-        self.inner.list_grants(query).await
-    }
-    async fn delete_grant(&self, a: &AccountId, k: &KeyId, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_grant(a, k, id).await
-    }
-}
-
-#[async_trait]
-impl MeteringStore for Flaky {
-    async fn record_requests(&self, id: &str, c: &[RequestCount]) -> Result<(), StoreError> {
-        self.record_calls.lock().unwrap().push(id.to_owned());
-        let result = self.inner.record_requests(id, c).await;
+    fn after_record_requests(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         if self.lose_next_answer.swap(false, Ordering::SeqCst) {
             // Committed, but the caller never hears so.
             result?;
@@ -200,66 +56,11 @@ impl MeteringStore for Flaky {
         }
         result
     }
-    async fn request_counts(
-        &self,
-        a: &AccountId,
-        m: Month,
-    ) -> Result<Vec<RequestCount>, StoreError> {
-        self.inner.request_counts(a, m).await
-    }
-    async fn key_lifetimes(
-        &self,
-        a: &AccountId,
-        from: UnixMillis,
-        to: UnixMillis,
-    ) -> Result<Vec<KeyLifetime>, StoreError> {
-        self.inner.key_lifetimes(a, from, to).await
-    }
-}
-
-#[async_trait]
-impl LedgerStore for Flaky {
-    async fn append_top_up(
-        &self,
-        a: &AccountId,
-        amount: i64,
-        at: UnixMillis,
-        memo: &str,
-    ) -> Result<(LedgerEntry, Standing), StoreError> {
-        self.inner.append_top_up(a, amount, at, memo).await
-    }
-    async fn post_charges(
-        &self,
-        a: &AccountId,
-        m: Month,
-        total: i64,
-        at: UnixMillis,
-    ) -> Result<(Option<LedgerEntry>, Standing), StoreError> {
-        self.inner.post_charges(a, m, total, at).await
-    }
-    async fn ledger(
-        &self,
-        a: &AccountId,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.inner.ledger(a, after, limit).await
-    }
-    async fn standing(&self, a: &AccountId) -> Result<Standing, StoreError> {
-        self.inner.standing(a).await
-    }
-}
-
-#[async_trait]
-impl ChangeFeed for Flaky {
-    async fn change_stamp(&self) -> Result<u64, StoreError> {
-        self.inner.change_stamp().await
-    }
 }
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    store: Arc<Flaky>,
+    store: Arc<Wrapped<Flaky>>,
     clock: Arc<ManualClock>,
     kms: Kms,
     caller: Caller,
@@ -280,10 +81,12 @@ fn billing() -> BillingConfig {
 
 async fn fixture(start: UnixMillis) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Flaky {
+    let store = Arc::new(Wrapped {
         inner: SqliteStore::open(&dir.path().join("k.db")).unwrap(),
-        lose_next_answer: AtomicBool::new(false),
-        record_calls: Mutex::new(Vec::new()),
+        hooks: Flaky {
+            lose_next_answer: AtomicBool::new(false),
+            record_calls: Mutex::new(Vec::new()),
+        },
     });
     let clock = Arc::new(ManualClock::new(start));
     let root = Arc::new(RootKey::from_bytes(&[9u8; 32]));
@@ -502,7 +305,7 @@ async fn a_flush_whose_answer_was_lost_is_retried_and_counted_once() {
     for _ in 0..3 {
         encrypt(&f, &f.caller, &key).await.unwrap();
     }
-    f.store.lose_next_answer.store(true, Ordering::SeqCst);
+    f.store.hooks.lose_next_answer.store(true, Ordering::SeqCst);
     assert!(f.kms.flush_metering().await.is_err());
     let total = |counts: Vec<RequestCount>| counts.iter().map(|c| c.count).sum::<u64>();
     // Committed although the flush failed.
@@ -520,10 +323,10 @@ async fn a_flush_whose_answer_was_lost_is_retried_and_counted_once() {
         5,
         "the retried batch must not count twice"
     );
-    let calls = f.store.record_calls.lock().unwrap().clone();
+    let calls = f.store.hooks.record_calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert_eq!(calls[0], calls[1], "the retry must reuse the batch id");
     assert_ne!(calls[1], calls[2]);
     assert_eq!(f.kms.flush_metering().await.unwrap(), 0);
-    assert_eq!(f.store.record_calls.lock().unwrap().len(), 3);
+    assert_eq!(f.store.hooks.record_calls.lock().unwrap().len(), 3);
 }

@@ -5,237 +5,35 @@
 //! of order never move a key's last use back, and flushing does not empty
 //! the caches.
 
+mod wrapped_store;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use keywarden_core::billing::{KeyLifetime, LedgerEntry, Month, RequestCount, Standing};
 use keywarden_core::clock::{ManualClock, UnixMillis};
 use keywarden_core::context::EncryptionContext;
-use keywarden_core::ids::{AccountId, AliasName, KeyId, KeyRef, ProductCode};
+use keywarden_core::ids::KeyRef;
 use keywarden_core::kms::KmsParts;
-use keywarden_core::model::{
-    Account, AliasRecord, Credential, CryptoOperation, GrantRecord, KeyRecord, KeyUsage, Origin,
-    Product, ProductStatus,
-};
+use keywarden_core::model::{CryptoOperation, KeyUsage, Origin};
 use keywarden_core::ops::create_key::CreateKeyRequest;
-use keywarden_core::store::{
-    AccountStore, AliasStore, ChangeFeed, CredentialStore, GrantQuery, GrantStore, KeyQuery,
-    KeyStore, LedgerStore, MeteringStore, ProductStore, Store, StoreError, UsageStore,
-};
+use keywarden_core::store::Store;
 use keywarden_core::{Caller, Kms, KmsConfig, KmsError};
 use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
 use keywarden_store_sqlite::SqliteStore;
+use wrapped_store::{Hooks, Wrapped};
 
 const START: UnixMillis = UnixMillis(1_700_000_000_000);
 
-/// The SQLite store, counting `record_key_usage` calls and their batches.
+/// Counts `record_key_usage` calls and their batches.
 struct Counting {
-    inner: SqliteStore,
     usage_writes: AtomicUsize,
     batches: Mutex<Vec<usize>>,
 }
 
-#[async_trait]
-impl KeyStore for Counting {
-    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert_key(key).await
-    }
-    async fn get_key(&self, a: &AccountId, k: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.inner.get_key(a, k).await
-    }
-    async fn update_key(&self, key: &KeyRecord, expected: u64) -> Result<(), StoreError> {
-        self.inner.update_key(key, expected).await
-    }
-    async fn list_keys(&self, q: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        self.inner.list_keys(q).await
-    }
-    async fn destroy_key(&self, a: &AccountId, k: &KeyId, expected: u64) -> Result<(), StoreError> {
-        self.inner.destroy_key(a, k, expected).await
-    }
-}
-
-#[async_trait]
-impl AliasStore for Counting {
-    async fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError> {
-        self.inner.create_alias(alias).await
-    }
-    async fn get_alias(
-        &self,
-        a: &AccountId,
-        n: &AliasName,
-    ) -> Result<Option<AliasRecord>, StoreError> {
-        self.inner.get_alias(a, n).await
-    }
-    async fn update_alias(&self, alias: &AliasRecord, expected: u64) -> Result<(), StoreError> {
-        self.inner.update_alias(alias, expected).await
-    }
-    async fn delete_alias(&self, a: &AccountId, n: &AliasName) -> Result<bool, StoreError> {
-        self.inner.delete_alias(a, n).await
-    }
-    async fn list_aliases(
-        &self,
-        a: &AccountId,
-        target: Option<&KeyId>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<AliasRecord>, StoreError> {
-        self.inner.list_aliases(a, target, after, limit).await
-    }
-}
-
-#[async_trait]
-impl ProductStore for Counting {
-    async fn create_product(&self, p: &Product) -> Result<(), StoreError> {
-        self.inner.create_product(p).await
-    }
-    async fn get_product(&self, code: &ProductCode) -> Result<Option<Product>, StoreError> {
-        self.inner.get_product(code).await
-    }
-    async fn list_products(&self) -> Result<Vec<Product>, StoreError> {
-        self.inner.list_products().await
-    }
-    async fn set_product_status(
-        &self,
-        code: &ProductCode,
-        status: ProductStatus,
-    ) -> Result<bool, StoreError> {
-        self.inner.set_product_status(code, status).await
-    }
-    async fn create_default_key(
-        &self,
-        key: &KeyRecord,
-        alias: &AliasRecord,
-    ) -> Result<(), StoreError> {
-        self.inner.create_default_key(key, alias).await
-    }
-}
-
-#[async_trait]
-impl AccountStore for Counting {
-    async fn create_account(&self, account: &Account) -> Result<(), StoreError> {
-        self.inner.create_account(account).await
-    }
-    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        self.inner.get_account(id).await
-    }
-    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.inner.list_accounts().await
-    }
-}
-
-#[async_trait]
-impl CredentialStore for Counting {
-    async fn create_credential(&self, c: &Credential) -> Result<(), StoreError> {
-        self.inner.create_credential(c).await
-    }
-    async fn get_credential(&self, id: &str) -> Result<Option<Credential>, StoreError> {
-        self.inner.get_credential(id).await
-    }
-    async fn list_credentials(&self, a: Option<&AccountId>) -> Result<Vec<Credential>, StoreError> {
-        self.inner.list_credentials(a).await
-    }
-    async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.revoke_credential(id).await
-    }
-}
-
-#[async_trait]
-impl UsageStore for Counting {
-    async fn record_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
+impl Hooks for Counting {
+    fn on_record_key_usage(&self, usage: &[KeyUsage]) {
         self.usage_writes.fetch_add(1, Ordering::SeqCst);
         self.batches.lock().unwrap().push(usage.len());
-        self.inner.record_key_usage(usage).await
-    }
-    async fn get_key_usage(
-        &self,
-        a: &AccountId,
-        k: &KeyId,
-    ) -> Result<Option<KeyUsage>, StoreError> {
-        self.inner.get_key_usage(a, k).await
-    }
-    async fn usage_tracking_start(&self) -> Result<UnixMillis, StoreError> {
-        self.inner.usage_tracking_start().await
-    }
-}
-
-#[async_trait]
-impl GrantStore for Counting {
-    async fn create_grant(
-        &self,
-        grant: &GrantRecord,
-        max: usize,
-        max_grantee: usize,
-    ) -> Result<(), StoreError> {
-        self.inner.create_grant(grant, max, max_grantee).await
-    }
-    async fn list_grants(&self, query: &GrantQuery) -> Result<Vec<GrantRecord>, StoreError> {
-        self.inner.list_grants(query).await
-    }
-    async fn delete_grant(&self, a: &AccountId, k: &KeyId, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_grant(a, k, id).await
-    }
-}
-
-#[async_trait]
-impl MeteringStore for Counting {
-    async fn record_requests(&self, id: &str, c: &[RequestCount]) -> Result<(), StoreError> {
-        self.inner.record_requests(id, c).await
-    }
-    async fn request_counts(
-        &self,
-        a: &AccountId,
-        m: Month,
-    ) -> Result<Vec<RequestCount>, StoreError> {
-        self.inner.request_counts(a, m).await
-    }
-    async fn key_lifetimes(
-        &self,
-        a: &AccountId,
-        from: UnixMillis,
-        to: UnixMillis,
-    ) -> Result<Vec<KeyLifetime>, StoreError> {
-        self.inner.key_lifetimes(a, from, to).await
-    }
-}
-
-#[async_trait]
-impl LedgerStore for Counting {
-    async fn append_top_up(
-        &self,
-        a: &AccountId,
-        amount: i64,
-        at: UnixMillis,
-        memo: &str,
-    ) -> Result<(LedgerEntry, Standing), StoreError> {
-        self.inner.append_top_up(a, amount, at, memo).await
-    }
-    async fn post_charges(
-        &self,
-        a: &AccountId,
-        m: Month,
-        total: i64,
-        at: UnixMillis,
-    ) -> Result<(Option<LedgerEntry>, Standing), StoreError> {
-        self.inner.post_charges(a, m, total, at).await
-    }
-    async fn ledger(
-        &self,
-        a: &AccountId,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.inner.ledger(a, after, limit).await
-    }
-    async fn standing(&self, a: &AccountId) -> Result<Standing, StoreError> {
-        self.inner.standing(a).await
-    }
-}
-
-#[async_trait]
-impl ChangeFeed for Counting {
-    async fn change_stamp(&self) -> Result<u64, StoreError> {
-        self.inner.change_stamp().await
     }
 }
 
@@ -254,7 +52,7 @@ fn node(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Kms {
 struct Fixture {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
-    store: Arc<Counting>,
+    store: Arc<Wrapped<Counting>>,
     clock: Arc<ManualClock>,
     kms: Kms,
     caller: Caller,
@@ -263,10 +61,12 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.db");
-    let store = Arc::new(Counting {
+    let store = Arc::new(Wrapped {
         inner: SqliteStore::open(&path).unwrap(),
-        usage_writes: AtomicUsize::new(0),
-        batches: Mutex::new(Vec::new()),
+        hooks: Counting {
+            usage_writes: AtomicUsize::new(0),
+            batches: Mutex::new(Vec::new()),
+        },
     });
     let clock = Arc::new(ManualClock::new(START));
     let kms = node(store.clone(), clock.clone());
@@ -357,7 +157,7 @@ async fn many_crypto_calls_are_one_store_write() {
         .await
         .unwrap();
     assert_eq!(
-        f.store.usage_writes.load(Ordering::SeqCst),
+        f.store.hooks.usage_writes.load(Ordering::SeqCst),
         0,
         "crypto requests must not write to the store"
     );
@@ -372,12 +172,12 @@ async fn many_crypto_calls_are_one_store_write() {
 
     let flushed = f.kms.flush_key_usage().await.unwrap();
     assert_eq!(flushed.written, 2);
-    assert_eq!(f.store.usage_writes.load(Ordering::SeqCst), 1);
-    assert_eq!(*f.store.batches.lock().unwrap(), vec![2]);
+    assert_eq!(f.store.hooks.usage_writes.load(Ordering::SeqCst), 1);
+    assert_eq!(*f.store.hooks.batches.lock().unwrap(), vec![2]);
 
     // Nothing used since: no store call at all.
     assert_eq!(f.kms.flush_key_usage().await.unwrap().written, 0);
-    assert_eq!(f.store.usage_writes.load(Ordering::SeqCst), 1);
+    assert_eq!(f.store.hooks.usage_writes.load(Ordering::SeqCst), 1);
 
     // Flushing usage is not a change the caches must drop everything for.
     assert!(
