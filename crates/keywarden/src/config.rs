@@ -21,6 +21,18 @@ pub struct Config {
     /// `[[custom_key_stores]]`: HSMs reached through PKCS#11.
     #[serde(default)]
     pub custom_key_stores: Vec<CustomKeyStore>,
+    /// `[root_key]`.
+    #[serde(default)]
+    pub root_key: RootKeyConfig,
+}
+
+/// `[root_key]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootKeyConfig {
+    /// Seal the root key file with an AES key in this custom key store's
+    /// HSM (docs/hsm.md). Only for a new data dir.
+    pub sealed_by: Option<String>,
 }
 
 /// `[[custom_key_stores]]`: one HSM token, offered to accounts as a custom
@@ -210,6 +222,13 @@ impl Config {
                 store.id
             );
         }
+        if let Some(id) = &config.root_key.sealed_by {
+            anyhow::ensure!(
+                config.custom_key_stores.iter().any(|s| &s.id == id),
+                "configuration file {}: [root_key] sealed_by = {id:?} names no [[custom_key_stores]] entry",
+                path.display()
+            );
+        }
         anyhow::ensure!(
             (1..=3600).contains(&config.billing.charge_interval_secs),
             "configuration file {}: [billing] charge_interval_secs must be 1-3600",
@@ -254,6 +273,8 @@ mod tests {
             "[billing.prices]\ncurrency = \"dollars\"",
             "[billing]\ncharge_interval_secs = 0",
             "[other]\nx = 1",
+            "[root_key]\nsealed_by = \"cks-none\"",
+            "[root_key]\nsealed = true",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(format!("{err:#}").contains("k.toml"), "{bad}: {err:#}");

@@ -8,6 +8,7 @@ mod admin;
 mod config;
 mod envelope;
 mod key;
+mod sealed_root;
 mod serve;
 mod setup;
 

@@ -56,7 +56,42 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         .root_key_file
         .clone()
         .unwrap_or_else(|| args.data_dir.join("root.key"));
-    let (root, created) = RootKey::load_or_create(&root_key_path)?;
+    // The custom key stores' protectors first: one of them may seal the
+    // root key.
+    let mut hsms = Vec::new();
+    for store in &config.custom_key_stores {
+        let protector = keywarden_protector_pkcs11::Pkcs11Protector::new(
+            keywarden_protector_pkcs11::Pkcs11Config {
+                module: store.module.clone(),
+                token_label: store.token_label.clone(),
+                pin: store.pin()?,
+                sessions: store.sessions,
+                protector_id: format!(
+                    "{}{}",
+                    keywarden_core::ops::custom_key_stores::PROTECTOR_PREFIX,
+                    store.id
+                ),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
+        hsms.push((store, Arc::new(protector)));
+    }
+    let (root, created) = match &config.root_key.sealed_by {
+        Some(id) => {
+            let (_, hsm) = hsms.iter().find(|(s, _)| &s.id == id).ok_or_else(|| {
+                anyhow::anyhow!("[root_key] sealed_by = {id:?}: no such custom key store")
+            })?;
+            crate::sealed_root::load_or_create(&root_key_path, hsm.as_ref())?
+        }
+        None => {
+            anyhow::ensure!(
+                !crate::sealed_root::is_sealed(&root_key_path),
+                "root key file {} is sealed by an HSM: configure [root_key] sealed_by and its custom key store (docs/hsm.md)",
+                root_key_path.display()
+            );
+            RootKey::load_or_create(&root_key_path)?
+        }
+    };
     let root = Arc::new(root);
     let db_path = args.data_dir.join("keywarden.db");
     let store = SqliteStore::open(&db_path)
@@ -80,27 +115,13 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
     // Stores come from the configuration file; "created" is when this
     // process loaded them.
     let loaded_at = kms.clock().now();
-    for store in &config.custom_key_stores {
-        let protector = keywarden_protector_pkcs11::Pkcs11Protector::new(
-            keywarden_protector_pkcs11::Pkcs11Config {
-                module: store.module.clone(),
-                token_label: store.token_label.clone(),
-                pin: store.pin()?,
-                sessions: store.sessions,
-                protector_id: format!(
-                    "{}{}",
-                    keywarden_core::ops::custom_key_stores::PROTECTOR_PREFIX,
-                    store.id
-                ),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
+    for (store, protector) in hsms {
         kms = kms
             .with_custom_key_store(keywarden_core::ops::custom_key_stores::CustomKeyStore {
                 id: store.id.clone(),
                 name: store.name.clone(),
                 created_at: loaded_at,
-                protector: Arc::new(protector),
+                protector,
             })
             .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
     }
