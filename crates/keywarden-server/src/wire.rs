@@ -241,6 +241,9 @@ pub struct KeyMetadata {
     /// A Keywarden extension (`docs/api-extensions.md`); AWS clients skip
     /// fields their model does not have.
     deletion_protection_enabled: bool,
+    /// A Keywarden extension: `HARDWARE` for keys in a custom key store
+    /// (HSM), `SOFTWARE` otherwise (the seed's two protection levels).
+    protection_level: &'static str,
     /// Keys with imported material (origin `EXTERNAL`) while it is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     expiration_model: Option<&'static str>,
@@ -273,6 +276,11 @@ impl KeyMetadata {
             encryption_algorithms: ["SYMMETRIC_DEFAULT"],
             multi_region: false,
             deletion_protection_enabled: key.deletion_protection,
+            protection_level: if key.custom_key_store_id().is_some() {
+                "HARDWARE"
+            } else {
+                "SOFTWARE"
+            },
             expiration_model: key
                 .import
                 .as_ref()

@@ -138,6 +138,17 @@ pin_file = "{}"
         .key_metadata
         .unwrap();
     assert_eq!(described.custom_key_store_id(), Some("cks-softhsm"));
+    // The protection level, a Keywarden extension field AWS clients skip.
+    for (key, level) in [(hsm_key.as_str(), "HARDWARE")] {
+        let raw = common::raw_post(
+            &server.url,
+            &acct,
+            "TrentService.DescribeKey",
+            &format!(r#"{{"KeyId":"{key}"}}"#),
+        )
+        .await;
+        assert_eq!(raw.body["KeyMetadata"]["ProtectionLevel"], level, "{raw:?}");
+    }
 
     // Crypto runs in the HSM, with the usual blob format and context.
     let blob = kms
