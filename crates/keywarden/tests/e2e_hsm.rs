@@ -266,6 +266,41 @@ pin_file = "{}"
     );
     kms.decrypt().ciphertext_blob(newer).send().await.unwrap();
 
+    // Deletion through the API: scheduled (crypto refused), cancelled,
+    // enabled again (the HSM objects are destroyed only when the waiting
+    // period ends: tests/hsm_clock.rs).
+    let scheduled = kms
+        .schedule_key_deletion()
+        .key_id(&hsm_key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        scheduled.key_state(),
+        Some(&aws_sdk_kms::types::KeyState::PendingDeletion)
+    );
+    let err = kms
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "e2e")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "KMSInvalidStateException");
+    kms.cancel_key_deletion()
+        .key_id(&hsm_key)
+        .send()
+        .await
+        .unwrap();
+    kms.enable_key().key_id(&hsm_key).send().await.unwrap();
+    kms.decrypt()
+        .ciphertext_blob(blob.clone())
+        .encryption_context("purpose", "e2e")
+        .send()
+        .await
+        .unwrap();
+
     // A store whose HSM cannot be reached: no new keys there, and every
     // other key keeps working.
     let err = kms
