@@ -13,6 +13,7 @@ use crate::load::{open_workers, run_phase, PhaseSpec, PhaseStats, Plan, Stop};
 use crate::mix::Op;
 use crate::procfs::{self, Pid};
 use crate::report::{self, CpuUse, Latency, OpRow, Report, Row, ServerRow, TargetInfo};
+use crate::softhsm;
 use crate::spawn::{self, ServerProcess};
 use crate::RunArgs;
 
@@ -58,6 +59,9 @@ fn check_args(args: &RunArgs) -> Result<()> {
     if args.server_cpus.is_some() && args.spawn.is_none() && !args.spawn_baseline {
         bail!("--server-cpus only applies with --spawn or --spawn-baseline (pin an --endpoint server yourself)");
     }
+    if args.hsm && !(1..=64).contains(&args.hsm_sessions) {
+        bail!("--hsm-sessions must be 1-64 (keywarden's limit for a custom key store)");
+    }
     if args.mix.contains(Op::Decrypt) && args.pool_size == 0 {
         bail!("the mix has Decrypt, so --pool-size must be at least 1");
     }
@@ -68,15 +72,26 @@ fn keywarden_log_env() -> String {
     std::env::var("KEYWARDEN_LOG").unwrap_or_else(|_| "warn".to_owned())
 }
 
-async fn create_key(endpoint: &Endpoint, signer: &Signer, timeout: Duration) -> Result<String> {
-    let v = call_once(
-        endpoint,
-        signer,
-        "TrentService.CreateKey",
-        &serde_json::json!({"Description": "keywarden-bench"}),
-        timeout,
-    )
-    .await?;
+/// The custom key store id `--hsm` configures.
+const HSM_STORE_ID: &str = "cks-bench";
+
+/// CreateKey: a software key, or with `store` an HSM key in that custom
+/// key store.
+async fn create_key(
+    endpoint: &Endpoint,
+    signer: &Signer,
+    timeout: Duration,
+    store: Option<&str>,
+) -> Result<String> {
+    let body = match store {
+        None => serde_json::json!({"Description": "keywarden-bench"}),
+        Some(id) => serde_json::json!({
+            "Description": "keywarden-bench",
+            "Origin": "AWS_CLOUDHSM",
+            "CustomKeyStoreId": id,
+        }),
+    };
+    let v = call_once(endpoint, signer, "TrentService.CreateKey", &body, timeout).await?;
     v["KeyMetadata"]["KeyId"]
         .as_str()
         .map(str::to_owned)
@@ -105,20 +120,33 @@ async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
                 .context("making the data dir private")?;
         }
         let log = keywarden_log_env();
-        let server = ServerProcess::start(
-            &program,
-            &[
-                "serve".into(),
-                "--data-dir".into(),
-                data_dir.path().into(),
-                "--listen".into(),
-                "127.0.0.1:0".into(),
-                "--region".into(),
-                args.region.clone().into(),
-            ],
-            args.server_cpus.as_deref(),
-            &[("KEYWARDEN_LOG", &log)],
-        )?;
+        let mut server_args: Vec<std::ffi::OsString> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            data_dir.path().into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--region".into(),
+            args.region.clone().into(),
+        ];
+        let mut envs = vec![("KEYWARDEN_LOG", log)];
+        let store = if args.hsm {
+            let token = softhsm::Token::create(&data_dir.path().join("softhsm"))?;
+            let config = data_dir.path().join("keywarden.toml");
+            std::fs::write(
+                &config,
+                token.keywarden_config(HSM_STORE_ID, args.hsm_sessions),
+            )
+            .with_context(|| format!("writing {}", config.display()))?;
+            server_args.extend(["--config".into(), config.into()]);
+            envs.push(("SOFTHSM2_CONF", token.conf.to_string_lossy().into_owned()));
+            Some(HSM_STORE_ID)
+        } else {
+            None
+        };
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let server =
+            ServerProcess::start(&program, &server_args, args.server_cpus.as_deref(), &envs)?;
         let issued = spawn::create_account(&program, data_dir.path(), &args.region)?;
         let endpoint = Endpoint::resolve(&server.url).await?;
         let signer = Signer::new(
@@ -127,11 +155,15 @@ async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
             &issued.secret_access_key,
             &args.region,
         );
-        let key_id = create_key(&endpoint, &signer, timeout)
+        let key_id = create_key(&endpoint, &signer, timeout, store)
             .await
             .with_context(|| format!("creating a key in account {}", issued.account_id))?;
         Ok(Target {
-            kind: "spawn",
+            kind: if store.is_some() {
+                "spawn-hsm"
+            } else {
+                "spawn"
+            },
             endpoint,
             signer,
             key_id,
@@ -185,7 +217,7 @@ async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
         let key_id = match (&args.key_id, args.no_create_key) {
             (Some(k), _) => k.clone(),
             (None, true) => PLACEHOLDER_KEY.to_owned(),
-            (None, false) => create_key(&endpoint, &signer, timeout).await?,
+            (None, false) => create_key(&endpoint, &signer, timeout, None).await?,
         };
         if let Some(pid) = args.server_pid {
             procfs::cpu_ticks(Pid::Id(pid))

@@ -8,8 +8,10 @@ mod client;
 mod envelope;
 mod load;
 mod mix;
+mod pkcs11;
 mod procfs;
 mod report;
+mod softhsm;
 mod spawn;
 
 use std::net::SocketAddr;
@@ -51,6 +53,10 @@ enum Command {
     /// on one large in-memory stream, both suites, against raw
     /// AES-256-GCM and SHA-384 measured in the same run.
     Envelope(envelope::EnvelopeArgs),
+    /// Raw PKCS#11 AES-256-GCM seals of 32-byte plaintexts (an HSM key's
+    /// GenerateDataKey, inside the token) on a fresh SoftHSM2 token through
+    /// Keywarden's HSM protector, from N threads with N sessions.
+    Pkcs11(pkcs11::Pkcs11Args),
 }
 
 /// Options of a benchmark run.
@@ -71,6 +77,16 @@ pub struct RunArgs {
     /// of keywarden; no accounts or keys are set up.
     #[arg(long)]
     pub spawn_baseline: bool,
+
+    /// With --spawn: create a fresh SoftHSM2 token in the temporary dir,
+    /// offer it to the server as custom key store `cks-bench` (--config),
+    /// and create the benchmark key in it (Origin AWS_CLOUDHSM).
+    #[arg(long, conflicts_with_all = ["spawn_baseline", "endpoint"])]
+    pub hsm: bool,
+
+    /// With --hsm: the custom key store's PKCS#11 session pool size.
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "hsm")]
+    pub hsm_sessions: usize,
 
     /// Pin the spawned server with `taskset -c CPUS` (e.g. `0` or `0-1`).
     #[arg(long, value_name = "CPUS")]
@@ -171,6 +187,7 @@ fn main() -> ExitCode {
         Some(Command::Envelope(args)) => runtime(None)
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(envelope::run(args))),
+        Some(Command::Pkcs11(args)) => pkcs11::run(args),
         None => runtime(cli.run.threads)
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(bench::main(cli.run))),
@@ -206,6 +223,23 @@ mod tests {
         let cli = Cli::try_parse_from(["kb", "--spawn-baseline", "--sweep", "1,4,16"]).unwrap();
         assert!(cli.run.spawn_baseline);
         assert_eq!(cli.run.sweep, Some(vec![1, 4, 16]));
+    }
+
+    #[test]
+    fn parses_hsm_forms() {
+        let cli = Cli::try_parse_from(["kb", "--spawn", "--hsm"]).unwrap();
+        assert!(cli.run.hsm);
+        assert_eq!(cli.run.hsm_sessions, 4);
+        let cli = Cli::try_parse_from(["kb", "--spawn", "--hsm", "--hsm-sessions", "16"]).unwrap();
+        assert_eq!(cli.run.hsm_sessions, 16);
+        assert!(Cli::try_parse_from(["kb", "--endpoint", "http://h:1", "--hsm"]).is_err());
+        assert!(Cli::try_parse_from(["kb", "--spawn", "--hsm-sessions", "2"]).is_err());
+        let cli = Cli::try_parse_from(["kb", "pkcs11", "--threads-list", "1,4", "--duration", "1"])
+            .unwrap();
+        let Some(Command::Pkcs11(args)) = cli.command else {
+            panic!("not pkcs11")
+        };
+        assert_eq!(args.threads_list, vec![1, 4]);
     }
 
     #[test]

@@ -84,3 +84,77 @@ fn spawned_keywarden_serves_2000_requests_without_errors() {
         "{report:#}"
     );
 }
+
+#[test]
+fn pkcs11_subcommand_seals_on_a_fresh_softhsm_token() {
+    let output = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .args([
+            "pkcs11",
+            "--threads-list",
+            "1,2",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "pkcs11 failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for (row, threads) in rows.iter().zip([1, 2]) {
+        assert_eq!(row["threads"], threads, "{stdout}");
+        assert_eq!(row["errors"], 0, "{stdout}");
+        assert!(row["ops"].as_u64().unwrap() > 0, "{stdout}");
+    }
+}
+
+#[test]
+fn spawned_keywarden_serves_an_hsm_key() {
+    let keywarden = keywarden_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .arg("--spawn")
+        .arg(&keywarden)
+        .args([
+            "--hsm",
+            "--hsm-sessions",
+            "2",
+            "--mix",
+            "GenerateDataKey=1,Decrypt=1",
+            "--concurrency",
+            "2",
+            "--requests",
+            "200",
+            "--warmup",
+            "0",
+            "--pool-size",
+            "8",
+            "--fail-on-error",
+            "--json",
+        ])
+        .arg(&json)
+        .env("KEYWARDEN_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("spawn-hsm"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["total_errors"], 0, "{report:#}");
+}
