@@ -89,6 +89,24 @@ fn module_context(module: &Path) -> Result<Pkcs11, CkError> {
     Ok(ctx)
 }
 
+/// Finalizes and initializes the module again, so it rediscovers its
+/// tokens: some modules (SoftHSM2) only look for tokens at `C_Initialize`,
+/// and one that vanished and came back stays invisible until then. Every
+/// session of the module in this process is closed by it; the other
+/// protectors on the same module see a session error, drop their pools and
+/// reconnect.
+fn reinitialize_module(module: &Path) -> Result<(), CkError> {
+    static CONTEXTS_LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = lock(&CONTEXTS_LOCK);
+    let ctx = module_context(module)?;
+    // Not initialized any more is fine: we are about to initialize.
+    let _ = ctx.clone().finalize();
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not turn every later call into a panic.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -191,7 +209,20 @@ impl Connection {
             classify(&e, "pkcs11 load module");
             ProtectorError::Unavailable("pkcs11 module could not be loaded".into())
         })?;
-        let slot = find_slot(&ctx, &self.config.token_label)?;
+        let slot = match find_slot(&ctx, &self.config.token_label) {
+            Ok(slot) => slot,
+            // The token was there before (a generation was connected) and
+            // is gone: let the module look for its tokens again.
+            Err(_) if state.generation > 0 => {
+                tracing::warn!("pkcs11 token lost; re-initializing the module to find it again");
+                reinitialize_module(&self.config.module).map_err(|e| {
+                    classify(&e, "pkcs11 re-initialize module");
+                    ProtectorError::Unavailable("pkcs11 module could not be re-initialized".into())
+                })?;
+                find_slot(&ctx, &self.config.token_label)?
+            }
+            Err(e) => return Err(e),
+        };
         let session = self.open_session(&ctx, slot).inspect_err(|e| {
             if matches!(e, ProtectorError::Unavailable(m) if m.starts_with("pkcs11 login refused"))
             {

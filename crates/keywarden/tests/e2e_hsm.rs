@@ -390,6 +390,71 @@ pin_file = "{}"
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--custom-key-store-id"));
 
+    // The token goes away under the running server (its directory moved
+    // away: SoftHSM2 loses it) and comes back: the store's keys answer
+    // KeyUnavailableException meanwhile, software keys keep working, and
+    // service resumes by itself.
+    let tokens = tmp.path().join("tokens");
+    let away = tmp.path().join("tokens.away");
+    std::fs::rename(&tokens, &away).unwrap();
+    let err = kms
+        .encrypt()
+        .key_id(&hsm_key)
+        .plaintext(Blob::new(b"while away".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "KeyUnavailableException");
+    kms.encrypt()
+        .key_id(soft.key_id())
+        .plaintext(Blob::new(b"software still".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let stores = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id("cks-softhsm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.custom_key_stores()[0].connection_state(),
+        Some(&ConnectionStateType::Disconnected)
+    );
+    std::fs::rename(&away, &tokens).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match kms
+            .decrypt()
+            .ciphertext_blob(blob.clone())
+            .encryption_context("purpose", "e2e")
+            .send()
+            .await
+        {
+            Ok(out) => {
+                assert_eq!(out.plaintext().unwrap().as_ref(), b"hardware-protected");
+                break;
+            }
+            Err(e)
+                if code(&e) == "KeyUnavailableException"
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("the HSM key did not come back within 10 s: {e:?}"),
+        }
+    }
+    let stores = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id("cks-softhsm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.custom_key_stores()[0].connection_state(),
+        Some(&ConnectionStateType::Connected)
+    );
+
     // The database holds a reference to the HSM object, never material: the
     // plaintext data key is nowhere in the data dir.
     let secret = dk.plaintext().unwrap().as_ref().to_vec();
