@@ -5,59 +5,18 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
+mod softhsm;
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{ConnectionStateType, OriginType};
 use common::{code, Server};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
-/// A fresh SoftHSM2 token directory with one initialised token; returns
-/// the path of its configuration file.
-fn softhsm_token(dir: &Path, label: &str, pin: &str) -> std::path::PathBuf {
-    assert!(
-        Path::new(MODULE).exists(),
-        "{MODULE} is missing: install the softhsm2 package (scripts/test.sh does)"
-    );
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            pin,
-            "--so-pin",
-            "5678",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (package softhsm2) runs");
-    assert!(
-        out.status.success(),
-        "softhsm2-util --init-token: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    conf
-}
+use softhsm::MODULE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsm_keys_through_the_aws_api() {
     let tmp = tempfile::tempdir().unwrap();
-    let conf = softhsm_token(tmp.path(), "kw-e2e", "1234");
+    let conf = softhsm::token(tmp.path(), "kw-e2e", "1234");
     // Inherited by the server process (one test in this binary).
     std::env::set_var("SOFTHSM2_CONF", &conf);
     std::env::set_var("KW_E2E_HSM_PIN", "1234");

@@ -6,45 +6,16 @@
 
 mod common;
 
+mod softhsm;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use aws_sdk_kms::primitives::Blob;
 use common::{Server, BIN};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
-/// A SoftHSM2 configuration with one token `label` (PIN 1234) in `dir`.
-fn softhsm_token(dir: &Path, label: &str) -> PathBuf {
-    assert!(
-        Path::new(MODULE).exists(),
-        "{MODULE} is missing: install the softhsm2 package (scripts/test.sh does)"
-    );
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", label])
-        .args(["--pin", "1234", "--so-pin", "5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (package softhsm2) runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    conf
-}
+use softhsm::MODULE;
 
 fn admin(data: &Path, env: &[(&str, &Path)], remove: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(BIN);
@@ -62,7 +33,7 @@ fn admin(data: &Path, env: &[(&str, &Path)], remove: &[&str]) -> std::process::O
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_root_key_needs_its_hsm() {
     let tmp = tempfile::tempdir().unwrap();
-    let conf = softhsm_token(&tmp.path().join("hsm"), "kw-root");
+    let conf = softhsm::token(&tmp.path().join("hsm"), "kw-root", "1234");
     let pin = tmp.path().join("pin");
     std::fs::write(&pin, "1234\n").unwrap();
     let config = tmp.path().join("keywarden.toml");
@@ -131,7 +102,7 @@ pin_file = "{}"
 
     // With another HSM (a token of the same label, without the sealing
     // key): a stolen data dir and root key file are useless.
-    let other = softhsm_token(&tmp.path().join("other-hsm"), "kw-root");
+    let other = softhsm::token(&tmp.path().join("other-hsm"), "kw-root", "1234");
     let out = admin(&data, &[("SOFTHSM2_CONF", &other)], &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -5,8 +5,8 @@
 //!
 //! One test in this file: SoftHSM2 reads `SOFTHSM2_CONF` once per process.
 
-use std::path::Path;
-use std::process::Command;
+mod softhsm;
+
 use std::sync::Arc;
 
 use keywarden_core::clock::{Clock, ManualClock, UnixMillis};
@@ -25,41 +25,9 @@ use keywarden_store_sqlite::SqliteStore;
 use zeroize::Zeroizing;
 
 const DAY: i64 = UnixMillis::DAY;
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+use softhsm::MODULE;
 const LABEL: &str = "kw-clock";
 const PIN: &str = "1234";
-
-/// A fresh SoftHSM2 token directory with one initialised token; returns
-/// the path of its configuration file.
-fn softhsm_token(dir: &Path) -> std::path::PathBuf {
-    assert!(
-        Path::new(MODULE).exists(),
-        "{MODULE} is missing: install the softhsm2 package (scripts/test.sh does)"
-    );
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", LABEL])
-        .args(["--pin", PIN, "--so-pin", "5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (package softhsm2) runs");
-    assert!(
-        out.status.success(),
-        "softhsm2-util --init-token: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    conf
-}
 
 /// Whether the token still holds the object of every version of `key`
 /// (as the store recorded them), asked of the protector directly; any
@@ -86,7 +54,7 @@ fn objects_present(protector: &Pkcs11Protector, key: &KeyRecord) -> Vec<bool> {
 #[tokio::test]
 async fn hsm_objects_are_destroyed_with_their_key_and_not_before() {
     let tmp = tempfile::tempdir().unwrap();
-    let conf = softhsm_token(tmp.path());
+    let conf = softhsm::token(tmp.path(), LABEL, PIN);
     // Before the protector's C_Initialize, which is when SoftHSM2 reads it;
     // the only test in this binary, so no other thread reads the env.
     std::env::set_var("SOFTHSM2_CONF", &conf);

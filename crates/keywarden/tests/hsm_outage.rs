@@ -9,8 +9,8 @@
 //! (`CustomKeyStoreInvalidStateException`), every other key keeps working,
 //! and service resumes without a restart, cached key handles included.
 
-use std::path::Path;
-use std::process::Command;
+mod softhsm;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
 use keywarden_store_sqlite::SqliteStore;
 use zeroize::Zeroizing;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+use softhsm::MODULE;
 
 /// The real protector, and a switch standing for "the HSM is reachable".
 struct Switched {
@@ -92,40 +92,7 @@ impl KeyProtector for Switched {
 #[tokio::test]
 async fn an_unreachable_hsm_stops_only_its_keys_and_service_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    assert!(
-        Path::new(MODULE).exists(),
-        "{MODULE} is missing: install softhsm2"
-    );
-    let tokens = tmp.path().join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = tmp.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "kw-outage",
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let conf = softhsm::token(tmp.path(), "kw-outage", "1234");
     std::env::set_var("SOFTHSM2_CONF", &conf);
 
     let up = Arc::new(AtomicBool::new(true));
