@@ -13,6 +13,7 @@ mod cache;
 pub mod ciphertext;
 pub mod clock;
 pub mod context;
+pub mod dump;
 pub mod error;
 pub mod ids;
 pub mod kms;
