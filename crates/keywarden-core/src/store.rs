@@ -42,7 +42,13 @@ pub enum StoreError {
     /// A per-parent limit would be exceeded (grants per key).
     #[error("a limit on the number of records was reached")]
     LimitExceeded,
-    /// The backend itself failed (I/O, corruption, connection loss).
+    /// The backend cannot be reached now (a database server down,
+    /// connection refused or lost, connection pool exhausted past its wait
+    /// bound). Nothing was written, or the write's outcome is unknown to
+    /// this call; retrying later is reasonable.
+    #[error("backend unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend itself failed (I/O, corruption).
     #[error("backend failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -4,6 +4,7 @@
 
 use http::StatusCode;
 use keywarden_core::protector::ProtectorError;
+use keywarden_core::store::StoreError;
 use keywarden_core::KmsError;
 
 use crate::sigv4::AuthError;
@@ -70,6 +71,7 @@ impl ApiError {
                 KmsError::CustomKeyStoreInvalidState(_) => "CustomKeyStoreInvalidStateException",
                 KmsError::Protector(ProtectorError::Unavailable(_)) => "KeyUnavailableException",
                 KmsError::DryRun => "DryRunOperationException",
+                KmsError::Store(StoreError::Unavailable(_)) => "DependencyTimeoutException",
                 KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
             },
             ApiError::Auth(e) => e.aws_type(),
@@ -113,6 +115,13 @@ impl ApiError {
             // The detail (which HSM, why) goes to the log only.
             return KEY_UNAVAILABLE_MESSAGE.to_owned();
         }
+        if matches!(
+            self,
+            ApiError::Kms(KmsError::Store(StoreError::Unavailable(_)))
+        ) {
+            // Which database, and why, goes to the log only.
+            return STORE_UNAVAILABLE_MESSAGE.to_owned();
+        }
         if self.is_internal() {
             return INTERNAL_MESSAGE.to_owned();
         }
@@ -128,10 +137,14 @@ impl ApiError {
 const KEY_UNAVAILABLE_MESSAGE: &str =
     "The key is not available: its custom key store cannot be reached now. Retry the request later.";
 
+/// What a caller is told when the store (the PostgreSQL database) cannot
+/// be reached: AWS's DependencyTimeoutException, retryable.
+const STORE_UNAVAILABLE_MESSAGE: &str =
+    "The service's database cannot be reached now. Retry the request later.";
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keywarden_core::store::StoreError;
 
     /// Every variant pinned to its (status, __type).
     #[test]
@@ -299,6 +312,13 @@ mod tests {
         let e: ApiError =
             KmsError::Store(StoreError::Backend("disk on fire at /secret/path".into())).into();
         assert_eq!(e.message(), INTERNAL_MESSAGE);
+        let e: ApiError = KmsError::Store(StoreError::Unavailable(
+            "connect to 10.0.0.7:5432 as keywarden: refused".into(),
+        ))
+        .into();
+        assert_eq!(e.status().as_u16(), 500);
+        assert_eq!(e.aws_type(), "DependencyTimeoutException");
+        assert_eq!(e.message(), STORE_UNAVAILABLE_MESSAGE);
         let e: ApiError = KmsError::InvalidCiphertext.into();
         assert_eq!(e.message(), "");
     }
