@@ -24,7 +24,7 @@ fn key_id(s: &str) -> Result<KeyId, Fail> {
     KeyId::parse(s).ok_or_else(|| Invalid::new("stored key id is malformed").into())
 }
 
-fn month(code: i64) -> Result<Month, Fail> {
+pub(crate) fn month(code: i64) -> Result<Month, Fail> {
     u32::try_from(code)
         .ok()
         .and_then(Month::from_code)
@@ -65,9 +65,9 @@ fn set_frozen(tx: &Transaction<'_>, account: &str, frozen: bool) -> Result<(), F
 }
 
 /// seq, account, at, kind, amount, month, memo.
-type EntryRow = (i64, String, i64, String, i64, Option<i64>, String);
+pub(crate) type EntryRow = (i64, String, i64, String, i64, Option<i64>, String);
 
-fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
+pub(crate) fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -79,7 +79,7 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
     ))
 }
 
-fn decode_entry(r: EntryRow) -> Result<LedgerEntry, Fail> {
+pub(crate) fn decode_entry(r: EntryRow) -> Result<LedgerEntry, Fail> {
     let (seq, account, at, kind, amount, month_code, memo) = r;
     Ok(LedgerEntry {
         seq: u64::try_from(seq).map_err(|_| Invalid::new("negative ledger seq"))?,
@@ -96,7 +96,7 @@ fn decode_entry(r: EntryRow) -> Result<LedgerEntry, Fail> {
     })
 }
 
-const ENTRY_COLUMNS: &str = "seq, account_id, at, kind, amount, month, memo";
+pub(crate) const ENTRY_COLUMNS: &str = "seq, account_id, at, kind, amount, month, memo";
 
 fn last_entry(tx: &Transaction<'_>) -> Result<LedgerEntry, Fail> {
     let row = tx

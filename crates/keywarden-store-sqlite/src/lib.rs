@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod billing;
+mod dump;
 mod error;
 mod rows;
 mod schema;

@@ -410,3 +410,13 @@ fn concurrent_first_opens_of_a_new_file() {
         }
     }
 }
+
+/// Export, import into a fresh file, export again: equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_round_trip() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let source = SqliteStore::open(&db_path(&a)).unwrap();
+    let target = SqliteStore::open(&db_path(&b)).unwrap();
+    keywarden_core::conformance::dump_round_trip(&source, &target).await;
+}
