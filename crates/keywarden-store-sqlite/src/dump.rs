@@ -335,7 +335,7 @@ fn import(tx: &Transaction<'_>, dump: &StoreDump) -> Result<(), Fail> {
 #[async_trait]
 impl DumpStore for SqliteStore {
     async fn export_dump(&self) -> Result<StoreDump, StoreError> {
-        self.read(|tx| export(tx)).await
+        self.read(export).await
     }
 
     async fn import_dump(&self, dump: &StoreDump) -> Result<(), StoreError> {
