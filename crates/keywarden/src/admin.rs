@@ -4,6 +4,7 @@
 //! request.
 
 mod billing;
+mod store;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -24,6 +25,8 @@ pub enum AdminCommand {
     /// Cloud products (docs/products.md).
     #[command(subcommand)]
     Product(ProductCommand),
+    #[command(flatten)]
+    Store(store::StoreCommand),
 }
 
 #[derive(Subcommand)]
@@ -288,6 +291,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
             );
         }
         AdminCommand::Product(cmd) => run_product(cmd).await?,
+        AdminCommand::Store(cmd) => store::run(cmd).await?,
     }
     Ok(())
 }

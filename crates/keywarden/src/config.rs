@@ -24,6 +24,60 @@ pub struct Config {
     /// `[root_key]`.
     #[serde(default)]
     pub root_key: RootKeyConfig,
+    /// `[database]`.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+}
+
+/// `[database]`: a PostgreSQL database instead of the embedded one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://...`; `--database-url` / `KEYWARDEN_DATABASE_URL` win
+    /// over it.
+    pub url: Option<DatabaseUrl>,
+    /// Connections per node (default 16).
+    pub pool_size: Option<usize>,
+}
+
+/// A database URL. It may hold a password, so `Debug` shows only the
+/// scheme and host.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, for the driver.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `postgres://host:port/db` without user and password, for messages.
+    pub fn redacted(&self) -> String {
+        match self.0.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                let host = host.split_once('?').map_or(host, |(h, _)| h);
+                format!("{scheme}://{host}")
+            }
+            None => "(a database URL)".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+// Never refused here: the parser's error would quote the value, password
+// and all. `setup` checks the scheme and names only the redacted form.
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
 }
 
 /// `[root_key]`.

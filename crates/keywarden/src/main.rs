@@ -62,6 +62,12 @@ pub struct DataArgs {
     /// (docs/billing.md). Without it billing is off.
     #[arg(long, env = "KEYWARDEN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A PostgreSQL database shared by several nodes
+    /// (`postgres://user:password@host:port/db`) instead of the embedded
+    /// database in the data directory (docs/operations.md). Also
+    /// `[database] url` in the configuration file.
+    #[arg(long, env = "KEYWARDEN_DATABASE_URL")]
+    pub database_url: Option<config::DatabaseUrl>,
 }
 
 /// Options of `keywarden serve`.

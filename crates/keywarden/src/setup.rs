@@ -8,6 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use keywarden_core::clock::SystemClock;
 use keywarden_core::kms::KmsParts;
+use keywarden_core::protector::SecretSealer;
+use keywarden_core::store::Store;
 use keywarden_core::{Kms, KmsConfig};
 use keywarden_protector_soft::{
     Importer, RootKey, SoftKeyImporter, SoftwareProtector, SystemRandom,
@@ -25,6 +27,26 @@ pub struct Opened {
     pub created: bool,
     pub db_path: PathBuf,
     pub root_key_path: PathBuf,
+    /// The store the service uses.
+    pub store: OpenedStore,
+    /// What seals credential secrets (the root key).
+    pub sealer: Arc<dyn SecretSealer>,
+}
+
+/// The concrete store behind the service, for the operations only one
+/// backend has (backup and restore of the embedded database).
+#[derive(Clone, Debug)]
+pub enum OpenedStore {
+    /// The embedded SQLite file in the data directory.
+    Sqlite(SqliteStore),
+}
+
+impl OpenedStore {
+    fn as_store(&self) -> Arc<dyn Store> {
+        match self {
+            OpenedStore::Sqlite(s) => Arc::new(s.clone()),
+        }
+    }
 }
 
 /// Opens (creating on first use) the data dir, its root key and database,
@@ -94,14 +116,23 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
     };
     let root = Arc::new(root);
     let db_path = args.data_dir.join("keywarden.db");
-    let store = SqliteStore::open(&db_path)
-        .with_context(|| format!("opening database {}", db_path.display()))?;
+    if let Some(url) = args.database_url.as_ref().or(config.database.url.as_ref()) {
+        anyhow::bail!(
+            "{}: PostgreSQL (pool size {:?}) is not supported by this build yet",
+            url.redacted(),
+            config.database.pool_size
+        );
+    }
+    let store = OpenedStore::Sqlite(
+        SqliteStore::open(&db_path)
+            .with_context(|| format!("opening database {}", db_path.display()))?,
+    );
     let protector = Arc::new(SoftwareProtector::new(root.clone()));
     let importer = SoftKeyImporter::new(Arc::new(Importer::new(root.clone())), protector.clone());
     let kms = Kms::new(KmsParts {
-        store: Arc::new(store),
+        store: store.as_store(),
         software_protector: protector,
-        sealer: root,
+        sealer: root.clone(),
         random: Arc::new(SystemRandom::new()),
         clock: Arc::new(SystemClock),
         config: KmsConfig {
@@ -125,6 +156,14 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
             })
             .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
     }
+    if kms.root_key_opens_store().await? == Some(false) {
+        anyhow::bail!(
+            "the root key {} does not open this database's secrets: it was written under another \
+             root key. Every node sharing a database needs the same root key file (copy it from \
+             the node that created the database)",
+            root_key_path.display()
+        );
+    }
     kms.register_seed_products()
         .await
         .context("registering the seed products")?;
@@ -134,5 +173,7 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         created,
         db_path,
         root_key_path,
+        store,
+        sealer: root,
     })
 }

@@ -233,3 +233,31 @@ impl Kms {
         Ok(Some(active))
     }
 }
+
+/// Whether `sealer` opens the secrets sealed in `store`: `Some(true)` if it
+/// opens the first stored credential's secret, `Some(false)` if it does not
+/// (the store was written under another root key), `None` if the store
+/// holds no credential to try. Nodes sharing a database must share the root
+/// key; this is how a node (or `keywarden admin restore`) finds out before
+/// serving.
+pub async fn sealer_opens_store(
+    sealer: &dyn crate::protector::SecretSealer,
+    store: &dyn crate::store::Store,
+) -> Result<Option<bool>, KmsError> {
+    let credentials = store.list_credentials(None).await?;
+    let Some(c) = credentials.first() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        sealer
+            .unseal(&credential_aad(&c.access_key_id), &c.sealed_secret)
+            .is_ok(),
+    ))
+}
+
+impl Kms {
+    /// [`sealer_opens_store`] with this service's sealer and store.
+    pub async fn root_key_opens_store(&self) -> Result<Option<bool>, KmsError> {
+        sealer_opens_store(self.sealer.as_ref(), self.store.as_ref()).await
+    }
+}

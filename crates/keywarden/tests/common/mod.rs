@@ -86,11 +86,19 @@ impl Server {
 
     /// Runs `keywarden admin ...` against this server's data dir.
     pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        self.admin_command(args)
+            .output()
+            .expect("run keywarden admin")
+    }
+
+    /// The `keywarden admin ...` command [`Server::admin`] runs, to run it
+    /// elsewhere (another thread).
+    pub fn admin_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("admin");
         cmd.args(args);
         cmd.arg("--data-dir").arg(&self.data_dir);
-        cmd.output().expect("run keywarden admin")
+        cmd
     }
 
     /// Creates an account through the admin CLI.

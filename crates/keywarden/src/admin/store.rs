@@ -1,0 +1,138 @@
+//! `keywarden admin backup|restore|migrate-store`: the store as a whole.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use keywarden_store_sqlite::SqliteStore;
+use serde_json::json;
+
+use crate::setup::{self, OpenedStore};
+use crate::DataArgs;
+
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Write a consistent snapshot of the embedded database to a new file
+    /// (safe while servers run). The root key is not in it: back it up
+    /// separately (docs/operations.md).
+    Backup {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The backup file to create; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the embedded database with a backup. Servers on the data
+    /// directory see the restored state at once; stop them first unless
+    /// that is what you want.
+    Restore {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The backup file (from `keywarden admin backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// Confirm replacing the current database.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn run(cmd: StoreCommand) -> Result<()> {
+    match cmd {
+        StoreCommand::Backup { data, out } => {
+            let sqlite = embedded(&data, "backup")?;
+            sqlite.backup_to(&out).await.map_err(|e| match e {
+                keywarden_core::store::StoreError::AlreadyExists => {
+                    anyhow::anyhow!("{} exists already; choose a new file", out.display())
+                }
+                other => anyhow::anyhow!("writing the backup {}: {other}", out.display()),
+            })?;
+            let info = SqliteStore::inspect_backup(&out).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "Backup": out.display().to_string(),
+                    "SchemaVersion": info.schema_version,
+                    "Accounts": info.accounts,
+                    "Keys": info.keys,
+                }))?
+            );
+        }
+        StoreCommand::Restore { data, from, yes } => restore(&data, &from, yes).await?,
+    }
+    Ok(())
+}
+
+/// The embedded database of the data directory, opened without the rest of
+/// the service (a backup needs no root key).
+fn embedded(data: &DataArgs, what: &str) -> Result<SqliteStore> {
+    if data.database_url.is_some() {
+        bail!(
+            "{what} is for the embedded store; this deployment uses PostgreSQL: use pg_dump / \
+             pg_basebackup and replication there (docs/operations.md)"
+        );
+    }
+    let path = data.data_dir.join("keywarden.db");
+    if !path.is_file() {
+        bail!("no database at {}", path.display());
+    }
+    SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))
+}
+
+async fn restore(data: &DataArgs, from: &Path, yes: bool) -> Result<()> {
+    if data.database_url.is_some() {
+        bail!("restore is for the embedded store; this deployment uses PostgreSQL (docs/operations.md)");
+    }
+    let info = SqliteStore::inspect_backup(from)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", from.display()))?;
+    let root_key = data
+        .root_key_file
+        .clone()
+        .unwrap_or_else(|| data.data_dir.join("root.key"));
+    if !root_key.exists() {
+        bail!(
+            "no root key at {}: a backup opens only with the root key it was written under; \
+             copy that file there first",
+            root_key.display()
+        );
+    }
+    let opened = setup::open(data).await?;
+    // Check the backup against this root key on a scratch copy first.
+    let scratch = tempfile::Builder::new()
+        .prefix(".restore-check-")
+        .tempdir_in(&data.data_dir)?;
+    let staged = SqliteStore::open(&scratch.path().join("keywarden.db"))?;
+    staged.restore_from(from).await?;
+    if keywarden_core::ops::accounts::sealer_opens_store(opened.sealer.as_ref(), &staged).await?
+        == Some(false)
+    {
+        bail!(
+            "{} was written under another root key than {}; nothing was changed",
+            from.display(),
+            root_key.display()
+        );
+    }
+    drop(staged);
+    if !yes {
+        bail!(
+            "this replaces every key, alias, account and credential in {} with the {} accounts \
+             and {} keys of the backup; run again with --yes",
+            opened.db_path.display(),
+            info.accounts,
+            info.keys
+        );
+    }
+    let OpenedStore::Sqlite(live) = &opened.store;
+    live.restore_from(from).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "Restored": from.display().to_string(),
+            "SchemaVersion": info.schema_version,
+            "Accounts": info.accounts,
+            "Keys": info.keys,
+        }))?
+    );
+    Ok(())
+}
