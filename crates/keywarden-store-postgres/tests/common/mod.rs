@@ -46,14 +46,9 @@ use keywarden_core::model::{
     KeyState, KeyVersion, Origin,
 };
 
-/// A distinct account id per `n`.
+/// A distinct account id per `n` (and per test process).
 pub fn account_id(n: u32) -> AccountId {
-    let mut random = [0u8; 12];
-    random[8..].copy_from_slice(&n.to_be_bytes());
-    for (i, b) in random.iter_mut().enumerate().take(8) {
-        *b = (std::process::id() as u8).wrapping_add(i as u8);
-    }
-    AccountId::from_random(random)
+    AccountId::parse(&format!("{:04}{n:08}", std::process::id() % 10_000)).expect("twelve digits")
 }
 
 /// An account record.
