@@ -103,6 +103,10 @@ pub use keywarden_core::dump::DumpStore;
 /// deadlock is run again before the failure is answered.
 const RETRIES: u32 = 5;
 
+/// How long sent data may stay unacknowledged before a connection counts
+/// as dead (Linux `TCP_USER_TIMEOUT`).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How a [`PgStore`] connects and how closely it follows other nodes.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -167,9 +171,9 @@ enum Mode {
     /// `READ COMMITTED`, moving the change stamp: reads the change counter
     /// before committing, and the feed observes it after.
     Write,
-    /// `READ COMMITTED`, not touching anything caches hold (usage,
-    /// metering, and the ledger apart from the frozen flag... which is why
-    /// the ledger uses `Write`).
+    /// `READ COMMITTED`, for writes to tables caches do not hold (key
+    /// usage, metering), which must not move the change stamp. (The ledger
+    /// methods use `Write`: they may change the frozen flag.)
     Quiet,
 }
 
@@ -295,10 +299,16 @@ impl PgStore {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| Invalid::new("the database URL is malformed"))?;
+        // Keepalives find idle connections to a vanished host; the user
+        // timeout bounds a request the host never acknowledges (a lock
+        // wait sends nothing, so it is not cut short by it).
         config
             .connect_timeout(options.connect_timeout)
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(TCP_USER_TIMEOUT)
             .application_name("keywarden");
         let target = describe(&config);
 
