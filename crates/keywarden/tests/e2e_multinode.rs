@@ -25,8 +25,26 @@ struct Deployment {
 }
 
 fn deploy(cluster: &TestCluster, database: &str, nodes: usize) -> Deployment {
+    deploy_with(cluster, database, nodes, None)
+}
+
+/// [`deploy`] with a configuration file every node (and `admin`) reads.
+fn deploy_with(
+    cluster: &TestCluster,
+    database: &str,
+    nodes: usize,
+    config: Option<&str>,
+) -> Deployment {
     let url = cluster.create_database(database);
     let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("keywarden.toml");
+    if let Some(config) = config {
+        std::fs::write(&config_path, config).unwrap();
+    }
+    let extra: Vec<&str> = match config {
+        Some(_) => vec!["--config", config_path.to_str().unwrap()],
+        None => Vec::new(),
+    };
     let mut started = Vec::new();
     for n in 0..nodes {
         let data = dir.path().join(format!("node{n}"));
@@ -34,10 +52,11 @@ fn deploy(cluster: &TestCluster, database: &str, nodes: usize) -> Deployment {
             std::fs::create_dir_all(&data).unwrap();
             std::fs::copy(dir.path().join("node0/root.key"), data.join("root.key")).unwrap();
         }
-        started.push(Server::start_node(
+        started.push(Server::start_node_with(
             &data,
             dir.path().join(format!("node{n}.log")),
             &url,
+            &extra,
         ));
     }
     Deployment {
@@ -223,6 +242,123 @@ async fn changes_through_one_node_reach_the_others_within_a_second() {
         .await;
         eprintln!("credential revocation seen after {took:?}");
         assert!(took < BOUND, "credential revocation seen after {took:?}");
+    }
+}
+
+/// The key version a Keywarden ciphertext blob names (bytes 17..21,
+/// docs/ciphertext-format.md).
+fn blob_version(blob: &Blob) -> u32 {
+    let b = blob.as_ref();
+    u32::from_be_bytes([b[17], b[18], b[19], b[20]])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_freezes_and_top_ups_reach_the_other_node_within_a_second() {
+    // Billing on, a charge run every second, one started key-hour costing
+    // about 1000 minor units: an account without balance is frozen by its
+    // first key's first hour.
+    let config = "[billing]\nenabled = true\ncharge_interval_secs = 1\n\n[billing.prices]\nsoftware_key_per_month_minor = 720000\n";
+    let cluster = TestCluster::start();
+    let d = deploy_with(&cluster, "billing_rotation", 2, Some(config));
+    let (a, b) = (&d.nodes[0], &d.nodes[1]);
+    let account = a.account("tenant");
+    admin_json(&a.admin(&[
+        "account",
+        "topup",
+        "--account",
+        &account.account_id,
+        "--amount",
+        "1000.00",
+    ]));
+    let on_a = a.client(&account);
+    let on_b = b.client(&account);
+    let key = on_a
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let encrypt = |client: Client, key: String| async move {
+        client
+            .encrypt()
+            .key_id(key)
+            .plaintext(Blob::new(b"x".to_vec()))
+            .send()
+            .await
+    };
+    let first = encrypt(on_b.clone(), key.clone()).await.unwrap();
+    assert_eq!(blob_version(first.ciphertext_blob.as_ref().unwrap()), 1);
+
+    // An on-demand rotation through A: B encrypts under version 2.
+    on_a.rotate_key_on_demand()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let took = time_until(|| {
+        let on_b = on_b.clone();
+        let key = key.clone();
+        async move {
+            let out = encrypt(on_b, key).await.unwrap();
+            blob_version(out.ciphertext_blob.as_ref().unwrap()) == 2
+        }
+    })
+    .await;
+    eprintln!("rotation seen after {took:?}");
+    assert!(took < BOUND, "rotation seen after {took:?}");
+
+    // A second account without balance: frozen by the billing run of
+    // either node; once one node refuses, the other does within the bound.
+    let broke = a.account("broke");
+    let broke_a = a.client(&broke);
+    let broke_b = b.client(&broke);
+    let broke_key = broke_a
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    encrypt(broke_b.clone(), broke_key.clone()).await.unwrap();
+    let frozen = |client: Client, key: String| async move {
+        matches!(encrypt(client, key).await, Err(e) if code(&e) == "AccountFrozenException")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first_frozen = loop {
+        if frozen(broke_a.clone(), broke_key.clone()).await {
+            break &broke_b;
+        }
+        if frozen(broke_b.clone(), broke_key.clone()).await {
+            break &broke_a;
+        }
+        assert!(Instant::now() < deadline, "not frozen within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = time_until(|| frozen(first_frozen.clone(), broke_key.clone())).await;
+    eprintln!("freeze seen on the other node after {took:?}");
+    assert!(took < BOUND, "freeze seen after {took:?}");
+
+    // A top-up with the admin CLI lifts it on both nodes within the bound.
+    admin_json(&b.admin(&[
+        "account",
+        "topup",
+        "--account",
+        &broke.account_id,
+        "--amount",
+        "1000.00",
+    ]));
+    for client in [&broke_a, &broke_b] {
+        let took = time_until(|| {
+            let client = client.clone();
+            let key = broke_key.clone();
+            async move { encrypt(client, key).await.is_ok() }
+        })
+        .await;
+        eprintln!("top-up seen after {took:?}");
+        assert!(took < BOUND, "top-up seen after {took:?}");
     }
 }
 

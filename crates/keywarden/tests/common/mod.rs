@@ -54,12 +54,20 @@ impl Server {
     /// A node on the PostgreSQL database at `database_url`, with its own
     /// data dir (which holds only its root key).
     pub fn start_node(data_dir: &Path, log: PathBuf, database_url: &str) -> Server {
-        Server::start_full(
-            data_dir,
-            log,
-            &[],
-            vec!["--database-url".into(), database_url.into()],
-        )
+        Server::start_node_with(data_dir, log, database_url, &[])
+    }
+
+    /// Like [`Server::start_node`], with more arguments for `keywarden
+    /// serve` (`--config FILE`, ...) that `admin` gets too.
+    pub fn start_node_with(
+        data_dir: &Path,
+        log: PathBuf,
+        database_url: &str,
+        extra_args: &[&str],
+    ) -> Server {
+        let mut args = vec!["--database-url".to_owned(), database_url.to_owned()];
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        Server::start_full(data_dir, log, &[], args)
     }
 
     fn start_full(
