@@ -748,3 +748,59 @@ async fn migrate_store_moves_an_embedded_deployment_to_postgres() {
         evs_blob.plaintext.unwrap().as_ref()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_outage_grace_period_cached_keys_stop_serving() {
+    let cluster = TestCluster::start();
+    let d = deploy_with(
+        &cluster,
+        "grace",
+        1,
+        Some("[database]\noutage_grace_secs = 3\n"),
+    );
+    let account = d.nodes[0].account("tenant");
+    let kms = client_without_retries(&d.nodes[0], &account);
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let encrypt = || {
+        kms.encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(b"grace".to_vec()))
+            .send()
+    };
+    encrypt().await.unwrap();
+
+    let cluster_ref = &cluster;
+    // The node cannot notice before the stop begins.
+    let stopped = Instant::now();
+    tokio::task::block_in_place(|| cluster_ref.stop());
+    // Within the grace period the cached key serves...
+    encrypt().await.expect("cached key within the grace period");
+    // ...and past it the node refuses.
+    let refused_after = loop {
+        match encrypt().await {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(code(&e), "DependencyTimeoutException");
+                break stopped.elapsed();
+            }
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(15), "still serving");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("refused {refused_after:?} into the outage (grace 3 s)");
+    assert!(refused_after >= Duration::from_secs(3), "{refused_after:?}");
+
+    tokio::task::block_in_place(|| cluster_ref.start_again());
+    let back = Instant::now();
+    while encrypt().await.is_err() {
+        assert!(back.elapsed() < Duration::from_secs(15), "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
