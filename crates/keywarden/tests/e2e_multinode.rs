@@ -505,11 +505,16 @@ async fn a_database_outage_under_load_fails_clearly_and_heals() {
     // Load: every worker creates keys (needs the database) and encrypts
     // under the cached key, recording what was acknowledged.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Every committed change empties every node's caches (noticed within
+    // 100 ms), so key creation pauses shortly before the outage; it
+    // resumes during the outage, where it fails and changes nothing.
+    let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
         .map(|w| {
             let client = clients[w % clients.len()].clone();
             let key = key.clone();
             let stop = stop.clone();
+            let quiet = quiet.clone();
             tokio::spawn(async move {
                 let mut created = Vec::new();
                 let mut sealed = Vec::new();
@@ -517,9 +522,11 @@ async fn a_database_outage_under_load_fails_clearly_and_heals() {
                 let mut cached_crypto_during_failures = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let started = Instant::now();
-                    match client.create_key().send().await {
-                        Ok(out) => created.push(out.key_metadata.unwrap().key_id),
-                        Err(e) => failures.push((code(&e), started.elapsed())),
+                    if !quiet.load(std::sync::atomic::Ordering::Relaxed) {
+                        match client.create_key().send().await {
+                            Ok(out) => created.push(out.key_metadata.unwrap().key_id),
+                            Err(e) => failures.push((code(&e), started.elapsed())),
+                        }
                     }
                     let plaintext = format!("worker {w} #{}", sealed.len());
                     match client
@@ -545,8 +552,11 @@ async fn a_database_outage_under_load_fails_clearly_and_heals() {
         .collect();
 
     tokio::time::sleep(Duration::from_millis(500)).await;
+    quiet.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let cluster_ref = &cluster;
     tokio::task::block_in_place(|| cluster_ref.stop());
+    quiet.store(false, std::sync::atomic::Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(3)).await;
     tokio::task::block_in_place(|| cluster_ref.start_again());
     // Full service within 15 s of the database's return.
@@ -774,6 +784,10 @@ async fn past_the_outage_grace_period_cached_keys_stop_serving() {
             .plaintext(Blob::new(b"grace".to_vec()))
             .send()
     };
+    // Caches are emptied on every change (CreateKey's included, noticed
+    // within 100 ms), so warm them once that has settled.
+    encrypt().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     encrypt().await.unwrap();
 
     let cluster_ref = &cluster;
