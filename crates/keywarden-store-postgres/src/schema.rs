@@ -279,10 +279,13 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), Fail> {
 async fn migrate_locked(client: &mut Client) -> Result<(), Fail> {
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS keywarden_schema (
+            // Without the notice "already exists, skipping" on every start.
+            "SET client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS keywarden_schema (
                  version    BIGINT      NOT NULL PRIMARY KEY,
                  applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             )",
+             );
+             RESET client_min_messages;",
         )
         .await?;
     let current: i64 = client

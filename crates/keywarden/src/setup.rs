@@ -118,6 +118,29 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         .root_key_file
         .clone()
         .unwrap_or_else(|| args.data_dir.join("root.key"));
+    let db_path = args.data_dir.join("keywarden.db");
+    let store = match args.database_url.as_ref().or(config.database.url.as_ref()) {
+        Some(url) => OpenedStore::Postgres(connect_postgres(url, config.database.pool_size).await?),
+        None => OpenedStore::Sqlite(
+            SqliteStore::open(&db_path)
+                .with_context(|| format!("opening database {}", db_path.display()))?,
+        ),
+    };
+    // A fresh root key for a database that already holds secrets would
+    // only fail the check below, after leaving a useless key file behind.
+    if matches!(store, OpenedStore::Postgres(_)) && !root_key_path.exists() {
+        let as_store = store.as_store();
+        if !as_store.list_accounts().await?.is_empty()
+            || !as_store.list_credentials(None).await?.is_empty()
+        {
+            anyhow::bail!(
+                "no root key at {}, and the database already holds accounts: every node \
+                 sharing a database needs the same root key file (copy it from the node that \
+                 created the database)",
+                root_key_path.display()
+            );
+        }
+    }
     // The custom key stores' protectors first: one of them may seal the
     // root key.
     let mut hsms = Vec::new();
@@ -155,14 +178,6 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         }
     };
     let root = Arc::new(root);
-    let db_path = args.data_dir.join("keywarden.db");
-    let store = match args.database_url.as_ref().or(config.database.url.as_ref()) {
-        Some(url) => OpenedStore::Postgres(connect_postgres(url, config.database.pool_size).await?),
-        None => OpenedStore::Sqlite(
-            SqliteStore::open(&db_path)
-                .with_context(|| format!("opening database {}", db_path.display()))?,
-        ),
-    };
     let protector = Arc::new(SoftwareProtector::new(root.clone()));
     let importer = SoftKeyImporter::new(Arc::new(Importer::new(root.clone())), protector.clone());
     let kms = Kms::new(KmsParts {

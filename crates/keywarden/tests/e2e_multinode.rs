@@ -439,12 +439,30 @@ async fn a_node_with_another_root_key_refuses_to_start() {
     d.nodes[0].account("tenant");
     let stranger = tempfile::tempdir().unwrap();
     let url = cluster.url("root_keys");
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(stranger.path().join("data"))
-        .args(["--database-url", &url])
-        .output()
-        .unwrap();
+    let serve = |data: &std::path::Path| {
+        std::process::Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap()
+    };
+    // No root key: refused before one is created.
+    let bare = stranger.path().join("bare");
+    let out = serve(&bare);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no root key") && err.contains("copy it"),
+        "{err}"
+    );
+    assert!(!bare.join("root.key").exists(), "no stray root key file");
+    // Another deployment's root key: refused.
+    let other = Server::start();
+    let foreign = stranger.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::copy(other.data_dir.join("root.key"), foreign.join("root.key")).unwrap();
+    let out = serve(&foreign);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another root key"), "{err}");
