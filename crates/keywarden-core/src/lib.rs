@@ -23,6 +23,7 @@ pub mod ops;
 pub mod protector;
 pub mod secret;
 pub mod store;
+pub mod store_codec;
 mod usage;
 
 #[cfg(feature = "conformance")]

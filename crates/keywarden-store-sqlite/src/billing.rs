@@ -1,13 +1,12 @@
 //! Metering and the ledger (`MeteringStore`, `LedgerStore`), schema 7.
 
 use async_trait::async_trait;
-use keywarden_core::billing::{
-    KeyLifetime, LedgerEntry, LedgerKind, Month, RequestCount, Standing,
-};
+use keywarden_core::billing::{KeyLifetime, LedgerEntry, Month, RequestCount, Standing};
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, KeyId};
 use keywarden_core::model::CryptoOperation;
 use keywarden_core::store::{LedgerStore, MeteringStore, StoreError};
+use keywarden_core::store_codec::{self, LedgerRow};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::error::{Fail, Invalid};
@@ -17,18 +16,11 @@ use crate::SqliteStore;
 const BATCH_MEMORY_MS: i64 = 86_400_000;
 
 fn account_id(s: &str) -> Result<AccountId, Fail> {
-    AccountId::parse(s).map_err(|_| Invalid::new("stored account id is malformed").into())
+    Ok(store_codec::decode_account_id(s)?)
 }
 
 fn key_id(s: &str) -> Result<KeyId, Fail> {
-    KeyId::parse(s).ok_or_else(|| Invalid::new("stored key id is malformed").into())
-}
-
-pub(crate) fn month(code: i64) -> Result<Month, Fail> {
-    u32::try_from(code)
-        .ok()
-        .and_then(Month::from_code)
-        .ok_or_else(|| Invalid::new("stored month is malformed").into())
+    Ok(store_codec::decode_key_id(s)?)
 }
 
 fn to_i64(v: u64) -> Result<i64, Fail> {
@@ -80,20 +72,17 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
 }
 
 pub(crate) fn decode_entry(r: EntryRow) -> Result<LedgerEntry, Fail> {
-    let (seq, account, at, kind, amount, month_code, memo) = r;
-    Ok(LedgerEntry {
-        seq: u64::try_from(seq).map_err(|_| Invalid::new("negative ledger seq"))?,
-        account_id: account_id(&account)?,
-        at: UnixMillis(at),
-        kind: match kind.as_str() {
-            "TopUp" => LedgerKind::TopUp,
-            "Charge" => LedgerKind::Charge,
-            _ => return Err(Invalid::new("stored ledger kind is unknown").into()),
-        },
+    let (seq, account_id, at, kind, amount, month, memo) = r;
+    Ok(LedgerRow {
+        seq,
+        account_id,
+        at,
+        kind,
         amount,
-        month: month_code.map(month).transpose()?,
+        month,
         memo,
-    })
+    }
+    .decode()?)
 }
 
 pub(crate) const ENTRY_COLUMNS: &str = "seq, account_id, at, kind, amount, month, memo";

@@ -10,22 +10,24 @@ use keywarden_core::model::{CredentialOwner, CryptoOperation};
 use keywarden_core::store::StoreError;
 use rusqlite::{params, Transaction};
 
-use crate::billing::{decode_entry, entry_from_row, month, ENTRY_COLUMNS};
+use keywarden_core::store_codec::{self, GrantRow};
+
+use crate::billing::{decode_entry, entry_from_row, ENTRY_COLUMNS};
 use crate::error::{Fail, Invalid};
 use crate::rows::{
     account_from_row, alias_from_row, credential_from_row, decode_account, decode_product,
-    grant_from_row, product_from_row, revision_to_sql, status_to_sql, usage_from_row, GrantRow,
-    KeyColumns, KeyRow, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, GRANT_COLUMNS,
+    grant_from_row, key_from_row, product_from_row, revision_to_sql, status_to_sql,
+    usage_from_row, KeyColumns, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, GRANT_COLUMNS,
     KEY_COLUMNS, PRODUCT_COLUMNS, USAGE_COLUMNS,
 };
 use crate::{insert_alias_row, insert_key_row, load_key, SqliteStore};
 
 fn account_id(s: &str) -> Result<AccountId, Fail> {
-    AccountId::parse(s).map_err(|_| Invalid::new("stored account id is malformed").into())
+    Ok(store_codec::decode_account_id(s)?)
 }
 
 fn key_id(s: &str) -> Result<KeyId, Fail> {
-    KeyId::parse(s).ok_or_else(|| Invalid::new("stored key id is malformed").into())
+    Ok(store_codec::decode_key_id(s)?)
 }
 
 /// Every row of every table but the change counter and metering batch ids,
@@ -56,11 +58,11 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
         .query_map([], credential_from_row)?
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
-        .map(|row| row.decode())
+        .map(|row| row.decode().map_err(Fail::from))
         .collect::<Result<Vec<_>, _>>()?;
     let key_rows = tx
         .prepare(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY key_id"))?
-        .query_map([], KeyRow::from_row)?
+        .query_map([], key_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let keys = key_rows
         .into_iter()
@@ -73,7 +75,7 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
         .query_map([], alias_from_row)?
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
-        .map(|row| row.decode())
+        .map(|row| row.decode().map_err(Fail::from))
         .collect::<Result<Vec<_>, _>>()?;
     let grants = tx
         .prepare(&format!(
@@ -82,7 +84,7 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
         .query_map([], grant_from_row)?
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
-        .map(|row| row.decode())
+        .map(|row| row.decode().map_err(Fail::from))
         .collect::<Result<Vec<_>, _>>()?;
     let key_usage = tx
         .prepare(&format!(
@@ -91,7 +93,7 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
         .query_map([], usage_from_row)?
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
-        .map(|row| row.decode())
+        .map(|row| row.decode().map_err(Fail::from))
         .collect::<Result<Vec<_>, _>>()?;
     let usage_tracking_start: i64 = tx.query_row(
         "SELECT started_at FROM usage_tracking WHERE id = 1",
@@ -148,7 +150,7 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
                 key_id: key_id(&key)?,
                 operation: CryptoOperation::parse(&op)
                     .ok_or_else(|| Invalid::new("stored operation is unknown"))?,
-                month: month(month_code)?,
+                month: store_codec::decode_month(month_code)?,
                 count: u64::try_from(count).map_err(|_| Invalid::new("negative count"))?,
             })
         })

@@ -1,9 +1,10 @@
-//! Error plumbing: SQLite failures and decoding failures become
-//! [`StoreError`]s. Messages never carry row contents.
+//! Error plumbing: SQLite failures and decoding failures (the shared
+//! codec's [`CodecError`]) become [`StoreError`]s. Messages never carry row contents.
 
 use std::fmt;
 
 use keywarden_core::store::StoreError;
+use keywarden_core::store_codec::CodecError;
 use rusqlite::ffi;
 
 /// The error type of the blocking closures. It only exists so that `?` works
@@ -41,6 +42,15 @@ impl From<rusqlite::Error> for Fail {
 impl From<serde_json::Error> for Fail {
     fn from(e: serde_json::Error) -> Self {
         Fail(StoreError::Backend(Box::new(e)))
+    }
+}
+
+impl From<CodecError> for Fail {
+    fn from(e: CodecError) -> Self {
+        match e {
+            CodecError::Invalid(message) => Invalid(message).into(),
+            CodecError::Json(e) => e.into(),
+        }
     }
 }
 

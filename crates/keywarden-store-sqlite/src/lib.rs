@@ -54,11 +54,12 @@ pub use crate::backup::BackupInfo;
 use crate::error::{Fail, Invalid};
 use crate::rows::{
     account_from_row, alias_from_row, check_versions, credential_from_row, decode_account,
-    decode_product, decode_version, grant_from_row, product_from_row, revision_to_sql,
-    rotation_type_to_sql, status_to_sql, usage_from_row, version_from_row, GrantRow, KeyColumns,
-    KeyRow, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, GRANT_COLUMNS, KEY_COLUMNS,
+    decode_product, decode_version, grant_from_row, key_from_row, product_from_row,
+    revision_to_sql, rotation_type_to_sql, status_to_sql, usage_from_row, version_from_row,
+    KeyColumns, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, GRANT_COLUMNS, KEY_COLUMNS,
     PRODUCT_COLUMNS, USAGE_COLUMNS, VERSION_COLUMNS,
 };
+use keywarden_core::store_codec::{GrantRow, KeyRow};
 
 /// How long a connection waits for another connection's (or process's) lock
 /// before giving up with a backend error.
@@ -325,10 +326,10 @@ fn load_key(tx: &Transaction<'_>, row: KeyRow) -> Result<KeyRecord, Fail> {
         "SELECT {VERSION_COLUMNS} FROM key_versions WHERE key_id = ?1 ORDER BY version"
     ))?;
     let versions = stmt
-        .query_map([row.key_id()], version_from_row)?
+        .query_map([&row.key_id], version_from_row)?
         .map(|r| decode_version(r?))
         .collect::<Result<Vec<_>, Fail>>()?;
-    row.decode(versions)
+    Ok(row.decode(versions)?)
 }
 
 /// Inserts the versions that are not stored yet. Of stored ones only the
@@ -485,7 +486,7 @@ impl KeyStore for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1 AND account_id = ?2"
                 ))?
-                .query_row([&key_id, &account], KeyRow::from_row)
+                .query_row([&key_id, &account], key_from_row)
                 .optional()?;
             row.map(|row| load_key(tx, row)).transpose()
         })
@@ -535,7 +536,7 @@ impl KeyStore for SqliteStore {
         self.read(move |tx| {
             let rows = tx
                 .prepare_cached(&sql)?
-                .query_map(rusqlite::params_from_iter(values), KeyRow::from_row)?
+                .query_map(rusqlite::params_from_iter(values), key_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter().map(|row| load_key(tx, row)).collect()
         })
@@ -584,7 +585,7 @@ impl GrantStore for SqliteStore {
         max_per_key: usize,
         max_per_grantee: usize,
     ) -> Result<(), StoreError> {
-        let row = GrantRow::encode(grant).map_err(|Fail(e)| e)?;
+        let row = GrantRow::encode(grant).map_err(|e| Fail::from(e).0)?;
         let max = i64::try_from(max_per_key).unwrap_or(i64::MAX);
         let max_grantee = i64::try_from(max_per_grantee).unwrap_or(i64::MAX);
         self.write(move |tx| {
@@ -655,7 +656,7 @@ impl GrantStore for SqliteStore {
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(values), grant_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(GrantRow::decode).collect()
+            rows.into_iter().map(|row| Ok(row.decode()?)).collect()
         })
         .await
     }
@@ -741,7 +742,7 @@ impl UsageStore for SqliteStore {
             ))?
             .query_row([&key_id, &account], usage_from_row)
             .optional()?
-            .map(|row| row.decode())
+            .map(|row| Ok(row.decode()?))
             .transpose()
         })
         .await
@@ -778,7 +779,7 @@ impl AliasStore for SqliteStore {
             ))?
             .query_row([&account, &name], alias_from_row)
             .optional()?
-            .map(|row| row.decode())
+            .map(|row| Ok(row.decode()?))
             .transpose()
         })
         .await
@@ -797,8 +798,7 @@ impl AliasStore for SqliteStore {
         let Ok(expected) = i64::try_from(expected_revision) else {
             return Err(StoreError::Conflict);
         };
-        let revision =
-            revision_to_sql(alias.revision).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let revision = revision_to_sql(alias.revision).map_err(|e| Fail::from(e).0)?;
         let alias = alias.clone();
         self.write(move |tx| {
             let changed = tx
@@ -865,7 +865,7 @@ impl AliasStore for SqliteStore {
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(values), alias_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(|row| row.decode()).collect()
+            rows.into_iter().map(|row| Ok(row.decode()?)).collect()
         })
         .await
     }
@@ -952,7 +952,7 @@ impl CredentialStore for SqliteStore {
             ))?
             .query_row([&id], credential_from_row)
             .optional()?
-            .map(|row| row.decode())
+            .map(|row| Ok(row.decode()?))
             .transpose()
         })
         .await
@@ -979,7 +979,7 @@ impl CredentialStore for SqliteStore {
                     .query_map([], credential_from_row)?
                     .collect::<Result<Vec<_>, _>>()?,
             };
-            rows.into_iter().map(|row| row.decode()).collect()
+            rows.into_iter().map(|row| Ok(row.decode()?)).collect()
         })
         .await
     }

@@ -1,0 +1,733 @@
+//! How records are laid out in a SQL store's rows: the backend-neutral half
+//! of every SQL backend (`keywarden-store-sqlite`, `keywarden-store-postgres`).
+//!
+//! Encoding goes from a domain record to plain column values (strings,
+//! `i64`, `Option`, `Vec<u8>`, JSON text); decoding takes the plain values a
+//! backend read from a row and checks them on the way back. Sharing this
+//! module is what makes a record stored by one backend identical to the same
+//! record stored by another (the `meta` JSON byte for byte), so a dump moves
+//! between them unchanged. Backends only adapt their row type to these
+//! structs. No I/O.
+//!
+//! **Invariant:** error messages name the problem, never the offending
+//! value (a row may hold wrapped key material or a sealed secret).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::billing::{LedgerEntry, LedgerKind, Month};
+use crate::clock::UnixMillis;
+use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
+use crate::model::{
+    Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
+    CryptoOperation, GrantConstraints, GrantOperation, GrantRecord, ImportState, KeyManager,
+    KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin, Product, ProductClass,
+    ProductStatus, RotationType, Tag,
+};
+
+/// A record that cannot be encoded, or stored values that do not decode.
+#[derive(Debug)]
+pub enum CodecError {
+    /// Stored data that does not decode, or a record a store refuses to
+    /// write. The message names the problem, never the offending value.
+    Invalid(String),
+    /// A `meta` JSON column that does not parse (or a record that does not
+    /// serialize).
+    Json(serde_json::Error),
+}
+
+impl CodecError {
+    fn invalid(message: impl Into<String>) -> Self {
+        CodecError::Invalid(message.into())
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::Invalid(message) => f.write_str(message),
+            CodecError::Json(e) => write!(f, "stored JSON does not decode: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CodecError::Invalid(_) => None,
+            CodecError::Json(e) => Some(e),
+        }
+    }
+}
+
+impl From<serde_json::Error> for CodecError {
+    fn from(e: serde_json::Error) -> Self {
+        CodecError::Json(e)
+    }
+}
+
+/// The `keys.meta` JSON column, as written: every `KeyRecord` field that is
+/// neither queried nor part of the compare-and-set.
+#[derive(Serialize)]
+struct MetaOut<'a> {
+    description: &'a str,
+    origin: Origin,
+    key_manager: KeyManager,
+    created_at: UnixMillis,
+    pending_window_days: Option<u32>,
+    tags: &'a [Tag],
+    policy: Option<&'a str>,
+    /// The automatic rotation period; set exactly when the `rotation_date`
+    /// column is.
+    rotation_period_days: Option<u32>,
+    on_demand_rotations: u32,
+    deletion_protection: bool,
+    /// Imported material: the fingerprint (hex) and expiration model; the
+    /// valid-to instant is the `material_valid_to` column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    import: Option<ImportMeta>,
+    /// The product a default key belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_for: Option<&'a ProductCode>,
+}
+
+/// `meta.import`. `expiration` is `null` while the material is deleted,
+/// `"KEY_MATERIAL_DOES_NOT_EXPIRE"` or `"KEY_MATERIAL_EXPIRES"`.
+#[derive(Serialize, Deserialize)]
+struct ImportMeta {
+    fingerprint: String,
+    expiration: Option<String>,
+}
+
+/// The `keys.meta` JSON column, as read. Fields added after the first
+/// release have serde defaults, so rows written before them still load
+/// (as "rotation off, no on-demand rotations, deletion protection off").
+#[derive(Deserialize)]
+struct MetaIn {
+    description: String,
+    origin: Origin,
+    key_manager: KeyManager,
+    created_at: UnixMillis,
+    #[serde(default)]
+    pending_window_days: Option<u32>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    rotation_period_days: Option<u32>,
+    #[serde(default)]
+    on_demand_rotations: u32,
+    #[serde(default)]
+    deletion_protection: bool,
+    #[serde(default)]
+    import: Option<ImportMeta>,
+    #[serde(default)]
+    default_for: Option<ProductCode>,
+}
+
+/// The columns of `keys` a key record is written to (its versions go to
+/// `key_versions`).
+pub struct KeyColumns {
+    /// `key_id`: lowercase hyphenated UUID text.
+    pub key_id: String,
+    /// `account_id`.
+    pub account_id: String,
+    /// `revision`.
+    pub revision: i64,
+    /// `state`: [`KeyState::as_str`].
+    pub state: &'static str,
+    /// `deletion_date`.
+    pub deletion_date: Option<i64>,
+    /// `rotation_date`: the next automatic rotation date; NULL while
+    /// rotation is off.
+    pub rotation_date: Option<i64>,
+    /// `material_valid_to`: when imported material expires; NULL unless it
+    /// is present and expires.
+    pub material_valid_to: Option<i64>,
+    /// `meta`: JSON text of everything else.
+    pub meta: String,
+}
+
+impl KeyColumns {
+    /// Encodes a key record's own row.
+    pub fn encode(key: &KeyRecord) -> Result<KeyColumns, CodecError> {
+        let meta = serde_json::to_string(&MetaOut {
+            description: &key.description,
+            origin: key.origin,
+            key_manager: key.key_manager,
+            created_at: key.created_at,
+            pending_window_days: key.pending_window_days,
+            tags: &key.tags,
+            policy: key.policy.as_deref(),
+            rotation_period_days: key.rotation.map(|r| r.period_days),
+            on_demand_rotations: key.on_demand_rotations,
+            deletion_protection: key.deletion_protection,
+            import: key.import.as_ref().map(|i| ImportMeta {
+                fingerprint: hex::encode(&i.fingerprint),
+                expiration: i.expiration.map(|e| e.model_str().to_owned()),
+            }),
+            default_for: key.default_for.as_ref(),
+        })?;
+        Ok(KeyColumns {
+            key_id: key.key_id.to_string(),
+            account_id: key.account_id.as_str().to_owned(),
+            revision: revision_to_sql(key.revision)?,
+            state: key.state.as_str(),
+            deletion_date: key.deletion_date.map(|d| d.0),
+            rotation_date: key.rotation.map(|r| r.next_rotation.0),
+            material_valid_to: key
+                .import
+                .as_ref()
+                .and_then(|i| i.expiration)
+                .and_then(MaterialExpiration::valid_to)
+                .map(|t| t.0),
+            meta,
+        })
+    }
+}
+
+/// A `keys` row as read, not yet decoded.
+pub struct KeyRow {
+    /// `key_id`.
+    pub key_id: String,
+    /// `account_id`.
+    pub account_id: String,
+    /// `revision`.
+    pub revision: i64,
+    /// `state`.
+    pub state: String,
+    /// `deletion_date`.
+    pub deletion_date: Option<i64>,
+    /// `meta`.
+    pub meta: String,
+    /// `rotation_date`.
+    pub rotation_date: Option<i64>,
+    /// `material_valid_to`.
+    pub material_valid_to: Option<i64>,
+}
+
+impl KeyRow {
+    /// Decodes the row into a record carrying `versions`.
+    pub fn decode(self, versions: Vec<KeyVersion>) -> Result<KeyRecord, CodecError> {
+        let meta: MetaIn = serde_json::from_str(&self.meta)?;
+        let rotation = match (self.rotation_date, meta.rotation_period_days) {
+            (Some(next), Some(period_days)) => Some(AutoRotation {
+                period_days,
+                next_rotation: UnixMillis(next),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(CodecError::invalid(
+                    "stored key has a rotation date without a period, or the reverse",
+                ))
+            }
+        };
+        let import = match meta.import {
+            None => None,
+            Some(i) => Some(ImportState {
+                fingerprint: hex::decode(&i.fingerprint)
+                    .map_err(|_| CodecError::invalid("stored import fingerprint is not hex"))?,
+                expiration: match (i.expiration.as_deref(), self.material_valid_to) {
+                    (None, None) => None,
+                    (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) => {
+                        Some(MaterialExpiration::DoesNotExpire)
+                    }
+                    (Some("KEY_MATERIAL_EXPIRES"), Some(t)) => {
+                        Some(MaterialExpiration::ValidTo(UnixMillis(t)))
+                    }
+                    _ => {
+                        return Err(CodecError::invalid(
+                            "stored key's material expiration model and valid-to disagree",
+                        ))
+                    }
+                },
+            }),
+        };
+        if import.is_none() && self.material_valid_to.is_some() {
+            return Err(CodecError::invalid(
+                "stored key has a material valid-to but no import",
+            ));
+        }
+        Ok(KeyRecord {
+            key_id: decode_key_id(&self.key_id)?,
+            account_id: decode_account_id(&self.account_id)?,
+            revision: u64::try_from(self.revision)
+                .map_err(|_| CodecError::invalid("stored key revision is negative"))?,
+            description: meta.description,
+            state: decode_state(&self.state)?,
+            origin: meta.origin,
+            key_manager: meta.key_manager,
+            created_at: meta.created_at,
+            deletion_date: self.deletion_date.map(UnixMillis),
+            pending_window_days: meta.pending_window_days,
+            tags: meta.tags,
+            policy: meta.policy,
+            versions,
+            rotation,
+            on_demand_rotations: meta.on_demand_rotations,
+            deletion_protection: meta.deletion_protection,
+            import,
+            default_for: meta.default_for,
+        })
+    }
+}
+
+/// A `key_versions` row as read, not yet decoded (also what a version is
+/// written as, apart from `material`'s type).
+pub struct VersionRow {
+    /// `version`.
+    pub version: i64,
+    /// `protector`.
+    pub protector: String,
+    /// `material` (wrapped; empty while imported material is deleted).
+    pub material: Vec<u8>,
+    /// `created_at`.
+    pub created_at: i64,
+    /// `rotation_type`: NULL for the initial material.
+    pub rotation_type: Option<String>,
+}
+
+impl fmt::Debug for VersionRow {
+    // The material is wrapped, but still not for logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VersionRow")
+            .field("version", &self.version)
+            .field("protector", &self.protector)
+            .field("material_len", &self.material.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VersionRow {
+    /// Decodes the row.
+    pub fn decode(self) -> Result<KeyVersion, CodecError> {
+        Ok(KeyVersion {
+            version: u32::try_from(self.version)
+                .map_err(|_| CodecError::invalid("stored key version number is out of range"))?,
+            protector: self.protector,
+            material: self.material,
+            created_at: UnixMillis(self.created_at),
+            rotation: self
+                .rotation_type
+                .as_deref()
+                .map(decode_rotation_type)
+                .transpose()?,
+        })
+    }
+}
+
+/// An `aliases` row as read, not yet decoded.
+pub struct AliasRow {
+    /// `account_id`.
+    pub account_id: String,
+    /// `name`.
+    pub name: String,
+    /// `key_id`: the target.
+    pub key_id: String,
+    /// `created_at`.
+    pub created_at: i64,
+    /// `updated_at`.
+    pub updated_at: i64,
+    /// `revision`.
+    pub revision: i64,
+}
+
+impl AliasRow {
+    /// Decodes the row.
+    pub fn decode(self) -> Result<AliasRecord, CodecError> {
+        Ok(AliasRecord {
+            account_id: decode_account_id(&self.account_id)?,
+            name: AliasName::parse_lookup(&self.name)
+                .map_err(|_| CodecError::invalid("stored alias name is malformed"))?,
+            target: decode_key_id(&self.key_id)?,
+            created_at: UnixMillis(self.created_at),
+            updated_at: UnixMillis(self.updated_at),
+            revision: u64::try_from(self.revision)
+                .map_err(|_| CodecError::invalid("stored alias revision is negative"))?,
+        })
+    }
+}
+
+/// Decodes an `accounts` row: id, name, creation.
+pub fn decode_account(
+    (id, name, created_at): (String, String, i64),
+) -> Result<Account, CodecError> {
+    Ok(Account {
+        account_id: decode_account_id(&id)?,
+        name,
+        created_at: UnixMillis(created_at),
+    })
+}
+
+/// A `credentials` row as read, not yet decoded. Exactly one of
+/// `account_id` and `product_code` is set.
+pub struct CredentialRow {
+    /// `access_key_id`.
+    pub access_key_id: String,
+    /// `account_id`: the owner, for an account's credential.
+    pub account_id: Option<String>,
+    /// `product_code`: the owner, for a product's credential.
+    pub product_code: Option<String>,
+    /// `sealed_secret`.
+    pub sealed_secret: Vec<u8>,
+    /// `status`.
+    pub status: String,
+    /// `created_at`.
+    pub created_at: i64,
+}
+
+impl fmt::Debug for CredentialRow {
+    // Never the sealed secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialRow")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CredentialRow {
+    /// Decodes the row.
+    pub fn decode(self) -> Result<Credential, CodecError> {
+        let owner = match (self.account_id, self.product_code) {
+            (Some(account), None) => CredentialOwner::Account(decode_account_id(&account)?),
+            (None, Some(code)) => CredentialOwner::Product(
+                ProductCode::parse(&code)
+                    .map_err(|_| CodecError::invalid("stored product code is malformed"))?,
+            ),
+            _ => return Err(CodecError::invalid("stored credential has no single owner")),
+        };
+        Ok(Credential {
+            access_key_id: self.access_key_id,
+            owner,
+            sealed_secret: self.sealed_secret,
+            status: decode_status(&self.status)?,
+            created_at: UnixMillis(self.created_at),
+        })
+    }
+}
+
+/// A credential's owner as the two columns `(account_id, product_code)`.
+pub fn credential_owner_columns(owner: &CredentialOwner) -> (Option<&str>, Option<&str>) {
+    match owner {
+        CredentialOwner::Account(a) => (Some(a.as_str()), None),
+        CredentialOwner::Product(p) => (None, Some(p.as_str())),
+    }
+}
+
+/// How a credential status is stored.
+pub fn status_to_sql(status: CredentialStatus) -> &'static str {
+    match status {
+        CredentialStatus::Active => "Active",
+        CredentialStatus::Revoked => "Revoked",
+    }
+}
+
+fn decode_status(s: &str) -> Result<CredentialStatus, CodecError> {
+    match s {
+        "Active" => Ok(CredentialStatus::Active),
+        "Revoked" => Ok(CredentialStatus::Revoked),
+        _ => Err(CodecError::invalid("stored credential status is unknown")),
+    }
+}
+
+/// How a version's rotation type is stored (NULL: the initial material).
+pub fn rotation_type_to_sql(rotation: Option<RotationType>) -> Option<&'static str> {
+    rotation.map(RotationType::as_str)
+}
+
+fn decode_rotation_type(s: &str) -> Result<RotationType, CodecError> {
+    [RotationType::Automatic, RotationType::OnDemand]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| CodecError::invalid("stored rotation type is unknown"))
+}
+
+fn decode_state(s: &str) -> Result<KeyState, CodecError> {
+    [
+        KeyState::Enabled,
+        KeyState::Disabled,
+        KeyState::PendingDeletion,
+        KeyState::PendingImport,
+    ]
+    .into_iter()
+    .find(|state| state.as_str() == s)
+    .ok_or_else(|| CodecError::invalid("stored key state is unknown"))
+}
+
+/// Decodes a stored key id.
+pub fn decode_key_id(s: &str) -> Result<KeyId, CodecError> {
+    KeyId::parse(s).ok_or_else(|| CodecError::invalid("stored key id is malformed"))
+}
+
+/// Decodes a stored account id.
+pub fn decode_account_id(s: &str) -> Result<AccountId, CodecError> {
+    AccountId::parse(s).map_err(|_| CodecError::invalid("stored account id is malformed"))
+}
+
+/// Revisions are `u64` in the domain and signed 64-bit integers in SQL.
+pub fn revision_to_sql(revision: u64) -> Result<i64, CodecError> {
+    i64::try_from(revision).map_err(|_| CodecError::invalid("revision exceeds the storable range"))
+}
+
+/// Rejects a record listing the same version number twice; stored as is, the
+/// duplicate would surface as a misleading primary-key conflict.
+pub fn check_versions(key: &KeyRecord) -> Result<(), CodecError> {
+    let mut seen: Vec<u32> = key.versions.iter().map(|v| v.version).collect();
+    seen.sort_unstable();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Err(CodecError::invalid(
+            "key record lists a version number twice",
+        ));
+    }
+    Ok(())
+}
+
+/// A `key_usage` row before decoding.
+pub struct UsageRow {
+    /// `account_id`.
+    pub account_id: String,
+    /// `key_id`.
+    pub key_id: String,
+    /// `used_at`.
+    pub used_at: i64,
+    /// `operation`: [`CryptoOperation::as_str`].
+    pub operation: String,
+    /// `principal`.
+    pub principal: String,
+    /// `request_id`.
+    pub request_id: String,
+}
+
+impl UsageRow {
+    /// Decodes the row.
+    pub fn decode(self) -> Result<KeyUsage, CodecError> {
+        let operation = CryptoOperation::parse(&self.operation).ok_or_else(|| {
+            CodecError::invalid(format!(
+                "unknown operation {:?} in key_usage",
+                self.operation
+            ))
+        })?;
+        Ok(KeyUsage {
+            account_id: decode_account_id(&self.account_id)?,
+            key_id: decode_key_id(&self.key_id)?,
+            used_at: UnixMillis(self.used_at),
+            operation,
+            principal: self.principal,
+            request_id: self.request_id,
+        })
+    }
+}
+
+/// Decodes a `products` row: code, class, status, creation.
+pub fn decode_product(
+    (code, class, status, created_at): (String, String, String, i64),
+) -> Result<Product, CodecError> {
+    Ok(Product {
+        code: ProductCode::parse(&code)
+            .map_err(|_| CodecError::invalid("stored product code is malformed"))?,
+        class: ProductClass::parse(&class)
+            .ok_or_else(|| CodecError::invalid("stored product class is unknown"))?,
+        status: ProductStatus::parse(&status)
+            .ok_or_else(|| CodecError::invalid("stored product status is unknown"))?,
+        created_at: UnixMillis(created_at),
+    })
+}
+
+/// The `grants.meta` JSON column: what a grant allows.
+#[derive(Serialize, Deserialize)]
+struct GrantMeta {
+    operations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subset: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    equals: Option<BTreeMap<String, String>>,
+}
+
+/// A `grants` row, to write or as read.
+pub struct GrantRow {
+    /// `grant_id`.
+    pub grant_id: String,
+    /// `account_id`.
+    pub account_id: String,
+    /// `key_id`.
+    pub key_id: String,
+    /// `grantee`: the grantee principal.
+    pub grantee: String,
+    /// `retiring`: the retiring principal.
+    pub retiring: Option<String>,
+    /// `name`.
+    pub name: Option<String>,
+    /// `created_at`.
+    pub created_at: i64,
+    /// `meta`: JSON text of the operations and constraints.
+    pub meta: String,
+}
+
+impl GrantRow {
+    /// Encodes a grant.
+    pub fn encode(grant: &GrantRecord) -> Result<GrantRow, CodecError> {
+        let meta = serde_json::to_string(&GrantMeta {
+            operations: grant
+                .operations
+                .iter()
+                .map(|op| op.as_str().to_owned())
+                .collect(),
+            subset: grant.constraints.subset.clone(),
+            equals: grant.constraints.equals.clone(),
+        })?;
+        Ok(GrantRow {
+            grant_id: grant.grant_id.clone(),
+            account_id: grant.account_id.as_str().to_owned(),
+            key_id: grant.key_id.to_string(),
+            grantee: grant.grantee_principal.clone(),
+            retiring: grant.retiring_principal.clone(),
+            name: grant.name.clone(),
+            created_at: grant.created_at.0,
+            meta,
+        })
+    }
+
+    /// Decodes the row.
+    pub fn decode(self) -> Result<GrantRecord, CodecError> {
+        let meta: GrantMeta = serde_json::from_str(&self.meta)?;
+        let operations = meta
+            .operations
+            .iter()
+            .map(|op| {
+                GrantOperation::parse(op)
+                    .ok_or_else(|| CodecError::invalid("stored grant operation is unknown"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(GrantRecord {
+            grant_id: self.grant_id,
+            account_id: decode_account_id(&self.account_id)?,
+            key_id: decode_key_id(&self.key_id)?,
+            name: self.name,
+            grantee_principal: self.grantee,
+            retiring_principal: self.retiring,
+            operations,
+            constraints: GrantConstraints {
+                subset: meta.subset,
+                equals: meta.equals,
+            },
+            created_at: UnixMillis(self.created_at),
+        })
+    }
+}
+
+/// Decodes a stored month (`YYYYMM`-style code, [`Month::code`]).
+pub fn decode_month(code: i64) -> Result<Month, CodecError> {
+    u32::try_from(code)
+        .ok()
+        .and_then(Month::from_code)
+        .ok_or_else(|| CodecError::invalid("stored month is malformed"))
+}
+
+/// Decodes a stored ledger kind.
+pub fn decode_ledger_kind(s: &str) -> Result<LedgerKind, CodecError> {
+    match s {
+        "TopUp" => Ok(LedgerKind::TopUp),
+        "Charge" => Ok(LedgerKind::Charge),
+        _ => Err(CodecError::invalid("stored ledger kind is unknown")),
+    }
+}
+
+/// A `ledger` row before decoding.
+pub struct LedgerRow {
+    /// `seq`.
+    pub seq: i64,
+    /// `account_id`.
+    pub account_id: String,
+    /// `at`.
+    pub at: i64,
+    /// `kind`: [`LedgerKind::as_str`].
+    pub kind: String,
+    /// `amount`, minor units, positive.
+    pub amount: i64,
+    /// `month`: the month code a charge is for.
+    pub month: Option<i64>,
+    /// `memo`.
+    pub memo: String,
+}
+
+impl LedgerRow {
+    /// Decodes the row.
+    pub fn decode(self) -> Result<LedgerEntry, CodecError> {
+        Ok(LedgerEntry {
+            seq: u64::try_from(self.seq).map_err(|_| CodecError::invalid("negative ledger seq"))?,
+            account_id: decode_account_id(&self.account_id)?,
+            at: UnixMillis(self.at),
+            kind: decode_ledger_kind(&self.kind)?,
+            amount: self.amount,
+            month: self.month.map(decode_month).transpose()?,
+            memo: self.memo,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> KeyRecord {
+        KeyRecord {
+            key_id: KeyId::from_bytes([7; 16]),
+            account_id: AccountId::parse("111122223333").unwrap(),
+            revision: 2,
+            description: "d".into(),
+            state: KeyState::Enabled,
+            origin: Origin::External,
+            key_manager: KeyManager::Customer,
+            created_at: UnixMillis(5),
+            deletion_date: None,
+            pending_window_days: None,
+            tags: Vec::new(),
+            policy: None,
+            versions: Vec::new(),
+            rotation: Some(AutoRotation {
+                period_days: 90,
+                next_rotation: UnixMillis(9),
+            }),
+            on_demand_rotations: 0,
+            deletion_protection: false,
+            import: Some(ImportState {
+                fingerprint: vec![0xab, 0x01],
+                expiration: Some(MaterialExpiration::ValidTo(UnixMillis(11))),
+            }),
+            default_for: None,
+        }
+    }
+
+    /// The `meta` JSON is the on-disk format of every SQL backend: pinned.
+    #[test]
+    fn key_meta_is_pinned_and_round_trips() {
+        let k = key();
+        let cols = KeyColumns::encode(&k).unwrap();
+        assert_eq!(
+            cols.meta,
+            r#"{"description":"d","origin":"External","key_manager":"Customer","created_at":5,"pending_window_days":null,"tags":[],"policy":null,"rotation_period_days":90,"on_demand_rotations":0,"deletion_protection":false,"import":{"fingerprint":"ab01","expiration":"KEY_MATERIAL_EXPIRES"}}"#
+        );
+        let row = KeyRow {
+            key_id: cols.key_id,
+            account_id: cols.account_id,
+            revision: cols.revision,
+            state: cols.state.to_owned(),
+            deletion_date: cols.deletion_date,
+            meta: cols.meta,
+            rotation_date: cols.rotation_date,
+            material_valid_to: cols.material_valid_to,
+        };
+        assert_eq!(row.decode(Vec::new()).unwrap(), k);
+    }
+
+    #[test]
+    fn bad_values_name_the_problem_not_the_value() {
+        let e = decode_account_id("secret-looking-value").unwrap_err();
+        assert!(!e.to_string().contains("secret-looking-value"));
+        assert!(matches!(decode_month(-1), Err(CodecError::Invalid(_))));
+        assert!(revision_to_sql(u64::MAX).is_err());
+    }
+}

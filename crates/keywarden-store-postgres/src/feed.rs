@@ -1,0 +1,172 @@
+//! The change feed: a local stamp that follows the database's change
+//! counter (`changes.counter`) without a query per call.
+//!
+//! The stamp moves whenever a counter value greater than every one seen so
+//! far is observed, from three sources: this store's own commits (each
+//! state-changing method reads the counter its transaction left, right
+//! before committing), `NOTIFY keywarden_changes` (payload: the counter
+//! after the notifying commit) received on a dedicated `LISTEN` session, and
+//! a poll of the counter on that session every `stamp_poll_interval`
+//! (notifications lost, or not listening). Counting only increases keeps a
+//! late notification of an already observed commit from moving the stamp a
+//! second time, so the stamp stays put while nothing new is committed.
+
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+
+/// The notification channel the change triggers notify on.
+pub(crate) const CHANNEL: &str = "keywarden_changes";
+
+/// The change counter's current value.
+pub(crate) const COUNTER_SQL: &str = "SELECT counter FROM changes WHERE id = 1";
+
+/// Backoff bounds between reconnection attempts of the listener.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The local stamp and the greatest counter value seen.
+#[derive(Debug, Default)]
+pub(crate) struct Feed {
+    seen: AtomicI64,
+    stamp: AtomicU64,
+}
+
+impl Feed {
+    /// A feed that has seen `counter`.
+    pub(crate) fn new(counter: i64) -> Feed {
+        Feed {
+            seen: AtomicI64::new(counter),
+            stamp: AtomicU64::new(0),
+        }
+    }
+
+    /// Moves the stamp if `counter` is newer than everything seen.
+    pub(crate) fn observe(&self, counter: i64) {
+        if self.seen.fetch_max(counter, Ordering::SeqCst) < counter {
+            self.stamp.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Moves the stamp unconditionally (something may have been missed).
+    pub(crate) fn bump(&self) {
+        self.stamp.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The stamp.
+    pub(crate) fn stamp(&self) -> u64 {
+        self.stamp.load(Ordering::SeqCst)
+    }
+}
+
+/// What the listener task needs.
+pub(crate) struct Listener {
+    pub(crate) feed: Arc<Feed>,
+    pub(crate) config: Config,
+    pub(crate) listen: bool,
+    pub(crate) poll_interval: Duration,
+    pub(crate) query_timeout: Duration,
+}
+
+impl Listener {
+    /// Runs until `stop` resolves (its sender is dropped with the last
+    /// store handle). `ready` is told when the first session listens.
+    pub(crate) async fn run(self, mut stop: oneshot::Receiver<()>, ready: oneshot::Sender<()>) {
+        let mut ready = Some(ready);
+        let mut backoff = BACKOFF_MIN;
+        let mut connected_before = false;
+        loop {
+            let session = self.session(&mut ready, connected_before);
+            let established = tokio::select! {
+                _ = &mut stop => return,
+                established = session => established,
+            };
+            if established {
+                connected_before = true;
+                backoff = BACKOFF_MIN;
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One session: connect, `LISTEN`, read the counter, then follow
+    /// notifications and poll until the connection fails. Answers whether
+    /// the session got as far as listening.
+    async fn session(&self, ready: &mut Option<oneshot::Sender<()>>, reconnect: bool) -> bool {
+        let Ok((client, mut connection)) = self.config.connect(NoTls).await else {
+            return false;
+        };
+        // The connection must be driven for the client to work; the driver
+        // forwards notifications and ends with the connection (or when the
+        // client is dropped at the end of this function).
+        let (notes_tx, mut notes) = mpsc::unbounded_channel::<String>();
+        let driver = tokio::spawn(async move {
+            while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
+                if let AsyncMessage::Notification(n) = message {
+                    if notes_tx.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let established = async {
+            if self.listen {
+                client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+            }
+            let counter = client.prepare(COUNTER_SQL).await?;
+            let value: i64 = client.query_one(&counter, &[]).await?.try_get(0)?;
+            Ok::<_, tokio_postgres::Error>(counter).map(|c| (c, value))
+        };
+        let counter = match tokio::time::timeout(self.query_timeout, established).await {
+            Ok(Ok((statement, value))) => {
+                self.feed.observe(value);
+                if reconnect {
+                    // Notifications sent while disconnected are lost.
+                    self.feed.bump();
+                }
+                statement
+            }
+            _ => {
+                driver.abort();
+                return false;
+            }
+        };
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
+        let mut tick = tokio::time::interval(self.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                note = notes.recv() => match note {
+                    Some(payload) => match payload.parse::<i64>() {
+                        Ok(value) => self.feed.observe(value),
+                        Err(_) => self.feed.bump(),
+                    },
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let read = tokio::time::timeout(self.query_timeout, client.query_one(&counter, &[]));
+                    match read.await {
+                        Ok(Ok(row)) => match row.try_get::<_, i64>(0) {
+                            Ok(value) => self.feed.observe(value),
+                            Err(_) => break,
+                        },
+                        _ => break,
+                    }
+                }
+            }
+        }
+        tracing::warn!("postgres store: change listener lost its connection; reconnecting");
+        driver.abort();
+        true
+    }
+}

@@ -1,0 +1,342 @@
+//! Several `PgStore`s on one database, like several nodes: migrations raced
+//! at start-up, the change feed across stores, and the contract's races
+//! across processes (each store has its own pool, so concurrent calls run
+//! on different sessions, as on different nodes).
+
+mod common;
+
+use std::time::Duration;
+
+use keywarden_core::billing::{Month, RequestCount};
+use keywarden_core::clock::UnixMillis;
+use keywarden_core::ids::ProductCode;
+use keywarden_core::model::CryptoOperation;
+use keywarden_core::store::{
+    AccountStore, ChangeFeed, GrantQuery, GrantStore, KeyQuery, KeyStore, LedgerStore,
+    MeteringStore, ProductStore, StoreError,
+};
+use keywarden_store_postgres::{PgOptions, PgStore};
+
+async fn schema_rows(url: &str) -> i64 {
+    common::raw_client(url)
+        .await
+        .query_one("SELECT count(*) FROM keywarden_schema", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let url = common::fresh_database("migrate_race");
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgStore::connect(&url, common::options()).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for racer in racers {
+        stores.push(racer.await.unwrap().expect("every racer connects"));
+    }
+    assert_eq!(schema_rows(&url).await, PgStore::schema_version());
+
+    // Reconnecting to a migrated database changes nothing.
+    drop(stores);
+    let again = common::store(&url).await;
+    assert_eq!(schema_rows(&url).await, PgStore::schema_version());
+    drop(again);
+
+    // A database migrated by a newer build is refused, saying so.
+    common::raw_client(&url)
+        .await
+        .execute(
+            "INSERT INTO keywarden_schema (version) VALUES ($1)",
+            &[&(PgStore::schema_version() + 1)],
+        )
+        .await
+        .unwrap();
+    match PgStore::connect(&url, common::options()).await {
+        Err(StoreError::Backend(e)) => {
+            assert!(e.to_string().contains("newer than this build"), "{e}")
+        }
+        other => panic!("a newer schema must be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_write_reaches_the_stamp_by_notification() {
+    let url = common::fresh_database("notify");
+    let a = common::store(&url).await;
+    // Polling too rarely to matter: only a notification can be in time.
+    let b = PgStore::connect(
+        &url,
+        PgOptions {
+            stamp_poll_interval: Duration::from_secs(600),
+            ..common::options()
+        },
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        let before = b.change_stamp().await.unwrap();
+        a.create_account(&common::account(&common::account_id(100 + n)))
+            .await
+            .unwrap();
+        let moved = common::eventually(Duration::from_secs(1), || async {
+            b.change_stamp().await.unwrap() != before
+        })
+        .await;
+        assert!(moved, "B's stamp must move within 1 s of A's commit");
+    }
+    // And it stays put while nothing is committed.
+    let settled = b.change_stamp().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.change_stamp().await.unwrap(), settled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_notifications_the_poll_catches_up() {
+    let url = common::fresh_database("poll");
+    let a = common::store(&url).await;
+    let poll = Duration::from_millis(200);
+    let b = PgStore::connect(
+        &url,
+        PgOptions {
+            listen: false,
+            stamp_poll_interval: poll,
+            ..common::options()
+        },
+    )
+    .await
+    .unwrap();
+    let before = b.change_stamp().await.unwrap();
+    a.create_account(&common::account(&common::account_id(200)))
+        .await
+        .unwrap();
+    let moved = common::eventually(poll + Duration::from_millis(800), || async {
+        b.change_stamp().await.unwrap() != before
+    })
+    .await;
+    assert!(moved, "B's stamp must move within the poll interval");
+}
+
+/// Three stores on one database.
+async fn three_nodes(label: &str) -> Vec<PgStore> {
+    let url = common::fresh_database(label);
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(common::store(&url).await);
+    }
+    stores
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_default_key_however_many_nodes_race() {
+    let stores = three_nodes("default_key_race").await;
+    let account = common::account_id(300);
+    stores[0]
+        .create_account(&common::account(&account))
+        .await
+        .unwrap();
+    let code = ProductCode::parse("evs").unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = stores[i % 3].clone();
+            let (key, alias) = common::default_key(&account, &code);
+            tokio::spawn(async move { store.create_default_key(&key, &alias).await })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::AlreadyExists) => {}
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one creator wins");
+    let keys = stores[1]
+        .list_keys(&KeyQuery {
+            account: Some(account.clone()),
+            limit: 100,
+            ..KeyQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "the losers wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_update_wins_across_nodes() {
+    let stores = three_nodes("cas_race").await;
+    let account = common::account_id(400);
+    stores[0]
+        .create_account(&common::account(&account))
+        .await
+        .unwrap();
+    let key = common::key(&account);
+    stores[0].insert_key(&key).await.unwrap();
+    for round in 0..10u64 {
+        let expected = key.revision + round;
+        let tasks: Vec<_> = (0..2)
+            .map(|i| {
+                let store = stores[i].clone();
+                let mut update = key.clone();
+                update.revision = expected + 1;
+                update.description = format!("round {round} writer {i}");
+                tokio::spawn(async move { store.update_key(&update, expected).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        let wins = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {outcomes:?}");
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(()) | Err(StoreError::Conflict))));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_limits_hold_across_nodes() {
+    let stores = three_nodes("grant_race").await;
+    let account = common::account_id(500);
+    stores[0]
+        .create_account(&common::account(&account))
+        .await
+        .unwrap();
+    let key = common::key(&account);
+    stores[0].insert_key(&key).await.unwrap();
+    const LIMIT: usize = 10;
+    for i in 0..LIMIT - 3 {
+        let g = common::grant(&key, &format!("pre-{i:02}"), &format!("grantee-{i}"));
+        stores[0].create_grant(&g, LIMIT, 100).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = stores[i % 3].clone();
+            let g = common::grant(&key, &format!("race-{i:02}"), "racer");
+            tokio::spawn(async move { store.create_grant(&g, LIMIT, 100).await })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::LimitExceeded) => {}
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    assert_eq!(won, 3);
+    let grants = stores[2]
+        .list_grants(&GrantQuery::account(&account, 1000))
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), LIMIT);
+
+    // The per-grantee limit too.
+    let other = common::key(&account);
+    stores[0].insert_key(&other).await.unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = stores[i % 3].clone();
+            let g = common::grant(&other, &format!("per-grantee-{i:02}"), "same");
+            tokio::spawn(async move { store.create_grant(&g, 100, 2).await })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        if task.await.unwrap().is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_months_charges_post_once_across_nodes() {
+    let stores = three_nodes("charges_race").await;
+    let account = common::account_id(600);
+    stores[0]
+        .create_account(&common::account(&account))
+        .await
+        .unwrap();
+    stores[0]
+        .append_top_up(&account, 1_000, UnixMillis(1), "start")
+        .await
+        .unwrap();
+    let month = Month::of(UnixMillis(1_700_000_000_000));
+    for (round, total) in [700i64, 700, 1_500].into_iter().enumerate() {
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let store = stores[i % 3].clone();
+                let account = account.clone();
+                tokio::spawn(async move {
+                    store
+                        .post_charges(&account, month, total, UnixMillis(2 + i as i64))
+                        .await
+                })
+            })
+            .collect();
+        let mut posted = 0;
+        for task in tasks {
+            let (entry, _) = task.await.unwrap().unwrap();
+            posted += usize::from(entry.is_some());
+        }
+        let expected = if round == 1 { 0 } else { 1 };
+        assert_eq!(posted, expected, "round {round}");
+    }
+    let standing = stores[1].standing(&account).await.unwrap();
+    assert_eq!(standing.balance, 1_000 - 1_500);
+    assert!(standing.frozen);
+    let charges: i64 = stores[2]
+        .ledger(&account, None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.month == Some(month))
+        .map(|e| e.amount)
+        .sum();
+    assert_eq!(charges, 1_500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metering_batch_counts_once_across_nodes() {
+    let stores = three_nodes("metering_race").await;
+    let account = common::account_id(700);
+    stores[0]
+        .create_account(&common::account(&account))
+        .await
+        .unwrap();
+    let key = common::key(&account);
+    let month = Month::of(UnixMillis(1_700_000_000_000));
+    let counts = vec![RequestCount {
+        account_id: account.clone(),
+        key_id: key.key_id,
+        operation: CryptoOperation::Encrypt,
+        month,
+        count: 3,
+    }];
+    for batch in 0..10 {
+        let tasks: Vec<_> = (0..2)
+            .map(|i| {
+                let store = stores[i].clone();
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    store
+                        .record_requests(&format!("batch-{batch}"), &counts)
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+    }
+    let recorded = stores[2].request_counts(&account, month).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].count, 30);
+}
