@@ -43,7 +43,19 @@ struct Database {
     /// Without password or query.
     url_redacted: String,
     spawned: bool,
+    /// The server settings the bench chose, when it started the cluster.
+    settings: Option<&'static str>,
+    /// The cluster of --spawn-postgres; dropping it stops it.
+    _cluster: Option<database::SpawnedPostgres>,
 }
+
+/// The database --spawn-postgres creates.
+const SPAWNED_DATABASE: &str = "keywarden_bench";
+
+/// What keywarden-testpg starts its clusters with (tuned for tests, not
+/// durability); said in the report so its numbers are read with it.
+const TESTPG_SETTINGS: &str =
+    "fsync=off synchronous_commit=off full_page_writes=off shared_buffers=16MB max_connections=300";
 
 /// The server(s) under load.
 struct Target {
@@ -174,7 +186,17 @@ async fn setup_spawn(args: &RunArgs, program: PathBuf, timeout: Duration) -> Res
             .context("making the data dir private")?;
     }
     let (database_url, database, postgres_pid) = if args.spawn_postgres {
-        bail!("--spawn-postgres is not available in this build yet (it needs keywarden-testpg); start a cluster yourself and give --database-url");
+        eprintln!("starting a PostgreSQL cluster (keywarden-testpg)");
+        let pg = database::spawn_postgres(SPAWNED_DATABASE)?;
+        let url = pg.url.clone();
+        let pid = pg.postmaster_pid;
+        let database = Database {
+            url_redacted: database::redact_url(&url),
+            spawned: true,
+            settings: Some(TESTPG_SETTINGS),
+            _cluster: Some(pg),
+        };
+        (Some(url), Some(database), Some(pid))
     } else if let Some(url) = &args.database_url {
         if let Some(pid) = args.postgres_pid {
             procfs::tree_cpu(pid)
@@ -183,6 +205,8 @@ async fn setup_spawn(args: &RunArgs, program: PathBuf, timeout: Duration) -> Res
         let database = Database {
             url_redacted: database::redact_url(url),
             spawned: false,
+            settings: None,
+            _cluster: None,
         };
         (
             Some(Zeroizing::new(url.clone())),
@@ -625,7 +649,12 @@ async fn run(args: &RunArgs) -> Result<bool> {
                 "given"
             },
             match (target.postgres_pid, &postgres_cpus) {
-                (Some(pid), Some(cpus)) => format!("postmaster pid {pid}, cpus {cpus}"),
+                (Some(pid), Some(cpus)) => format!(
+                    "postmaster pid {pid}, cpus {cpus}{}",
+                    db.settings
+                        .map(|s| format!("; keywarden-testpg settings: {s}"))
+                        .unwrap_or_default()
+                ),
                 _ => "postmaster pid unknown: no PostgreSQL CPU figures (give --postgres-pid)"
                     .to_owned(),
             }
@@ -813,6 +842,7 @@ async fn run(args: &RunArgs) -> Result<bool> {
             database: target.database.as_ref().map(|db| DatabaseInfo {
                 url: db.url_redacted.clone(),
                 spawned: db.spawned,
+                settings: db.settings.map(str::to_owned),
                 postmaster_pid: target.postgres_pid,
                 postgres_cpus_allowed: postgres_cpus.clone(),
             }),

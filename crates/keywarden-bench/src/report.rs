@@ -192,6 +192,10 @@ pub struct DatabaseInfo {
     pub url: String,
     /// Whether the bench started the cluster (--spawn-postgres).
     pub spawned: bool,
+    /// Server settings of a cluster the bench started (keywarden-testpg's,
+    /// tuned for tests: no fsync).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
     pub postmaster_pid: Option<u32>,
     pub postgres_cpus_allowed: Option<String>,
 }
