@@ -218,6 +218,15 @@ impl Kms {
         Ok(self.caches.observe_stamp(stamp))
     }
 
+    /// Drops every cached key, credential, grant and flag, so the next
+    /// requests read the store. The server does this when the store has
+    /// been unreachable for longer than its outage grace period (nothing
+    /// is served from a cache that can no longer be checked), and when it
+    /// answers again.
+    pub fn drop_caches(&self) {
+        self.caches.clear();
+    }
+
     /// Settings.
     pub fn config(&self) -> &KmsConfig {
         &self.config

@@ -12,9 +12,9 @@
 //! second time, so the stamp stays put while nothing new is committed.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, Config, NoTls};
@@ -29,20 +29,53 @@ pub(crate) const COUNTER_SQL: &str = "SELECT counter FROM changes WHERE id = 1";
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// The local stamp and the greatest counter value seen.
-#[derive(Debug, Default)]
+/// The local stamp and the greatest counter value seen, and whether the
+/// feed is in touch with the database.
+#[derive(Debug)]
 pub(crate) struct Feed {
     seen: AtomicI64,
     stamp: AtomicU64,
+    /// The listener's session is up (set when it listens, cleared when it
+    /// loses its connection).
+    connected: AtomicBool,
+    /// When the database last answered the listener (a counter read or a
+    /// notification), in milliseconds since `epoch`.
+    last_contact_ms: AtomicU64,
+    epoch: Instant,
 }
 
 impl Feed {
-    /// A feed that has seen `counter`.
+    /// A feed that has seen `counter`, just now.
     pub(crate) fn new(counter: i64) -> Feed {
         Feed {
             seen: AtomicI64::new(counter),
             stamp: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            last_contact_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    /// The database answered the listener.
+    pub(crate) fn contact(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_contact_ms.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// The listener's session came up or went down.
+    pub(crate) fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::SeqCst);
+        if up {
+            self.contact();
+        }
+    }
+
+    /// Whether the stamp can be trusted: the listener is connected and
+    /// heard from the database within `max_silence`. When not, nothing
+    /// vouches that the stamp follows the database's changes.
+    pub(crate) fn in_touch(&self, max_silence: Duration) -> bool {
+        let last = Duration::from_millis(self.last_contact_ms.load(Ordering::SeqCst));
+        self.connected.load(Ordering::SeqCst) && self.epoch.elapsed() <= last + max_silence
     }
 
     /// Moves the stamp if `counter` is newer than everything seen.
@@ -128,6 +161,7 @@ impl Listener {
         let counter = match tokio::time::timeout(self.query_timeout, established).await {
             Ok(Ok((statement, value))) => {
                 self.feed.observe(value);
+                self.feed.set_connected(true);
                 if reconnect {
                     // Notifications sent while disconnected are lost.
                     self.feed.bump();
@@ -147,17 +181,23 @@ impl Listener {
         loop {
             tokio::select! {
                 note = notes.recv() => match note {
-                    Some(payload) => match payload.parse::<i64>() {
-                        Ok(value) => self.feed.observe(value),
-                        Err(_) => self.feed.bump(),
-                    },
+                    Some(payload) => {
+                        self.feed.contact();
+                        match payload.parse::<i64>() {
+                            Ok(value) => self.feed.observe(value),
+                            Err(_) => self.feed.bump(),
+                        }
+                    }
                     None => break,
                 },
                 _ = tick.tick() => {
                     let read = tokio::time::timeout(self.query_timeout, client.query_one(&counter, &[]));
                     match read.await {
                         Ok(Ok(row)) => match row.try_get::<_, i64>(0) {
-                            Ok(value) => self.feed.observe(value),
+                            Ok(value) => {
+                                self.feed.contact();
+                                self.feed.observe(value);
+                            }
                             Err(_) => break,
                         },
                         _ => break,
@@ -165,6 +205,7 @@ impl Listener {
                 }
             }
         }
+        self.feed.set_connected(false);
         tracing::warn!("postgres store: change listener lost its connection; reconnecting");
         driver.abort();
         true

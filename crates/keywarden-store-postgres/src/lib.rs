@@ -48,6 +48,10 @@
 //! latency (milliseconds) normally, and at most `stamp_poll_interval` when
 //! notifications are lost, plus the server's cache refresh period (100 ms).
 //! The task stops when the last handle of the store is dropped.
+//! While the listener is disconnected (or silent for two poll intervals
+//! plus the connect timeout), `change_stamp` answers
+//! [`StoreError::Unavailable`]: the server then knows its caches are
+//! unchecked and applies its outage policy.
 //!
 //! # Not yet
 //!
@@ -148,6 +152,9 @@ pub struct PgStore {
 struct Inner {
     pool: Pool,
     feed: Arc<Feed>,
+    /// How long the change listener may go without hearing from the
+    /// database before `change_stamp` answers `Unavailable`.
+    max_silence: Duration,
     /// `user@host:port/db`, for `Debug`: never the password.
     target: String,
     /// Dropped with the last handle, which stops the listener task.
@@ -363,6 +370,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 feed,
+                max_silence: options.stamp_poll_interval * 2 + options.connect_timeout,
                 target,
                 _stop: stop_tx,
             }),
@@ -834,7 +842,17 @@ impl GrantStore for PgStore {
 
 #[async_trait]
 impl ChangeFeed for PgStore {
+    /// The local stamp, or [`StoreError::Unavailable`] while the change
+    /// listener is disconnected or has not heard from the database for two
+    /// poll intervals plus the connect timeout: then nothing vouches that
+    /// the stamp follows the database, and a server must not treat its
+    /// caches as checked.
     async fn change_stamp(&self) -> Result<u64, StoreError> {
+        if !self.inner.feed.in_touch(self.inner.max_silence) {
+            return Err(StoreError::Unavailable(
+                "the change listener is not in touch with the database".into(),
+            ));
+        }
         Ok(self.inner.feed.stamp())
     }
 }

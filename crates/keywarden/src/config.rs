@@ -38,6 +38,16 @@ pub struct DatabaseConfig {
     pub url: Option<DatabaseUrl>,
     /// Connections per node (default 16).
     pub pool_size: Option<usize>,
+    /// How long a node keeps serving cached keys and credentials while the
+    /// store cannot be reached (default 60 s; 0 refuses at once).
+    pub outage_grace_secs: Option<u64>,
+}
+
+impl DatabaseConfig {
+    /// The outage grace period.
+    pub fn outage_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.outage_grace_secs.unwrap_or(60))
+    }
 }
 
 /// A database URL. It may hold a password, so `Debug` shows only the

@@ -43,7 +43,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         println!(
             "First start: created root key {} (mode 0600) and database {}.",
             opened.root_key_path.display(),
-            opened.db_path.display()
+            opened.store_description
         );
     }
     println!(
@@ -104,13 +104,42 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // within this period.
     let refresher = {
         let kms = kms.clone();
+        let grace = opened.config.database.outage_grace();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(CACHE_REFRESH);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // One line when checks start failing (a database outage) and
+            // one when they succeed again, not ten a second. Within the
+            // grace period cached keys and credentials keep serving; past
+            // it the caches are emptied on every tick, so every request
+            // needs the store and fails with DependencyTimeoutException
+            // until it answers (docs/operations.md, "Database outages").
+            let mut failing_since: Option<std::time::Instant> = None;
             loop {
                 tick.tick().await;
-                if let Err(e) = kms.refresh_caches().await {
-                    tracing::error!(error = %e, "checking the store for changes failed");
+                match kms.refresh_caches().await {
+                    Err(e) => match failing_since {
+                        None => {
+                            failing_since = Some(std::time::Instant::now());
+                            tracing::error!(error = %e, grace_secs = grace.as_secs(), "checking the store for changes failed; cached keys keep serving for the grace period");
+                        }
+                        Some(since) if since.elapsed() >= grace => {
+                            if since.elapsed() < grace + CACHE_REFRESH {
+                                tracing::error!("the store has been unreachable for the whole grace period; caches dropped, requests fail until it answers");
+                            }
+                            kms.drop_caches();
+                        }
+                        Some(_) => {}
+                    },
+                    Ok(_) => {
+                        if let Some(since) = failing_since.take() {
+                            tracing::warn!(
+                                after_ms = since.elapsed().as_millis() as u64,
+                                "the store answers again; caches dropped"
+                            );
+                            kms.drop_caches();
+                        }
+                    }
                 }
             }
         })

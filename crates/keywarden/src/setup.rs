@@ -14,7 +14,10 @@ use keywarden_core::{Kms, KmsConfig};
 use keywarden_protector_soft::{
     Importer, RootKey, SoftKeyImporter, SoftwareProtector, SystemRandom,
 };
+use keywarden_store_postgres::{PgOptions, PgStore};
 use keywarden_store_sqlite::SqliteStore;
+
+use crate::config::DatabaseUrl;
 
 use crate::DataArgs;
 
@@ -29,6 +32,9 @@ pub struct Opened {
     pub root_key_path: PathBuf,
     /// The store the service uses.
     pub store: OpenedStore,
+    /// Where the store is, for messages: the database file, or the
+    /// PostgreSQL URL without user and password.
+    pub store_description: String,
     /// What seals credential secrets (the root key).
     pub sealer: Arc<dyn SecretSealer>,
 }
@@ -39,14 +45,48 @@ pub struct Opened {
 pub enum OpenedStore {
     /// The embedded SQLite file in the data directory.
     Sqlite(SqliteStore),
+    /// A PostgreSQL database shared by several nodes.
+    Postgres(PgStore),
 }
 
 impl OpenedStore {
     fn as_store(&self) -> Arc<dyn Store> {
         match self {
             OpenedStore::Sqlite(s) => Arc::new(s.clone()),
+            OpenedStore::Postgres(s) => Arc::new(s.clone()),
         }
     }
+}
+
+/// The database URL in effect: `--database-url` / `KEYWARDEN_DATABASE_URL`,
+/// else `[database] url` of the configuration file.
+pub fn database_url(args: &DataArgs) -> Result<Option<DatabaseUrl>> {
+    if let Some(url) = &args.database_url {
+        return Ok(Some(url.clone()));
+    }
+    Ok(crate::config::Config::load(args.config.as_deref())?
+        .database
+        .url)
+}
+
+/// Connects to PostgreSQL, applying pending migrations. Errors name the
+/// database without user or password.
+pub async fn connect_postgres(url: &DatabaseUrl, pool_size: Option<usize>) -> Result<PgStore> {
+    let text = url.expose();
+    if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "the database URL {} is not a postgres:// or postgresql:// URL",
+            url.redacted()
+        );
+    }
+    let mut options = PgOptions::default();
+    if let Some(n) = pool_size {
+        anyhow::ensure!(n > 0, "[database] pool_size must be at least 1");
+        options.pool_size = n;
+    }
+    PgStore::connect(text, options)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", url.redacted()))
 }
 
 /// Opens (creating on first use) the data dir, its root key and database,
@@ -116,17 +156,13 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
     };
     let root = Arc::new(root);
     let db_path = args.data_dir.join("keywarden.db");
-    if let Some(url) = args.database_url.as_ref().or(config.database.url.as_ref()) {
-        anyhow::bail!(
-            "{}: PostgreSQL (pool size {:?}) is not supported by this build yet",
-            url.redacted(),
-            config.database.pool_size
-        );
-    }
-    let store = OpenedStore::Sqlite(
-        SqliteStore::open(&db_path)
-            .with_context(|| format!("opening database {}", db_path.display()))?,
-    );
+    let store = match args.database_url.as_ref().or(config.database.url.as_ref()) {
+        Some(url) => OpenedStore::Postgres(connect_postgres(url, config.database.pool_size).await?),
+        None => OpenedStore::Sqlite(
+            SqliteStore::open(&db_path)
+                .with_context(|| format!("opening database {}", db_path.display()))?,
+        ),
+    };
     let protector = Arc::new(SoftwareProtector::new(root.clone()));
     let importer = SoftKeyImporter::new(Arc::new(Importer::new(root.clone())), protector.clone());
     let kms = Kms::new(KmsParts {
@@ -167,12 +203,22 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
     kms.register_seed_products()
         .await
         .context("registering the seed products")?;
+    let store_description = match &store {
+        OpenedStore::Sqlite(_) => db_path.display().to_string(),
+        OpenedStore::Postgres(_) => args
+            .database_url
+            .as_ref()
+            .or(config.database.url.as_ref())
+            .map(DatabaseUrl::redacted)
+            .unwrap_or_default(),
+    };
     Ok(Opened {
         config,
         kms: Arc::new(kms),
         created,
         db_path,
         root_key_path,
+        store_description,
         store,
         sealer: root,
     })

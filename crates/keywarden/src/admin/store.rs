@@ -35,6 +35,19 @@ pub enum StoreCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Copy an embedded deployment (its data directory's database) into an
+    /// empty PostgreSQL database, keeping every key id, alias, credential
+    /// and ciphertext valid. Stop the embedded servers first; start the new
+    /// nodes with the same root key file.
+    MigrateStore {
+        /// The embedded deployment's data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database (`postgres://...`), which must hold no
+        /// accounts, keys or credentials.
+        #[arg(long)]
+        to: crate::config::DatabaseUrl,
+    },
 }
 
 pub async fn run(cmd: StoreCommand) -> Result<()> {
@@ -59,6 +72,7 @@ pub async fn run(cmd: StoreCommand) -> Result<()> {
             );
         }
         StoreCommand::Restore { data, from, yes } => restore(&data, &from, yes).await?,
+        StoreCommand::MigrateStore { from, to } => migrate(&from, &to).await?,
     }
     Ok(())
 }
@@ -66,7 +80,7 @@ pub async fn run(cmd: StoreCommand) -> Result<()> {
 /// The embedded database of the data directory, opened without the rest of
 /// the service (a backup needs no root key).
 fn embedded(data: &DataArgs, what: &str) -> Result<SqliteStore> {
-    if data.database_url.is_some() {
+    if setup::database_url(data)?.is_some() {
         bail!(
             "{what} is for the embedded store; this deployment uses PostgreSQL: use pg_dump / \
              pg_basebackup and replication there (docs/operations.md)"
@@ -80,7 +94,7 @@ fn embedded(data: &DataArgs, what: &str) -> Result<SqliteStore> {
 }
 
 async fn restore(data: &DataArgs, from: &Path, yes: bool) -> Result<()> {
-    if data.database_url.is_some() {
+    if setup::database_url(data)?.is_some() {
         bail!("restore is for the embedded store; this deployment uses PostgreSQL (docs/operations.md)");
     }
     let info = SqliteStore::inspect_backup(from)
@@ -123,7 +137,9 @@ async fn restore(data: &DataArgs, from: &Path, yes: bool) -> Result<()> {
             info.keys
         );
     }
-    let OpenedStore::Sqlite(live) = &opened.store;
+    let OpenedStore::Sqlite(live) = &opened.store else {
+        bail!("restore is for the embedded store");
+    };
     live.restore_from(from).await?;
     println!(
         "{}",
@@ -132,6 +148,39 @@ async fn restore(data: &DataArgs, from: &Path, yes: bool) -> Result<()> {
             "SchemaVersion": info.schema_version,
             "Accounts": info.accounts,
             "Keys": info.keys,
+        }))?
+    );
+    Ok(())
+}
+
+async fn migrate(from: &Path, to: &crate::config::DatabaseUrl) -> Result<()> {
+    use keywarden_core::dump::DumpStore;
+    let path = from.join("keywarden.db");
+    if !path.is_file() {
+        bail!("no embedded database at {}", path.display());
+    }
+    let source =
+        SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?;
+    let target = setup::connect_postgres(to, None).await?;
+    let dump = source.export_dump().await?;
+    target.import_dump(&dump).await.map_err(|e| match e {
+        keywarden_core::store::StoreError::AlreadyExists => anyhow::anyhow!(
+            "{} is not empty (it holds accounts, keys or credentials); migrate into a new database",
+            to.redacted()
+        ),
+        other => anyhow::anyhow!("writing to {}: {other}", to.redacted()),
+    })?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "From": path.display().to_string(),
+            "To": to.redacted(),
+            "Accounts": dump.accounts.len(),
+            "Keys": dump.keys.len(),
+            "Aliases": dump.aliases.len(),
+            "Credentials": dump.credentials.len(),
+            "Grants": dump.grants.len(),
+            "LedgerEntries": dump.ledger.len(),
         }))?
     );
     Ok(())

@@ -24,6 +24,8 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// `--database-url URL` for nodes on PostgreSQL, passed to `admin` too.
+    pub database_args: Vec<String>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -46,6 +48,26 @@ impl Server {
     /// Like [`Server::start_in`], with more arguments for `keywarden serve`
     /// (`--config FILE`, ...).
     pub fn start_with(data_dir: &Path, log: PathBuf, extra_args: &[&str]) -> Server {
+        Server::start_full(data_dir, log, extra_args, Vec::new())
+    }
+
+    /// A node on the PostgreSQL database at `database_url`, with its own
+    /// data dir (which holds only its root key).
+    pub fn start_node(data_dir: &Path, log: PathBuf, database_url: &str) -> Server {
+        Server::start_full(
+            data_dir,
+            log,
+            &[],
+            vec!["--database-url".into(), database_url.into()],
+        )
+    }
+
+    fn start_full(
+        data_dir: &Path,
+        log: PathBuf,
+        extra_args: &[&str],
+        database_args: Vec<String>,
+    ) -> Server {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -55,6 +77,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
+            .args(&database_args)
             .env("KEYWARDEN_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -79,6 +102,7 @@ impl Server {
             url,
             data_dir: data_dir.to_owned(),
             log,
+            database_args,
             child: Some(child),
             _tmp: None,
         }
@@ -98,7 +122,13 @@ impl Server {
         cmd.arg("admin");
         cmd.args(args);
         cmd.arg("--data-dir").arg(&self.data_dir);
+        cmd.args(&self.database_args);
         cmd
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Creates an account through the admin CLI.
