@@ -797,6 +797,24 @@ async fn run(args: &RunArgs) -> Result<bool> {
                 );
             }
         }
+        if let Some(pg) = &row.postgres {
+            if pg.cpu.ticks < 100 {
+                // Each process's counters are whole ticks, so the delta of
+                // each may be short by up to one.
+                println!(
+                    "    note: only {} PostgreSQL CPU ticks in the window over {} processes; its CPU/request is below {:.2} µs, not measured precisely",
+                    pg.cpu.ticks,
+                    pg.processes_after.max(pg.processes_before),
+                    CpuUse::new(
+                        pg.cpu.ticks + pg.processes_after.max(pg.processes_before) as u64,
+                        clk_tck,
+                        row.requests,
+                        row.duration_s
+                    )
+                    .us_per_request
+                );
+            }
+        }
     }
 
     let server_exit = match target.servers.as_mut_slice() {
