@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
-
 use zeroize::Zeroizing;
 
 use crate::client::{call_once, Endpoint, Signer};
