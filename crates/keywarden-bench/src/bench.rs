@@ -7,12 +7,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
+use zeroize::Zeroizing;
 
 use crate::client::{call_once, Endpoint, Signer};
-use crate::load::{open_workers, run_phase, PhaseSpec, PhaseStats, Plan, Stop};
+use crate::database;
+use crate::load::{open_workers, run_phase, NodeTarget, PhaseSpec, PhaseStats, Plan, Stop};
 use crate::mix::Op;
 use crate::procfs::{self, Pid};
-use crate::report::{self, CpuUse, Latency, OpRow, Report, Row, ServerRow, TargetInfo};
+use crate::report::{
+    self, CpuUse, DatabaseInfo, Latency, NodeInfo, NodeRow, OpRow, PostgresRow, Report, Row,
+    ServerRow, TargetInfo,
+};
 use crate::softhsm;
 use crate::spawn::{self, ServerProcess};
 use crate::RunArgs;
@@ -20,17 +25,56 @@ use crate::RunArgs;
 /// Key id sent when no key was created or given.
 const PLACEHOLDER_KEY: &str = "alias/keywarden-bench";
 const DEFAULT_DURATION_S: f64 = 10.0;
+/// A sanity limit for --nodes.
+const MAX_NODES: usize = 64;
 
-/// The server under load.
-struct Target {
-    kind: &'static str,
+/// One server the load goes to.
+struct Node {
     endpoint: Endpoint,
     signer: Signer,
+    /// For CPU time and memory; unknown for an --endpoint without
+    /// --server-pid.
+    pid: Option<u32>,
+}
+
+/// The PostgreSQL database of a `--database-url` or `--spawn-postgres` run.
+struct Database {
+    /// Without password or query.
+    url_redacted: String,
+    spawned: bool,
+    /// The server settings the bench chose, when it started the cluster.
+    settings: Option<&'static str>,
+    /// The cluster of --spawn-postgres; dropping it stops it.
+    _cluster: Option<database::SpawnedPostgres>,
+}
+
+/// The database --spawn-postgres creates.
+const SPAWNED_DATABASE: &str = "keywarden_bench";
+
+/// What keywarden-testpg starts its clusters with (tuned for tests, not
+/// durability); said in the report so its numbers are read with it.
+const TESTPG_SETTINGS: &str =
+    "fsync=off synchronous_commit=off full_page_writes=off shared_buffers=16MB max_connections=300";
+
+/// The server(s) under load.
+struct Target {
+    kind: &'static str,
+    /// At least one; the first is the one setup requests go to.
+    nodes: Vec<Node>,
     key_id: String,
-    server_pid: Option<u32>,
-    /// Dropped (stopped) before the data dir below is removed.
-    server: Option<ServerProcess>,
+    /// The postmaster, for PostgreSQL's CPU time.
+    postgres_pid: Option<u32>,
+    /// Dropped (stopped) before the database and the data dir below.
+    servers: Vec<ServerProcess>,
+    database: Option<Database>,
     _data_dir: Option<TempDir>,
+}
+
+impl Target {
+    /// The pids of all nodes, when every one is known.
+    fn node_pids(&self) -> Option<Vec<u32>> {
+        self.nodes.iter().map(|n| n.pid).collect()
+    }
 }
 
 fn check_args(args: &RunArgs) -> Result<()> {
@@ -61,6 +105,30 @@ fn check_args(args: &RunArgs) -> Result<()> {
     }
     if args.hsm && !(1..=64).contains(&args.hsm_sessions) {
         bail!("--hsm-sessions must be 1-64 (keywarden's limit for a custom key store)");
+    }
+    if !(1..=MAX_NODES).contains(&args.nodes) {
+        bail!("--nodes must be 1-{MAX_NODES}");
+    }
+    let database = args.database_url.is_some() || args.spawn_postgres;
+    if (args.nodes > 1 || database) && args.spawn.is_none() {
+        bail!("--nodes, --database-url and --spawn-postgres apply only with --spawn");
+    }
+    if args.nodes > 1 && !database {
+        bail!(
+            "--nodes {} needs a database the nodes share: --database-url URL or --spawn-postgres",
+            args.nodes
+        );
+    }
+    if let Some(url) = &args.database_url {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!(
+                "--database-url {}: expected postgres://user@host:port/db",
+                database::redact_url(url)
+            );
+        }
+    }
+    if args.postgres_pid.is_some() && args.spawn.is_some() && args.database_url.is_none() {
+        bail!("--postgres-pid names the postmaster of the --database-url database (or of an --endpoint server's)");
     }
     if args.mix.contains(Op::Decrypt) && args.pool_size == 0 {
         bail!("the mix has Decrypt, so --pool-size must be at least 1");
@@ -98,56 +166,112 @@ async fn create_key(
         .with_context(|| format!("CreateKey answered without KeyMetadata.KeyId: {v}"))
 }
 
-async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
-    if let Some(path) = &args.spawn {
-        let program: PathBuf = match path {
-            Some(p) => p.clone(),
-            None => spawn::default_keywarden_path()?,
+/// Starts the keywarden node(s) of `--spawn` on a fresh data dir (and
+/// database), creates an account and a key.
+async fn setup_spawn(args: &RunArgs, program: PathBuf, timeout: Duration) -> Result<Target> {
+    if !program.exists() {
+        bail!(
+            "{} does not exist: build it (cargo build --release --bin keywarden) or give --spawn PATH",
+            program.display()
+        );
+    }
+    let data_dir = tempfile::Builder::new()
+        .prefix("keywarden-bench-")
+        .tempdir()
+        .context("creating a temporary data dir")?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o700))
+            .context("making the data dir private")?;
+    }
+    let (database_url, database, postgres_pid) = if args.spawn_postgres {
+        eprintln!("starting a PostgreSQL cluster (keywarden-testpg)");
+        let pg = database::spawn_postgres(SPAWNED_DATABASE)?;
+        let url = pg.url.clone();
+        let pid = pg.postmaster_pid;
+        let database = Database {
+            url_redacted: database::redact_url(&url),
+            spawned: true,
+            settings: Some(TESTPG_SETTINGS),
+            _cluster: Some(pg),
         };
-        if !program.exists() {
-            bail!(
-                "{} does not exist: build it (cargo build --release --bin keywarden) or give --spawn PATH",
-                program.display()
-            );
+        (Some(url), Some(database), Some(pid))
+    } else if let Some(url) = &args.database_url {
+        if let Some(pid) = args.postgres_pid {
+            procfs::tree_cpu(pid)
+                .with_context(|| format!("--postgres-pid {pid}: cannot read its CPU time"))?;
         }
-        let data_dir = tempfile::Builder::new()
-            .prefix("keywarden-bench-")
-            .tempdir()
-            .context("creating a temporary data dir")?;
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o700))
-                .context("making the data dir private")?;
-        }
-        let log = keywarden_log_env();
-        let mut server_args: Vec<std::ffi::OsString> = vec![
-            "serve".into(),
-            "--data-dir".into(),
-            data_dir.path().into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--region".into(),
-            args.region.clone().into(),
-        ];
-        let mut envs = vec![("KEYWARDEN_LOG", log)];
-        let store = if args.hsm {
-            let token = softhsm::Token::create(&data_dir.path().join("softhsm"))?;
-            let config = data_dir.path().join("keywarden.toml");
-            std::fs::write(
-                &config,
-                token.keywarden_config(HSM_STORE_ID, args.hsm_sessions),
-            )
-            .with_context(|| format!("writing {}", config.display()))?;
-            server_args.extend(["--config".into(), config.into()]);
-            envs.push(("SOFTHSM2_CONF", token.conf.to_string_lossy().into_owned()));
-            Some(HSM_STORE_ID)
-        } else {
-            None
+        let database = Database {
+            url_redacted: database::redact_url(url),
+            spawned: false,
+            settings: None,
+            _cluster: None,
         };
-        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        (
+            Some(Zeroizing::new(url.clone())),
+            Some(database),
+            args.postgres_pid,
+        )
+    } else {
+        (None, None, None)
+    };
+
+    let log = keywarden_log_env();
+    let mut server_args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--data-dir".into(),
+        data_dir.path().into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--region".into(),
+        args.region.clone().into(),
+    ];
+    // The URL goes in the environment (out of `ps` and of the printed
+    // command); without one, an inherited variable must not turn an
+    // embedded run into a PostgreSQL one.
+    let mut envs: Vec<(&str, Option<String>)> = vec![
+        ("KEYWARDEN_LOG", Some(log)),
+        (
+            database::URL_ENV,
+            database_url.as_ref().map(|u| u.as_str().to_owned()),
+        ),
+    ];
+    let store = if args.hsm {
+        let token = softhsm::Token::create(&data_dir.path().join("softhsm"))?;
+        let config = data_dir.path().join("keywarden.toml");
+        std::fs::write(
+            &config,
+            token.keywarden_config(HSM_STORE_ID, args.hsm_sessions),
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
+        server_args.extend(["--config".into(), config.into()]);
+        envs.push((
+            "SOFTHSM2_CONF",
+            Some(token.conf.to_string_lossy().into_owned()),
+        ));
+        Some(HSM_STORE_ID)
+    } else {
+        None
+    };
+    let envs: Vec<(&str, Option<&str>)> = envs.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+    // One after the other: the first node creates the root key in the data
+    // dir (and the schema), the others start on the same dir and so the same
+    // root key.
+    let mut servers = Vec::with_capacity(args.nodes);
+    for i in 0..args.nodes {
         let server =
-            ServerProcess::start(&program, &server_args, args.server_cpus.as_deref(), &envs)?;
-        let issued = spawn::create_account(&program, data_dir.path(), &args.region)?;
+            ServerProcess::start(&program, &server_args, args.server_cpus.as_deref(), &envs)
+                .with_context(|| format!("starting node {} of {}", i + 1, args.nodes))?;
+        servers.push(server);
+    }
+    let issued = spawn::create_account(
+        &program,
+        data_dir.path(),
+        &args.region,
+        database_url.as_ref().map(|u| u.as_str()),
+    )?;
+    let mut nodes = Vec::with_capacity(servers.len());
+    for server in &servers {
         let endpoint = Endpoint::resolve(&server.url).await?;
         let signer = Signer::new(
             &endpoint,
@@ -155,22 +279,37 @@ async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
             &issued.secret_access_key,
             &args.region,
         );
-        let key_id = create_key(&endpoint, &signer, timeout, store)
-            .await
-            .with_context(|| format!("creating a key in account {}", issued.account_id))?;
-        Ok(Target {
-            kind: if store.is_some() {
-                "spawn-hsm"
-            } else {
-                "spawn"
-            },
+        nodes.push(Node {
             endpoint,
             signer,
-            key_id,
-            server_pid: Some(server.pid),
-            server: Some(server),
-            _data_dir: Some(data_dir),
-        })
+            pid: Some(server.pid),
+        });
+    }
+    let key_id = create_key(&nodes[0].endpoint, &nodes[0].signer, timeout, store)
+        .await
+        .with_context(|| format!("creating a key in account {}", issued.account_id))?;
+    Ok(Target {
+        kind: if store.is_some() {
+            "spawn-hsm"
+        } else {
+            "spawn"
+        },
+        nodes,
+        key_id,
+        postgres_pid,
+        servers,
+        database,
+        _data_dir: Some(data_dir),
+    })
+}
+
+async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
+    if let Some(path) = &args.spawn {
+        let program: PathBuf = match path {
+            Some(p) => p.clone(),
+            None => spawn::default_keywarden_path()?,
+        };
+        setup_spawn(args, program, timeout).await
     } else if args.spawn_baseline {
         let exe = std::env::current_exe().context("locating keywarden-bench")?;
         let server = ServerProcess::start(
@@ -194,14 +333,18 @@ async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
         );
         Ok(Target {
             kind: "spawn-baseline",
-            endpoint,
-            signer,
+            nodes: vec![Node {
+                endpoint,
+                signer,
+                pid: Some(server.pid),
+            }],
             key_id: args
                 .key_id
                 .clone()
                 .unwrap_or_else(|| PLACEHOLDER_KEY.to_owned()),
-            server_pid: Some(server.pid),
-            server: Some(server),
+            postgres_pid: None,
+            servers: vec![server],
+            database: None,
             _data_dir: None,
         })
     } else {
@@ -223,13 +366,21 @@ async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
             procfs::cpu_ticks(Pid::Id(pid))
                 .with_context(|| format!("--server-pid {pid}: cannot read its CPU time"))?;
         }
+        if let Some(pid) = args.postgres_pid {
+            procfs::tree_cpu(pid)
+                .with_context(|| format!("--postgres-pid {pid}: cannot read its CPU time"))?;
+        }
         Ok(Target {
             kind: "endpoint",
-            endpoint,
-            signer,
+            nodes: vec![Node {
+                endpoint,
+                signer,
+                pid: args.server_pid,
+            }],
             key_id,
-            server_pid: args.server_pid,
-            server: None,
+            postgres_pid: args.postgres_pid,
+            servers: Vec::new(),
+            database: None,
             _data_dir: None,
         })
     }
@@ -240,44 +391,110 @@ struct Snapshot {
     at: Instant,
     generator_ticks: u64,
     machine_busy: u64,
-    server: Option<(u64, u64)>,
+    /// `(ticks, rss KiB)` of each node, when every node's pid is known.
+    nodes: Option<Vec<(u64, u64)>>,
+    postgres: Option<procfs::TreeCpu>,
 }
 
-fn snapshot(server_pid: Option<u32>) -> Result<Snapshot> {
-    let server = match server_pid {
-        Some(pid) => {
-            let ticks = procfs::cpu_ticks(Pid::Id(pid))
-                .with_context(|| format!("server pid {pid} (did it exit?)"))?
-                .total();
-            let rss = procfs::rss_kib(Pid::Id(pid))?;
-            Some((ticks, rss))
+fn snapshot(node_pids: Option<&[u32]>, postgres_pid: Option<u32>) -> Result<Snapshot> {
+    let nodes = match node_pids {
+        Some(pids) => {
+            let mut nodes = Vec::with_capacity(pids.len());
+            for &pid in pids {
+                let ticks = procfs::cpu_ticks(Pid::Id(pid))
+                    .with_context(|| format!("server pid {pid} (did it exit?)"))?
+                    .total();
+                let rss = procfs::rss_kib(Pid::Id(pid))?;
+                nodes.push((ticks, rss));
+            }
+            Some(nodes)
         }
+        None => None,
+    };
+    let postgres = match postgres_pid {
+        Some(pid) => Some(
+            procfs::tree_cpu(pid)
+                .with_context(|| format!("postmaster pid {pid} (did PostgreSQL stop?)"))?,
+        ),
         None => None,
     };
     Ok(Snapshot {
         generator_ticks: procfs::cpu_ticks(Pid::SelfProc)?.total(),
         machine_busy: procfs::machine_ticks()?.busy,
-        server,
+        nodes,
+        postgres,
         at: Instant::now(),
     })
+}
+
+/// What the bench knows about the processes serving the load.
+struct Processes<'a> {
+    node_pids: Option<&'a [u32]>,
+    postgres_pid: Option<u32>,
 }
 
 fn make_row(
     concurrency: usize,
     stats: &PhaseStats,
     warmup: Option<&PhaseStats>,
-    before: &Snapshot,
-    after: &Snapshot,
+    (before, after): (&Snapshot, &Snapshot),
+    processes: &Processes<'_>,
     clk_tck: u64,
 ) -> Row {
     let seconds = after.at.duration_since(before.at).as_secs_f64();
     let requests = stats.requests();
-    let server = match (before.server, after.server) {
-        (Some((t0, rss0)), Some((t1, rss1))) => Some(ServerRow {
-            cpu: CpuUse::new(t1.saturating_sub(t0), clk_tck, requests, seconds),
-            rss_kib_before: rss0,
-            rss_kib_after: rss1,
+    let node_deltas: Option<Vec<(u64, u64, u64)>> = match (&before.nodes, &after.nodes) {
+        (Some(b), Some(a)) if a.len() == b.len() => Some(
+            b.iter()
+                .zip(a)
+                .map(|(&(t0, rss0), &(t1, rss1))| (t1.saturating_sub(t0), rss0, rss1))
+                .collect(),
+        ),
+        _ => None,
+    };
+    // One node: exactly the single server's figures, as always. Several:
+    // their sum.
+    let server = node_deltas.as_ref().map(|d| ServerRow {
+        cpu: CpuUse::new(d.iter().map(|x| x.0).sum(), clk_tck, requests, seconds),
+        rss_kib_before: d.iter().map(|x| x.1).sum(),
+        rss_kib_after: d.iter().map(|x| x.2).sum(),
+    });
+    let nodes = match (&node_deltas, processes.node_pids) {
+        (Some(d), Some(pids)) if d.len() > 1 => Some(
+            d.iter()
+                .zip(pids)
+                .enumerate()
+                .map(|(i, (&(ticks, rss0, rss1), &pid))| {
+                    let node_requests = stats.node_requests(i);
+                    NodeRow {
+                        node: i + 1,
+                        pid,
+                        requests: node_requests,
+                        cpu: CpuUse::new(ticks, clk_tck, node_requests, seconds),
+                        rss_kib_before: rss0,
+                        rss_kib_after: rss1,
+                    }
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    let postgres = match (before.postgres, after.postgres, processes.postgres_pid) {
+        (Some(b), Some(a), Some(pid)) => Some(PostgresRow {
+            postmaster_pid: pid,
+            cpu: CpuUse::new(a.ticks.saturating_sub(b.ticks), clk_tck, requests, seconds),
+            processes_before: b.processes,
+            processes_after: a.processes,
         }),
+        _ => None,
+    };
+    let keywarden_plus_postgres = match (&server, &postgres) {
+        (Some(srv), Some(pg)) => Some(CpuUse::new(
+            srv.cpu.ticks + pg.cpu.ticks,
+            clk_tck,
+            requests,
+            seconds,
+        )),
         _ => None,
     };
     let ops = stats
@@ -303,9 +520,10 @@ fn make_row(
             0.0
         }
     };
-    let other_load_cores = server
-        .as_ref()
-        .map(|srv| cores(machine_ticks.saturating_sub(srv.cpu.ticks + generator_ticks)));
+    let postgres_ticks = postgres.as_ref().map_or(0, |pg| pg.cpu.ticks);
+    let other_load_cores = server.as_ref().map(|srv| {
+        cores(machine_ticks.saturating_sub(srv.cpu.ticks + postgres_ticks + generator_ticks))
+    });
     Row {
         concurrency,
         requests,
@@ -325,6 +543,9 @@ fn make_row(
         warmup_requests: warmup.map_or(0, PhaseStats::requests),
         warmup_errors: warmup.map_or(0, PhaseStats::errors),
         server,
+        nodes,
+        postgres,
+        keywarden_plus_postgres,
         generator: CpuUse::new(generator_ticks, clk_tck, requests, seconds),
         machine_busy_cores: cores(machine_ticks),
         other_load_cores,
@@ -345,13 +566,24 @@ pub async fn main(args: RunArgs) -> Result<bool> {
 }
 
 async fn run(args: &RunArgs) -> Result<bool> {
-    let command = report::command_line(std::env::args());
+    let command = report::command_line(database::redact_args(std::env::args()));
     let timeout = Duration::from_secs_f64(args.timeout);
     let clk_tck = procfs::clock_ticks_per_second();
     let mut target = setup_target(args, timeout).await?;
+    let node_pids = target.node_pids();
+    let processes = Processes {
+        node_pids: node_pids.as_deref(),
+        postgres_pid: target.postgres_pid,
+    };
+    let server_pid = target.nodes[0].pid;
 
     let generator_cpus = procfs::cpus_allowed_list(Pid::SelfProc)?;
-    let server_cpus = match target.server_pid {
+    let postgres_cpus = match target.postgres_pid {
+        Some(pid) => Some(procfs::cpus_allowed_list(Pid::Id(pid))?),
+        None => None,
+    };
+    // --server-cpus pins every node alike, so the first one stands for all.
+    let server_cpus = match server_pid {
         Some(pid) => Some(procfs::cpus_allowed_list(Pid::Id(pid))?),
         None => None,
     };
@@ -378,16 +610,59 @@ async fn run(args: &RunArgs) -> Result<bool> {
 
     println!("keywarden-bench");
     println!("command:   {command}");
-    match (&target.server, target.server_pid) {
-        (Some(server), Some(pid)) => println!(
+    let first = &target.nodes[0];
+    match (target.servers.as_slice(), first.pid) {
+        ([server], Some(pid)) => println!(
             "target:    {} at {} (pid {pid}): {}",
-            target.kind, target.endpoint.url, server.description
+            target.kind, first.endpoint.url, server.description
         ),
-        (None, Some(pid)) => println!("target:    {} (server pid {pid})", target.endpoint.url),
-        _ => println!(
+        ([], Some(pid)) => println!("target:    {} (server pid {pid})", first.endpoint.url),
+        ([], None) => println!(
             "target:    {} (no server pid: no server CPU or memory figures)",
-            target.endpoint.url
+            first.endpoint.url
         ),
+        (servers, _) => {
+            println!(
+                "target:    {}, {} nodes (each connection bound to one, round-robin):",
+                target.kind,
+                servers.len()
+            );
+            for (i, server) in servers.iter().enumerate() {
+                println!(
+                    "           node {} at {} (pid {}): {}",
+                    i + 1,
+                    server.url,
+                    server.pid,
+                    server.description
+                );
+            }
+        }
+    }
+    if let Some(db) = &target.database {
+        println!(
+            "database:  PostgreSQL {} ({}); {}",
+            db.url_redacted,
+            if db.spawned {
+                "started by the bench"
+            } else {
+                "given"
+            },
+            match (target.postgres_pid, &postgres_cpus) {
+                (Some(pid), Some(cpus)) => format!(
+                    "postmaster pid {pid}, cpus {cpus}{}",
+                    db.settings
+                        .map(|s| format!("; keywarden-testpg settings: {s}"))
+                        .unwrap_or_default()
+                ),
+                _ => "postmaster pid unknown: no PostgreSQL CPU figures (give --postgres-pid)"
+                    .to_owned(),
+            }
+        );
+    } else if let Some(pid) = target.postgres_pid {
+        println!(
+            "database:  PostgreSQL postmaster pid {pid}, cpus {}",
+            postgres_cpus.as_deref().unwrap_or("unknown")
+        );
     }
     println!("mix:       {}", args.mix);
     println!("key:       {}", target.key_id);
@@ -410,10 +685,23 @@ async fn run(args: &RunArgs) -> Result<bool> {
             .unwrap_or_default()
     );
     println!("clock:     CLK_TCK {clk_tck}; CPU per request = (utime+stime ticks in the window) x 1e6 / CLK_TCK / requests");
+    if node_pids.as_ref().is_some_and(|p| p.len() > 1) {
+        println!("           srv = the sum over all nodes, per request of the whole window");
+    }
+    if target.postgres_pid.is_some() {
+        println!("           postgres = the postmaster and its live descendants (found by ppid in /proc) with their");
+        println!("           cutime+cstime, so backends that exited and were reaped in the window count too");
+    }
 
     let mut plan = Plan::new(
-        target.signer.clone(),
-        target.endpoint.addr,
+        target
+            .nodes
+            .iter()
+            .map(|n| NodeTarget {
+                signer: n.signer.clone(),
+                addr: n.endpoint.addr,
+            })
+            .collect(),
         args.mix.clone(),
         &target.key_id,
         timeout,
@@ -425,7 +713,7 @@ async fn run(args: &RunArgs) -> Result<bool> {
             "filling the Decrypt pool: {} GenerateDataKey requests",
             args.pool_size
         );
-        let workers = open_workers(args.pool_size.min(4), plan.addr, timeout).await?;
+        let workers = open_workers(args.pool_size.min(4), &plan).await?;
         let (_, stats) = run_phase(
             workers,
             Arc::new(plan.clone()),
@@ -455,7 +743,7 @@ async fn run(args: &RunArgs) -> Result<bool> {
     println!();
     println!("{}", report::TABLE_HEADER);
     for &concurrency in &levels {
-        let mut workers = open_workers(concurrency, plan.addr, timeout).await?;
+        let mut workers = open_workers(concurrency, &plan).await?;
         let mut warm = None;
         if args.warmup > 0.0 {
             let (w, stats) = run_phase(
@@ -472,7 +760,7 @@ async fn run(args: &RunArgs) -> Result<bool> {
             total_errors += stats.errors();
             warm = Some(stats);
         }
-        let before = snapshot(target.server_pid)?;
+        let before = snapshot(processes.node_pids, processes.postgres_pid)?;
         let (workers, stats) = run_phase(
             workers,
             plan.clone(),
@@ -483,10 +771,17 @@ async fn run(args: &RunArgs) -> Result<bool> {
             },
         )
         .await?;
-        let after = snapshot(target.server_pid)?;
+        let after = snapshot(processes.node_pids, processes.postgres_pid)?;
         drop(workers);
         total_errors += stats.errors();
-        let row = make_row(concurrency, &stats, warm.as_ref(), &before, &after, clk_tck);
+        let row = make_row(
+            concurrency,
+            &stats,
+            warm.as_ref(),
+            (&before, &after),
+            &processes,
+            clk_tck,
+        );
         println!("{}", report::table_row(&row));
         rows.push(row);
     }
@@ -501,9 +796,38 @@ async fn run(args: &RunArgs) -> Result<bool> {
                 );
             }
         }
+        if let Some(pg) = &row.postgres {
+            if pg.cpu.ticks < 100 {
+                // Each process's counters are whole ticks, so the delta of
+                // each may be short by up to one.
+                println!(
+                    "    note: only {} PostgreSQL CPU ticks in the window over {} processes; its CPU/request is below {:.2} µs, not measured precisely",
+                    pg.cpu.ticks,
+                    pg.processes_after.max(pg.processes_before),
+                    CpuUse::new(
+                        pg.cpu.ticks + pg.processes_after.max(pg.processes_before) as u64,
+                        clk_tck,
+                        row.requests,
+                        row.duration_s
+                    )
+                    .us_per_request
+                );
+            }
+        }
     }
 
-    let server_exit = target.server.as_mut().map(ServerProcess::stop);
+    let server_exit = match target.servers.as_mut_slice() {
+        [] => None,
+        [server] => Some(server.stop()),
+        servers => Some(
+            servers
+                .iter_mut()
+                .enumerate()
+                .map(|(i, s)| format!("node {}: {}", i + 1, s.stop()))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
     if let Some(exit) = &server_exit {
         println!("server:    {exit}");
     }
@@ -516,11 +840,29 @@ async fn run(args: &RunArgs) -> Result<bool> {
         mix: args.mix.to_string(),
         target: TargetInfo {
             kind: target.kind.to_owned(),
-            endpoint: target.endpoint.url.clone(),
-            server_command: target.server.as_ref().map(|s| s.description.clone()),
-            server_pid: target.server_pid,
+            endpoint: target.nodes[0].endpoint.url.clone(),
+            server_command: target.servers.first().map(|s| s.description.clone()),
+            server_pid,
             key_id: target.key_id.clone(),
             region: args.region.clone(),
+            nodes: (target.servers.len() > 1).then(|| {
+                target
+                    .servers
+                    .iter()
+                    .map(|s| NodeInfo {
+                        endpoint: s.url.clone(),
+                        pid: s.pid,
+                        server_command: s.description.clone(),
+                    })
+                    .collect()
+            }),
+            database: target.database.as_ref().map(|db| DatabaseInfo {
+                url: db.url_redacted.clone(),
+                spawned: db.spawned,
+                settings: db.settings.map(str::to_owned),
+                postmaster_pid: target.postgres_pid,
+                postgres_cpus_allowed: postgres_cpus.clone(),
+            }),
         },
         clk_tck,
         generator_cpus_allowed: generator_cpus,
@@ -547,4 +889,56 @@ async fn run(args: &RunArgs) -> Result<bool> {
     }
     drop(target);
     Ok(!(args.fail_on_error && total_errors > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn check(args: &[&str]) -> Result<()> {
+        let cli = crate::Cli::try_parse_from(args.iter().copied()).unwrap();
+        check_args(&cli.run)
+    }
+
+    #[test]
+    fn checks_multi_node_arguments() {
+        check(&["kb", "--spawn"]).unwrap();
+        check(&["kb", "--spawn", "--nodes", "2", "--spawn-postgres"]).unwrap();
+        check(&[
+            "kb",
+            "--spawn",
+            "--nodes",
+            "3",
+            "--database-url",
+            "postgres://h/d",
+        ])
+        .unwrap();
+        check(&[
+            "kb",
+            "--spawn",
+            "--database-url",
+            "postgresql://u@h:1/d",
+            "--postgres-pid",
+            "9",
+        ])
+        .unwrap();
+        check(&["kb", "--endpoint", "http://h:1", "--postgres-pid", "9"]).unwrap();
+
+        let err = |args: &[&str]| check(args).unwrap_err().to_string();
+        assert!(err(&["kb", "--spawn", "--nodes", "2"])
+            .contains("--database-url URL or --spawn-postgres"));
+        assert!(err(&["kb", "--spawn", "--nodes", "0"]).contains("--nodes"));
+        assert!(err(&["kb", "--spawn-baseline", "--nodes", "2"]).contains("only with --spawn"));
+        assert!(
+            err(&["kb", "--endpoint", "http://h:1", "--nodes", "2"]).contains("only with --spawn")
+        );
+        assert!(err(&["kb", "--spawn", "--postgres-pid", "9"]).contains("--database-url"));
+        // The URL in an error is redacted.
+        let e = err(&["kb", "--spawn", "--database-url", "mysql://u:hunter2@h/d"]);
+        assert!(
+            e.contains("mysql://u:***@h/d") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
 }

@@ -19,11 +19,18 @@ use hdrhistogram::Histogram;
 use crate::client::{error_message, error_type, Conn, Counts, Signer, TransportError};
 use crate::mix::{Mix, Op};
 
+/// One server to send requests to, with a signer for its `Host`.
+#[derive(Clone)]
+pub struct NodeTarget {
+    pub signer: Signer,
+    pub addr: SocketAddr,
+}
+
 /// Everything a worker needs to build requests; shared read-only.
 #[derive(Clone)]
 pub struct Plan {
-    pub signer: Signer,
-    pub addr: SocketAddr,
+    /// At least one; worker `i` sends to node `i % nodes.len()`.
+    pub nodes: Vec<NodeTarget>,
     pub mix: Mix,
     /// The key id as a JSON string literal (quotes included).
     pub key_id_json: String,
@@ -33,16 +40,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(
-        signer: Signer,
-        addr: SocketAddr,
-        mix: Mix,
-        key_id: &str,
-        timeout: Duration,
-    ) -> Plan {
+    /// `nodes` must not be empty.
+    pub fn new(nodes: Vec<NodeTarget>, mix: Mix, key_id: &str, timeout: Duration) -> Plan {
+        assert!(!nodes.is_empty(), "a plan needs at least one node");
         Plan {
-            signer,
-            addr,
+            nodes,
             mix,
             key_id_json: serde_json::Value::from(key_id).to_string(),
             pool: Vec::new(),
@@ -108,6 +110,8 @@ pub struct PhaseStats {
     pub transport_errors: Counts,
     /// Connections opened again after one broke.
     pub reconnects: u64,
+    /// Requests issued (successful + failed) per node index.
+    pub per_node: Vec<u64>,
     /// CiphertextBlobs collected (pool fill only).
     pub pool: Vec<String>,
     /// One error message, to show what went wrong.
@@ -121,6 +125,7 @@ impl PhaseStats {
             api_errors: Counts::new(),
             transport_errors: Counts::new(),
             reconnects: 0,
+            per_node: Vec::new(),
             pool: Vec::new(),
             sample_error: None,
         }
@@ -135,6 +140,18 @@ impl PhaseStats {
             }
         };
         &mut self.per_op[i].1
+    }
+
+    fn node(&mut self, node: usize) -> &mut u64 {
+        if self.per_node.len() <= node {
+            self.per_node.resize(node + 1, 0);
+        }
+        &mut self.per_node[node]
+    }
+
+    /// Requests issued to node `node` (0-based).
+    pub fn node_requests(&self, node: usize) -> u64 {
+        self.per_node.get(node).copied().unwrap_or(0)
     }
 
     pub fn ok(&self) -> u64 {
@@ -188,6 +205,9 @@ impl PhaseStats {
             *self.transport_errors.entry(k).or_default() += v;
         }
         self.reconnects += other.reconnects;
+        for (node, n) in other.per_node.into_iter().enumerate() {
+            *self.node(node) += n;
+        }
         self.pool.extend(other.pool);
         if self.sample_error.is_none() {
             self.sample_error = other.sample_error;
@@ -235,23 +255,43 @@ impl Control {
 pub struct Worker {
     conn: Option<Conn>,
     rng: fastrand::Rng,
+    /// Index into `Plan::nodes`: the worker's connection always goes there.
+    node: usize,
 }
 
-/// Opens `n` connections (concurrently); fails if any cannot be opened.
-pub async fn open_workers(n: usize, addr: SocketAddr, timeout: Duration) -> Result<Vec<Worker>> {
+/// The node worker `i` of `workers` is bound to, round-robin, so each node
+/// gets `workers / nodes` connections (the first ones one more when it does
+/// not divide).
+pub fn node_of(i: usize, nodes: usize) -> usize {
+    i % nodes.max(1)
+}
+
+/// Opens `n` connections (concurrently), bound to the plan's nodes
+/// round-robin; fails if any cannot be opened.
+pub async fn open_workers(n: usize, plan: &Plan) -> Result<Vec<Worker>> {
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        tasks.push(tokio::spawn(Conn::open(addr, timeout)));
+    for i in 0..n {
+        let node = node_of(i, plan.nodes.len());
+        let addr = plan.nodes[node].addr;
+        tasks.push((node, tokio::spawn(Conn::open(addr, plan.timeout))));
     }
     let mut workers = Vec::with_capacity(n);
-    for task in tasks {
+    for (node, task) in tasks {
         let conn = task
             .await
             .context("connection task panicked")?
-            .map_err(|e| anyhow!("cannot connect to {addr}: {}", e.name()))?;
+            .map_err(|e| {
+                anyhow!(
+                    "cannot connect to {} (node {}): {}",
+                    plan.nodes[node].addr,
+                    node + 1,
+                    e.name()
+                )
+            })?;
         workers.push(Worker {
             conn: Some(conn),
             rng: fastrand::Rng::new(),
+            node,
         });
     }
     Ok(workers)
@@ -260,15 +300,17 @@ pub async fn open_workers(n: usize, addr: SocketAddr, timeout: Duration) -> Resu
 impl Worker {
     async fn run(&mut self, plan: &Plan, spec: PhaseSpec, control: &Control) -> PhaseStats {
         let mut stats = PhaseStats::new();
+        let node = &plan.nodes[self.node];
         while control.next_ticket() {
             let op = spec.only.unwrap_or_else(|| plan.mix.pick(&mut self.rng));
+            *stats.node(self.node) += 1;
             let conn = match &mut self.conn {
                 Some(conn) if !conn.is_closed() => conn,
                 _ => {
                     // The server closed the connection (or an earlier request
                     // broke it): open another one and count it.
                     stats.reconnects += 1;
-                    match Conn::open(plan.addr, plan.timeout).await {
+                    match Conn::open(node.addr, plan.timeout).await {
                         Ok(conn) => self.conn.insert(conn),
                         Err(kind) => {
                             self.conn = None;
@@ -281,7 +323,7 @@ impl Worker {
                 }
             };
             let body = plan.body(op, &mut self.rng);
-            let request = match plan.signer.request(op.target(), body) {
+            let request = match node.signer.request(op.target(), body) {
                 Ok(r) => r,
                 Err(e) => {
                     stats.transport_error(Some(op), TransportError::Sign);
@@ -390,8 +432,10 @@ mod tests {
         };
         let signer = Signer::new(&endpoint, "AKID", "secret", "us-east-1");
         let mut plan = Plan::new(
-            signer,
-            endpoint.addr,
+            vec![NodeTarget {
+                signer,
+                addr: endpoint.addr,
+            }],
             mix.parse().unwrap(),
             "key\"1",
             Duration::from_secs(1),
@@ -426,13 +470,18 @@ mod tests {
         a.op(Op::Decrypt).ok = 2;
         a.op(Op::Decrypt).latency.record(1000).unwrap();
         a.api_errors.insert("ThrottlingException".into(), 1);
+        *a.node(0) += 2;
         let mut b = PhaseStats::new();
         b.op(Op::Decrypt).ok = 3;
         b.op(Op::Decrypt).latency.record(3000).unwrap();
         b.op(Op::Encrypt).ok = 1;
         b.transport_error(Some(Op::Encrypt), TransportError::Timeout);
         b.api_errors.insert("ThrottlingException".into(), 2);
+        *b.node(1) += 8;
         a.merge(b);
+        assert_eq!(a.per_node, [2, 8]);
+        assert_eq!(a.node_requests(1), 8);
+        assert_eq!(a.node_requests(5), 0);
         assert_eq!(a.ok(), 6);
         assert_eq!(a.errors(), 4);
         assert_eq!(a.requests(), 10);
@@ -449,6 +498,17 @@ mod tests {
             Some("QUJD")
         );
         assert_eq!(ciphertext_blob(br#"{"KeyId":"k"}"#), None);
+    }
+
+    #[test]
+    fn workers_spread_round_robin() {
+        let bound: Vec<usize> = (0..16).map(|i| node_of(i, 2)).collect();
+        assert_eq!(bound.iter().filter(|&&n| n == 0).count(), 8);
+        assert_eq!(bound.iter().filter(|&&n| n == 1).count(), 8);
+        assert_eq!(&bound[..4], [0, 1, 0, 1]);
+        let three: Vec<usize> = (0..5).map(|i| node_of(i, 3)).collect();
+        assert_eq!(three, [0, 1, 2, 0, 1]);
+        assert!((0..4).all(|i| node_of(i, 1) == 0));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod baseline;
 mod bench;
 mod client;
+mod database;
 mod envelope;
 mod load;
 mod mix;
@@ -87,6 +88,37 @@ pub struct RunArgs {
     /// With --hsm: the custom key store's PKCS#11 session pool size.
     #[arg(long, value_name = "N", default_value_t = 4, requires = "hsm")]
     pub hsm_sessions: usize,
+
+    /// With --spawn: start this many keywarden servers on one shared
+    /// PostgreSQL database (--database-url or --spawn-postgres) and the same
+    /// root key; each connection is bound to one node, round-robin.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nodes: usize,
+
+    /// With --spawn: the nodes store everything in this PostgreSQL database
+    /// (postgres://user[:password]@host:port/db; an empty one: the root key
+    /// is new each run) instead of the embedded one. Handed to keywarden in
+    /// its environment; the password is never printed. Also read from
+    /// KEYWARDEN_BENCH_DATABASE_URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "KEYWARDEN_BENCH_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with_all = ["spawn_baseline", "endpoint", "hsm", "spawn_postgres"]
+    )]
+    pub database_url: Option<String>,
+
+    /// With --spawn: start a throwaway PostgreSQL cluster (initdb/pg_ctl,
+    /// PostgreSQL server binaries needed) with a fresh database for the
+    /// nodes, and report its CPU per request too.
+    #[arg(long, conflicts_with_all = ["spawn_baseline", "endpoint", "hsm"])]
+    pub spawn_postgres: bool,
+
+    /// Pid of the postmaster of the --database-url (or --endpoint server's)
+    /// PostgreSQL: its CPU time and its descendants' are reported per request.
+    #[arg(long, value_name = "PID", conflicts_with_all = ["spawn_postgres", "spawn_baseline"])]
+    pub postgres_pid: Option<u32>,
 
     /// Pin the spawned server with `taskset -c CPUS` (e.g. `0` or `0-1`).
     #[arg(long, value_name = "CPUS")]
@@ -223,6 +255,66 @@ mod tests {
         let cli = Cli::try_parse_from(["kb", "--spawn-baseline", "--sweep", "1,4,16"]).unwrap();
         assert!(cli.run.spawn_baseline);
         assert_eq!(cli.run.sweep, Some(vec![1, 4, 16]));
+    }
+
+    #[test]
+    fn parses_multi_node_forms() {
+        let cli = Cli::try_parse_from(["kb", "--spawn"]).unwrap();
+        assert_eq!(cli.run.nodes, 1);
+        assert_eq!(cli.run.database_url, None);
+        assert!(!cli.run.spawn_postgres);
+        let cli = Cli::try_parse_from([
+            "kb",
+            "--spawn",
+            "--nodes",
+            "2",
+            "--database-url",
+            "postgres://kw@127.0.0.1:5432/bench",
+            "--postgres-pid",
+            "77",
+            "--server-cpus",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.nodes, 2);
+        assert_eq!(
+            cli.run.database_url.as_deref(),
+            Some("postgres://kw@127.0.0.1:5432/bench")
+        );
+        assert_eq!(cli.run.postgres_pid, Some(77));
+        assert_eq!(cli.run.server_cpus.as_deref(), Some("0"));
+        let cli =
+            Cli::try_parse_from(["kb", "--spawn", "--nodes", "2", "--spawn-postgres"]).unwrap();
+        assert!(cli.run.spawn_postgres);
+        // One node on PostgreSQL.
+        let cli =
+            Cli::try_parse_from(["kb", "--spawn", "--database-url", "postgres://h/d"]).unwrap();
+        assert_eq!(cli.run.nodes, 1);
+        assert!(cli.run.database_url.is_some());
+
+        for bad in [
+            &[
+                "kb",
+                "--spawn",
+                "--spawn-postgres",
+                "--database-url",
+                "postgres://h/d",
+            ][..],
+            &["kb", "--spawn", "--spawn-postgres", "--postgres-pid", "1"],
+            &["kb", "--spawn", "--hsm", "--spawn-postgres"],
+            &["kb", "--spawn", "--hsm", "--database-url", "postgres://h/d"],
+            &["kb", "--spawn-baseline", "--spawn-postgres"],
+            &[
+                "kb",
+                "--endpoint",
+                "http://h:1",
+                "--database-url",
+                "postgres://h/d",
+            ],
+            &["kb", "--spawn", "--nodes", "two"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

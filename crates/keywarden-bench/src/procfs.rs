@@ -65,6 +65,124 @@ pub fn cpu_ticks(pid: Pid) -> Result<CpuTicks> {
     parse_stat(&stat).with_context(|| format!("parsing {path}"))
 }
 
+/// The fields of `/proc/<pid>/stat` a process-tree sum needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatTree {
+    /// Field 4: the parent's pid (its thread group id).
+    pub ppid: u32,
+    pub ticks: CpuTicks,
+    /// Fields 16 and 17, `cutime + cstime`: CPU time of children this
+    /// process has waited for (including what they had from their own
+    /// waited-for children).
+    pub reaped_children_ticks: u64,
+}
+
+/// Parses ppid, utime, stime, cutime and cstime of a stat line (see
+/// [`parse_stat`] for how the command name is skipped).
+pub fn parse_stat_tree(stat: &str) -> Result<StatTree> {
+    let close = stat
+        .rfind(')')
+        .context("no ')' after the command name in /proc/<pid>/stat")?;
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let field = |n: usize| -> Result<u64> {
+        let raw = fields
+            .get(n - 3)
+            .with_context(|| format!("/proc/<pid>/stat has no field {n}"))?;
+        raw.parse()
+            .with_context(|| format!("field {n} of /proc/<pid>/stat is not a number: {raw:?}"))
+    };
+    Ok(StatTree {
+        ppid: u32::try_from(field(4)?).context("ppid out of range")?,
+        ticks: CpuTicks {
+            utime: field(14)?,
+            stime: field(15)?,
+        },
+        reaped_children_ticks: field(16)? + field(17)?,
+    })
+}
+
+/// The pids under `root` (children, grandchildren, ...) in a table of
+/// `(pid, ppid)` pairs, parents before their children; `root` itself is not
+/// included.
+pub fn descendants_in(root: u32, table: &[(u32, u32)]) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut seen = BTreeSet::from([root]);
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid) in table {
+            // `seen` also guards against a pid listed as its own ancestor
+            // when pids are reused between two reads of /proc.
+            if ppid == parent && seen.insert(pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// `(pid, ppid)` of every process in `/proc`; processes that exit while
+/// the table is read are left out.
+pub fn process_table() -> Result<Vec<(u32, u32)>> {
+    let mut table = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("listing /proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Ok(s) = parse_stat_tree(&stat) {
+            table.push((pid, s.ppid));
+        }
+    }
+    Ok(table)
+}
+
+/// The descendants of a live process, found by scanning `/proc` (the
+/// `task/*/children` files need a kernel option that is often off).
+pub fn descendants(root: u32) -> Result<Vec<u32>> {
+    Ok(descendants_in(root, &process_table()?))
+}
+
+/// CPU time of a process and all its descendants at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeCpu {
+    /// Over the live processes of the tree: `utime + stime + cutime +
+    /// cstime`. A descendant that exited and was waited for is in its
+    /// parent's `cutime + cstime`, so the difference of two readings also
+    /// counts processes that came and went between them.
+    pub ticks: u64,
+    /// Live processes in the tree, the root included.
+    pub processes: usize,
+}
+
+/// Reads [`TreeCpu`] for `root`; fails if `root` itself cannot be read.
+pub fn tree_cpu(root: u32) -> Result<TreeCpu> {
+    let read = |pid: u32| -> Result<StatTree> {
+        let path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        parse_stat_tree(&stat).with_context(|| format!("parsing {path}"))
+    };
+    let own = read(root)?;
+    let mut ticks = own.ticks.total() + own.reaped_children_ticks;
+    let mut processes = 1;
+    for pid in descendants(root)? {
+        // One that exited since the scan is counted by its parent's
+        // cutime/cstime once waited for.
+        if let Ok(s) = read(pid) {
+            ticks += s.ticks.total() + s.reaped_children_ticks;
+            processes += 1;
+        }
+    }
+    Ok(TreeCpu { ticks, processes })
+}
+
 /// A `Key:\tvalue` line of `/proc/<pid>/status`, value trimmed.
 pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|line| {
@@ -250,6 +368,81 @@ mod tests {
         assert!(parse_stat("1234 (keywarden) S 1 2 3").is_err());
         let garbled = STAT.replace(" 157 ", " x ");
         assert!(parse_stat(&garbled).is_err());
+    }
+
+    #[test]
+    fn parses_tree_fields() {
+        let s = parse_stat_tree(STAT).unwrap();
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.ticks.total(), 200);
+        assert_eq!(s.reaped_children_ticks, 0);
+        let stat = STAT.replace(" 157 43 0 0 ", " 157 43 7 5 ");
+        let s = parse_stat_tree(&stat.replace("(keywarden)", "(post gres) 2 (x)")).unwrap();
+        assert_eq!((s.ppid, s.reaped_children_ticks), (1, 12));
+        assert!(parse_stat_tree("1 (x) S").is_err());
+    }
+
+    #[test]
+    fn walks_a_table_of_descendants() {
+        // 10 -> 11 -> 13, 10 -> 12, 20 -> 21, and a reuse loop 30 <-> 31.
+        let table = [
+            (11, 10),
+            (12, 10),
+            (13, 11),
+            (21, 20),
+            (10, 1),
+            (30, 31),
+            (31, 30),
+        ];
+        let mut d = descendants_in(10, &table);
+        d.sort_unstable();
+        assert_eq!(d, [11, 12, 13]);
+        assert_eq!(descendants_in(13, &table), Vec::<u32>::new());
+        assert_eq!(descendants_in(30, &table), [31]);
+    }
+
+    #[test]
+    fn finds_own_children_and_grandchildren() {
+        use std::process::{Command, Stdio};
+        let me = std::process::id();
+        let mut sleeps: Vec<_> = (0..2)
+            .map(|_| Command::new("sleep").arg("30").spawn().unwrap())
+            .collect();
+        // A shell that forks a sleep of its own: a grandchild of this process.
+        let mut shell = Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let grandchild: u32 = line.trim().parse().unwrap();
+
+        let found = descendants(me).unwrap();
+        let own = cpu_ticks(Pid::SelfProc).unwrap().total();
+        let tree = tree_cpu(me).unwrap();
+        let _ = Command::new("kill").arg(grandchild.to_string()).status();
+        for child in sleeps.iter_mut().chain([&mut shell]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+
+        for child in sleeps.iter().chain([&shell]) {
+            assert!(
+                found.contains(&child.id()),
+                "{} not in {found:?}",
+                child.id()
+            );
+        }
+        assert!(found.contains(&grandchild), "{grandchild} not in {found:?}");
+        assert!(!found.contains(&me));
+        assert!(tree.processes >= 5, "{tree:?}");
+        assert!(tree.ticks >= own, "{tree:?} < {own}");
+        assert!(tree_cpu(u32::MAX).is_err());
     }
 
     #[test]

@@ -87,6 +87,32 @@ pub struct ServerRow {
     pub rss_kib_after: u64,
 }
 
+/// One keywarden node's share of a multi-node row.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeRow {
+    /// 1-based, in start order.
+    pub node: usize,
+    pub pid: u32,
+    /// Requests sent to this node in the window; `cpu.us_per_request` is
+    /// per these.
+    pub requests: u64,
+    pub cpu: CpuUse,
+    pub rss_kib_before: u64,
+    pub rss_kib_after: u64,
+}
+
+/// PostgreSQL's side of a row: the postmaster and all its descendants.
+#[derive(Clone, Debug, Serialize)]
+pub struct PostgresRow {
+    pub postmaster_pid: u32,
+    /// utime+stime+cutime+cstime over the process tree, per request of the
+    /// whole row (all nodes).
+    pub cpu: CpuUse,
+    /// Live processes in the tree at the start and the end of the window.
+    pub processes_before: usize,
+    pub processes_after: usize,
+}
+
 /// One concurrency level's measured window.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
@@ -108,14 +134,25 @@ pub struct Row {
     pub reconnects: u64,
     pub warmup_requests: u64,
     pub warmup_errors: u64,
-    /// Present when the server's pid is known.
+    /// Present when the server's pid is known. With several nodes: the sum
+    /// over all of them (CPU ticks and RSS), per request of the row.
     pub server: Option<ServerRow>,
+    /// With several nodes: each node's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeRow>>,
+    /// When the postmaster's pid is known (--spawn-postgres, --postgres-pid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresRow>,
+    /// `server` plus `postgres`: what a request costs the whole service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keywarden_plus_postgres: Option<CpuUse>,
     pub generator: CpuUse,
     /// CPU time used on the whole machine in the window, in cores.
     pub machine_busy_cores: f64,
-    /// Of that, what neither the server nor the generator used (other
-    /// processes, interrupts, the hypervisor's steal); `null` without a
-    /// server pid. Above ~0.05 the machine was not quiet.
+    /// Of that, what neither the server (all nodes), PostgreSQL (when its
+    /// pid is known) nor the generator used (other processes, interrupts,
+    /// the hypervisor's steal); `null` without a server pid. Above ~0.05 the
+    /// machine was not quiet.
     pub other_load_cores: Option<f64>,
     /// One error message seen, if any.
     pub sample_error: Option<String>,
@@ -132,6 +169,35 @@ pub struct TargetInfo {
     pub server_pid: Option<u32>,
     pub key_id: String,
     pub region: String,
+    /// With several nodes: every node (the first is `endpoint`/`server_pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeInfo>>,
+    /// With --database-url or --spawn-postgres.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseInfo>,
+}
+
+/// One spawned keywarden node.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeInfo {
+    pub endpoint: String,
+    pub pid: u32,
+    pub server_command: String,
+}
+
+/// The PostgreSQL database the nodes share.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatabaseInfo {
+    /// The URL without password or query.
+    pub url: String,
+    /// Whether the bench started the cluster (--spawn-postgres).
+    pub spawned: bool,
+    /// Server settings of a cluster the bench started (keywarden-testpg's,
+    /// tuned for tests: no fsync).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
+    pub postmaster_pid: Option<u32>,
+    pub postgres_cpus_allowed: Option<String>,
 }
 
 /// The whole run: what `--json FILE` holds.
@@ -221,10 +287,45 @@ pub fn table_row(r: &Row) -> String {
 /// Cores of other activity above which a row is flagged.
 pub const OTHER_LOAD_WARNING: f64 = 0.05;
 
+/// Whose CPU time the machine figure subtracts.
+fn accounted(r: &Row) -> &'static str {
+    if r.postgres.is_some() {
+        "server, postgres and generator"
+    } else {
+        "server and generator"
+    }
+}
+
 /// The lines under the table for one row: per operation, errors, memory.
 pub fn row_details(r: &Row, multi_op: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "  concurrency {}:", r.concurrency);
+    for n in r.nodes.iter().flatten() {
+        let _ = writeln!(
+            s,
+            "    node {} (pid {}): {:>9} requests  {:>8.1} µs/req  {:.2} cores  RSS {:.1} MiB after",
+            n.node,
+            n.pid,
+            n.requests,
+            n.cpu.us_per_request,
+            n.cpu.cores,
+            n.rss_kib_after as f64 / 1024.0
+        );
+    }
+    if let Some(pg) = &r.postgres {
+        let _ = writeln!(
+            s,
+            "    postgres (postmaster {} + descendants, {} processes at the end): {:.1} µs/req, {:.2} cores, {} ticks",
+            pg.postmaster_pid, pg.processes_after, pg.cpu.us_per_request, pg.cpu.cores, pg.cpu.ticks
+        );
+    }
+    if let Some(total) = &r.keywarden_plus_postgres {
+        let _ = writeln!(
+            s,
+            "    keywarden + postgres: {:.1} µs/req, {:.2} cores",
+            total.us_per_request, total.cores
+        );
+    }
     if multi_op {
         for (op, o) in &r.ops {
             let _ = writeln!(
@@ -272,15 +373,17 @@ pub fn row_details(r: &Row, multi_op: bool) -> String {
         Some(other) if other > OTHER_LOAD_WARNING => {
             let _ = writeln!(
                 s,
-                "    WARNING: other load on the machine: {other:.2} cores busy outside server and generator (machine total {:.2}); latency and throughput are disturbed",
+                "    WARNING: other load on the machine: {other:.2} cores busy outside {} (machine total {:.2}); latency and throughput are disturbed",
+                accounted(r),
                 r.machine_busy_cores
             );
         }
         Some(other) => {
             let _ = writeln!(
                 s,
-                "    machine: {:.2} cores busy, {other:.2} outside server and generator",
-                r.machine_busy_cores
+                "    machine: {:.2} cores busy, {other:.2} outside {}",
+                r.machine_busy_cores,
+                accounted(r)
             );
         }
         None => {

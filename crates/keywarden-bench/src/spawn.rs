@@ -39,12 +39,14 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `program args...` (under `taskset -c cpus` if given) and waits
-    /// for its `listening on URL` line on stdout.
+    /// for its `listening on URL` line on stdout. `envs` sets (`Some`) or
+    /// removes (`None`) environment variables; their values are not part of
+    /// the description.
     pub fn start(
         program: &Path,
         args: &[OsString],
         cpus: Option<&str>,
-        envs: &[(&str, &str)],
+        envs: &[(&str, Option<&str>)],
     ) -> Result<ServerProcess> {
         let mut command = match cpus {
             Some(cpus) => {
@@ -61,7 +63,10 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in envs {
-            command.env(k, v);
+            match v {
+                Some(v) => command.env(k, v),
+                None => command.env_remove(k),
+            };
         }
         let description = format!(
             "{}{} {}",
@@ -179,9 +184,21 @@ pub struct Issued {
     pub secret_access_key: String,
 }
 
-/// `keywarden admin account create --data-dir DIR --name NAME`.
-pub fn create_account(keywarden: &Path, data_dir: &Path, region: &str) -> Result<Issued> {
-    let output = Command::new(keywarden)
+/// `keywarden admin account create --data-dir DIR --name NAME`, on the
+/// PostgreSQL database `database_url` (handed over in the environment) or,
+/// without one, on the embedded database in DIR.
+pub fn create_account(
+    keywarden: &Path,
+    data_dir: &Path,
+    region: &str,
+    database_url: Option<&str>,
+) -> Result<Issued> {
+    let mut command = Command::new(keywarden);
+    match database_url {
+        Some(url) => command.env(crate::database::URL_ENV, url),
+        None => command.env_remove(crate::database::URL_ENV),
+    };
+    let output = command
         .args(["admin", "account", "create", "--data-dir"])
         .arg(data_dir)
         .args(["--name", "keywarden-bench", "--region", region])

@@ -158,3 +158,72 @@ fn spawned_keywarden_serves_an_hsm_key() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["total_errors"], 0, "{report:#}");
 }
+
+#[test]
+fn two_spawned_nodes_share_a_spawned_postgres() {
+    let keywarden = keywarden_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .arg("--spawn")
+        .arg(&keywarden)
+        .args([
+            "--nodes",
+            "2",
+            "--spawn-postgres",
+            "--mix",
+            "GenerateDataKey=1,Decrypt=1",
+            "--concurrency",
+            "4",
+            "--requests",
+            "400",
+            "--warmup",
+            "0.2",
+            "--pool-size",
+            "8",
+            "--fail-on-error",
+            "--json",
+        ])
+        .arg(&json)
+        .env("KEYWARDEN_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["total_errors"], 0, "{report:#}");
+    let target = &report["target"];
+    assert_eq!(target["nodes"].as_array().unwrap().len(), 2, "{target:#}");
+    assert_eq!(target["database"]["spawned"], true, "{target:#}");
+    assert!(target["database"]["postmaster_pid"].as_u64().unwrap() > 0);
+    let row = &report["rows"][0];
+    assert_eq!(row["requests"], 400, "{row:#}");
+    let nodes = row["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{row:#}");
+    // Two connections per node: both get a share.
+    let per_node: Vec<u64> = nodes
+        .iter()
+        .map(|n| n["requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per_node.iter().sum::<u64>(), 400, "{row:#}");
+    assert!(per_node.iter().all(|&n| n > 0), "{row:#}");
+    let node_ticks: u64 = nodes
+        .iter()
+        .map(|n| n["cpu"]["ticks"].as_u64().unwrap())
+        .sum();
+    assert_eq!(row["server"]["cpu"]["ticks"], node_ticks, "{row:#}");
+    assert!(row["postgres"]["processes_after"].as_u64().unwrap() >= 4);
+    let pg = row["postgres"]["cpu"]["ticks"].as_u64().unwrap();
+    assert_eq!(
+        row["keywarden_plus_postgres"]["ticks"].as_u64().unwrap(),
+        node_ticks + pg,
+        "{row:#}"
+    );
+    assert!(stdout.contains("node 2"), "{stdout}");
+}
