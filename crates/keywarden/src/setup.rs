@@ -79,6 +79,20 @@ pub async fn connect_postgres(url: &DatabaseUrl, pool_size: Option<usize>) -> Re
             url.redacted()
         );
     }
+    if [
+        "sslmode=require",
+        "sslmode=verify-ca",
+        "sslmode=verify-full",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+    {
+        anyhow::bail!(
+            "{}: TLS to PostgreSQL is not supported yet (docs/operations.md); \
+             use a private network or a tunnel, and sslmode=disable or prefer",
+            url.redacted()
+        );
+    }
     let mut options = PgOptions::default();
     if let Some(n) = pool_size {
         anyhow::ensure!(n > 0, "[database] pool_size must be at least 1");

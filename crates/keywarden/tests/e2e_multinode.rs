@@ -476,6 +476,16 @@ async fn a_node_with_another_root_key_refuses_to_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("hunter2"), "{err}");
+    // TLS is refused clearly rather than failing as an outage.
+    let out = std::process::Command::new(BIN)
+        .args(["admin", "account", "list", "--data-dir"])
+        .arg(stranger.path().join("data3"))
+        .args(["--database-url", &format!("{url}?sslmode=require")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TLS to PostgreSQL is not supported"), "{err}");
 }
 
 fn client_without_retries(server: &Server, account: &Account) -> Client {
