@@ -113,10 +113,20 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> Fail {
                 retryable: true,
             };
         }
+        // Also waits cut short by the session's lock and statement
+        // timeouts (a lock held by a node that vanished mid-transaction),
+        // a server out of connections or resources (class 53), and a
+        // read-only server (a proxy still routing to a demoted primary):
+        // all retryable later, and the connection is not reused.
         if code.code().starts_with("08")
+            || code.code().starts_with("53")
             || code == SqlState::ADMIN_SHUTDOWN
             || code == SqlState::CRASH_SHUTDOWN
             || code == SqlState::CANNOT_CONNECT_NOW
+            || code == SqlState::LOCK_NOT_AVAILABLE
+            || code == SqlState::QUERY_CANCELED
+            || code == SqlState::READ_ONLY_SQL_TRANSACTION
+            || code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
         {
             return StoreError::Unavailable(Box::new(e)).into();
         }

@@ -85,6 +85,25 @@ impl Feed {
         }
     }
 
+    /// Takes `counter`, read from the database just now, as the current
+    /// value: moves the stamp if it is newer than everything seen, and
+    /// also if it is *older*. A committed counter never goes back, so an
+    /// older current value means the database itself went back (a
+    /// failover that lost commits, a restored backup); every later change
+    /// must count again from there. (Notifications may arrive late, so
+    /// only reads of the current value may lower what was seen.)
+    pub(crate) fn observe_current(&self, counter: i64) {
+        let before = self.seen.swap(counter, Ordering::SeqCst);
+        if before != counter {
+            self.stamp.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The greatest counter value seen (since the last reset).
+    pub(crate) fn seen(&self) -> i64 {
+        self.seen.load(Ordering::SeqCst)
+    }
+
     /// Moves the stamp unconditionally (something may have been missed).
     pub(crate) fn bump(&self) {
         self.stamp.fetch_add(1, Ordering::SeqCst);
@@ -160,7 +179,7 @@ impl Listener {
         };
         let counter = match tokio::time::timeout(self.query_timeout, established).await {
             Ok(Ok((statement, value))) => {
-                self.feed.observe(value);
+                self.feed.observe_current(value);
                 self.feed.set_connected(true);
                 if reconnect {
                     // Notifications sent while disconnected are lost.
@@ -178,6 +197,10 @@ impl Listener {
         }
         let mut tick = tokio::time::interval(self.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Polls that read a counter below the greatest seen, in a row. One
+        // may be a read that raced this store's own commit; two in a row
+        // mean the database went back (see `Feed::observe_current`).
+        let mut lower_reads = 0u32;
         loop {
             tokio::select! {
                 note = notes.recv() => match note {
@@ -196,7 +219,17 @@ impl Listener {
                         Ok(Ok(row)) => match row.try_get::<_, i64>(0) {
                             Ok(value) => {
                                 self.feed.contact();
-                                self.feed.observe(value);
+                                if value < self.feed.seen() {
+                                    lower_reads += 1;
+                                    if lower_reads >= 2 {
+                                        tracing::warn!("postgres store: the change counter went back (failover or restore); caches will be dropped");
+                                        self.feed.observe_current(value);
+                                        lower_reads = 0;
+                                    }
+                                } else {
+                                    lower_reads = 0;
+                                    self.feed.observe(value);
+                                }
                             }
                             Err(_) => break,
                         },

@@ -328,8 +328,21 @@ impl PgStore {
         let _ = driver.await;
         migrated?;
 
+        // Server-side bounds for the pool's sessions: a transaction left
+        // open by a node that vanished releases its locks after 10 s, and
+        // no call waits on a lock for more than 5 s or runs for more than
+        // 60 s (each answers Unavailable, retryable). The operator's own
+        // `options` in the URL come first and are kept.
+        let mut pooled = config.clone();
+        let bounds = "-c idle_in_transaction_session_timeout=10000 -c lock_timeout=5000 \
+                      -c statement_timeout=60000";
+        let options_text = match config.get_options() {
+            Some(own) if !own.is_empty() => format!("{own} {bounds}"),
+            _ => bounds.to_owned(),
+        };
+        pooled.options(&options_text);
         let manager = Manager::from_config(
-            config.clone(),
+            pooled,
             NoTls,
             ManagerConfig {
                 // Fast: a connection the server closed is detected when
@@ -688,12 +701,15 @@ impl KeyStore for PgStore {
         let key_id = key.to_string();
         let account = account.as_str();
         transact!(self, Mode::Write, |tx| {
-            // The key's row lock first: concurrent destroyers and grant
-            // creators wait here, and find the key gone or changed.
+            // The key's row lock first, the strongest (`FOR UPDATE`, what
+            // the DELETE needs anyway): concurrent destroyers, grant
+            // creators and usage batches (`FOR KEY SHARE`) wait here, and
+            // find the key gone or changed, so no usage row is written for
+            // a key being destroyed and no lock order can deadlock.
             let stmt = tx
                 .prepare_cached(
                     "SELECT revision FROM keys WHERE key_id = $1 AND account_id = $2
-                     FOR NO KEY UPDATE",
+                     FOR UPDATE",
                 )
                 .await?;
             let stored: Option<i64> = match tx.query_opt(&stmt, &[&key_id, &account]).await? {
@@ -899,7 +915,7 @@ impl UsageStore for PgStore {
                              AS b(key_id, account_id, used_at, operation, principal, request_id)
                      ),
                      live AS (
-                         SELECT k.key_id FROM keys k JOIN batch b
+                         SELECT k.key_id, k.account_id FROM keys k JOIN batch b
                              ON k.key_id = b.key_id AND k.account_id = b.account_id
                          ORDER BY k.key_id FOR KEY SHARE OF k
                      )
@@ -907,7 +923,7 @@ impl UsageStore for PgStore {
                                             request_id)
                      SELECT b.key_id, b.account_id, b.used_at, b.operation, b.principal,
                             b.request_id
-                     FROM batch b JOIN live l ON l.key_id = b.key_id
+                     FROM batch b JOIN live l ON l.key_id = b.key_id AND l.account_id = b.account_id
                      ORDER BY b.key_id
                      ON CONFLICT (key_id) DO UPDATE SET
                          account_id = excluded.account_id, used_at = excluded.used_at,

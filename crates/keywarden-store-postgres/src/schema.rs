@@ -277,17 +277,22 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), Fail> {
 }
 
 async fn migrate_locked(client: &mut Client) -> Result<(), Fail> {
-    client
-        .batch_execute(
-            // Without the notice "already exists, skipping" on every start.
-            "SET client_min_messages = warning;
-             CREATE TABLE IF NOT EXISTS keywarden_schema (
-                 version    BIGINT      NOT NULL PRIMARY KEY,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             );
-             RESET client_min_messages;",
-        )
-        .await?;
+    // DDL only when needed: a node whose role may only read and write data
+    // starts on a database migrated by a more privileged role.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('keywarden_schema') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS keywarden_schema (
+                     version    BIGINT      NOT NULL PRIMARY KEY,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                 )",
+            )
+            .await?;
+    }
     let current: i64 = client
         .query_one(
             "SELECT COALESCE(MAX(version), 0) FROM keywarden_schema",
