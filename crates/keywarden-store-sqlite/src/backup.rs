@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keywarden_core::store::StoreError;
-use rusqlite::backup::Backup;
+use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Fail, Invalid};
@@ -51,6 +51,9 @@ impl SqliteStore {
             let _ = std::fs::remove_file(&tmp);
             let conn = lock(&inner.writer);
             let result = (|| -> Result<(), Fail> {
+                // Created empty with mode 0600 first (VACUUM INTO accepts an
+                // empty file), so the copy is never readable by others.
+                create_private(&tmp)?;
                 conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy().as_ref()])?;
                 seal_file(&tmp)?;
                 std::fs::rename(&tmp, &dest).map_err(backend)?;
@@ -83,7 +86,12 @@ impl SqliteStore {
             let copy = temp_beside(&inner.path);
             let _ = std::fs::remove_file(&copy);
             let result = (|| -> Result<(), Fail> {
-                std::fs::copy(&src, &copy).map_err(backend)?;
+                create_private(&copy)?;
+                std::io::copy(
+                    &mut File::open(&src).map_err(backend)?,
+                    &mut File::options().write(true).open(&copy).map_err(backend)?,
+                )
+                .map_err(backend)?;
                 let mut staged = Connection::open_with_flags(
                     &copy,
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -95,7 +103,26 @@ impl SqliteStore {
                 let live_counter = counter(&live)?;
                 {
                     let backup = Backup::new(&staged, &mut live)?;
-                    backup.run_to_completion(256, Duration::from_millis(5), None)?;
+                    // All pages in one step (-1): the live file's write lock
+                    // is held for the copy only, not for pauses between
+                    // steps. Busy or locked: another process holds the
+                    // file's lock for a moment; try again shortly.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                    loop {
+                        match backup.step(-1)? {
+                            StepResult::Done => break,
+                            StepResult::More => {}
+                            _ if std::time::Instant::now() < deadline => {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            _ => {
+                                return Err(Invalid::new(
+                                    "the database stayed locked by another process for 30 s",
+                                )
+                                .into())
+                            }
+                        }
+                    }
                 }
                 live.execute(
                     "UPDATE changes SET counter = ?1 WHERE id = 1",
@@ -156,6 +183,18 @@ fn temp_beside(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(format!(".partial-{}", std::process::id()));
     path.with_file_name(name)
+}
+
+/// A new empty file, mode 0600.
+fn create_private(path: &Path) -> Result<(), Fail> {
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop).map_err(backend)
 }
 
 /// fsync and 0600.

@@ -62,16 +62,20 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// `postgres://host:port/db` without user and password, for messages.
+    /// `postgres://host:port/db` without user, password or query, for
+    /// messages.
     pub fn redacted(&self) -> String {
-        match self.0.split_once("://") {
-            Some((scheme, rest)) => {
-                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-                let host = host.split_once('?').map_or(host, |(h, _)| h);
-                format!("{scheme}://{host}")
-            }
-            None => "(a database URL)".into(),
-        }
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "(a database URL)".into();
+        };
+        // The authority ends at the first '/' or '?'; the userinfo ends at
+        // its last '@'. Nothing after the path is shown (a password may be
+        // a query parameter).
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let path = tail.split_once('?').map_or(tail, |(p, _)| p);
+        format!("{scheme}://{host}{path}")
     }
 }
 
@@ -305,6 +309,35 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_urls_never_show_their_secrets() {
+        let cases = [
+            (
+                "postgres://kw:hunter2@db.internal:5432/keywarden",
+                "postgres://db.internal:5432/keywarden",
+            ),
+            (
+                "postgresql://kw:p@ss@db:5432/kw?sslmode=disable",
+                "postgresql://db:5432/kw",
+            ),
+            (
+                "postgres://db:5432/kw?user=kw&password=p@ss",
+                "postgres://db:5432/kw",
+            ),
+            ("postgres://kw:hunter2@[::1]:5432", "postgres://[::1]:5432"),
+            ("hunter2", "(a database URL)"),
+        ];
+        for (url, shown) in cases {
+            let url: DatabaseUrl = url.parse().unwrap();
+            assert_eq!(url.redacted(), shown);
+            let debug = format!("{url:?}");
+            assert!(
+                !debug.contains("hunter2") && !debug.contains("ss"),
+                "{debug}"
+            );
+        }
+    }
 
     fn parse(s: &str) -> Result<Config> {
         let dir = tempfile::tempdir().unwrap();

@@ -66,7 +66,7 @@ pub struct DataArgs {
     /// (`postgres://user:password@host:port/db`) instead of the embedded
     /// database in the data directory (docs/operations.md). Also
     /// `[database] url` in the configuration file.
-    #[arg(long, env = "KEYWARDEN_DATABASE_URL")]
+    #[arg(long, env = "KEYWARDEN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<config::DatabaseUrl>,
 }
 

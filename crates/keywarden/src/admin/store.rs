@@ -44,8 +44,9 @@ pub enum StoreCommand {
         #[arg(long)]
         from: PathBuf,
         /// The PostgreSQL database (`postgres://...`), which must hold no
-        /// accounts, keys or credentials.
-        #[arg(long)]
+        /// accounts, keys or credentials. Prefer the environment variable:
+        /// a command line is visible to other local users.
+        #[arg(long, env = "KEYWARDEN_DATABASE_URL", hide_env_values = true)]
         to: crate::config::DatabaseUrl,
     },
 }
