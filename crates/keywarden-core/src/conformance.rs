@@ -83,6 +83,7 @@ pub async fn run(store: &dyn Store) {
     grants(store, &ids).await;
     concurrency(store, &ids).await;
     change_feed(store, &ids).await;
+    root_key_check(store).await;
     key_usage(store, &ids).await;
     metering(store, &ids).await;
     ledger(store, &ids).await;
@@ -3066,6 +3067,47 @@ impl<T: Unpin> Future for JoinAll<'_, T> {
             Poll::Pending
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Deployment
+
+/// The root key check is set once: the first value stored is the answer to
+/// every later call, including racing ones, and setting it does not move
+/// the change stamp. (A store that held a check before the suite ran keeps
+/// it.)
+async fn root_key_check(store: &dyn Store) {
+    const CASE: &str = "root_key_check";
+    let stamp = ok(store.change_stamp().await, CASE, "change_stamp");
+    let mine = b"conformance check value".to_vec();
+    let first = ok(store.root_key_check(&mine).await, CASE, "root_key_check");
+    let racing: Vec<BoxFuture<'_, Result<Vec<u8>, StoreError>>> = (0..8u8)
+        .map(|i| {
+            Box::pin(async move { store.root_key_check(&[i; 40]).await })
+                as BoxFuture<'_, Result<Vec<u8>, StoreError>>
+        })
+        .collect();
+    for answer in join_all(racing).await {
+        let answer = ok(answer, CASE, "root_key_check (racing)");
+        assert_eq!(
+            answer, first,
+            "store conformance: {CASE}: a stored check is never replaced"
+        );
+    }
+    assert_eq!(
+        ok(
+            store.root_key_check(b"later").await,
+            CASE,
+            "root_key_check (later)"
+        ),
+        first,
+        "store conformance: {CASE}: a stored check is never replaced"
+    );
+    assert_eq!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        stamp,
+        "store conformance: {CASE}: the root key check does not move the change stamp"
+    );
 }
 
 // ---------------------------------------------------------------------------

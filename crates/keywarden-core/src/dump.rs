@@ -45,6 +45,9 @@ pub struct StoreDump {
     pub ledger: Vec<LedgerEntry>,
     /// Each account's frozen flag, where one was ever set, ordered by account.
     pub standings: Vec<(AccountId, bool)>,
+    /// The root key check ([`crate::store::DeploymentStore`]), if one was
+    /// stored. An import replaces the target's.
+    pub root_key_check: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for StoreDump {
@@ -62,6 +65,7 @@ impl std::fmt::Debug for StoreDump {
             .field("request_counts", &self.request_counts.len())
             .field("ledger", &self.ledger.len())
             .field("standings", &self.standings.len())
+            .field("root_key_check", &self.root_key_check.is_some())
             .finish()
     }
 }
@@ -76,7 +80,7 @@ pub trait DumpStore: Send + Sync {
     /// revision, timestamp and ledger `seq`; afterwards `export_dump`
     /// answers a dump equal to `dump`. Refused with
     /// [`StoreError::AlreadyExists`] unless the store holds no accounts,
-    /// keys or credentials (seed products may exist: they are replaced by
-    /// the dump's). Moves the change stamp.
+    /// keys or credentials (seed products and a root key check may exist:
+    /// they are replaced by the dump's). Moves the change stamp.
     async fn import_dump(&self, dump: &StoreDump) -> Result<(), StoreError>;
 }

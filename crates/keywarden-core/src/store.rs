@@ -402,6 +402,19 @@ pub trait ChangeFeed: Send + Sync {
     async fn change_stamp(&self) -> Result<u64, StoreError>;
 }
 
+/// What every node of a deployment must agree on.
+#[async_trait]
+pub trait DeploymentStore: Send + Sync {
+    /// The deployment's root key check: a random value sealed under the
+    /// root key by the first node (or CLI) that opened the store. Stores
+    /// `check` if no check is stored yet, atomically (of racing callers
+    /// exactly one stores its value), and answers the stored check: `check`
+    /// itself if this call stored it. A caller whose root key cannot unseal
+    /// the answer has another root key than the deployment and must not
+    /// write. Does not move the change stamp.
+    async fn root_key_check(&self, check: &[u8]) -> Result<Vec<u8>, StoreError>;
+}
+
 /// Everything Keywarden persists.
 pub trait Store:
     KeyStore
@@ -414,6 +427,7 @@ pub trait Store:
     + MeteringStore
     + LedgerStore
     + ChangeFeed
+    + DeploymentStore
 {
 }
 
@@ -427,7 +441,8 @@ impl<
             + GrantStore
             + MeteringStore
             + LedgerStore
-            + ChangeFeed,
+            + ChangeFeed
+            + DeploymentStore,
     > Store for T
 {
 }

@@ -140,7 +140,13 @@ impl DumpStore for PgStore {
                         Ok((decode_account_id(&account)?, r.try_get::<_, bool>(1)?))
                     })
                     .collect::<Result<Vec<_>, Fail>>()?;
+            let root_key_check = all("SELECT root_key_check FROM deployment WHERE id = 1".into())
+                .await?
+                .first()
+                .map(|r| r.try_get::<_, Vec<u8>>(0))
+                .transpose()?;
             StoreDump {
+                root_key_check,
                 accounts,
                 products,
                 credentials,
@@ -365,6 +371,16 @@ impl DumpStore for PgStore {
                 run("INSERT INTO account_standing (account_id, frozen) VALUES ($1, $2)").await?;
             for (account, frozen) in &dump.standings {
                 tx.execute(&stmt, &[&account.as_str(), frozen]).await?;
+            }
+            // The deployment's root key check is the dump's (a node that
+            // opened the empty database first may have stored its own).
+            tx.execute("DELETE FROM deployment", &[]).await?;
+            if let Some(check) = &dump.root_key_check {
+                tx.execute(
+                    "INSERT INTO deployment (id, root_key_check) VALUES (1, $1)",
+                    &[check],
+                )
+                .await?;
             }
         })
     }

@@ -81,8 +81,8 @@ use keywarden_core::model::{
     KeyVersion, Product, ProductStatus,
 };
 use keywarden_core::store::{
-    AccountStore, AliasStore, ChangeFeed, CredentialStore, GrantQuery, GrantStore, KeyQuery,
-    KeyStore, ProductStore, StoreError, UsageStore,
+    AccountStore, AliasStore, ChangeFeed, CredentialStore, DeploymentStore, GrantQuery, GrantStore,
+    KeyQuery, KeyStore, ProductStore, StoreError, UsageStore,
 };
 use keywarden_core::store_codec::{
     check_versions, credential_owner_columns, decode_account, decode_product, revision_to_sql,
@@ -852,6 +852,27 @@ impl GrantStore for PgStore {
             tx.execute(&stmt, &[&grant_id, &account.as_str(), &key_id])
                 .await?
                 > 0
+        })
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for PgStore {
+    async fn root_key_check(&self, check: &[u8]) -> Result<Vec<u8>, StoreError> {
+        transact!(self, Mode::Quiet, |tx| {
+            // Racing first callers: the primary key lets one insert win;
+            // the others' DO NOTHING waits for it, then everyone reads it.
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO deployment (id, root_key_check) VALUES (1, $1)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .await?;
+            tx.execute(&insert, &[&check]).await?;
+            let read = tx
+                .prepare_cached("SELECT root_key_check FROM deployment WHERE id = 1")
+                .await?;
+            tx.query_one(&read, &[]).await?.try_get::<_, Vec<u8>>(0)?
         })
     }
 }

@@ -251,8 +251,18 @@ CREATE CONSTRAINT TRIGGER account_standing_changes
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION keywarden_changed();
 "#;
 
+/// Migration 2: the deployment's root key check (`DeploymentStore`), one
+/// row written once by the first node (or CLI) that opens the database
+/// with a root key. No change trigger: it never changes.
+const MIGRATION_2: &str = r#"
+CREATE TABLE deployment (
+    id             SMALLINT NOT NULL PRIMARY KEY CHECK (id = 1),
+    root_key_check BYTEA    NOT NULL
+);
+"#;
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The schema version this build creates and understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

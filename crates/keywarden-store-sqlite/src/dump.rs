@@ -8,7 +8,7 @@ use keywarden_core::dump::{DumpStore, StoreDump};
 use keywarden_core::ids::{AccountId, KeyId};
 use keywarden_core::model::{CredentialOwner, CryptoOperation};
 use keywarden_core::store::StoreError;
-use rusqlite::{params, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction};
 
 use keywarden_core::store_codec::{self, GrantRow};
 
@@ -169,7 +169,12 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
         .into_iter()
         .map(|(account, frozen)| Ok((account_id(&account)?, frozen != 0)))
         .collect::<Result<Vec<_>, Fail>>()?;
+    let root_key_check: Option<Vec<u8>> = tx
+        .prepare("SELECT root_key_check FROM deployment WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
     Ok(StoreDump {
+        root_key_check,
         accounts,
         products,
         credentials,
@@ -326,6 +331,13 @@ fn import(tx: &Transaction<'_>, dump: &StoreDump) -> Result<(), Fail> {
             e.month.map(|m| i64::from(m.code())),
             e.memo
         ])?;
+    }
+    tx.execute("DELETE FROM deployment", [])?;
+    if let Some(check) = &dump.root_key_check {
+        tx.execute(
+            "INSERT INTO deployment (id, root_key_check) VALUES (1, ?1)",
+            [check],
+        )?;
     }
     for (account, frozen) in &dump.standings {
         tx.prepare_cached("INSERT INTO account_standing (account_id, frozen) VALUES (?1, ?2)")?

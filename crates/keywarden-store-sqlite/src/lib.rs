@@ -42,8 +42,8 @@ use keywarden_core::model::{
     KeyVersion, Product, ProductStatus,
 };
 use keywarden_core::store::{
-    AccountStore, AliasStore, ChangeFeed, CredentialStore, GrantQuery, GrantStore, KeyQuery,
-    KeyStore, ProductStore, StoreError, UsageStore,
+    AccountStore, AliasStore, ChangeFeed, CredentialStore, DeploymentStore, GrantQuery, GrantStore,
+    KeyQuery, KeyStore, ProductStore, StoreError, UsageStore,
 };
 use rusqlite::types::Value;
 use rusqlite::{
@@ -677,6 +677,24 @@ impl GrantStore for SqliteStore {
                 )?
                 .execute([&grant_id, &account, &key_id])?;
             Ok(n > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for SqliteStore {
+    async fn root_key_check(&self, check: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let check = check.to_vec();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO deployment (id, root_key_check) VALUES (1, ?1)
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute([&check])?;
+            Ok(tx
+                .prepare_cached("SELECT root_key_check FROM deployment WHERE id = 1")?
+                .query_row([], |r| r.get(0))?)
         })
         .await
     }

@@ -349,6 +349,16 @@ CREATE TRIGGER account_standing_update_changes AFTER UPDATE ON account_standing
     BEGIN UPDATE changes SET counter = counter + 1; END;
 ";
 
+/// Schema 8: the deployment's root key check (`DeploymentStore`): one row,
+/// written once by the first process that opens the database with a root
+/// key. No change triggers: it never changes.
+const MIGRATION_8: &str = "
+CREATE TABLE deployment (
+    id             INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    root_key_check BLOB    NOT NULL
+) STRICT;
+";
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -358,6 +368,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_5,
     MIGRATION_6,
     MIGRATION_7,
+    MIGRATION_8,
 ];
 
 /// The schema version this build creates and understands.

@@ -221,7 +221,7 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
             })
             .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
     }
-    if kms.root_key_opens_store().await? == Some(false) {
+    if !kms.root_key_opens_store().await? {
         anyhow::bail!(
             "the root key {} does not open this database's secrets: it was written under another \
              root key. Every node sharing a database needs the same root key file (copy it from \

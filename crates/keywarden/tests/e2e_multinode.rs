@@ -846,3 +846,52 @@ async fn past_the_outage_grace_period_cached_keys_stop_serving() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_racing_to_create_root_keys_on_a_new_database_leave_one_standing() {
+    // The operator forgot to copy the root key: two nodes start at once on
+    // a new, empty database, each creating its own. Exactly one may serve.
+    let cluster = TestCluster::start();
+    let url = cluster.create_database("split_brain");
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |n: usize| {
+        std::process::Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join(format!("node{n}")))
+            .args(["--database-url", &url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut children = vec![spawn(0), spawn(1), spawn(2)];
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut running = 0;
+    let mut refusals = Vec::new();
+    for child in &mut children {
+        match child.try_wait().unwrap() {
+            None => running += 1,
+            Some(status) => {
+                assert!(!status.success());
+                let mut err = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                refusals.push(err);
+            }
+        }
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(running, 1, "exactly one node serves: {refusals:?}");
+    assert_eq!(refusals.len(), 2);
+    for err in &refusals {
+        assert!(err.contains("another root key"), "{err}");
+    }
+}

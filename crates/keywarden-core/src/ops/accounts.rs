@@ -255,9 +255,32 @@ pub async fn sealer_opens_store(
     ))
 }
 
+const ROOT_KEY_CHECK_AAD: &[u8] = b"keywarden/root-key-check/v1";
+const ROOT_KEY_CHECK_VALUE: &[u8] = b"this deployment's root key";
+
+/// Whether `sealer` is the deployment's root key: it opens the first
+/// stored credential's secret (if any), and it opens the deployment's root
+/// key check, which this call stores (a known value sealed under `sealer`,
+/// AES-GCM with a random nonce) if the store has none yet. Of nodes racing
+/// to open a new store with different root keys, exactly one stores its
+/// check; the others answer `false` here and must not serve.
+pub async fn sealer_is_deployments(
+    sealer: &dyn crate::protector::SecretSealer,
+    store: &dyn crate::store::Store,
+) -> Result<bool, KmsError> {
+    if sealer_opens_store(sealer, store).await? == Some(false) {
+        return Ok(false);
+    }
+    let mine = sealer
+        .seal(ROOT_KEY_CHECK_AAD, ROOT_KEY_CHECK_VALUE)
+        .map_err(KmsError::Protector)?;
+    let stored = store.root_key_check(&mine).await?;
+    Ok(sealer.unseal(ROOT_KEY_CHECK_AAD, &stored).is_ok())
+}
+
 impl Kms {
-    /// [`sealer_opens_store`] with this service's sealer and store.
-    pub async fn root_key_opens_store(&self) -> Result<Option<bool>, KmsError> {
-        sealer_opens_store(self.sealer.as_ref(), self.store.as_ref()).await
+    /// [`sealer_is_deployments`] with this service's sealer and store.
+    pub async fn root_key_opens_store(&self) -> Result<bool, KmsError> {
+        sealer_is_deployments(self.sealer.as_ref(), self.store.as_ref()).await
     }
 }

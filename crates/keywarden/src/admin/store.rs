@@ -119,8 +119,8 @@ async fn restore(data: &DataArgs, from: &Path, yes: bool) -> Result<()> {
         .tempdir_in(&data.data_dir)?;
     let staged = SqliteStore::open(&scratch.path().join("keywarden.db"))?;
     staged.restore_from(from).await?;
-    if keywarden_core::ops::accounts::sealer_opens_store(opened.sealer.as_ref(), &staged).await?
-        == Some(false)
+    if !keywarden_core::ops::accounts::sealer_is_deployments(opened.sealer.as_ref(), &staged)
+        .await?
     {
         bail!(
             "{} was written under another root key than {}; nothing was changed",

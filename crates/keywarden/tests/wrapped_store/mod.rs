@@ -240,6 +240,13 @@ impl<H: Hooks> LedgerStore for Wrapped<H> {
 }
 
 #[async_trait]
+impl<H: Hooks> keywarden_core::store::DeploymentStore for Wrapped<H> {
+    async fn root_key_check(&self, check: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.inner.root_key_check(check).await
+    }
+}
+
+#[async_trait]
 impl<H: Hooks> ChangeFeed for Wrapped<H> {
     async fn change_stamp(&self) -> Result<u64, StoreError> {
         self.inner.change_stamp().await
