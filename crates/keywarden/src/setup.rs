@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use keywarden_core::clock::SystemClock;
 use keywarden_core::kms::KmsParts;
-use keywarden_core::protector::SecretSealer;
 use keywarden_core::store::Store;
 use keywarden_core::{Kms, KmsConfig};
 use keywarden_protector_soft::{
@@ -28,15 +27,10 @@ pub struct Opened {
     pub kms: Arc<Kms>,
     /// Whether this call created the root key (first start).
     pub created: bool,
-    pub db_path: PathBuf,
     pub root_key_path: PathBuf,
-    /// The store the service uses.
-    pub store: OpenedStore,
     /// Where the store is, for messages: the database file, or the
     /// PostgreSQL URL without user and password.
     pub store_description: String,
-    /// What seals credential secrets (the root key).
-    pub sealer: Arc<dyn SecretSealer>,
 }
 
 /// The concrete store behind the service, for the operations only one
@@ -103,6 +97,70 @@ pub async fn connect_postgres(url: &DatabaseUrl, pool_size: Option<usize>) -> Re
         .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", url.redacted()))
 }
 
+/// The root key and the custom key stores' protectors (one of which may
+/// seal the root key).
+pub struct RootParts {
+    /// The root key.
+    pub root: Arc<RootKey>,
+    /// Whether this call created the root key file.
+    pub created: bool,
+    /// Each configured custom key store with its protector.
+    pub hsms: Vec<(
+        crate::config::CustomKeyStore,
+        Arc<keywarden_protector_pkcs11::Pkcs11Protector>,
+    )>,
+}
+
+/// Loads (creating on first use) the root key at `root_key_path`, unsealing
+/// it with its HSM if `[root_key] sealed_by` says so.
+pub fn load_root(
+    config: &crate::config::Config,
+    root_key_path: &std::path::Path,
+) -> Result<RootParts> {
+    // The custom key stores' protectors first: one of them may seal the
+    // root key.
+    let mut hsms = Vec::new();
+    for store in &config.custom_key_stores {
+        let protector = keywarden_protector_pkcs11::Pkcs11Protector::new(
+            keywarden_protector_pkcs11::Pkcs11Config {
+                module: store.module.clone(),
+                token_label: store.token_label.clone(),
+                pin: store.pin()?,
+                sessions: store.sessions,
+                protector_id: format!(
+                    "{}{}",
+                    keywarden_core::ops::custom_key_stores::PROTECTOR_PREFIX,
+                    store.id
+                ),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
+        hsms.push((store.clone(), Arc::new(protector)));
+    }
+    let (root, created) = match &config.root_key.sealed_by {
+        Some(id) => {
+            let (_, hsm) = hsms.iter().find(|(s, _)| &s.id == id).ok_or_else(|| {
+                anyhow::anyhow!("[root_key] sealed_by = {id:?}: no such custom key store")
+            })?;
+            crate::sealed_root::load_or_create(root_key_path, hsm.as_ref())?
+        }
+        None => {
+            anyhow::ensure!(
+                !crate::sealed_root::is_sealed(&root_key_path),
+                "root key file {} is sealed by an HSM: configure [root_key] sealed_by and its custom key store (docs/hsm.md)",
+                root_key_path.display()
+            );
+            RootKey::load_or_create(root_key_path)?
+        }
+    };
+    let root = Arc::new(root);
+    Ok(RootParts {
+        root,
+        created,
+        hsms,
+    })
+}
+
 /// Opens (creating on first use) the data dir, its root key and database,
 /// and registers the seed products (evs, zos, sfs, mysql) if they are not
 /// registered yet.
@@ -155,43 +213,11 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
             );
         }
     }
-    // The custom key stores' protectors first: one of them may seal the
-    // root key.
-    let mut hsms = Vec::new();
-    for store in &config.custom_key_stores {
-        let protector = keywarden_protector_pkcs11::Pkcs11Protector::new(
-            keywarden_protector_pkcs11::Pkcs11Config {
-                module: store.module.clone(),
-                token_label: store.token_label.clone(),
-                pin: store.pin()?,
-                sessions: store.sessions,
-                protector_id: format!(
-                    "{}{}",
-                    keywarden_core::ops::custom_key_stores::PROTECTOR_PREFIX,
-                    store.id
-                ),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("custom key store {}: {e}", store.id))?;
-        hsms.push((store, Arc::new(protector)));
-    }
-    let (root, created) = match &config.root_key.sealed_by {
-        Some(id) => {
-            let (_, hsm) = hsms.iter().find(|(s, _)| &s.id == id).ok_or_else(|| {
-                anyhow::anyhow!("[root_key] sealed_by = {id:?}: no such custom key store")
-            })?;
-            crate::sealed_root::load_or_create(&root_key_path, hsm.as_ref())?
-        }
-        None => {
-            anyhow::ensure!(
-                !crate::sealed_root::is_sealed(&root_key_path),
-                "root key file {} is sealed by an HSM: configure [root_key] sealed_by and its custom key store (docs/hsm.md)",
-                root_key_path.display()
-            );
-            RootKey::load_or_create(&root_key_path)?
-        }
-    };
-    let root = Arc::new(root);
+    let RootParts {
+        root,
+        created,
+        hsms,
+    } = load_root(&config, &root_key_path)?;
     let protector = Arc::new(SoftwareProtector::new(root.clone()));
     let importer = SoftKeyImporter::new(Arc::new(Importer::new(root.clone())), protector.clone());
     let kms = Kms::new(KmsParts {
@@ -245,10 +271,7 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         config,
         kms: Arc::new(kms),
         created,
-        db_path,
         root_key_path,
         store_description,
-        store,
-        sealer: root,
     })
 }

@@ -180,3 +180,60 @@ async fn restores_that_would_break_the_deployment_are_refused() {
     }
     kms.describe_key().key_id(&key).send().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_is_replaced_by_the_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start_in(&data, dir.path().join("server.log"));
+    let account = server.account("disaster");
+    let kms = server.client(&account);
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let blob = kms
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"survives".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let backup = dir.path().join("kw.backup");
+    admin_json(&server.admin(&["backup", "--out", backup.to_str().unwrap()]));
+    server.stop();
+
+    // The disk ate the database.
+    let live = data.join("keywarden.db");
+    std::fs::write(&live, vec![0xA5; 64 * 1024]).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", live.display()));
+    }
+    let out = server.admin(&["account", "list"]);
+    assert!(!out.status.success(), "the corrupt database does not open");
+
+    let restored =
+        admin_json(&server.admin(&["restore", "--from", backup.to_str().unwrap(), "--yes"]));
+    assert_eq!(restored["How"], "file replaced");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&live).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let server = Server::start_in(&data, dir.path().join("server.log"));
+    let out = server
+        .client(&account)
+        .decrypt()
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.plaintext.unwrap().as_ref(), b"survives");
+}

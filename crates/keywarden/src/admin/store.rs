@@ -7,7 +7,7 @@ use clap::Subcommand;
 use keywarden_store_sqlite::SqliteStore;
 use serde_json::json;
 
-use crate::setup::{self, OpenedStore};
+use crate::setup;
 use crate::DataArgs;
 
 #[derive(Subcommand)]
@@ -112,16 +112,17 @@ async fn restore(data: &DataArgs, from: &Path, yes: bool) -> Result<()> {
             root_key.display()
         );
     }
-    let opened = setup::open(data).await?;
+    // Only the root key: the live database may be the thing that is broken.
+    let config = crate::config::Config::load(data.config.as_deref())?;
+    let root = setup::load_root(&config, &root_key)?.root;
+    std::fs::create_dir_all(&data.data_dir)?;
     // Check the backup against this root key on a scratch copy first.
     let scratch = tempfile::Builder::new()
         .prefix(".restore-check-")
         .tempdir_in(&data.data_dir)?;
     let staged = SqliteStore::open(&scratch.path().join("keywarden.db"))?;
     staged.restore_from(from).await?;
-    if !keywarden_core::ops::accounts::sealer_is_deployments(opened.sealer.as_ref(), &staged)
-        .await?
-    {
+    if !keywarden_core::ops::accounts::sealer_is_deployments(root.as_ref(), &staged).await? {
         bail!(
             "{} was written under another root key than {}; nothing was changed",
             from.display(),
@@ -129,28 +130,68 @@ async fn restore(data: &DataArgs, from: &Path, yes: bool) -> Result<()> {
         );
     }
     drop(staged);
+    let live_path = data.data_dir.join("keywarden.db");
     if !yes {
         bail!(
             "this replaces every key, alias, account and credential in {} with the {} accounts \
              and {} keys of the backup; run again with --yes",
-            opened.db_path.display(),
+            live_path.display(),
             info.accounts,
             info.keys
         );
     }
-    let OpenedStore::Sqlite(live) = &opened.store else {
-        bail!("restore is for the embedded store");
+    let how = match SqliteStore::open(&live_path) {
+        // In place, in one transaction: running servers see old or new.
+        Ok(live) => {
+            live.restore_from(from).await?;
+            "in place"
+        }
+        // The live file does not open (corrupt, not a database): replace
+        // it. Nothing can be using it.
+        Err(e) => {
+            eprintln!(
+                "the database {} does not open ({e}); replacing the file",
+                live_path.display()
+            );
+            replace_file(from, &live_path)?;
+            "file replaced"
+        }
     };
-    live.restore_from(from).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
             "Restored": from.display().to_string(),
+            "How": how,
             "SchemaVersion": info.schema_version,
             "Accounts": info.accounts,
             "Keys": info.keys,
         }))?
     );
+    Ok(())
+}
+
+/// Copies `from` over `to` atomically (0600 temporary file beside it,
+/// synced, renamed), removing the old file's WAL companions first.
+fn replace_file(from: &Path, to: &Path) -> Result<()> {
+    use std::io::Write as _;
+    let dir = to.parent().unwrap_or_else(|| Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".keywarden.db.restore-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)?;
+    std::io::copy(&mut std::fs::File::open(from)?, tmp.as_file_mut())?;
+    tmp.as_file_mut().flush()?;
+    tmp.as_file().sync_all()?;
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = to.as_os_str().to_owned();
+        companion.push(suffix);
+        match std::fs::remove_file(&companion) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    tmp.persist(to).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 
