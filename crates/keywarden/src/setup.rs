@@ -146,7 +146,7 @@ pub fn load_root(
         }
         None => {
             anyhow::ensure!(
-                !crate::sealed_root::is_sealed(&root_key_path),
+                !crate::sealed_root::is_sealed(root_key_path),
                 "root key file {} is sealed by an HSM: configure [root_key] sealed_by and its custom key store (docs/hsm.md)",
                 root_key_path.display()
             );
