@@ -895,3 +895,43 @@ async fn nodes_racing_to_create_root_keys_on_a_new_database_leave_one_standing()
         assert!(err.contains("another root key"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_store_refuses_to_pass_while_the_embedded_server_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_in(&data, dir.path().join("embedded.log"));
+    let account = server.account("busy");
+    let kms = server.client(&account);
+    kms.create_key().send().await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let kms = kms.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                kms.create_key().send().await.unwrap();
+            }
+        })
+    };
+    let cluster = TestCluster::start();
+    let url = cluster.create_database("busy");
+    let out = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || {
+            std::process::Command::new(BIN)
+                .args(["admin", "migrate-store", "--from"])
+                .arg(&data)
+                .args(["--to", &url])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("changed during the migration"), "{err}");
+}

@@ -205,6 +205,11 @@ async fn migrate(from: &Path, to: &crate::config::DatabaseUrl) -> Result<()> {
         SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?;
     let target = setup::connect_postgres(to, None).await?;
     let dump = source.export_dump().await?;
+    anyhow::ensure!(
+        !dump.accounts.is_empty() || !dump.keys.is_empty(),
+        "{} holds no accounts or keys: nothing to migrate",
+        path.display()
+    );
     target.import_dump(&dump).await.map_err(|e| match e {
         keywarden_core::store::StoreError::AlreadyExists => anyhow::anyhow!(
             "{} is not empty (it holds accounts, keys or credentials); migrate into a new database",
@@ -212,6 +217,17 @@ async fn migrate(from: &Path, to: &crate::config::DatabaseUrl) -> Result<()> {
         ),
         other => anyhow::anyhow!("writing to {}: {other}", to.redacted()),
     })?;
+    // A server still writing to the embedded database would lose whatever
+    // it writes from now on; catch the ones that wrote during the copy.
+    if source.export_dump().await? != dump {
+        bail!(
+            "{} changed during the migration (is a server still running on it?): {} holds \
+             the state from before the change. Stop every server on the data directory, \
+             then migrate again into a new, empty database",
+            path.display(),
+            to.redacted()
+        );
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
