@@ -67,6 +67,39 @@ impl SqliteStore {
         .await
     }
 
+    /// SQLite's own checks of the live file: `PRAGMA integrity_check` and
+    /// `PRAGMA foreign_key_check`. Empty when both pass; otherwise one line
+    /// per finding (naming tables and row ids, never contents).
+    pub async fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|tx| {
+            let mut problems = Vec::new();
+            let mut stmt = tx.prepare("PRAGMA integrity_check")?;
+            for line in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                let line = line?;
+                if line != "ok" {
+                    problems.push(format!("integrity_check: {line}"));
+                }
+            }
+            let mut stmt = tx.prepare("PRAGMA foreign_key_check")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (table, rowid, parent) = row?;
+                problems.push(format!(
+                    "foreign_key_check: {table} row {} refers to a missing {parent} row",
+                    rowid.map_or_else(|| "?".to_owned(), |r| r.to_string())
+                ));
+            }
+            Ok(problems)
+        })
+        .await
+    }
+
     /// Checks a backup file without changing it: integrity, schema version,
     /// what it holds.
     pub async fn inspect_backup(path: &Path) -> Result<BackupInfo, StoreError> {

@@ -284,3 +284,13 @@ impl Kms {
         sealer_is_deployments(self.sealer.as_ref(), self.store.as_ref()).await
     }
 }
+
+impl Kms {
+    /// Whether this service's root key unseals `c`'s secret (for
+    /// `check_store`; the secret itself is dropped at once).
+    pub(crate) fn credential_secret_opens(&self, c: &Credential) -> bool {
+        self.sealer
+            .unseal(&credential_aad(&c.access_key_id), &c.sealed_secret)
+            .is_ok()
+    }
+}

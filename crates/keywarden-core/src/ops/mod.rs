@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod billing;
 pub mod cancel_key_deletion;
+pub mod check;
 pub mod create_alias;
 pub mod create_key;
 pub mod custom_key_stores;

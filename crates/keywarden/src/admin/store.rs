@@ -12,6 +12,14 @@ use crate::DataArgs;
 
 #[derive(Subcommand)]
 pub enum StoreCommand {
+    /// Check the store's integrity: the database's own checks (SQLite) and
+    /// every key's material loading, every credential unsealing, every alias
+    /// and grant pointing at a key. Prints a report; exit status 1 when
+    /// anything is wrong.
+    Check {
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Write a consistent snapshot of the embedded database to a new file
     /// (safe while servers run). The root key is not in it: back it up
     /// separately (docs/operations.md).
@@ -73,7 +81,36 @@ pub async fn run(cmd: StoreCommand) -> Result<()> {
             );
         }
         StoreCommand::Restore { data, from, yes } => restore(&data, &from, yes).await?,
+        StoreCommand::Check { data } => check(&data).await?,
         StoreCommand::MigrateStore { from, to } => migrate(&from, &to).await?,
+    }
+    Ok(())
+}
+
+async fn check(data: &DataArgs) -> Result<()> {
+    let mut problems = Vec::new();
+    if setup::database_url(data)?.is_none() {
+        problems.extend(embedded(data, "check")?.integrity_check().await?);
+    }
+    let opened = setup::open(data).await?;
+    let report = opened.kms.check_store().await?;
+    problems.extend(report.problems.iter().cloned());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "Ok": problems.is_empty(),
+            "Accounts": report.accounts,
+            "Credentials": report.credentials,
+            "Keys": report.keys,
+            "VersionsLoaded": report.versions_loaded,
+            "VersionsWithoutMaterial": report.versions_skipped,
+            "Aliases": report.aliases,
+            "Grants": report.grants,
+            "Problems": problems,
+        }))?
+    );
+    if !problems.is_empty() {
+        std::process::exit(1);
     }
     Ok(())
 }

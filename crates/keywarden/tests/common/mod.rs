@@ -167,6 +167,13 @@ impl Server {
         Client::from_conf(config)
     }
 
+    /// SIGKILL, as a crash: no graceful shutdown, no final flush.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+
     /// Sends SIGTERM and waits for exit; returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
