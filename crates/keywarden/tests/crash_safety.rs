@@ -1,6 +1,6 @@
 //! Crash safety: the real server is killed with SIGKILL again and again
-//! while requests write (keys, aliases, rotations, grants, deletion
-//! scheduling, billing flushes). After every crash `keywarden admin check`
+//! while requests write (keys, aliases, rotations, imported material,
+//! grants, deletion scheduling, billing flushes). After every crash `keywarden admin check`
 //! passes (no half-created key, every version loads, every credential
 //! unseals), and after the last one every acknowledged write is there:
 //! every acknowledged ciphertext decrypts, every acknowledged alias points
@@ -105,6 +105,68 @@ async fn workload(kms: Client, worker: usize, round: usize, acked: Arc<Mutex<Ack
     }
 }
 
+/// Imported key material (BYOK): CreateKey with origin EXTERNAL,
+/// GetParametersForImport, the material wrapped as AWS clients do,
+/// ImportKeyMaterial, then Encrypt.
+async fn import_workload(kms: Client, round: usize, acked: Arc<Mutex<Acknowledged>>) {
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
+    use aws_sdk_kms::types::{AlgorithmSpec, ExpirationModelType, OriginType, WrappingKeySpec};
+    for n in 0.. {
+        let Ok(created) = kms.create_key().origin(OriginType::External).send().await else {
+            return;
+        };
+        let key = created.key_metadata.unwrap().key_id;
+        let Ok(params) = kms
+            .get_parameters_for_import()
+            .key_id(&key)
+            .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha256)
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await
+        else {
+            return;
+        };
+        let public = OaepPublicEncryptingKey::new(
+            PublicEncryptingKey::from_der(params.public_key.unwrap().as_ref()).unwrap(),
+        )
+        .unwrap();
+        let material = [(round * 16 + n) as u8; 32];
+        let mut wrapped = vec![0u8; public.ciphertext_size()];
+        let len = public
+            .encrypt(&OAEP_SHA256_MGF1SHA256, &material, &mut wrapped, None)
+            .unwrap()
+            .len();
+        wrapped.truncate(len);
+        if kms
+            .import_key_material()
+            .key_id(&key)
+            .import_token(params.import_token.unwrap())
+            .encrypted_key_material(Blob::new(wrapped))
+            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+            .send()
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let plaintext = format!("round {round} imported item {n}").into_bytes();
+        let Ok(out) = kms
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(plaintext.clone()))
+            .send()
+            .await
+        else {
+            return;
+        };
+        acked
+            .lock()
+            .unwrap()
+            .sealed
+            .push((out.ciphertext_blob.unwrap(), key, plaintext));
+    }
+}
+
 fn check(server: &Server) -> serde_json::Value {
     let out = server.admin(&["check"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
@@ -149,9 +211,14 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
     for round in 0..ITERATIONS {
         let kms = server.client(&account);
-        let workers: Vec<_> = (0..3)
+        let mut workers: Vec<_> = (0..3)
             .map(|w| tokio::spawn(workload(kms.clone(), w, round, acked.clone())))
             .collect();
+        workers.push(tokio::spawn(import_workload(
+            kms.clone(),
+            round,
+            acked.clone(),
+        )));
         // Kill at a different moment each round (250 ms .. 1.5 s).
         tokio::time::sleep(Duration::from_millis(250 + 250 * round as u64)).await;
         server.kill9();

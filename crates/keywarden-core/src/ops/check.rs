@@ -114,8 +114,11 @@ impl Kms {
 
     fn check_key(&self, key: &KeyRecord, report: &mut CheckReport) {
         let name = format!("key {} of account {}", key.key_id, key.account_id);
-        if key.versions.is_empty() {
-            report.problems.push(format!("{name}: has no versions"));
+        // Only a key waiting for its first imported material has none.
+        if key.versions.is_empty() && key.state != KeyState::PendingImport {
+            report
+                .problems
+                .push(format!("{name}: has no versions but is {:?}", key.state));
         }
         for (i, v) in key.versions.iter().enumerate() {
             if v.version as usize != i + 1 {
