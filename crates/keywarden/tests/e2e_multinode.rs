@@ -935,3 +935,51 @@ async fn migrate_store_refuses_to_pass_while_the_embedded_server_writes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("changed during the migration"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_can_be_named_in_the_configuration_file() {
+    let cluster = TestCluster::start();
+    let url = cluster.create_database("from_config");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keywarden.toml");
+    std::fs::write(
+        &config,
+        format!("[database]\nurl = \"{url}\"\npool_size = 4\n"),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        dir.path().join("server.log"),
+        &["--config", config_arg],
+    );
+    let out = server.admin(&["account", "create", "--name", "cfg", "--config", config_arg]);
+    let account = parse_account(&out.stdout);
+    let kms = server.client(&account);
+    kms.create_key().send().await.unwrap();
+    // The data dir holds the root key only: the state is in PostgreSQL.
+    assert!(!dir.path().join("data/keywarden.db").exists());
+    let rows: i64 = {
+        let (client, conn) = tokio_postgres_connect(&url).await;
+        let n = client
+            .query_one("SELECT count(*) FROM keys", &[])
+            .await
+            .unwrap()
+            .get(0);
+        drop(conn);
+        n
+    };
+    assert_eq!(rows, 1);
+}
+
+async fn tokio_postgres_connect(
+    url: &str,
+) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, driver)
+}
