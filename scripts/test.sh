@@ -33,6 +33,22 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo deny (deny.toml; docs/security-testing.md)"
+command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny
+# The RustSec database comes from GitHub, which CI may not reach: then the
+# copy of an earlier run is used, and without one advisories are skipped,
+# each with a warning (never silently).
+deny_checks=()
+if ! cargo deny fetch db >/dev/null 2>&1; then
+    if ls -d "$HOME"/.cargo/advisory-dbs/*/crates >/dev/null 2>&1; then
+        echo "WARNING: advisory database not updated; checking against the local copy"
+    else
+        echo "WARNING: advisory database unreachable and no local copy: advisories NOT checked"
+        deny_checks=(bans licenses sources)
+    fi
+fi
+cargo deny --offline check "${deny_checks[@]}"
+
 step "cargo test"
 cargo test --workspace --locked
 

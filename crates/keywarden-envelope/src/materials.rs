@@ -142,8 +142,8 @@ impl SigningKey {
     }
 }
 
-/// Everything needed to encrypt one message.
-#[derive(Debug)]
+/// Everything needed to encrypt one message. Its `Debug` leaves out the
+/// data key and the signing key.
 pub struct EncryptionMaterials {
     /// The suite.
     pub suite: AlgorithmSuite,
@@ -158,14 +158,35 @@ pub struct EncryptionMaterials {
     pub signing_key: Option<SigningKey>,
 }
 
-/// Everything needed to decrypt one message.
-#[derive(Debug)]
+/// Everything needed to decrypt one message. Its `Debug` leaves out the
+/// data key.
 pub struct DecryptionMaterials {
     /// The data key (plaintext).
     pub data_key: Zeroizing<Vec<u8>>,
     /// The verification key for signed suites: the compressed P-384 point
     /// decoded from `aws-crypto-public-key`.
     pub verification_key: Option<Vec<u8>>,
+}
+
+// By hand: `Zeroizing<Vec<u8>>` derives `Debug` and would print the
+// plaintext data key.
+impl std::fmt::Debug for EncryptionMaterials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionMaterials")
+            .field("suite", &self.suite)
+            .field("context", &self.context)
+            .field("encrypted_data_keys", &self.encrypted_data_keys)
+            .field("signing_key", &self.signing_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DecryptionMaterials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptionMaterials")
+            .field("verification_key", &self.verification_key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Turns requests into complete materials.
@@ -307,5 +328,30 @@ impl<K: Keyring> MaterialsManager for DefaultMaterialsManager<K> {
             data_key,
             verification_key,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_out_data_keys() {
+        let key = vec![0xAB; 32];
+        let decryption = DecryptionMaterials {
+            data_key: Zeroizing::new(key.clone()),
+            verification_key: None,
+        };
+        let encryption = EncryptionMaterials {
+            suite: AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+            context: EncryptionContext::new(),
+            data_key: Zeroizing::new(key),
+            encrypted_data_keys: Vec::new(),
+            signing_key: None,
+        };
+        for text in [format!("{decryption:?}"), format!("{encryption:?}")] {
+            assert!(!text.contains("171"), "{text}");
+            assert!(!text.to_lowercase().contains("ab, ab"), "{text}");
+        }
     }
 }
