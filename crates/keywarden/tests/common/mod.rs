@@ -86,7 +86,10 @@ impl Server {
             .arg(data_dir)
             .args(extra_args)
             .args(&database_args)
-            .env("KEYWARDEN_LOG", "debug")
+            .env(
+                "KEYWARDEN_LOG",
+                std::env::var("KEYWARDEN_TEST_SERVER_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
