@@ -32,6 +32,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         );
     }
     let opened = setup::open(&args.data).await?;
+    lock_memory();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -267,4 +268,21 @@ fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
         .with_target(true)
         .try_init();
     guard
+}
+
+/// Locks every page mapped now (the root key's included: it was loaded
+/// just before) into RAM, so the root key is never written to swap. Only
+/// the pages mapped now (`MCL_CURRENT`): locking future ones too could make
+/// later allocations fail under a low `RLIMIT_MEMLOCK`. Where it is not
+/// permitted (no `CAP_IPC_LOCK` and a low limit), the server runs anyway and
+/// says so.
+fn lock_memory() {
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    match mlockall(MlockAllFlags::MCL_CURRENT) {
+        Ok(()) => tracing::info!("memory locked (mlockall): the root key is kept out of swap"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not lock memory (mlockall): the root key may be written to swap; grant CAP_IPC_LOCK or raise RLIMIT_MEMLOCK, or use encrypted swap"
+        ),
+    }
 }

@@ -208,3 +208,68 @@ fn scan(data: &Path, log: &Path, secrets: &[(String, Vec<u8>)], root_key: &[u8])
     }
     files
 }
+
+/// `keywarden serve` locks its memory (the root key's pages) where it may,
+/// and says plainly when it may not.
+#[test]
+fn the_root_key_is_locked_in_memory_or_the_server_says_why_not() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = Server::start_in(&dir.path().join("data"), log.clone());
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let locked = text.contains("memory locked (mlockall)");
+    let refused = text.contains("could not lock memory (mlockall)");
+    assert!(locked ^ refused, "exactly one of the two lines: {text}");
+
+    // Not permitted: an unprivileged user with RLIMIT_MEMLOCK 0. Needs root
+    // (to switch user) and util-linux's runuser and prlimit.
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let tools = ["runuser", "prlimit"].iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    if !root || !tools {
+        eprintln!("skipping the unprivileged case: needs root, runuser and prlimit");
+        return;
+    }
+    let place = tempfile::tempdir().unwrap();
+    let bin = place.path().join("keywarden");
+    std::fs::copy(common::BIN, &bin).unwrap();
+    let data = place.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(place.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(Command::new("chown")
+        .args(["nobody"])
+        .arg(&data)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new("prlimit")
+        .args([
+            "--memlock=0:0",
+            "runuser",
+            "-u",
+            "nobody",
+            "--",
+            "timeout",
+            "3",
+        ])
+        .arg(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.join("kw"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not lock memory (mlockall)"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("listening on"),
+        "the server runs anyway"
+    );
+}
