@@ -380,6 +380,8 @@ mod tests {
             "[other]\nx = 1",
             "[root_key]\nsealed_by = \"cks-none\"",
             "[root_key]\nsealed = true",
+            "[limits]\nmax_connections = 0",
+            "[limits]\ncrypto_per_sec = 5",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(format!("{err:#}").contains("k.toml"), "{bad}: {err:#}");
