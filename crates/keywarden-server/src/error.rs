@@ -37,6 +37,13 @@ pub enum ApiError {
     /// The HTTP method or path is not the API's.
     #[error("{0}")]
     NotFound(String),
+    /// The account's request quota for this kind of operation is used up
+    /// (docs/limits.md).
+    #[error("You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls. (The account's {} request quota on this node.)", .0.budget)]
+    Throttled(crate::limits::Throttled),
+    /// The request body did not arrive within the body read timeout.
+    #[error("The request body did not arrive within {0} seconds")]
+    RequestTimeout(u64),
 }
 
 impl ApiError {
@@ -80,6 +87,8 @@ impl ApiError {
             ApiError::UnknownOperation(_) => "UnknownOperationException",
             ApiError::TooLarge(_) => "ValidationException",
             ApiError::NotFound(_) => "UnknownOperationException",
+            ApiError::Throttled(_) => "ThrottlingException",
+            ApiError::RequestTimeout(_) => "RequestTimeoutException",
         }
     }
 
@@ -96,6 +105,8 @@ impl ApiError {
             ApiError::Serialization(_) | ApiError::UnknownOperation(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Throttled(_) => StatusCode::BAD_REQUEST,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -300,6 +311,15 @@ mod tests {
             ),
             (ApiError::TooLarge(1), 413, "ValidationException"),
             (ApiError::NotFound(s()), 404, "UnknownOperationException"),
+            (
+                ApiError::Throttled(crate::limits::Throttled {
+                    budget: "cryptographic",
+                    retry_after: std::time::Duration::from_millis(5),
+                }),
+                400,
+                "ThrottlingException",
+            ),
+            (ApiError::RequestTimeout(10), 408, "RequestTimeoutException"),
         ];
         for (err, status, ty) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

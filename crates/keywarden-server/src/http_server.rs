@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http::{header, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -27,6 +26,7 @@ use tower::ServiceExt as _;
 
 use crate::error::ApiError;
 use crate::handlers::{dispatch, dispatch_extension};
+use crate::limits::{Budget, Limits, QuotaLimiter};
 use crate::sigv4::{SignedRequest, Verifier};
 
 /// Largest request body accepted. CreateKey's policy (up to 128 KiB of
@@ -69,15 +69,27 @@ pub struct AppState {
     pub kms: Arc<Kms>,
     /// SigV4 verification for the configured region and service `kms`.
     pub verifier: Verifier,
+    /// Request limits and per-account quotas (docs/limits.md).
+    pub limits: Limits,
+    /// The per-account request-rate limiter enforcing `limits.quotas`.
+    pub quotas: QuotaLimiter,
 }
 
 impl AppState {
-    /// State for `kms`, verifying signatures scoped to its region.
+    /// State for `kms`, verifying signatures scoped to its region, with
+    /// the default limits.
     pub fn new(kms: Arc<Kms>) -> Self {
+        AppState::with_limits(kms, Limits::default())
+    }
+
+    /// State for `kms` with `limits`.
+    pub fn with_limits(kms: Arc<Kms>, limits: Limits) -> Self {
         let region = kms.config().region.clone();
         AppState {
             kms,
             verifier: Verifier::new(region, "kms", Duration::from_secs(15 * 60)),
+            quotas: QuotaLimiter::new(&limits.quotas),
+            limits,
         }
     }
 }
@@ -180,27 +192,7 @@ async fn handle(
             parts.headers.insert(header::HOST, value);
         }
     }
-    if let Some(len) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > MAX_BODY_BYTES as u64 {
-            return Err(ApiError::TooLarge(MAX_BODY_BYTES));
-        }
-    }
-    let body = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::TooLarge(MAX_BODY_BYTES)
-            } else {
-                ApiError::Serialization("The request body could not be read".into())
-            }
-        })?
-        .to_bytes();
+    let body = crate::limits::read_body(&parts.headers, body, &state.limits).await?;
 
     // Authenticate before looking at anything else, so unauthenticated
     // callers learn nothing about operations or keys.
@@ -278,6 +270,10 @@ async fn handle(
                 .product_caller(product, &auth.access_key_id, request_id, operation, &keys)?
         }
     };
+    state
+        .quotas
+        .check(&caller.account_id, Budget::of(op))
+        .map_err(ApiError::Throttled)?;
     match api {
         Api::Aws => dispatch(&state.kms, &caller, op, &body).await,
         Api::Extension => dispatch_extension(&state.kms, &caller, op, &body).await,
@@ -336,23 +332,29 @@ pub fn load_tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, 
 
 /// Serves `app` on `listener` (over TLS when `tls` is given) until
 /// `shutdown` completes, then lets in-flight requests finish for up to 10
-/// seconds.
+/// seconds. `limits` bounds connections, request heads and slow clients.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
     shutdown: impl Future<Output = ()>,
+    limits: &Limits,
 ) -> std::io::Result<()> {
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    crate::limits::configure_connections(&mut builder, limits);
     let builder = Arc::new(builder);
+    let gate = crate::limits::ConnectionGate::new(limits);
     tokio::pin!(shutdown);
     loop {
+        // At the cap, connections wait in the listen backlog until one ends.
+        let permit = tokio::select! {
+            permit = gate.admit() => permit,
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -366,7 +368,9 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let first_request = permit.first_request();
         let service = app.clone().map_request(move |mut req: Request<_>| {
+            first_request.arrived();
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         });
@@ -380,14 +384,14 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                tokio::spawn(permit.serve(conn));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    // Held from accept: a connection in its TLS handshake counts.
+                    let permit = permit;
                     let tls = match tokio::time::timeout(
                         Duration::from_secs(10),
                         acceptor.accept(stream),
@@ -404,7 +408,7 @@ pub async fn serve(
                     let conn = builder
                         .serve_connection(TokioIo::new(tls), service)
                         .into_owned();
-                    let _ = watcher.watch(conn).await;
+                    permit.serve(watcher.watch(conn)).await;
                 });
             }
         }

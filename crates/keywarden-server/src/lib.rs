@@ -10,6 +10,7 @@
 mod error;
 mod handlers;
 mod http_server;
+pub mod limits;
 pub mod sigv4;
 mod wire;
 

@@ -27,6 +27,9 @@ pub struct Config {
     /// `[database]`.
     #[serde(default)]
     pub database: DatabaseConfig,
+    /// `[limits]`: quotas, request and connection limits.
+    #[serde(default)]
+    pub limits: crate::limits_config::LimitsConfig,
 }
 
 /// `[database]`: a PostgreSQL database instead of the embedded one.
@@ -297,6 +300,11 @@ impl Config {
                 path.display()
             );
         }
+        config
+            .limits
+            .to_server()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("configuration file {}: [limits]", path.display()))?;
         anyhow::ensure!(
             (1..=3600).contains(&config.billing.charge_interval_secs),
             "configuration file {}: [billing] charge_interval_secs must be 1-3600",
@@ -372,6 +380,8 @@ mod tests {
             "[other]\nx = 1",
             "[root_key]\nsealed_by = \"cks-none\"",
             "[root_key]\nsealed = true",
+            "[limits]\nmax_connections = 0",
+            "[limits]\ncrypto_per_sec = 5",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(format!("{err:#}").contains("k.toml"), "{bad}: {err:#}");

@@ -8,6 +8,7 @@ mod admin;
 mod config;
 mod envelope;
 mod key;
+mod limits_config;
 mod sealed_root;
 mod serve;
 mod setup;

@@ -194,8 +194,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         })
     };
 
-    let app = router(Arc::new(AppState::new(kms)));
-    let served = keywarden_server::serve(listener, tls, app, shutdown_signal()).await;
+    let limits = opened
+        .config
+        .limits
+        .to_server()
+        .map_err(anyhow::Error::msg)?;
+    let app = router(Arc::new(AppState::with_limits(kms, limits.clone())));
+    let served = keywarden_server::serve(listener, tls, app, shutdown_signal(), &limits).await;
     let _ = stop_flusher.send(());
     if let Err(e) = flusher.await {
         tracing::error!(error = %e, "the key usage flush task failed");

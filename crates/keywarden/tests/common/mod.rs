@@ -259,25 +259,30 @@ impl RawResponse {
     }
 }
 
-/// POSTs `body` with `X-Amz-Target: target` to the server, SigV4-signed
-/// with `account`'s credentials by the official `aws-sigv4` signer: for
-/// requests the SDK cannot make (Keywarden's extension operations) and
-/// fields it does not show. Plain HTTP/1.1 over one connection.
-pub async fn raw_post(
+/// `host:port` of a plain-HTTP test server's URL.
+pub fn authority(server_url: &str) -> &str {
+    server_url
+        .strip_prefix("http://")
+        .expect("plain-HTTP test server")
+        .trim_end_matches('/')
+}
+
+/// The bytes of an HTTP/1.1 `POST /` with `X-Amz-Target: target`,
+/// SigV4-signed at `time` with `account`'s credentials by the official
+/// `aws-sigv4` signer; `close` adds `connection: close`.
+pub fn signed_request(
     server_url: &str,
     account: &Account,
     target: &str,
     body: &str,
-) -> RawResponse {
+    time: std::time::SystemTime,
+    close: bool,
+) -> String {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4;
     use aws_smithy_runtime_api::client::identity::Identity;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let authority = server_url
-        .strip_prefix("http://")
-        .expect("plain-HTTP test server")
-        .trim_end_matches('/');
+    let authority = authority(server_url);
     let identity: Identity = aws_credential_types::Credentials::new(
         &account.access_key_id,
         &account.secret_access_key,
@@ -290,7 +295,7 @@ pub async fn raw_post(
         .identity(&identity)
         .region("us-east-1")
         .name("kms")
-        .time(std::time::SystemTime::now())
+        .time(time)
         .settings(SigningSettings::default())
         .build()
         .unwrap()
@@ -314,10 +319,33 @@ pub async fn raw_post(
     for (name, value) in headers.iter().copied().chain(instructions.headers()) {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    request.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    ));
+    if close {
+        request.push_str("connection: close\r\n");
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    request
+}
+
+/// POSTs `body` with `X-Amz-Target: target` to the server, SigV4-signed
+/// with `account`'s credentials by the official `aws-sigv4` signer: for
+/// requests the SDK cannot make (Keywarden's extension operations) and
+/// fields it does not show. Plain HTTP/1.1 over one connection.
+pub async fn raw_post(
+    server_url: &str,
+    account: &Account,
+    target: &str,
+    body: &str,
+) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = authority(server_url);
+    let request = signed_request(
+        server_url,
+        account,
+        target,
+        body,
+        std::time::SystemTime::now(),
+        true,
+    );
     let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
