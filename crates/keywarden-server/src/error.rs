@@ -37,6 +37,10 @@ pub enum ApiError {
     /// The HTTP method or path is not the API's.
     #[error("{0}")]
     NotFound(String),
+    /// The audit log cannot be written: requests are refused (fail closed,
+    /// docs/audit.md).
+    #[error("the audit log cannot be written")]
+    AuditUnavailable,
 }
 
 impl ApiError {
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::UnknownOperation(_) => "UnknownOperationException",
             ApiError::TooLarge(_) => "ValidationException",
             ApiError::NotFound(_) => "UnknownOperationException",
+            ApiError::AuditUnavailable => "KMSInternalException",
         }
     }
 
@@ -96,6 +101,7 @@ impl ApiError {
             ApiError::Serialization(_) | ApiError::UnknownOperation(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AuditUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -122,6 +128,9 @@ impl ApiError {
             // Which database, and why, goes to the log only.
             return STORE_UNAVAILABLE_MESSAGE.to_owned();
         }
+        if matches!(self, ApiError::AuditUnavailable) {
+            return AUDIT_UNAVAILABLE_MESSAGE.to_owned();
+        }
         if self.is_internal() {
             return INTERNAL_MESSAGE.to_owned();
         }
@@ -141,6 +150,11 @@ const KEY_UNAVAILABLE_MESSAGE: &str =
 /// be reached: AWS's DependencyTimeoutException, retryable.
 const STORE_UNAVAILABLE_MESSAGE: &str =
     "The service's database cannot be reached now. Retry the request later.";
+
+/// What a caller is told while the audit log cannot be written: the
+/// request was not served because it could not be recorded. Retryable.
+pub const AUDIT_UNAVAILABLE_MESSAGE: &str =
+    "The request was refused because the service cannot write its audit log now. Retry the request later.";
 
 #[cfg(test)]
 mod tests {
@@ -300,6 +314,7 @@ mod tests {
             ),
             (ApiError::TooLarge(1), 413, "ValidationException"),
             (ApiError::NotFound(s()), 404, "UnknownOperationException"),
+            (ApiError::AuditUnavailable, 500, "KMSInternalException"),
         ];
         for (err, status, ty) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
@@ -319,6 +334,10 @@ mod tests {
         assert_eq!(e.status().as_u16(), 500);
         assert_eq!(e.aws_type(), "DependencyTimeoutException");
         assert_eq!(e.message(), STORE_UNAVAILABLE_MESSAGE);
+        assert_eq!(
+            ApiError::AuditUnavailable.message(),
+            AUDIT_UNAVAILABLE_MESSAGE
+        );
         let e: ApiError = KmsError::InvalidCiphertext.into();
         assert_eq!(e.message(), "");
     }

@@ -27,6 +27,38 @@ pub struct Config {
     /// `[database]`.
     #[serde(default)]
     pub database: DatabaseConfig,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[audit]`: the audit log (docs/audit.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The audit file (default `DATA_DIR/audit.log`); its head is
+    /// `<path>.head`. One per node.
+    pub path: Option<std::path::PathBuf>,
+    /// Record encryption context values, not only keys (default false).
+    #[serde(default)]
+    pub context_values: bool,
+    /// A batch is written at most this long after its first record
+    /// (default 100 ms, 1-100).
+    pub flush_interval_ms: Option<u64>,
+}
+
+impl AuditSection {
+    /// The audit file for the data dir `data_dir`.
+    pub fn path(&self, data_dir: &Path) -> std::path::PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit.log"))
+    }
+
+    /// The batch window.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms.unwrap_or(100))
+    }
 }
 
 /// `[database]`: a PostgreSQL database instead of the embedded one.
@@ -298,6 +330,11 @@ impl Config {
             );
         }
         anyhow::ensure!(
+            (1..=100).contains(&config.audit.flush_interval_ms.unwrap_or(100)),
+            "configuration file {}: [audit] flush_interval_ms must be 1-100",
+            path.display()
+        );
+        anyhow::ensure!(
             (1..=3600).contains(&config.billing.charge_interval_secs),
             "configuration file {}: [billing] charge_interval_secs must be 1-3600",
             path.display()
@@ -372,6 +409,9 @@ mod tests {
             "[other]\nx = 1",
             "[root_key]\nsealed_by = \"cks-none\"",
             "[root_key]\nsealed = true",
+            "[audit]\nflush_interval_ms = 0",
+            "[audit]\nflush_interval_ms = 101",
+            "[audit]\ncontext = true",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(format!("{err:#}").contains("k.toml"), "{bad}: {err:#}");
