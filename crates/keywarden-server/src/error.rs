@@ -44,6 +44,10 @@ pub enum ApiError {
     /// The request body did not arrive within the body read timeout.
     #[error("The request body did not arrive within {0} seconds")]
     RequestTimeout(u64),
+    /// The audit log cannot be written: requests are refused (fail closed,
+    /// docs/audit.md).
+    #[error("the audit log cannot be written")]
+    AuditUnavailable,
 }
 
 impl ApiError {
@@ -89,6 +93,7 @@ impl ApiError {
             ApiError::NotFound(_) => "UnknownOperationException",
             ApiError::Throttled(_) => "ThrottlingException",
             ApiError::RequestTimeout(_) => "RequestTimeoutException",
+            ApiError::AuditUnavailable => "KMSInternalException",
         }
     }
 
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Throttled(_) => StatusCode::BAD_REQUEST,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::AuditUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -133,6 +139,9 @@ impl ApiError {
             // Which database, and why, goes to the log only.
             return STORE_UNAVAILABLE_MESSAGE.to_owned();
         }
+        if matches!(self, ApiError::AuditUnavailable) {
+            return AUDIT_UNAVAILABLE_MESSAGE.to_owned();
+        }
         if self.is_internal() {
             return INTERNAL_MESSAGE.to_owned();
         }
@@ -152,6 +161,11 @@ const KEY_UNAVAILABLE_MESSAGE: &str =
 /// be reached: AWS's DependencyTimeoutException, retryable.
 const STORE_UNAVAILABLE_MESSAGE: &str =
     "The service's database cannot be reached now. Retry the request later.";
+
+/// What a caller is told while the audit log cannot be written: the
+/// request was not served because it could not be recorded. Retryable.
+pub const AUDIT_UNAVAILABLE_MESSAGE: &str =
+    "The request was refused because the service cannot write its audit log now. Retry the request later.";
 
 #[cfg(test)]
 mod tests {
@@ -320,6 +334,7 @@ mod tests {
                 "ThrottlingException",
             ),
             (ApiError::RequestTimeout(10), 408, "RequestTimeoutException"),
+            (ApiError::AuditUnavailable, 500, "KMSInternalException"),
         ];
         for (err, status, ty) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
@@ -339,6 +354,10 @@ mod tests {
         assert_eq!(e.status().as_u16(), 500);
         assert_eq!(e.aws_type(), "DependencyTimeoutException");
         assert_eq!(e.message(), STORE_UNAVAILABLE_MESSAGE);
+        assert_eq!(
+            ApiError::AuditUnavailable.message(),
+            AUDIT_UNAVAILABLE_MESSAGE
+        );
         let e: ApiError = KmsError::InvalidCiphertext.into();
         assert_eq!(e.message(), "");
     }

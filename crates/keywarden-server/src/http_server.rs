@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::audit::{self, AuditLog};
 use crate::error::ApiError;
 use crate::handlers::{dispatch, dispatch_extension};
 use crate::limits::{Budget, Limits, QuotaLimiter};
@@ -73,6 +74,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The per-account request-rate limiter enforcing `limits.quotas`.
     pub quotas: QuotaLimiter,
+    /// The audit log (docs/audit.md); `None` records nothing.
+    pub audit: Option<AuditLog>,
 }
 
 impl AppState {
@@ -90,7 +93,15 @@ impl AppState {
             verifier: Verifier::new(region, "kms", Duration::from_secs(15 * 60)),
             quotas: QuotaLimiter::new(&limits.quotas),
             limits,
+            audit: None,
         }
+    }
+
+    /// Records every API request in `audit`, and refuses them while it
+    /// cannot be written.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
     }
 }
 
@@ -103,7 +114,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Response {
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(detail) = state.audit.as_ref().and_then(AuditLog::failure) {
+        let body = serde_json::json!({
+            "status": "unavailable",
+            "failing": [{"sink": "audit", "error": detail}],
+        });
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            body.to_string().into_bytes(),
+            &new_request_id(),
+        );
+    }
     json_response(
         StatusCode::OK,
         br#"{"status":"ok"}"#.to_vec(),
@@ -148,15 +170,41 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.to_string())
         .unwrap_or_default();
-    let op = req
+    let target = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_target)
-        .map_or("", |(_, op)| op)
+        .unwrap_or("")
         .to_owned();
-    let mut principal = String::new();
-    let result = handle(&state, req, &request_id, &mut principal).await;
+    let op = parse_target(&target).map_or("", |(_, op)| op).to_owned();
+    let mut facts = audit::Facts::default();
+    // Fail closed: a request that cannot be recorded is not served.
+    let result = if state.audit.as_ref().is_some_and(AuditLog::is_failing) {
+        Err(ApiError::AuditUnavailable)
+    } else {
+        handle(&state, req, &request_id, &mut facts).await
+    };
+    if let Some(log) = &state.audit {
+        let outcome = match &result {
+            Ok(body) => audit::Outcome::Ok(body),
+            Err(e) => audit::Outcome::Err {
+                status: e.status().as_u16(),
+                error_type: e.aws_type(),
+            },
+        };
+        let time_ms = state.kms.clock().now().0;
+        log.record(audit::build_record(
+            time_ms,
+            &request_id,
+            &peer,
+            &target,
+            &facts,
+            &outcome,
+            log.context_values(),
+        ))
+        .await;
+    }
+    let principal = facts.authenticated_principal();
     let elapsed_us = started.elapsed().as_micros() as u64;
     match result {
         Ok(body) => {
@@ -178,7 +226,7 @@ async fn handle(
     state: &AppState,
     req: Request,
     request_id: &str,
-    principal: &mut String,
+    facts: &mut audit::Facts,
 ) -> Result<Vec<u8>, ApiError> {
     let (mut parts, body) = req.into_parts();
     // HTTP/2 carries the host in the :authority pseudo-header, which hyper
@@ -193,6 +241,7 @@ async fn handle(
         }
     }
     let body = crate::limits::read_body(&parts.headers, body, &state.limits).await?;
+    facts.body = Some(body.clone());
 
     // Authenticate before looking at anything else, so unauthenticated
     // callers learn nothing about operations or keys.
@@ -204,6 +253,7 @@ async fn handle(
         body: &body,
     };
     let auth = state.verifier.parse(&signed)?;
+    facts.claimed_principal.clone_from(&auth.access_key_id);
     if parts.headers.contains_key("x-amz-security-token") {
         // Keywarden issues no session credentials.
         return Err(ApiError::UnrecognizedClient);
@@ -217,7 +267,7 @@ async fn handle(
     state
         .verifier
         .verify(&signed, &auth, credential.secret().expose(), now)?;
-    *principal = auth.access_key_id.clone();
+    facts.authenticated = true;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -270,6 +320,8 @@ async fn handle(
                 .product_caller(product, &auth.access_key_id, request_id, operation, &keys)?
         }
     };
+    facts.account = Some(caller.account_id.as_str().to_owned());
+    facts.product = caller.product.as_ref().map(|p| p.code.as_str().to_owned());
     state
         .quotas
         .check(&caller.account_id, Budget::of(op))

@@ -3,6 +3,7 @@
 //! this while the server runs), and the server sees their changes on its next
 //! request.
 
+mod audit;
 mod billing;
 mod store;
 
@@ -27,6 +28,9 @@ pub enum AdminCommand {
     Product(ProductCommand),
     #[command(flatten)]
     Store(store::StoreCommand),
+    /// The audit log: verify its chain, query its records (docs/audit.md).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -292,6 +296,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
         }
         AdminCommand::Product(cmd) => run_product(cmd).await?,
         AdminCommand::Store(cmd) => store::run(cmd).await?,
+        AdminCommand::Audit(cmd) => audit::run(cmd).await?,
     }
     Ok(())
 }

@@ -30,6 +30,38 @@ pub struct Config {
     /// `[limits]`: quotas, request and connection limits.
     #[serde(default)]
     pub limits: crate::limits_config::LimitsConfig,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[audit]`: the audit log (docs/audit.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The audit file (default `DATA_DIR/audit.log`); its head is
+    /// `<path>.head`. One per node.
+    pub path: Option<std::path::PathBuf>,
+    /// Record encryption context values, not only keys (default false).
+    #[serde(default)]
+    pub context_values: bool,
+    /// A batch is written at most this long after its first record
+    /// (default 100 ms, 1-100).
+    pub flush_interval_ms: Option<u64>,
+}
+
+impl AuditSection {
+    /// The audit file for the data dir `data_dir`.
+    pub fn path(&self, data_dir: &Path) -> std::path::PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit.log"))
+    }
+
+    /// The batch window.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms.unwrap_or(100))
+    }
 }
 
 /// `[database]`: a PostgreSQL database instead of the embedded one.
@@ -306,6 +338,11 @@ impl Config {
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("configuration file {}: [limits]", path.display()))?;
         anyhow::ensure!(
+            (1..=100).contains(&config.audit.flush_interval_ms.unwrap_or(100)),
+            "configuration file {}: [audit] flush_interval_ms must be 1-100",
+            path.display()
+        );
+        anyhow::ensure!(
             (1..=3600).contains(&config.billing.charge_interval_secs),
             "configuration file {}: [billing] charge_interval_secs must be 1-3600",
             path.display()
@@ -382,6 +419,9 @@ mod tests {
             "[root_key]\nsealed = true",
             "[limits]\nmax_connections = 0",
             "[limits]\ncrypto_per_sec = 5",
+            "[audit]\nflush_interval_ms = 0",
+            "[audit]\nflush_interval_ms = 101",
+            "[audit]\ncontext = true",
         ] {
             let err = parse(bad).unwrap_err();
             assert!(format!("{err:#}").contains("k.toml"), "{bad}: {err:#}");

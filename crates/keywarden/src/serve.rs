@@ -17,6 +17,9 @@ const CACHE_REFRESH: Duration = Duration::from_millis(100);
 /// another node (or `keywarden key last-usage`) lags by at most this.
 const USAGE_FLUSH: Duration = Duration::from_secs(1);
 
+/// The audit key's file in the data dir (sealed under the root key).
+pub const AUDIT_KEY_FILE: &str = "audit.key";
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let _log_guard = init_logging();
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -33,6 +36,26 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     let opened = setup::open(&args.data).await?;
     lock_memory();
+    // The audit log (docs/audit.md): its key sealed under the root key in
+    // the data dir, one chain per node. Opened before listening; a file
+    // that cannot be opened leaves requests refused until it can.
+    let audit_key = keywarden_server::audit::AuditKey::load_or_create(
+        &args.data.data_dir.join(AUDIT_KEY_FILE),
+        opened.root.as_ref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let (audit, audit_writer) = keywarden_server::audit::AuditLog::start(
+        keywarden_server::audit::AuditConfig {
+            path: opened.config.audit.path(&args.data.data_dir),
+            context_values: opened.config.audit.context_values,
+            flush_interval: opened.config.audit.flush_interval(),
+        },
+        audit_key,
+    );
+    let (stop_audit, audit_stop) = tokio::sync::oneshot::channel::<()>();
+    let audit_writer = tokio::spawn(audit_writer.run(async move {
+        let _ = audit_stop.await;
+    }));
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -199,8 +222,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .limits
         .to_server()
         .map_err(anyhow::Error::msg)?;
-    let app = router(Arc::new(AppState::with_limits(kms, limits.clone())));
+    let app = router(Arc::new(
+        AppState::with_limits(kms, limits.clone()).with_audit(audit),
+    ));
     let served = keywarden_server::serve(listener, tls, app, shutdown_signal(), &limits).await;
+    // The drained requests' records, then the writer stops.
+    let _ = stop_audit.send(());
+    if let Err(e) = audit_writer.await {
+        tracing::error!(error = %e, "the audit writer failed");
+    }
     let _ = stop_flusher.send(());
     if let Err(e) = flusher.await {
         tracing::error!(error = %e, "the key usage flush task failed");

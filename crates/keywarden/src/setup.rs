@@ -28,6 +28,8 @@ pub struct Opened {
     /// Whether this call created the root key (first start).
     pub created: bool,
     pub root_key_path: PathBuf,
+    /// The root key (seals the audit key).
+    pub root: Arc<RootKey>,
     /// Where the store is, for messages: the database file, or the
     /// PostgreSQL URL without user and password.
     pub store_description: String,
@@ -272,6 +274,7 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         kms: Arc::new(kms),
         created,
         root_key_path,
+        root,
         store_description,
     })
 }
