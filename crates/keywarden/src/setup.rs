@@ -227,7 +227,7 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         software_protector: protector,
         sealer: root.clone(),
         random: Arc::new(SystemRandom::new()),
-        clock: Arc::new(SystemClock),
+        clock: clock(),
         config: KmsConfig {
             region: args.region.clone(),
             partition: "aws".into(),
@@ -277,4 +277,31 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         root,
         store_description,
     })
+}
+
+/// The service's clock: the system's. Debug builds (the test suite's) also
+/// honour `KEYWARDEN_TEST_CLOCK_OFFSET_DAYS`, which moves it forward so a
+/// test can make scheduled deletions come due in a real server process;
+/// release builds do not read it.
+fn clock() -> Arc<dyn keywarden_core::clock::Clock> {
+    #[cfg(debug_assertions)]
+    if let Some(days) = std::env::var("KEYWARDEN_TEST_CLOCK_OFFSET_DAYS")
+        .ok()
+        .and_then(|d| d.parse::<i64>().ok())
+    {
+        tracing::warn!(days, "test clock offset in effect (debug build)");
+        return Arc::new(OffsetClock(days * keywarden_core::clock::UnixMillis::DAY));
+    }
+    Arc::new(SystemClock)
+}
+
+/// The system clock moved forward by a fixed number of milliseconds.
+#[cfg(debug_assertions)]
+struct OffsetClock(i64);
+
+#[cfg(debug_assertions)]
+impl keywarden_core::clock::Clock for OffsetClock {
+    fn now(&self) -> keywarden_core::clock::UnixMillis {
+        keywarden_core::clock::UnixMillis(SystemClock.now().0 + self.0)
+    }
 }
