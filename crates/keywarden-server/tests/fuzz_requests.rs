@@ -286,22 +286,30 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
 /// (a `Value` would refuse unknown members nested deeper than serde_json's
 /// recursion limit, which the decoder skips without recursing).
 fn named_blob(op: &str, body: &[u8]) -> Option<(Vec<u8>, BTreeMap<String, String>)> {
+    // Only the members the operation reads: Decrypt ignores
+    // `SourceEncryptionContext` whatever it holds, ReEncrypt ignores
+    // `EncryptionContext` (a fuzzed number there must not fail the oracle).
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
-    struct Named {
+    struct ForDecrypt {
         ciphertext_blob: Option<String>,
         encryption_context: Option<BTreeMap<String, String>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct ForReEncrypt {
+        ciphertext_blob: Option<String>,
         source_encryption_context: Option<BTreeMap<String, String>>,
     }
-    let named: Named = serde_json::from_slice(body).ok()?;
-    let blob = B64.decode(named.ciphertext_blob?).ok()?;
-    let context = if op == "ReEncrypt" {
-        named.source_encryption_context
+    let (blob, context) = if op == "ReEncrypt" {
+        let named: ForReEncrypt = serde_json::from_slice(body).ok()?;
+        (named.ciphertext_blob?, named.source_encryption_context)
     } else {
-        named.encryption_context
+        let named: ForDecrypt = serde_json::from_slice(body).ok()?;
+        (named.ciphertext_blob?, named.encryption_context)
     };
-    let context = context.unwrap_or_default();
-    Some((blob, context))
+    let blob = B64.decode(blob).ok()?;
+    Some((blob, context.unwrap_or_default()))
 }
 
 #[test]
