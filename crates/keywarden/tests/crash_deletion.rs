@@ -11,7 +11,6 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_kms::primitives::Blob;
 use common::{code, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,14 +24,7 @@ async fn deletion_execution_survives_sigkill() {
     let mut doomed = Vec::new();
     let mut kept = Vec::new();
     for i in 0..240 {
-        let key = kms
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let key = common::create_key(&kms).await;
         kms.create_alias()
             .alias_name(format!("alias/k{i}"))
             .target_key_id(&key)
@@ -40,15 +32,7 @@ async fn deletion_execution_survives_sigkill() {
             .await
             .unwrap();
         if i % 6 == 0 {
-            let blob = kms
-                .encrypt()
-                .key_id(&key)
-                .plaintext(Blob::new(format!("kept {i}").into_bytes()))
-                .send()
-                .await
-                .unwrap()
-                .ciphertext_blob
-                .unwrap();
+            let blob = common::encrypt(&kms, &key, format!("kept {i}").into_bytes()).await;
             kept.push((key, blob, format!("kept {i}")));
         } else {
             kms.schedule_key_deletion()

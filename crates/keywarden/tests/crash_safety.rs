@@ -290,14 +290,7 @@ async fn admin_check_finds_torn_and_corrupt_records() {
     let mut server = Server::start_in(&data, dir.path().join("server.log"));
     let account = server.account("check");
     let kms = server.client(&account);
-    let key = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = common::create_key(&kms).await;
     kms.create_key().send().await.unwrap();
     server.stop();
     let clean = check(&server);

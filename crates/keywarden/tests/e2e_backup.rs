@@ -5,7 +5,6 @@
 
 mod common;
 
-use aws_sdk_kms::primitives::Blob;
 use common::{admin_json, code, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -13,29 +12,14 @@ async fn backup_under_load_and_restore_under_a_running_server() {
     let server = Server::start();
     let account = server.account("backup");
     let kms = server.client(&account);
-    let kept = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let kept = common::create_key(&kms).await;
     kms.create_alias()
         .alias_name("alias/kept")
         .target_key_id(&kept)
         .send()
         .await
         .unwrap();
-    let blob = kms
-        .encrypt()
-        .key_id("alias/kept")
-        .plaintext(Blob::new(b"before the backup".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob
-        .unwrap();
+    let blob = common::encrypt(&kms, "alias/kept", b"before the backup".to_vec()).await;
 
     // The backup runs while requests keep writing (keys created).
     let load = {
@@ -68,14 +52,7 @@ async fn backup_under_load_and_restore_under_a_running_server() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 
     // After the backup: a new key, the alias deleted.
-    let after = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let after = common::create_key(&kms).await;
     kms.delete_alias()
         .alias_name("alias/kept")
         .send()
@@ -139,14 +116,7 @@ async fn restores_that_would_break_the_deployment_are_refused() {
     let first = Server::start();
     let account = first.account("one");
     let kms = first.client(&account);
-    let key = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = common::create_key(&kms).await;
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("one.backup");
     let backup_arg = backup.to_str().unwrap();
@@ -188,23 +158,8 @@ async fn a_corrupt_database_is_replaced_by_the_backup() {
     let mut server = Server::start_in(&data, dir.path().join("server.log"));
     let account = server.account("disaster");
     let kms = server.client(&account);
-    let key = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    let blob = kms
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(b"survives".to_vec()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob
-        .unwrap();
+    let key = common::create_key(&kms).await;
+    let blob = common::encrypt(&kms, &key, b"survives".to_vec()).await;
     let backup = dir.path().join("kw.backup");
     admin_json(&server.admin(&["backup", "--out", backup.to_str().unwrap()]));
     server.stop();

@@ -92,14 +92,7 @@ async fn changes_through_one_node_reach_the_others_within_a_second() {
     let on_a = a.client(&account);
     let on_b = b.client(&account);
     let on_c = c.client(&account);
-    let key = on_a
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = common::create_key(&on_a).await;
     let encrypt = |client: Client, key: String| async move {
         client
             .encrypt()
@@ -272,14 +265,7 @@ async fn rotations_freezes_and_top_ups_reach_the_other_node_within_a_second() {
     ]));
     let on_a = a.client(&account);
     let on_b = b.client(&account);
-    let key = on_a
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = common::create_key(&on_a).await;
     let encrypt = |client: Client, key: String| async move {
         client
             .encrypt()
@@ -314,14 +300,7 @@ async fn rotations_freezes_and_top_ups_reach_the_other_node_within_a_second() {
     let broke = a.account("broke");
     let broke_a = a.client(&broke);
     let broke_b = b.client(&broke);
-    let broke_key = broke_a
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let broke_key = common::create_key(&broke_a).await;
     encrypt(broke_b.clone(), broke_key.clone()).await.unwrap();
     let frozen = |client: Client, key: String| async move {
         matches!(encrypt(client, key).await, Err(e) if code(&e) == "AccountFrozenException")
@@ -402,14 +381,7 @@ async fn fifty_first_uses_through_three_nodes_create_one_default_key() {
     }
     // Aliases stay unique across nodes: 10 racing CreateAlias, one wins.
     let tenant: Vec<Client> = d.nodes.iter().map(|n| n.client(&account)).collect();
-    let key = tenant[0]
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = common::create_key(&tenant[0]).await;
     let races = (0..10).map(|i| {
         let client = tenant[i % tenant.len()].clone();
         let key = key.clone();
@@ -513,14 +485,7 @@ async fn a_database_outage_under_load_fails_clearly_and_heals() {
         .iter()
         .map(|n| client_without_retries(n, &account))
         .collect();
-    let key = clients[0]
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = common::create_key(&clients[0]).await;
     for c in &clients {
         c.encrypt()
             .key_id(&key)
@@ -682,14 +647,7 @@ async fn migrate_store_moves_an_embedded_deployment_to_postgres() {
     let kms = embedded.client(&account);
     let mut sealed = Vec::new();
     for i in 0..5 {
-        let key = kms
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
+        let key = common::create_key(&kms).await;
         kms.create_alias()
             .alias_name(format!("alias/k{i}"))
             .target_key_id(&key)
@@ -703,15 +661,12 @@ async fn migrate_store_moves_an_embedded_deployment_to_postgres() {
                 .await
                 .unwrap();
         }
-        let blob = kms
-            .encrypt()
-            .key_id(format!("alias/k{i}"))
-            .plaintext(Blob::new(format!("secret {i}").into_bytes()))
-            .send()
-            .await
-            .unwrap()
-            .ciphertext_blob
-            .unwrap();
+        let blob = common::encrypt(
+            &kms,
+            format!("alias/k{i}"),
+            format!("secret {i}").into_bytes(),
+        )
+        .await;
         sealed.push((key, format!("secret {i}"), blob));
     }
     let evs = product_credential(&embedded, "evs");
@@ -798,14 +753,7 @@ async fn past_the_outage_grace_period_cached_keys_stop_serving() {
     );
     let account = d.nodes[0].account("tenant");
     let kms = client_without_retries(&d.nodes[0], &account);
-    let key = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = common::create_key(&kms).await;
     let encrypt = || {
         kms.encrypt()
             .key_id(&key)

@@ -9,7 +9,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, GrantOperation};
 use base64::Engine as _;
 use common::{product_credential, Server};
@@ -64,14 +63,7 @@ async fn no_secret_reaches_logs_or_the_data_dir() {
             evs.secret_access_key.clone().into_bytes(),
         ),
     ];
-    let key = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key = common::create_key(&kms).await;
     for i in 0..3 {
         let dk = kms
             .generate_data_key()
@@ -84,15 +76,7 @@ async fn no_secret_reaches_logs_or_the_data_dir() {
         secrets.push((format!("data key {i}"), dk.plaintext.unwrap().into_inner()));
     }
     let known = b"known plaintext: the launch codes are 0000".to_vec();
-    let blob = kms
-        .encrypt()
-        .key_id(&key)
-        .plaintext(Blob::new(known.clone()))
-        .send()
-        .await
-        .unwrap()
-        .ciphertext_blob
-        .unwrap();
+    let blob = common::encrypt(&kms, &key, known.clone()).await;
     let back = kms
         .decrypt()
         .ciphertext_blob(blob.clone())

@@ -368,3 +368,32 @@ pub async fn raw_post(
         body: serde_json::from_str(payload).expect("JSON body"),
     }
 }
+
+/// CreateKey with defaults; the new key's id.
+pub async fn create_key(client: &Client) -> String {
+    client
+        .create_key()
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata
+        .expect("KeyMetadata")
+        .key_id
+}
+
+/// Encrypt `plaintext` under `key` (id, ARN or alias); the ciphertext blob.
+pub async fn encrypt(
+    client: &Client,
+    key: impl Into<String>,
+    plaintext: impl Into<Vec<u8>>,
+) -> aws_sdk_kms::primitives::Blob {
+    client
+        .encrypt()
+        .key_id(key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(plaintext))
+        .send()
+        .await
+        .expect("Encrypt")
+        .ciphertext_blob
+        .expect("CiphertextBlob")
+}
