@@ -14,7 +14,10 @@ use async_trait::async_trait;
 use crate::billing::{KeyLifetime, LedgerEntry, RequestCount};
 use crate::clock::UnixMillis;
 use crate::ids::AccountId;
-use crate::model::{Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, Product};
+use crate::model::{
+    Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, KeyringKeyVersion,
+    KeyringRecord, Product,
+};
 use crate::store::StoreError;
 
 /// Everything a store holds, but transient bookkeeping (the change stamp,
@@ -48,6 +51,10 @@ pub struct StoreDump {
     /// The root key check ([`crate::store::DeploymentStore`]), if one was
     /// stored. An import replaces the target's.
     pub root_key_check: Option<Vec<u8>>,
+    /// Database keyrings, ordered by id.
+    pub keyrings: Vec<KeyringRecord>,
+    /// Their key versions, ordered by keyring, key number and version.
+    pub keyring_key_versions: Vec<KeyringKeyVersion>,
 }
 
 impl std::fmt::Debug for StoreDump {
@@ -66,6 +73,8 @@ impl std::fmt::Debug for StoreDump {
             .field("ledger", &self.ledger.len())
             .field("standings", &self.standings.len())
             .field("root_key_check", &self.root_key_check.is_some())
+            .field("keyrings", &self.keyrings.len())
+            .field("keyring_key_versions", &self.keyring_key_versions.len())
             .finish()
     }
 }

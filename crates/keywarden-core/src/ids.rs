@@ -85,6 +85,57 @@ impl fmt::Display for ProductCode {
     }
 }
 
+/// A database keyring's id: `kr-` and 32 lowercase hex digits. It is also
+/// the keyring's mount name on the Vault-compatible endpoint
+/// (`/v1/<keyring id>/data/<key id>`, docs/integrations/mariadb.md).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyringId(String);
+
+impl KeyringId {
+    /// The prefix every keyring id starts with.
+    pub const PREFIX: &'static str = "kr-";
+
+    /// Makes a keyring id from 16 random bytes.
+    pub fn from_random(random: [u8; 16]) -> Self {
+        let mut id = String::with_capacity(35);
+        id.push_str(Self::PREFIX);
+        for b in random {
+            id.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            id.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        KeyringId(id)
+    }
+
+    /// Parses `kr-` followed by 32 lowercase hex digits.
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        match s.strip_prefix(Self::PREFIX) {
+            Some(hex)
+                if hex.len() == 32
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+            {
+                Ok(KeyringId(s.to_owned()))
+            }
+            _ => Err(KmsError::Validation(format!(
+                "keyring id must be kr- and 32 lowercase hex digits, got {:?}",
+                truncate_for_message(s)
+            ))),
+        }
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyringId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A key id: a UUID, rendered lowercase and hyphenated like AWS key ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct KeyId(Uuid);

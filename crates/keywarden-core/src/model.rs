@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMillis;
-use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
+use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
 
 /// Key states, named as AWS names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -684,6 +684,70 @@ pub struct GrantRecord {
     pub operations: Vec<GrantOperation>,
     /// Encryption context constraints.
     pub constraints: GrantConstraints,
+    /// When it was created.
+    pub created_at: UnixMillis,
+}
+
+/// A database keyring (docs/integrations/mariadb.md): the keys one database
+/// instance of a database product (`mysql`) reads through the
+/// Vault-compatible endpoint, all generated under one KMS key of the
+/// account. The keyring holds no key in plaintext: every key version is a
+/// data key stored as its ciphertext ([`KeyringKeyVersion`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyringRecord {
+    /// Unique; also the mount name on the endpoint.
+    pub id: KeyringId,
+    /// The account that created it.
+    pub account_id: AccountId,
+    /// The account's name for it (1-128 characters), unique per account.
+    pub name: String,
+    /// The database product that reads it, acting for the account.
+    pub product: ProductCode,
+    /// The KMS key its data keys are generated under: a customer key
+    /// granted to the product, or the product's default key.
+    pub key_id: KeyId,
+    /// SHA-256 of the current access token's secret, if one is issued.
+    /// The token itself is shown once, when issued, and never stored.
+    pub token_hash: Option<[u8; 32]>,
+    /// When the current token was issued (creation time if never reissued).
+    pub token_issued_at: Option<UnixMillis>,
+    /// When it was created.
+    pub created_at: UnixMillis,
+    /// Compare-and-set revision, 1 at creation.
+    pub revision: u64,
+}
+
+impl std::fmt::Debug for KeyringRecord {
+    // The token hash is left out: it is not secret in the way the token
+    // is, but nothing needs it in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyringRecord")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("name", &self.name)
+            .field("product", &self.product)
+            .field("key_id", &self.key_id)
+            .field("has_token", &self.token_hash.is_some())
+            .field("created_at", &self.created_at)
+            .field("revision", &self.revision)
+            .finish()
+    }
+}
+
+/// One version of one key of a keyring: a 32-byte data key generated under
+/// the keyring's KMS key, stored only as its ciphertext blob. Versions of a
+/// key only grow; every stored version stays readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringKeyVersion {
+    /// The keyring.
+    pub keyring_id: KeyringId,
+    /// The database's key id (MariaDB's `ENCRYPTION_KEY_ID`), at least 1.
+    pub key_number: u32,
+    /// 1, 2, ...
+    pub version: u32,
+    /// The data key's ciphertext blob (Keywarden's format), bound to the
+    /// keyring, key number and version by its encryption context.
+    pub ciphertext: Vec<u8>,
     /// When it was created.
     pub created_at: UnixMillis,
 }

@@ -21,9 +21,10 @@ use async_trait::async_trait;
 
 use crate::billing::{KeyLifetime, LedgerEntry, Month, RequestCount, Standing};
 use crate::clock::UnixMillis;
-use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
+use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
 use crate::model::{
-    Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, Product, ProductStatus,
+    Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, KeyringKeyVersion,
+    KeyringRecord, Product, ProductStatus,
 };
 
 /// Failures of a store backend.
@@ -415,6 +416,65 @@ pub trait DeploymentStore: Send + Sync {
     async fn root_key_check(&self, check: &[u8]) -> Result<Vec<u8>, StoreError>;
 }
 
+/// Database keyrings and their key versions (docs/integrations/mariadb.md).
+/// Nothing caches keyrings (every read on the keyring endpoint reads the
+/// store), so keyring changes need not move the change stamp, and do not.
+#[async_trait]
+pub trait KeyringStore: Send + Sync {
+    /// Creates a keyring with its first key versions, in one transaction.
+    /// [`StoreError::AlreadyExists`] if the id, or the name within the
+    /// account, is taken; [`StoreError::MissingReference`] if the account
+    /// does not exist. Every version must name this keyring.
+    async fn create_keyring(
+        &self,
+        keyring: &KeyringRecord,
+        versions: &[KeyringKeyVersion],
+    ) -> Result<(), StoreError>;
+
+    /// The keyring with this id.
+    async fn get_keyring(&self, id: &KeyringId) -> Result<Option<KeyringRecord>, StoreError>;
+
+    /// The account's keyrings, ordered by id.
+    async fn list_keyrings(&self, account: &AccountId) -> Result<Vec<KeyringRecord>, StoreError>;
+
+    /// Replaces the stored keyring (its token fields; id, account, product
+    /// and key are fixed) if its revision is still `expected_revision`, and
+    /// stores `keyring.revision`; [`StoreError::Conflict`] otherwise, or if
+    /// it is gone or the record names another account.
+    async fn update_keyring(
+        &self,
+        keyring: &KeyringRecord,
+        expected_revision: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the keyring of `account` and all its key versions; `false`
+    /// if there was none.
+    async fn delete_keyring(&self, account: &AccountId, id: &KeyringId)
+        -> Result<bool, StoreError>;
+
+    /// Adds a key version. Its version must be one more than the newest
+    /// stored for the key number (1 for a new key number):
+    /// [`StoreError::Conflict`] otherwise (a racing rotation won);
+    /// [`StoreError::MissingReference`] if the keyring does not exist.
+    async fn add_keyring_key_version(&self, version: &KeyringKeyVersion) -> Result<(), StoreError>;
+
+    /// One version of one key, or its newest version when `version` is
+    /// `None`.
+    async fn get_keyring_key_version(
+        &self,
+        keyring: &KeyringId,
+        key_number: u32,
+        version: Option<u32>,
+    ) -> Result<Option<KeyringKeyVersion>, StoreError>;
+
+    /// Every version of every key of the keyring, ordered by key number
+    /// and version.
+    async fn list_keyring_key_versions(
+        &self,
+        keyring: &KeyringId,
+    ) -> Result<Vec<KeyringKeyVersion>, StoreError>;
+}
+
 /// Everything Keywarden persists.
 pub trait Store:
     KeyStore
@@ -428,6 +488,7 @@ pub trait Store:
     + LedgerStore
     + ChangeFeed
     + DeploymentStore
+    + KeyringStore
 {
 }
 
@@ -442,7 +503,8 @@ impl<
             + MeteringStore
             + LedgerStore
             + ChangeFeed
-            + DeploymentStore,
+            + DeploymentStore
+            + KeyringStore,
     > Store for T
 {
 }
