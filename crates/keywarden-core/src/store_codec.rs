@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::billing::{LedgerEntry, LedgerKind, Month};
 use crate::clock::UnixMillis;
-use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
+use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
 use crate::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
     CryptoOperation, GrantConstraints, GrantOperation, GrantRecord, ImportState, KeyManager,
-    KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin, Product, ProductClass,
-    ProductStatus, RotationType, Tag,
+    KeyRecord, KeyState, KeyUsage, KeyVersion, KeyringKeyVersion, KeyringRecord,
+    MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
 };
 
 /// A record that cannot be encoded, or stored values that do not decode.
@@ -730,4 +730,142 @@ mod tests {
         assert!(matches!(decode_month(-1), Err(CodecError::Invalid(_))));
         assert!(revision_to_sql(u64::MAX).is_err());
     }
+}
+
+/// A `keyrings` row, to write or as read.
+pub struct KeyringRow {
+    /// `id`.
+    pub id: String,
+    /// `account_id`.
+    pub account_id: String,
+    /// `name`.
+    pub name: String,
+    /// `product`: the product code.
+    pub product: String,
+    /// `key_id`.
+    pub key_id: String,
+    /// `token_hash`: 32 bytes, or NULL.
+    pub token_hash: Option<Vec<u8>>,
+    /// `token_issued_at`.
+    pub token_issued_at: Option<i64>,
+    /// `created_at`.
+    pub created_at: i64,
+    /// `revision`.
+    pub revision: i64,
+}
+
+impl fmt::Debug for KeyringRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyringRow")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("has_token", &self.token_hash.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyringRow {
+    /// Encodes a keyring.
+    pub fn encode(keyring: &KeyringRecord) -> Result<KeyringRow, CodecError> {
+        Ok(KeyringRow {
+            id: keyring.id.as_str().to_owned(),
+            account_id: keyring.account_id.as_str().to_owned(),
+            name: keyring.name.clone(),
+            product: keyring.product.as_str().to_owned(),
+            key_id: keyring.key_id.to_string(),
+            token_hash: keyring.token_hash.map(|h| h.to_vec()),
+            token_issued_at: keyring.token_issued_at.map(|t| t.0),
+            created_at: keyring.created_at.0,
+            revision: revision_to_sql(keyring.revision)?,
+        })
+    }
+
+    /// Decodes the row.
+    pub fn decode(self) -> Result<KeyringRecord, CodecError> {
+        let token_hash = self
+            .token_hash
+            .map(|h| {
+                <[u8; 32]>::try_from(h.as_slice())
+                    .map_err(|_| CodecError::invalid("stored keyring token hash is not 32 bytes"))
+            })
+            .transpose()?;
+        Ok(KeyringRecord {
+            id: KeyringId::parse(&self.id)
+                .map_err(|_| CodecError::invalid("stored keyring id is malformed"))?,
+            account_id: decode_account_id(&self.account_id)?,
+            name: self.name,
+            product: ProductCode::parse(&self.product)
+                .map_err(|_| CodecError::invalid("stored product code is malformed"))?,
+            key_id: decode_key_id(&self.key_id)?,
+            token_hash,
+            token_issued_at: self.token_issued_at.map(UnixMillis),
+            created_at: UnixMillis(self.created_at),
+            revision: u64::try_from(self.revision)
+                .map_err(|_| CodecError::invalid("stored keyring revision is negative"))?,
+        })
+    }
+}
+
+/// A `keyring_key_versions` row as read (written from the record's fields
+/// directly: the numbers widen losslessly to `i64`).
+pub struct KeyringVersionRow {
+    /// `keyring_id`.
+    pub keyring_id: String,
+    /// `key_number`.
+    pub key_number: i64,
+    /// `version`.
+    pub version: i64,
+    /// `ciphertext`.
+    pub ciphertext: Vec<u8>,
+    /// `created_at`.
+    pub created_at: i64,
+}
+
+impl fmt::Debug for KeyringVersionRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyringVersionRow")
+            .field("keyring_id", &self.keyring_id)
+            .field("key_number", &self.key_number)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyringVersionRow {
+    /// Decodes the row.
+    pub fn decode(self) -> Result<KeyringKeyVersion, CodecError> {
+        let number = |n: i64, what: &str| {
+            u32::try_from(n)
+                .map_err(|_| CodecError::invalid(format!("stored keyring {what} is out of range")))
+        };
+        Ok(KeyringKeyVersion {
+            keyring_id: KeyringId::parse(&self.keyring_id)
+                .map_err(|_| CodecError::invalid("stored keyring id is malformed"))?,
+            key_number: number(self.key_number, "key number")?,
+            version: number(self.version, "key version")?,
+            ciphertext: self.ciphertext,
+            created_at: UnixMillis(self.created_at),
+        })
+    }
+}
+
+/// Rejects key versions of a new keyring that name another keyring, or
+/// list one (key number, version) twice.
+pub fn check_keyring_versions(
+    keyring: &KeyringRecord,
+    versions: &[KeyringKeyVersion],
+) -> Result<(), CodecError> {
+    if versions.iter().any(|v| v.keyring_id != keyring.id) {
+        return Err(CodecError::invalid(
+            "a key version of a new keyring names another keyring",
+        ));
+    }
+    let mut seen: Vec<(u32, u32)> = versions.iter().map(|v| (v.key_number, v.version)).collect();
+    seen.sort_unstable();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Err(CodecError::invalid(
+            "a new keyring lists a key version twice",
+        ));
+    }
+    Ok(())
 }

@@ -14,6 +14,9 @@ use keywarden_core::store_codec::{self, GrantRow};
 
 use crate::billing::{decode_entry, entry_from_row, ENTRY_COLUMNS};
 use crate::error::{Fail, Invalid};
+use crate::keyring::{
+    all_keyring_versions, all_keyrings, insert_keyring_row, insert_keyring_version,
+};
 use crate::rows::{
     account_from_row, alias_from_row, credential_from_row, decode_account, decode_product,
     grant_from_row, key_from_row, product_from_row, revision_to_sql, status_to_sql, usage_from_row,
@@ -173,8 +176,12 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
         .prepare("SELECT root_key_check FROM deployment WHERE id = 1")?
         .query_row([], |r| r.get(0))
         .optional()?;
+    let keyrings = all_keyrings(tx)?;
+    let keyring_key_versions = all_keyring_versions(tx)?;
     Ok(StoreDump {
         root_key_check,
+        keyrings,
+        keyring_key_versions,
         accounts,
         products,
         credentials,
@@ -342,6 +349,13 @@ fn import(tx: &Transaction<'_>, dump: &StoreDump) -> Result<(), Fail> {
     for (account, frozen) in &dump.standings {
         tx.prepare_cached("INSERT INTO account_standing (account_id, frozen) VALUES (?1, ?2)")?
             .execute(params![account.as_str(), i64::from(*frozen)])?;
+    }
+    // After the accounts they belong to.
+    for k in &dump.keyrings {
+        insert_keyring_row(tx, &store_codec::KeyringRow::encode(k)?)?;
+    }
+    for v in &dump.keyring_key_versions {
+        insert_keyring_version(tx, v)?;
     }
     Ok(())
 }

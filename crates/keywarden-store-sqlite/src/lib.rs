@@ -2,7 +2,8 @@
 //!
 //! [`SqliteStore`] implements the store seam of `keywarden-core`
 //! ([`KeyStore`], [`AliasStore`], [`AccountStore`], [`CredentialStore`],
-//! [`ProductStore`], [`UsageStore`], [`ChangeFeed`]).
+//! [`ProductStore`], [`UsageStore`], [`ChangeFeed`], and the others of
+//! `keywarden_core::store::Store`, such as `KeyringStore`).
 //! Every trait method is one SQLite transaction, run on Tokio's blocking pool
 //! so the async executor never waits on disk I/O:
 //!
@@ -24,6 +25,7 @@ mod backup;
 mod billing;
 mod dump;
 mod error;
+mod keyring;
 mod rows;
 mod schema;
 

@@ -359,6 +359,42 @@ CREATE TABLE deployment (
 ) STRICT;
 ";
 
+/// Schema 9: database keyrings (`KeyringStore`).
+///
+/// * `keyrings`: one row per keyring, its name unique per account. The
+///   token is stored only as its SHA-256 (`token_hash`, NULL while none is
+///   issued). Compare-and-set on `revision`.
+/// * `keyring_key_versions`: one row per version of a key of a keyring,
+///   the data key's ciphertext blob. Key numbers and versions are `u32` in
+///   the domain, stored as INTEGER. Deleting a keyring cascades to its
+///   versions; `delete_keyring` also deletes them explicitly.
+/// * No change triggers: nothing caches keyrings, so keyring writes do not
+///   move the change stamp.
+const MIGRATION_9: &str = "
+CREATE TABLE keyrings (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    account_id      TEXT    NOT NULL REFERENCES accounts (account_id),
+    name            TEXT    NOT NULL,
+    product         TEXT    NOT NULL,
+    key_id          TEXT    NOT NULL,
+    token_hash      BLOB,
+    token_issued_at INTEGER,
+    created_at      INTEGER NOT NULL,
+    revision        INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+) STRICT;
+CREATE INDEX keyrings_by_account ON keyrings (account_id, id);
+
+CREATE TABLE keyring_key_versions (
+    keyring_id TEXT    NOT NULL REFERENCES keyrings (id) ON DELETE CASCADE,
+    key_number INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    ciphertext BLOB    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (keyring_id, key_number, version)
+) STRICT;
+";
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -369,6 +405,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_6,
     MIGRATION_7,
     MIGRATION_8,
+    MIGRATION_9,
 ];
 
 /// The schema version this build creates and understands.
@@ -458,6 +495,16 @@ mod tests {
         conn.execute(
             "INSERT INTO key_usage VALUES ('k', 'a', 1, 'Encrypt', 'p', 'r')",
             [],
+        )
+        .unwrap();
+        assert_eq!(counter(&conn), after_account);
+        // Keyrings are not cached: no change triggers.
+        conn.execute_batch(
+            "INSERT INTO keyrings (id, account_id, name, product, key_id, created_at, revision)
+                 VALUES ('kr', 'a', 'n', 'mysql', 'k', 0, 1);
+             INSERT INTO keyring_key_versions VALUES ('kr', 1, 1, x'00', 0);
+             UPDATE keyrings SET revision = 2;
+             DELETE FROM keyrings;",
         )
         .unwrap();
         assert_eq!(counter(&conn), after_account);
