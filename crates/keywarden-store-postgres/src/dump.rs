@@ -9,11 +9,12 @@ use keywarden_core::model::CryptoOperation;
 use keywarden_core::store::StoreError;
 use keywarden_core::store_codec::{
     credential_owner_columns, decode_account, decode_account_id, decode_key_id, decode_month,
-    decode_product, status_to_sql, KeyColumns,
+    decode_product, status_to_sql, KeyColumns, KeyringRow,
 };
 
 use crate::billing::lifetime_from_row;
 use crate::error::{Fail, Invalid};
+use crate::keyring::{export_keyrings, insert_keyring_row, insert_keyring_version};
 use crate::rows::{
     account_from_row, alias_from_row, credential_from_row, grant_from_row, key_from_row,
     ledger_from_row, product_from_row, usage_from_row, ACCOUNT_COLUMNS, ALIAS_COLUMNS,
@@ -145,8 +146,11 @@ impl DumpStore for PgStore {
                 .first()
                 .map(|r| r.try_get::<_, Vec<u8>>(0))
                 .transpose()?;
+            let (keyrings, keyring_key_versions) = export_keyrings(&tx).await?;
             StoreDump {
                 root_key_check,
+                keyrings,
+                keyring_key_versions,
                 accounts,
                 products,
                 credentials,
@@ -171,6 +175,12 @@ impl DumpStore for PgStore {
                 keywarden_core::store_codec::check_versions(k)?;
                 KeyColumns::encode(k)
             })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Fail::from(e).error)?;
+        let keyrings = dump
+            .keyrings
+            .iter()
+            .map(KeyringRow::encode)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Fail::from(e).error)?;
         transact!(self, Mode::Write, |tx| {
@@ -381,6 +391,13 @@ impl DumpStore for PgStore {
                     &[check],
                 )
                 .await?;
+            }
+            // After the accounts they belong to.
+            for k in &keyrings {
+                insert_keyring_row(&tx, k).await?;
+            }
+            for v in &dump.keyring_key_versions {
+                insert_keyring_version(&tx, v).await?;
             }
         })
     }

@@ -21,7 +21,9 @@
 //!   ledger's `post_charges` and `append_top_up`, so two nodes never both
 //!   post a month's charge; `create_default_key` relies on the alias's
 //!   primary key (the loser's insert fails and its key is rolled back);
-//!   metering batches on the batch id's primary key.
+//!   metering batches on the batch id's primary key; the keyring
+//!   (`FOR UPDATE`) for `add_keyring_key_version`, so of racing rotations
+//!   to one version exactly one wins.
 //! * Unique violations (SQLSTATE 23505) answer `AlreadyExists`, foreign-key
 //!   violations (23503) `MissingReference`; serialization failures and
 //!   deadlocks (40001, 40P01) run the transaction again, a few times.
@@ -64,6 +66,7 @@ mod billing;
 mod dump;
 mod error;
 mod feed;
+mod keyring;
 mod rows;
 mod schema;
 

@@ -261,8 +261,43 @@ CREATE TABLE deployment (
 );
 "#;
 
+/// Migration 3: database keyrings (`KeyringStore`), as SQLite's schema 9.
+///
+/// * `keyrings`: one row per keyring, its name unique per account; the
+///   token only as its SHA-256 (`token_hash`, NULL while none is issued).
+/// * `keyring_key_versions`: one row per version of a key of a keyring.
+///   Key numbers and versions are `u32` in the domain, `BIGINT` here.
+///   `add_keyring_key_version` locks the keyring row (`FOR UPDATE`), so
+///   racing rotations on several nodes have one winner per version.
+/// * No change triggers (`keywarden_changed`): nothing caches keyrings, so
+///   keyring writes do not move the change counter.
+const MIGRATION_3: &str = r#"
+CREATE TABLE keyrings (
+    id              TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    account_id      TEXT COLLATE "C" NOT NULL REFERENCES accounts (account_id),
+    name            TEXT COLLATE "C" NOT NULL,
+    product         TEXT COLLATE "C" NOT NULL,
+    key_id          TEXT COLLATE "C" NOT NULL,
+    token_hash      BYTEA,
+    token_issued_at BIGINT,
+    created_at      BIGINT NOT NULL,
+    revision        BIGINT NOT NULL,
+    CONSTRAINT keyrings_name_per_account UNIQUE (account_id, name)
+);
+CREATE INDEX keyrings_by_account ON keyrings (account_id, id);
+
+CREATE TABLE keyring_key_versions (
+    keyring_id TEXT COLLATE "C" NOT NULL REFERENCES keyrings (id) ON DELETE CASCADE,
+    key_number BIGINT NOT NULL,
+    version    BIGINT NOT NULL,
+    ciphertext BYTEA  NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (keyring_id, key_number, version)
+);
+"#;
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this build creates and understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
