@@ -7,13 +7,14 @@
 use async_trait::async_trait;
 use keywarden_core::billing::{KeyLifetime, LedgerEntry, Month, RequestCount, Standing};
 use keywarden_core::clock::UnixMillis;
-use keywarden_core::ids::{AccountId, AliasName, KeyId, ProductCode};
+use keywarden_core::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
 use keywarden_core::model::{
-    Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, Product, ProductStatus,
+    Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, KeyringKeyVersion,
+    KeyringRecord, Product, ProductStatus,
 };
 use keywarden_core::store::{
     AccountStore, AliasStore, ChangeFeed, CredentialStore, GrantQuery, GrantStore, KeyQuery,
-    KeyStore, LedgerStore, MeteringStore, ProductStore, StoreError, UsageStore,
+    KeyStore, KeyringStore, LedgerStore, MeteringStore, ProductStore, StoreError, UsageStore,
 };
 use keywarden_store_sqlite::SqliteStore;
 
@@ -243,6 +244,48 @@ impl<H: Hooks> LedgerStore for Wrapped<H> {
 impl<H: Hooks> keywarden_core::store::DeploymentStore for Wrapped<H> {
     async fn root_key_check(&self, check: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.inner.root_key_check(check).await
+    }
+}
+
+#[async_trait]
+impl<H: Hooks> KeyringStore for Wrapped<H> {
+    async fn create_keyring(
+        &self,
+        keyring: &KeyringRecord,
+        versions: &[KeyringKeyVersion],
+    ) -> Result<(), StoreError> {
+        self.inner.create_keyring(keyring, versions).await
+    }
+    async fn get_keyring(&self, id: &KeyringId) -> Result<Option<KeyringRecord>, StoreError> {
+        self.inner.get_keyring(id).await
+    }
+    async fn list_keyrings(&self, a: &AccountId) -> Result<Vec<KeyringRecord>, StoreError> {
+        self.inner.list_keyrings(a).await
+    }
+    async fn update_keyring(&self, k: &KeyringRecord, expected: u64) -> Result<(), StoreError> {
+        self.inner.update_keyring(k, expected).await
+    }
+    async fn delete_keyring(&self, a: &AccountId, id: &KeyringId) -> Result<bool, StoreError> {
+        self.inner.delete_keyring(a, id).await
+    }
+    async fn add_keyring_key_version(&self, v: &KeyringKeyVersion) -> Result<(), StoreError> {
+        self.inner.add_keyring_key_version(v).await
+    }
+    async fn get_keyring_key_version(
+        &self,
+        k: &KeyringId,
+        key_number: u32,
+        version: Option<u32>,
+    ) -> Result<Option<KeyringKeyVersion>, StoreError> {
+        self.inner
+            .get_keyring_key_version(k, key_number, version)
+            .await
+    }
+    async fn list_keyring_key_versions(
+        &self,
+        k: &KeyringId,
+    ) -> Result<Vec<KeyringKeyVersion>, StoreError> {
+        self.inner.list_keyring_key_versions(k).await
     }
 }
 
