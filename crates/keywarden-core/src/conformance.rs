@@ -25,12 +25,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::billing::{KeyLifetime, LedgerEntry, LedgerKind, Month, RequestCount, Standing};
 use crate::clock::UnixMillis;
-use crate::ids::{AccountId, AliasName, KeyId, ProductCode};
+use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
 use crate::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
     CryptoOperation, GrantConstraints, GrantOperation, GrantRecord, ImportState, KeyManager,
-    KeyRecord, KeyState, KeyUsage, KeyVersion, MaterialExpiration, Origin, Product, ProductClass,
-    ProductStatus, RotationType, Tag,
+    KeyRecord, KeyState, KeyUsage, KeyVersion, KeyringKeyVersion, KeyringRecord,
+    MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
 };
 use crate::store::{GrantQuery, KeyQuery, Store, StoreError};
 
@@ -63,7 +63,13 @@ use crate::store::{GrantQuery, KeyQuery, Store, StoreError};
 /// (once, also under 16 simultaneous calls), the frozen flag is set by a
 /// charge below zero and cleared by a top-up back to zero or more (both
 /// moving the change stamp), and the ledger is ordered, paginated and
-/// scoped by account.
+/// scoped by account. Keyrings: creation with key versions, duplicates (id,
+/// name within the account), unknown accounts, account-scoped ordered
+/// listing, compare-and-set token updates, key versions strictly one after
+/// the newest (gaps, duplicates and unknown keyrings refused), newest and
+/// specific reads, `u32::MAX` key numbers and versions, deletion scoped by
+/// account, and no effect on the change stamp; the suite leaves a keyring
+/// with two keys and several versions behind (for dumps).
 pub async fn run(store: &dyn Store) {
     let ids = Ids::new();
     accounts(store, &ids).await;
@@ -87,6 +93,7 @@ pub async fn run(store: &dyn Store) {
     key_usage(store, &ids).await;
     metering(store, &ids).await;
     ledger(store, &ids).await;
+    keyrings(store, &ids).await;
 }
 
 fn usage_of(key: &KeyRecord, at: i64, operation: CryptoOperation, who: &str) -> KeyUsage {
@@ -2883,6 +2890,464 @@ async fn new_account(store: &dyn Store, ids: &Ids) -> AccountId {
 }
 
 // ---------------------------------------------------------------------------
+// Keyrings
+
+fn keyring_of(ids: &Ids, account: &AccountId, name: &str) -> KeyringRecord {
+    let mut random = [0u8; 16];
+    random[..8].copy_from_slice(&ids.next().to_be_bytes());
+    random[8..].copy_from_slice(&ids.next().to_be_bytes());
+    KeyringRecord {
+        id: KeyringId::from_random(random),
+        account_id: account.clone(),
+        name: name.into(),
+        product: ids.product(),
+        key_id: ids.key(),
+        token_hash: Some([0xa5; 32]),
+        token_issued_at: Some(UnixMillis(1_700_000_000_000)),
+        created_at: UnixMillis(1_700_000_000_000),
+        revision: 1,
+    }
+}
+
+fn keyring_version(keyring: &KeyringRecord, key_number: u32, version: u32) -> KeyringKeyVersion {
+    let mut ciphertext = vec![0x6b; 48];
+    ciphertext.extend_from_slice(&key_number.to_be_bytes());
+    ciphertext.extend_from_slice(&version.to_be_bytes());
+    KeyringKeyVersion {
+        keyring_id: keyring.id.clone(),
+        key_number,
+        version,
+        ciphertext,
+        created_at: UnixMillis(1_700_000_000_000 + i64::from(version)),
+    }
+}
+
+/// Keyrings and their key versions ([`crate::store::KeyringStore`]).
+async fn keyrings(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "keyrings";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+    let stamp = ok(store.change_stamp().await, CASE, "change_stamp");
+
+    // Creation with versions, reads, listing.
+    let a = keyring_of(ids, &account, "orders");
+    let a_versions = vec![
+        keyring_version(&a, 1, 1),
+        keyring_version(&a, 1, 2),
+        keyring_version(&a, 2, 1),
+    ];
+    ok(
+        store.create_keyring(&a, &a_versions).await,
+        CASE,
+        "create_keyring",
+    );
+    let mut b = keyring_of(ids, &account, "billing");
+    b.token_hash = None;
+    b.token_issued_at = None;
+    ok(store.create_keyring(&b, &[]).await, CASE, "create_keyring");
+    let foreign = keyring_of(ids, &other, "orders");
+    ok(
+        store
+            .create_keyring(&foreign, &[keyring_version(&foreign, 1, 1)])
+            .await,
+        CASE,
+        "create_keyring with a name taken in another account",
+    );
+    assert_eq!(
+        ok(store.get_keyring(&a.id).await, CASE, "get_keyring"),
+        Some(a.clone()),
+        "store conformance: {CASE}: get_keyring must return the keyring as created"
+    );
+    assert_eq!(
+        ok(store.get_keyring(&b.id).await, CASE, "get_keyring"),
+        Some(b.clone()),
+        "store conformance: {CASE}: a keyring without a token must read back without one"
+    );
+    assert_eq!(
+        ok(
+            store.list_keyring_key_versions(&a.id).await,
+            CASE,
+            "list_keyring_key_versions"
+        ),
+        a_versions,
+        "store conformance: {CASE}: create_keyring must store its versions"
+    );
+    let mut mine = vec![a.clone(), b.clone()];
+    mine.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(
+        ok(store.list_keyrings(&account).await, CASE, "list_keyrings"),
+        mine,
+        "store conformance: {CASE}: list_keyrings must list the account's keyrings, ordered by id"
+    );
+    assert_eq!(
+        ok(store.list_keyrings(&other).await, CASE, "list_keyrings"),
+        vec![foreign.clone()],
+        "store conformance: {CASE}: list_keyrings must list only the account's keyrings"
+    );
+    let unknown = keyring_of(ids, &account, "never stored");
+    assert_eq!(
+        ok(store.get_keyring(&unknown.id).await, CASE, "get_keyring"),
+        None,
+        "store conformance: {CASE}: an unknown keyring must read as None"
+    );
+
+    // Duplicates and missing references.
+    let same_id = KeyringRecord {
+        name: "another name".into(),
+        ..a.clone()
+    };
+    expect_err(
+        store.create_keyring(&same_id, &[]).await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_keyring with a taken id",
+    );
+    let same_name = keyring_of(ids, &account, "orders");
+    expect_err(
+        store
+            .create_keyring(&same_name, &[keyring_version(&same_name, 1, 1)])
+            .await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_keyring with a name taken in the account",
+    );
+    assert_eq!(
+        ok(store.get_keyring(&same_name.id).await, CASE, "get_keyring"),
+        None,
+        "store conformance: {CASE}: a refused create_keyring must store nothing"
+    );
+    assert!(
+        ok(
+            store.list_keyring_key_versions(&same_name.id).await,
+            CASE,
+            "list_keyring_key_versions"
+        )
+        .is_empty(),
+        "store conformance: {CASE}: a refused create_keyring must store no versions"
+    );
+    let orphan = keyring_of(ids, &ids.account(), "orphan");
+    expect_err(
+        store.create_keyring(&orphan, &[]).await,
+        Expected::MissingReference,
+        CASE,
+        "create_keyring for an unknown account",
+    );
+
+    // Compare-and-set token updates.
+    let mut cleared = b.clone();
+    cleared.token_hash = Some([0x11; 32]);
+    cleared.token_issued_at = Some(UnixMillis(1_700_000_000_500));
+    cleared.revision = 2;
+    ok(
+        store.update_keyring(&cleared, 1).await,
+        CASE,
+        "update_keyring (set a token)",
+    );
+    assert_eq!(
+        ok(store.get_keyring(&b.id).await, CASE, "get_keyring"),
+        Some(cleared.clone()),
+        "store conformance: {CASE}: update_keyring must store the token and the revision"
+    );
+    let mut stale = cleared.clone();
+    stale.revision = 3;
+    stale.token_hash = None;
+    expect_err(
+        store.update_keyring(&stale, 1).await,
+        Expected::Conflict,
+        CASE,
+        "update_keyring with a stale revision",
+    );
+    let cross = KeyringRecord {
+        account_id: other.clone(),
+        ..stale.clone()
+    };
+    expect_err(
+        store.update_keyring(&cross, 2).await,
+        Expected::Conflict,
+        CASE,
+        "update_keyring naming another account",
+    );
+    expect_err(
+        store.update_keyring(&unknown, 1).await,
+        Expected::Conflict,
+        CASE,
+        "update_keyring of an unknown keyring",
+    );
+    stale.token_issued_at = None;
+    ok(
+        store.update_keyring(&stale, 2).await,
+        CASE,
+        "update_keyring (clear the token)",
+    );
+    assert_eq!(
+        ok(store.get_keyring(&b.id).await, CASE, "get_keyring"),
+        Some(stale.clone()),
+        "store conformance: {CASE}: a cleared token must read back cleared"
+    );
+    // Only the token fields and the revision change.
+    let mut reshaped = stale.clone();
+    reshaped.name = "renamed".into();
+    reshaped.product = ids.product();
+    reshaped.key_id = ids.key();
+    reshaped.created_at = UnixMillis(5);
+    reshaped.token_hash = Some([0x22; 32]);
+    reshaped.token_issued_at = Some(UnixMillis(1_700_000_000_900));
+    reshaped.revision = 4;
+    ok(
+        store.update_keyring(&reshaped, 3).await,
+        CASE,
+        "update_keyring",
+    );
+    let b_now = KeyringRecord {
+        token_hash: reshaped.token_hash,
+        token_issued_at: reshaped.token_issued_at,
+        revision: 4,
+        ..stale.clone()
+    };
+    assert_eq!(
+        ok(store.get_keyring(&b.id).await, CASE, "get_keyring"),
+        Some(b_now.clone()),
+        "store conformance: {CASE}: update_keyring must change only the token fields and the revision"
+    );
+
+    // Key versions.
+    ok(
+        store
+            .add_keyring_key_version(&keyring_version(&a, 1, 3))
+            .await,
+        CASE,
+        "add_keyring_key_version (next version)",
+    );
+    expect_err(
+        store
+            .add_keyring_key_version(&keyring_version(&a, 1, 5))
+            .await,
+        Expected::Conflict,
+        CASE,
+        "add_keyring_key_version skipping a version",
+    );
+    expect_err(
+        store
+            .add_keyring_key_version(&keyring_version(&a, 1, 3))
+            .await,
+        Expected::Conflict,
+        CASE,
+        "add_keyring_key_version of a stored version",
+    );
+    expect_err(
+        store
+            .add_keyring_key_version(&keyring_version(&a, 3, 2))
+            .await,
+        Expected::Conflict,
+        CASE,
+        "add_keyring_key_version starting a new key number at 2",
+    );
+    ok(
+        store
+            .add_keyring_key_version(&keyring_version(&a, 3, 1))
+            .await,
+        CASE,
+        "add_keyring_key_version (a new key number)",
+    );
+    expect_err(
+        store
+            .add_keyring_key_version(&keyring_version(&unknown, 1, 1))
+            .await,
+        Expected::MissingReference,
+        CASE,
+        "add_keyring_key_version to an unknown keyring",
+    );
+    let get_version = |keyring: &KeyringRecord, key_number: u32, version: Option<u32>| {
+        let id = keyring.id.clone();
+        async move {
+            ok(
+                store
+                    .get_keyring_key_version(&id, key_number, version)
+                    .await,
+                CASE,
+                "get_keyring_key_version",
+            )
+        }
+    };
+    assert_eq!(
+        get_version(&a, 1, None).await,
+        Some(keyring_version(&a, 1, 3)),
+        "store conformance: {CASE}: without a version, the newest must be read"
+    );
+    assert_eq!(
+        get_version(&a, 1, Some(2)).await,
+        Some(keyring_version(&a, 1, 2)),
+        "store conformance: {CASE}: a specific version must be read"
+    );
+    assert_eq!(
+        get_version(&a, 1, Some(4)).await,
+        None,
+        "store conformance: {CASE}: a missing version must read as None"
+    );
+    assert_eq!(
+        get_version(&a, 9, None).await,
+        None,
+        "store conformance: {CASE}: a missing key number must read as None"
+    );
+    assert_eq!(
+        get_version(&b, 1, None).await,
+        None,
+        "store conformance: {CASE}: a keyring without versions has no newest version"
+    );
+    let all = vec![
+        keyring_version(&a, 1, 1),
+        keyring_version(&a, 1, 2),
+        keyring_version(&a, 1, 3),
+        keyring_version(&a, 2, 1),
+        keyring_version(&a, 3, 1),
+    ];
+    assert_eq!(
+        ok(
+            store.list_keyring_key_versions(&a.id).await,
+            CASE,
+            "list_keyring_key_versions"
+        ),
+        all,
+        "store conformance: {CASE}: list_keyring_key_versions must order by key number, then version"
+    );
+
+    // The whole u32 range round-trips.
+    let wide = keyring_of(ids, &account, "wide");
+    let wide_versions = vec![
+        keyring_version(&wide, 7, u32::MAX - 1),
+        keyring_version(&wide, u32::MAX, 1),
+    ];
+    ok(
+        store.create_keyring(&wide, &wide_versions).await,
+        CASE,
+        "create_keyring",
+    );
+    ok(
+        store
+            .add_keyring_key_version(&keyring_version(&wide, 7, u32::MAX))
+            .await,
+        CASE,
+        "add_keyring_key_version (u32::MAX)",
+    );
+    assert_eq!(
+        get_version(&wide, u32::MAX, None).await,
+        Some(keyring_version(&wide, u32::MAX, 1)),
+        "store conformance: {CASE}: key number u32::MAX must round-trip"
+    );
+    assert_eq!(
+        get_version(&wide, 7, None).await,
+        Some(keyring_version(&wide, 7, u32::MAX)),
+        "store conformance: {CASE}: version u32::MAX must round-trip"
+    );
+    assert_eq!(
+        ok(
+            store.list_keyring_key_versions(&wide.id).await,
+            CASE,
+            "list_keyring_key_versions"
+        ),
+        vec![
+            keyring_version(&wide, 7, u32::MAX - 1),
+            keyring_version(&wide, 7, u32::MAX),
+            keyring_version(&wide, u32::MAX, 1),
+        ],
+        "store conformance: {CASE}: large key numbers must sort as numbers"
+    );
+
+    // Deletion, scoped by account.
+    assert!(
+        !ok(
+            store.delete_keyring(&other, &wide.id).await,
+            CASE,
+            "delete_keyring"
+        ),
+        "store conformance: {CASE}: deleting another account's keyring must answer false"
+    );
+    assert_eq!(
+        ok(store.get_keyring(&wide.id).await, CASE, "get_keyring"),
+        Some(wide.clone()),
+        "store conformance: {CASE}: a refused delete_keyring must delete nothing"
+    );
+    assert_eq!(
+        ok(
+            store.list_keyring_key_versions(&wide.id).await,
+            CASE,
+            "list_keyring_key_versions"
+        )
+        .len(),
+        3,
+        "store conformance: {CASE}: a refused delete_keyring must delete no versions"
+    );
+    assert!(
+        ok(
+            store.delete_keyring(&account, &wide.id).await,
+            CASE,
+            "delete_keyring"
+        ),
+        "store conformance: {CASE}: deleting the account's keyring must answer true"
+    );
+    assert_eq!(
+        ok(store.get_keyring(&wide.id).await, CASE, "get_keyring"),
+        None,
+        "store conformance: {CASE}: a deleted keyring must read as None"
+    );
+    assert!(
+        ok(
+            store.list_keyring_key_versions(&wide.id).await,
+            CASE,
+            "list_keyring_key_versions"
+        )
+        .is_empty(),
+        "store conformance: {CASE}: deleting a keyring must delete its versions"
+    );
+    assert!(
+        !ok(
+            store.delete_keyring(&account, &wide.id).await,
+            CASE,
+            "delete_keyring"
+        ),
+        "store conformance: {CASE}: deleting a deleted keyring must answer false"
+    );
+    expect_err(
+        store
+            .add_keyring_key_version(&keyring_version(&wide, 7, 1))
+            .await,
+        Expected::MissingReference,
+        CASE,
+        "add_keyring_key_version to a deleted keyring",
+    );
+
+    // Concurrent rotations to one version: exactly one wins.
+    let racing: Vec<BoxFuture<'_, Result<(), StoreError>>> = (0..8u8)
+        .map(|i| {
+            let mut v = keyring_version(&a, 2, 2);
+            v.ciphertext[0] = i;
+            Box::pin(async move { store.add_keyring_key_version(&v).await })
+                as BoxFuture<'_, Result<(), StoreError>>
+        })
+        .collect();
+    single_winner(&join_all(racing).await, CASE, "add_keyring_key_version");
+
+    assert_eq!(
+        ok(store.change_stamp().await, CASE, "change_stamp"),
+        stamp,
+        "store conformance: {CASE}: keyring writes must not move the change stamp"
+    );
+    // Left behind for dumps: `a` (three keys, several versions), `b` and
+    // the other account's keyring.
+    assert_eq!(
+        ok(store.list_keyrings(&account).await, CASE, "list_keyrings"),
+        mine.iter()
+            .map(|k| if k.id == b.id {
+                b_now.clone()
+            } else {
+                k.clone()
+            })
+            .collect::<Vec<_>>(),
+        "store conformance: {CASE}: list_keyrings after the updates and the deletion"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Ids
 
 /// Fresh ids: a per-run seed (time, process, run number) mixed with a
@@ -3131,6 +3596,19 @@ where
     assert!(
         !dump.keys.is_empty() && !dump.ledger.is_empty() && !dump.grants.is_empty(),
         "store conformance: {CASE}: the suite left keys, grants and ledger entries to move"
+    );
+    assert!(
+        dump.keyrings.iter().any(|k| {
+            let versions: Vec<&KeyringKeyVersion> = dump
+                .keyring_key_versions
+                .iter()
+                .filter(|v| v.keyring_id == k.id)
+                .collect();
+            let mut numbers: Vec<u32> = versions.iter().map(|v| v.key_number).collect();
+            numbers.dedup();
+            numbers.len() >= 2 && versions.len() > numbers.len()
+        }),
+        "store conformance: {CASE}: the suite left a keyring with two keys and several versions to move"
     );
     let stamp = ok(target.change_stamp().await, CASE, "change_stamp (before)");
     ok(target.import_dump(&dump).await, CASE, "import_dump");

@@ -668,70 +668,6 @@ impl LedgerRow {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key() -> KeyRecord {
-        KeyRecord {
-            key_id: KeyId::from_bytes([7; 16]),
-            account_id: AccountId::parse("111122223333").unwrap(),
-            revision: 2,
-            description: "d".into(),
-            state: KeyState::Enabled,
-            origin: Origin::External,
-            key_manager: KeyManager::Customer,
-            created_at: UnixMillis(5),
-            deletion_date: None,
-            pending_window_days: None,
-            tags: Vec::new(),
-            policy: None,
-            versions: Vec::new(),
-            rotation: Some(AutoRotation {
-                period_days: 90,
-                next_rotation: UnixMillis(9),
-            }),
-            on_demand_rotations: 0,
-            deletion_protection: false,
-            import: Some(ImportState {
-                fingerprint: vec![0xab, 0x01],
-                expiration: Some(MaterialExpiration::ValidTo(UnixMillis(11))),
-            }),
-            default_for: None,
-        }
-    }
-
-    /// The `meta` JSON is the on-disk format of every SQL backend: pinned.
-    #[test]
-    fn key_meta_is_pinned_and_round_trips() {
-        let k = key();
-        let cols = KeyColumns::encode(&k).unwrap();
-        assert_eq!(
-            cols.meta,
-            r#"{"description":"d","origin":"External","key_manager":"Customer","created_at":5,"pending_window_days":null,"tags":[],"policy":null,"rotation_period_days":90,"on_demand_rotations":0,"deletion_protection":false,"import":{"fingerprint":"ab01","expiration":"KEY_MATERIAL_EXPIRES"}}"#
-        );
-        let row = KeyRow {
-            key_id: cols.key_id,
-            account_id: cols.account_id,
-            revision: cols.revision,
-            state: cols.state.to_owned(),
-            deletion_date: cols.deletion_date,
-            meta: cols.meta,
-            rotation_date: cols.rotation_date,
-            material_valid_to: cols.material_valid_to,
-        };
-        assert_eq!(row.decode(Vec::new()).unwrap(), k);
-    }
-
-    #[test]
-    fn bad_values_name_the_problem_not_the_value() {
-        let e = decode_account_id("secret-looking-value").unwrap_err();
-        assert!(!e.to_string().contains("secret-looking-value"));
-        assert!(matches!(decode_month(-1), Err(CodecError::Invalid(_))));
-        assert!(revision_to_sql(u64::MAX).is_err());
-    }
-}
-
 /// A `keyrings` row, to write or as read.
 pub struct KeyringRow {
     /// `id`.
@@ -868,4 +804,104 @@ pub fn check_keyring_versions(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> KeyRecord {
+        KeyRecord {
+            key_id: KeyId::from_bytes([7; 16]),
+            account_id: AccountId::parse("111122223333").unwrap(),
+            revision: 2,
+            description: "d".into(),
+            state: KeyState::Enabled,
+            origin: Origin::External,
+            key_manager: KeyManager::Customer,
+            created_at: UnixMillis(5),
+            deletion_date: None,
+            pending_window_days: None,
+            tags: Vec::new(),
+            policy: None,
+            versions: Vec::new(),
+            rotation: Some(AutoRotation {
+                period_days: 90,
+                next_rotation: UnixMillis(9),
+            }),
+            on_demand_rotations: 0,
+            deletion_protection: false,
+            import: Some(ImportState {
+                fingerprint: vec![0xab, 0x01],
+                expiration: Some(MaterialExpiration::ValidTo(UnixMillis(11))),
+            }),
+            default_for: None,
+        }
+    }
+
+    /// The `meta` JSON is the on-disk format of every SQL backend: pinned.
+    #[test]
+    fn key_meta_is_pinned_and_round_trips() {
+        let k = key();
+        let cols = KeyColumns::encode(&k).unwrap();
+        assert_eq!(
+            cols.meta,
+            r#"{"description":"d","origin":"External","key_manager":"Customer","created_at":5,"pending_window_days":null,"tags":[],"policy":null,"rotation_period_days":90,"on_demand_rotations":0,"deletion_protection":false,"import":{"fingerprint":"ab01","expiration":"KEY_MATERIAL_EXPIRES"}}"#
+        );
+        let row = KeyRow {
+            key_id: cols.key_id,
+            account_id: cols.account_id,
+            revision: cols.revision,
+            state: cols.state.to_owned(),
+            deletion_date: cols.deletion_date,
+            meta: cols.meta,
+            rotation_date: cols.rotation_date,
+            material_valid_to: cols.material_valid_to,
+        };
+        assert_eq!(row.decode(Vec::new()).unwrap(), k);
+    }
+
+    #[test]
+    fn bad_values_name_the_problem_not_the_value() {
+        let e = decode_account_id("secret-looking-value").unwrap_err();
+        assert!(!e.to_string().contains("secret-looking-value"));
+        assert!(matches!(decode_month(-1), Err(CodecError::Invalid(_))));
+        assert!(revision_to_sql(u64::MAX).is_err());
+    }
+
+    #[test]
+    fn keyring_rows_round_trip_and_refuse_bad_values() {
+        let keyring = KeyringRecord {
+            id: KeyringId::from_random([3; 16]),
+            account_id: AccountId::parse("111122223333").unwrap(),
+            name: "n".into(),
+            product: ProductCode::parse("mysql").unwrap(),
+            key_id: KeyId::from_bytes([7; 16]),
+            token_hash: Some([9; 32]),
+            token_issued_at: Some(UnixMillis(4)),
+            created_at: UnixMillis(3),
+            revision: 2,
+        };
+        let row = KeyringRow::encode(&keyring).unwrap();
+        assert!(!format!("{row:?}").contains("9, 9"));
+        assert_eq!(row.decode().unwrap(), keyring);
+        let mut short = KeyringRow::encode(&keyring).unwrap();
+        short.token_hash = Some(vec![9; 31]);
+        assert!(matches!(short.decode(), Err(CodecError::Invalid(_))));
+        let version = |key_number: i64| KeyringVersionRow {
+            keyring_id: keyring.id.as_str().to_owned(),
+            key_number,
+            version: i64::from(u32::MAX),
+            ciphertext: vec![1],
+            created_at: 0,
+        };
+        assert_eq!(version(1).decode().unwrap().version, u32::MAX);
+        assert!(version(-1).decode().is_err());
+        assert!(version(i64::from(u32::MAX) + 1).decode().is_err());
+        let mut foreign = version(1).decode().unwrap();
+        foreign.keyring_id = KeyringId::from_random([4; 16]);
+        assert!(check_keyring_versions(&keyring, &[foreign]).is_err());
+        let twice = version(1).decode().unwrap();
+        assert!(check_keyring_versions(&keyring, &[twice.clone(), twice]).is_err());
+    }
 }
