@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use keywarden_core::billing::{Month, RequestCount};
 use keywarden_core::clock::UnixMillis;
-use keywarden_core::ids::ProductCode;
-use keywarden_core::model::CryptoOperation;
+use keywarden_core::ids::{KeyId, KeyringId, ProductCode};
+use keywarden_core::model::{CryptoOperation, KeyringKeyVersion, KeyringRecord};
 use keywarden_core::store::{
-    AccountStore, ChangeFeed, GrantQuery, GrantStore, KeyQuery, KeyStore, LedgerStore,
-    MeteringStore, ProductStore, StoreError,
+    AccountStore, ChangeFeed, GrantQuery, GrantStore, KeyQuery, KeyStore, KeyringStore,
+    LedgerStore, MeteringStore, ProductStore, StoreError,
 };
 use keywarden_store_postgres::{PgOptions, PgStore};
 
@@ -383,4 +383,90 @@ async fn a_counter_that_went_back_does_not_hide_later_changes() {
         moved,
         "a change after the counter went back reaches B within 1 s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_keyring_rotations_have_one_winner_across_nodes() {
+    let url = common::fresh_database("keyring_race");
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(common::store(&url).await);
+    }
+    let account = common::account_id(800);
+    stores[0]
+        .create_account(&common::account(&account))
+        .await
+        .unwrap();
+    let keyring = KeyringRecord {
+        id: KeyringId::from_random([8; 16]),
+        account_id: account.clone(),
+        name: "race".into(),
+        product: ProductCode::parse("mysql").unwrap(),
+        key_id: KeyId::from_bytes([8; 16]),
+        token_hash: None,
+        token_issued_at: None,
+        created_at: UnixMillis(1),
+        revision: 1,
+    };
+    let version = |n: u32, marker: u8| KeyringKeyVersion {
+        keyring_id: keyring.id.clone(),
+        key_number: 1,
+        version: n,
+        ciphertext: vec![marker; 40],
+        created_at: UnixMillis(i64::from(n)),
+    };
+    stores[0]
+        .create_keyring(&keyring, &[version(1, 0)])
+        .await
+        .unwrap();
+    let stamps: Vec<u64> = {
+        let mut stamps = Vec::new();
+        for s in &stores {
+            stamps.push(s.change_stamp().await.unwrap());
+        }
+        stamps
+    };
+    // Another session holds the keyring's row lock while the racers start,
+    // so they all overlap: each has to wait for it, then for each other.
+    let mut gate = common::raw_client(&url).await;
+    let gate_tx = gate.transaction().await.unwrap();
+    gate_tx
+        .execute(
+            "SELECT 1 FROM keyrings WHERE id = $1 FOR UPDATE",
+            &[&keyring.id.as_str()],
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20u8)
+        .map(|i| {
+            let store = stores[usize::from(i) % 3].clone();
+            let v = version(2, i + 1);
+            tokio::spawn(async move { store.add_keyring_key_version(&v).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate_tx.commit().await.unwrap();
+    let mut winners = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(()) => winners.push(i),
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("unexpected failure: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one rotation wins: {winners:?}");
+    let stored = stores[2]
+        .list_keyring_key_versions(&keyring.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        vec![version(1, 0), version(2, winners[0] as u8 + 1)],
+        "the winner's version, and nothing else, is stored"
+    );
+    // Keyring writes do not move any node's change stamp.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (s, before) in stores.iter().zip(stamps) {
+        assert_eq!(s.change_stamp().await.unwrap(), before);
+    }
 }
