@@ -19,6 +19,10 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # PostgreSQL server binaries (initdb, pg_ctl, postgres) and the `postgres`
 # user: the PostgreSQL store tests start throwaway clusters of their own.
 { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && id postgres >/dev/null 2>&1; } || missing+=(postgresql)
+# MariaDB and its stock HashiCorp Vault key management plugin: the MariaDB
+# integration test (e2e_mariadb) starts a throwaway mariadbd of its own.
+command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
+[ -e /usr/lib/mysql/plugin/hashicorp_key_management.so ] || missing+=(mariadb-plugin-hashicorp-key-management)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 mod grants;
+mod keyrings;
 
 /// DescribeCustomKeyStores: the HSM key stores the operator configured.
 fn describe_custom_key_stores(
@@ -171,9 +172,16 @@ pub const OPERATIONS: &[&str] = &[
 /// `KeywardenService.` (`docs/api-extensions.md`). A separate namespace, so
 /// no future AWS operation can collide with them.
 pub const EXTENSION_OPERATIONS: &[&str] = &[
+    "CreateKeyring",
+    "CreateKeyringToken",
+    "DeleteKeyring",
+    "DescribeKeyring",
     "DisableKeyDeletionProtection",
     "EnableKeyDeletionProtection",
     "GetAccountBalance",
+    "ListKeyrings",
+    "RevokeKeyringToken",
+    "RotateKeyringKey",
 ];
 
 /// Runs AWS operation `op` (the target suffix after `TrentService.`) for
@@ -236,6 +244,13 @@ pub async fn dispatch_extension(
 ) -> Result<Vec<u8>, ApiError> {
     match op {
         "GetAccountBalance" => get_account_balance(kms, caller, body).await,
+        "CreateKeyring" => keyrings::create_keyring(kms, caller, body).await,
+        "CreateKeyringToken" => keyrings::create_keyring_token(kms, caller, body).await,
+        "DeleteKeyring" => keyrings::delete_keyring(kms, caller, body).await,
+        "DescribeKeyring" => keyrings::describe_keyring(kms, caller, body).await,
+        "ListKeyrings" => keyrings::list_keyrings(kms, caller, body).await,
+        "RevokeKeyringToken" => keyrings::revoke_keyring_token(kms, caller, body).await,
+        "RotateKeyringKey" => keyrings::rotate_keyring_key(kms, caller, body).await,
         "DisableKeyDeletionProtection" => {
             kms.disable_key_deletion_protection(caller, &key_id_only(body)?)
                 .await?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use http::{header, HeaderValue, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -110,6 +110,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", post(api).fallback(not_found))
         .route("/healthz", get(healthz))
+        .route("/v1/{*path}", any(crate::keyring_endpoint::serve))
         .fallback(not_found)
         .with_state(state)
 }
@@ -145,7 +146,7 @@ async fn not_found(req: Request) -> Response {
 /// Request ids look like UUIDs: a random 64-bit prefix drawn once per
 /// process and a counter. Unique within and (with overwhelming probability)
 /// across processes, and free of a random-number syscall per request.
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static PREFIX: OnceLock<u64> = OnceLock::new();

@@ -11,6 +11,7 @@ pub mod audit;
 mod error;
 mod handlers;
 mod http_server;
+mod keyring_endpoint;
 pub mod limits;
 pub mod sigv4;
 mod wire;

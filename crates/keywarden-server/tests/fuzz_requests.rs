@@ -78,6 +78,8 @@ fn world() -> World {
     })
     .with_importer(Arc::new(importer));
     let issued = rt.block_on(kms.create_account("fuzz")).unwrap();
+    // The seed products (`mysql` for the keyring operations).
+    rt.block_on(kms.register_seed_products()).unwrap();
     let caller = Caller {
         product: None,
         account_id: issued.account_id.clone(),
@@ -148,6 +150,22 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
     );
     let grant_id = grant["GrantId"].as_str().unwrap().to_owned();
     let grant_token = grant["GrantToken"].as_str().unwrap().to_owned();
+    // Keyrings on the mysql product's default key (no grant needed): one
+    // to mutate requests on, one for DeleteKeyring.
+    let keyring = w.ok(
+        "CreateKeyring",
+        json!({"Name": "fuzz-db", "KeyId": "alias_mysql", "KeyNumbers": [1, 2]}),
+    )["KeyringId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let doomed = w.ok(
+        "CreateKeyring",
+        json!({"Name": "fuzz-doomed", "KeyId": "alias_mysql"}),
+    )["KeyringId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let blob0 = B64.encode(&blobs[0].blob);
     let blob1 = B64.encode(&blobs[1].blob);
 
@@ -271,6 +289,19 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
         ("GetAccountBalance", json!({})),
         ("EnableKeyDeletionProtection", json!({"KeyId": managed})),
         ("DisableKeyDeletionProtection", json!({"KeyId": managed})),
+        (
+            "CreateKeyring",
+            json!({"Name": "fuzz-new", "KeyId": "alias_mysql", "ProductCode": "mysql", "KeyNumbers": [1, 5]}),
+        ),
+        ("DescribeKeyring", json!({"KeyringId": keyring})),
+        ("ListKeyrings", json!({})),
+        (
+            "RotateKeyringKey",
+            json!({"KeyringId": keyring, "KeyNumber": 1}),
+        ),
+        ("CreateKeyringToken", json!({"KeyringId": keyring})),
+        ("RevokeKeyringToken", json!({"KeyringId": keyring})),
+        ("DeleteKeyring", json!({"KeyringId": doomed})),
     ];
     for op in OPERATIONS.iter().chain(EXTENSION_OPERATIONS) {
         assert!(

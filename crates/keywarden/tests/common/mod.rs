@@ -336,7 +336,6 @@ pub async fn raw_post(
     target: &str,
     body: &str,
 ) -> RawResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let authority = authority(server_url);
     let request = signed_request(
         server_url,
@@ -346,6 +345,17 @@ pub async fn raw_post(
         std::time::SystemTime::now(),
         true,
     );
+    let (status, payload) = exchange(authority, &request).await;
+    RawResponse {
+        status,
+        body: serde_json::from_str(&payload).expect("JSON body"),
+    }
+}
+
+/// Sends `request` over a new connection (which it closes) and reads the
+/// answer: the status and the length-delimited body.
+async fn exchange(authority: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
@@ -361,12 +371,9 @@ pub async fn raw_post(
         !head
             .to_ascii_lowercase()
             .contains("transfer-encoding: chunked"),
-        "raw_post reads only length-delimited bodies"
+        "the test client reads only length-delimited bodies"
     );
-    RawResponse {
-        status,
-        body: serde_json::from_str(payload).expect("JSON body"),
-    }
+    (status, payload.to_owned())
 }
 
 /// CreateKey with defaults; the new key's id.
@@ -396,4 +403,31 @@ pub async fn encrypt(
         .expect("Encrypt")
         .ciphertext_blob
         .expect("CiphertextBlob")
+}
+
+/// A plain HTTP/1.1 `GET path` with an optional `X-Vault-Token`, the way
+/// MariaDB's `hashicorp_key_management` plugin reads the keyring endpoint;
+/// the status and the JSON body.
+pub async fn vault_get(server_url: &str, path: &str, token: Option<&str>) -> RawResponse {
+    vault_request(server_url, "GET", path, token).await
+}
+
+/// Like [`vault_get`] with any method.
+pub async fn vault_request(
+    server_url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> RawResponse {
+    let authority = authority(server_url);
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("x-vault-token: {token}\r\n"));
+    }
+    request.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
+    let (status, payload) = exchange(authority, &request).await;
+    RawResponse {
+        status,
+        body: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+    }
 }
