@@ -19,6 +19,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # PostgreSQL server binaries (initdb, pg_ctl, postgres) and the `postgres`
 # user: the PostgreSQL store tests start throwaway clusters of their own.
 { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && id postgres >/dev/null 2>&1; } || missing+=(postgresql)
+command -v qemu-img >/dev/null || missing+=(qemu-utils)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq
