@@ -23,6 +23,8 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # integration test (e2e_mariadb) starts a throwaway mariadbd of its own.
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
 [ -e /usr/lib/mysql/plugin/hashicorp_key_management.so ] || missing+=(mariadb-plugin-hashicorp-key-management)
+# qemu-img, qemu-io, qemu-nbd: the block-volume example (examples/block-volume).
+command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq

@@ -9,7 +9,7 @@ use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::types::DataKeySpec;
 use zeroize::Zeroizing;
 
-use crate::crypto::{self, DataKey};
+use crate::crypto::{self, DataKey, DATA_KEY_LEN};
 use crate::envelope::{
     self, arn_account, is_account_id, Context, Envelope, Header, MAX_ENCRYPTED_DATA_KEY_LEN,
     MAX_KEY_ARN_LEN,
@@ -70,6 +70,48 @@ impl fmt::Debug for ProductConfig {
             .field("secret_access_key", &self.secret_access_key)
             .finish()
     }
+}
+
+/// A plaintext data key handed to the product to use itself (a disk
+/// encryption passphrase, a key for its own cipher), from
+/// [`ProductClient::generate_data_key`] or
+/// [`ProductClient::decrypt_data_key`]: 32 bytes, zeroized on drop, no
+/// `Clone`, `Debug` shows nothing.
+pub struct PlaintextDataKey(Zeroizing<[u8; DATA_KEY_LEN]>);
+
+impl PlaintextDataKey {
+    /// Takes the key out of a buffer of exactly 32 bytes; the buffer is
+    /// zeroized when it is dropped, whatever its length.
+    fn from_buffer(buffer: Zeroizing<Vec<u8>>) -> Option<PlaintextDataKey> {
+        let bytes: &[u8; DATA_KEY_LEN] = buffer.as_slice().try_into().ok()?;
+        Some(PlaintextDataKey(Zeroizing::new(*bytes)))
+    }
+
+    /// The key bytes. Copies the caller makes are the caller's to zeroize.
+    pub fn expose(&self) -> &[u8; DATA_KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PlaintextDataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlaintextDataKey(..)")
+    }
+}
+
+/// A fresh data key from [`ProductClient::generate_data_key`]: the
+/// plaintext for immediate use, and what to store to get it back later
+/// (the key ARN and the encrypted data key, with the encryption context the
+/// caller chose).
+#[derive(Debug)]
+pub struct GeneratedDataKey {
+    /// The data key in plaintext.
+    pub plaintext: PlaintextDataKey,
+    /// The ARN of the KMS key that encrypted it (a key ARN, not an alias):
+    /// the `KeyId` [`ProductClient::decrypt_data_key`] must name.
+    pub key_arn: String,
+    /// The data key encrypted by Keywarden (an opaque ciphertext blob).
+    pub encrypted_data_key: Vec<u8>,
 }
 
 /// Which KMS key protects an object's data key.
@@ -254,6 +296,120 @@ impl ProductClient {
         crypto::open_with_dek(dek, envelope).await
     }
 
+    /// Requests a data key for `account_id` that the product uses itself
+    /// rather than through an [`Envelope`]: `GenerateDataKey` (AES_256)
+    /// under `key` with `context`. The answer is checked as [`Self::seal`]
+    /// checks it: a 32-byte plaintext, a key ARN in `account_id`, a
+    /// ciphertext within the envelope format's limits. Store
+    /// `key_arn`, `encrypted_data_key` and `context`; forget the plaintext
+    /// as soon as it has been used.
+    pub async fn generate_data_key(
+        &self,
+        account_id: &str,
+        key: &KeyChoice,
+        context: &Context,
+    ) -> Result<GeneratedDataKey> {
+        envelope::check_context(context)?;
+        let key_id = self.key_arn(account_id, key)?;
+
+        const OP: &str = "GenerateDataKey";
+        let out = self
+            .kms
+            .generate_data_key()
+            .key_id(key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(sdk_context(context))
+            .send()
+            .await
+            .map_err(|e| kms_error(OP, e))?;
+        // Into a zeroizing buffer first, so a wrong length still zeroizes.
+        let plaintext = out
+            .plaintext
+            .map(|blob| Zeroizing::new(blob.into_inner()))
+            .ok_or(bad_response(OP, "no Plaintext"))?;
+        let plaintext = PlaintextDataKey::from_buffer(plaintext)
+            .ok_or(bad_response(OP, "data key is not 32 bytes"))?;
+        let key_arn = out.key_id.ok_or(bad_response(OP, "no KeyId"))?;
+        if key_arn.len() > MAX_KEY_ARN_LEN || arn_account(&key_arn) != Some(account_id) {
+            return Err(bad_response(OP, "KeyId is not a key ARN in the account"));
+        }
+        let encrypted_data_key = out
+            .ciphertext_blob
+            .map(|b| b.into_inner())
+            .ok_or(bad_response(OP, "no CiphertextBlob"))?;
+        if encrypted_data_key.is_empty() || encrypted_data_key.len() > MAX_ENCRYPTED_DATA_KEY_LEN {
+            return Err(bad_response(OP, "CiphertextBlob length out of range"));
+        }
+        Ok(GeneratedDataKey {
+            plaintext,
+            key_arn,
+            encrypted_data_key,
+        })
+    }
+
+    /// Gets back a data key from [`Self::generate_data_key`]: checks that
+    /// `key_arn` names a key of `account_id` (what the product stored is
+    /// untrusted) and that the ciphertext's length is plausible, then
+    /// `Decrypt`s `encrypted_data_key` naming `key_arn` as `KeyId` (products
+    /// must), with `context`, which must be the one it was generated with.
+    /// The answer must name the same key and hold 32 bytes.
+    pub async fn decrypt_data_key(
+        &self,
+        account_id: &str,
+        key_arn: &str,
+        context: &Context,
+        encrypted_data_key: &[u8],
+    ) -> Result<PlaintextDataKey> {
+        if !is_account_id(account_id) {
+            return Err(Error::InvalidKey("account id must be 12 digits".to_owned()));
+        }
+        if key_arn.len() > MAX_KEY_ARN_LEN {
+            return Err(Error::InvalidKey("key ARN too long".to_owned()));
+        }
+        match arn_account(key_arn) {
+            Some(a) if a == account_id => {}
+            Some(a) => {
+                return Err(Error::WrongAccount {
+                    expected: account_id.to_owned(),
+                    found: a.to_owned(),
+                })
+            }
+            None => {
+                return Err(Error::InvalidKey(
+                    "not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>)"
+                        .to_owned(),
+                ))
+            }
+        }
+        envelope::check_context(context)?;
+        if encrypted_data_key.is_empty() || encrypted_data_key.len() > MAX_ENCRYPTED_DATA_KEY_LEN {
+            return Err(Error::InvalidKey(
+                "encrypted data key length out of range".to_owned(),
+            ));
+        }
+
+        const OP: &str = "Decrypt";
+        let out = self
+            .kms
+            .decrypt()
+            .key_id(key_arn)
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(encrypted_data_key))
+            .set_encryption_context(sdk_context(context))
+            .send()
+            .await
+            .map_err(|e| kms_error(OP, e))?;
+        let plaintext = out
+            .plaintext
+            .map(|blob| Zeroizing::new(blob.into_inner()))
+            .ok_or(bad_response(OP, "no Plaintext"))?;
+        let plaintext = PlaintextDataKey::from_buffer(plaintext)
+            .ok_or(bad_response(OP, "data key is not 32 bytes"))?;
+        if out.key_id.as_deref().is_some_and(|id| id != key_arn) {
+            return Err(bad_response(OP, "KeyId differs from the key ARN asked for"));
+        }
+        Ok(plaintext)
+    }
+
     /// The `KeyId` to send for `key` in `account_id`.
     fn key_arn(&self, account_id: &str, key: &KeyChoice) -> Result<String> {
         if !is_account_id(account_id) {
@@ -412,6 +568,84 @@ mod tests {
         let other: Context = [("object".to_owned(), "b".to_owned())].into();
         let err = client.open("123456789012", &other, &env).await.unwrap_err();
         assert!(matches!(err, Error::ContextMismatch), "{err}");
+    }
+
+    #[test]
+    fn plaintext_data_key_debug_shows_no_bytes() {
+        let key = PlaintextDataKey::from_buffer(Zeroizing::new(vec![0xab; 32])).unwrap();
+        assert_eq!(key.expose(), &[0xab; 32]);
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "PlaintextDataKey(..)");
+        let generated = GeneratedDataKey {
+            plaintext: key,
+            key_arn: "arn:aws:kms:eu-west-3:123456789012:key/k".to_owned(),
+            encrypted_data_key: vec![1, 2, 3],
+        };
+        let shown = format!("{generated:?}");
+        assert!(!shown.contains("171") && !shown.contains("ab"), "{shown}");
+        for len in [0, 16, 31, 33, 64] {
+            assert!(PlaintextDataKey::from_buffer(Zeroizing::new(vec![1; len])).is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn decrypt_data_key_checks_its_inputs_before_any_request() {
+        // As above: a Transport error would mean a request was attempted.
+        let client = ProductClient::new(config("s")).unwrap();
+        let account = "123456789012";
+        let arn = "arn:aws:kms:eu-west-3:123456789012:key/k";
+        let ctx = Context::new();
+        let err = client
+            .decrypt_data_key(
+                account,
+                "arn:aws:kms:eu-west-3:210987654321:key/k",
+                &ctx,
+                &[1; 10],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::WrongAccount { .. }), "{err}");
+        for bad_arn in ["k", "alias/disks", "arn:aws:s3:eu-west-3:123456789012:b"] {
+            let err = client
+                .decrypt_data_key(account, bad_arn, &ctx, &[1; 10])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::InvalidKey(_)), "{bad_arn}: {err}");
+        }
+        let err = client
+            .decrypt_data_key("12345", arn, &ctx, &[1; 10])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidKey(_)), "{err}");
+        for len in [0, MAX_ENCRYPTED_DATA_KEY_LEN + 1] {
+            let err = client
+                .decrypt_data_key(account, arn, &ctx, &vec![1; len])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::InvalidKey(_)), "{len}: {err}");
+        }
+        let empty_key: Context = [(String::new(), "v".to_owned())].into();
+        let err = client
+            .decrypt_data_key(account, arn, &empty_key, &[1; 10])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidContext(_)), "{err}");
+        // Well-formed: the request is attempted.
+        let err = client
+            .decrypt_data_key(account, arn, &ctx, &[1; 10])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Transport { .. }), "{err}");
+        let err = client
+            .generate_data_key(account, &KeyChoice::Default, &ctx)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Transport { .. }), "{err}");
+        let err = client
+            .generate_data_key("12345", &KeyChoice::Default, &ctx)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidKey(_)), "{err}");
     }
 
     #[tokio::test]

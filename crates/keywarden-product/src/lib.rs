@@ -40,7 +40,10 @@
 //! ```
 //!
 //! The plaintext data key lives only inside the seal or open call, in a
-//! zeroizing buffer. The SDK's own response buffers are outside this
+//! zeroizing buffer. A product that uses the data key itself (a block
+//! volume's disk encryption passphrase) gets it with
+//! [`ProductClient::generate_data_key`] and [`ProductClient::decrypt_data_key`]
+//! instead, as a [`PlaintextDataKey`] (zeroized on drop). The SDK's own response buffers are outside this
 //! crate's control.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -50,7 +53,9 @@ mod crypto;
 mod envelope;
 mod error;
 
-pub use client::{KeyChoice, ProductClient, ProductConfig, SecretString};
+pub use client::{
+    GeneratedDataKey, KeyChoice, PlaintextDataKey, ProductClient, ProductConfig, SecretString,
+};
 pub use envelope::{
     Context, Envelope, MAGIC, MAX_CONTEXT_BYTES, MAX_ENCRYPTED_DATA_KEY_LEN, MAX_KEY_ARN_LEN,
     MAX_PLAINTEXT_LEN, NONCE_LEN, TAG_LEN, VERSION,
