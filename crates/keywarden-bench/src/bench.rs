@@ -217,7 +217,7 @@ async fn setup_spawn(args: &RunArgs, program: PathBuf, timeout: Duration) -> Res
     };
 
     let log = keywarden_log_env();
-    let mut server_args: Vec<std::ffi::OsString> = vec![
+    let server_args: Vec<std::ffi::OsString> = vec![
         "serve".into(),
         "--data-dir".into(),
         data_dir.path().into(),
@@ -250,19 +250,27 @@ async fn setup_spawn(args: &RunArgs, program: PathBuf, timeout: Duration) -> Res
     } else {
         None
     };
-    let config = data_dir.path().join("keywarden.toml");
-    std::fs::write(&config, config_text)
-        .with_context(|| format!("writing {}", config.display()))?;
-    server_args.extend(["--config".into(), config.into()]);
     let envs: Vec<(&str, Option<&str>)> = envs.iter().map(|(k, v)| (*k, v.as_deref())).collect();
     // One after the other: the first node creates the root key in the data
     // dir (and the schema), the others start on the same dir and so the same
-    // root key.
+    // root key. Each node has its own configuration file, for its own audit
+    // file (one audit file has one writer).
     let mut servers = Vec::with_capacity(args.nodes);
     for i in 0..args.nodes {
-        let server =
-            ServerProcess::start(&program, &server_args, args.server_cpus.as_deref(), &envs)
-                .with_context(|| format!("starting node {} of {}", i + 1, args.nodes))?;
+        let config = data_dir
+            .path()
+            .join(format!("keywarden-node{}.toml", i + 1));
+        let audit = data_dir.path().join(format!("audit-node{}.log", i + 1));
+        let text = format!(
+            "{config_text}\n[audit]\npath = {}\n",
+            // A JSON string is a valid TOML basic string.
+            serde_json::Value::from(audit.to_string_lossy())
+        );
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+        let mut node_args = server_args.clone();
+        node_args.extend(["--config".into(), config.into()]);
+        let server = ServerProcess::start(&program, &node_args, args.server_cpus.as_deref(), &envs)
+            .with_context(|| format!("starting node {} of {}", i + 1, args.nodes))?;
         servers.push(server);
     }
     let issued = spawn::create_account(

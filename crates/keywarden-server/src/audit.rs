@@ -453,6 +453,10 @@ fn chain_of_line(line: &[u8]) -> Option<Chain> {
     })
 }
 
+/// Why an audit file that another process writes is refused.
+const AUDIT_FILE_IN_USE: &str =
+    "the audit file is in use by another keywarden process; give each node its own [audit] path";
+
 /// Where the writer writes, and the chain's durable end.
 struct Sink {
     path: PathBuf,
@@ -477,6 +481,19 @@ impl Sink {
             .create(true)
             .mode(0o600)
             .open(&self.path)?;
+        // One writer per audit file: two processes appending to one file
+        // would interleave two chains (an advisory lock on the open file,
+        // released when it is closed).
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    AUDIT_FILE_IN_USE,
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
         sync_parent(&self.path)?;
         let meta = file.metadata()?;
         let len = if meta.is_file() { meta.len() } else { 0 };
@@ -576,7 +593,10 @@ impl AuditLog {
     /// Opens the audit file (a failure leaves the log failing, and the
     /// writer retries) and returns the handle for requests and the writer
     /// to spawn.
-    pub fn start(config: AuditConfig, key: AuditKey) -> (AuditLog, AuditWriter) {
+    ///
+    /// An audit file another process holds is an error: each process
+    /// needs its own.
+    pub fn start(config: AuditConfig, key: AuditKey) -> Result<(AuditLog, AuditWriter), String> {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let status = Arc::new(Status::default());
         let mut sink = Sink {
@@ -589,10 +609,13 @@ impl AuditLog {
             head_dirty: false,
         };
         if let Err(e) = sink.open() {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                return Err(format!("audit file {}: {e}", sink.path.display()));
+            }
             tracing::error!(path = %sink.path.display(), error = %e, "cannot open the audit file; API requests are refused until it opens");
             status.fail(&e);
         }
-        (
+        Ok((
             AuditLog {
                 tx,
                 status: status.clone(),
@@ -604,7 +627,7 @@ impl AuditLog {
                 sink,
                 interval: config.flush_interval,
             },
-        )
+        ))
     }
 
     /// Whether the sink fails now: requests are then refused.

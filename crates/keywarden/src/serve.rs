@@ -51,7 +51,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             flush_interval: opened.config.audit.flush_interval(),
         },
         audit_key,
-    );
+    )
+    .map_err(anyhow::Error::msg)?;
     let (stop_audit, audit_stop) = tokio::sync::oneshot::channel::<()>();
     let audit_writer = tokio::spawn(audit_writer.run(async move {
         let _ = audit_stop.await;

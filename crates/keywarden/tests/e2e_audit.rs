@@ -459,3 +459,43 @@ async fn a_failing_sink_refuses_requests_until_it_recovers() {
     assert!(ok, "{v}");
     assert_eq!(v["Records"], recs.len() as u64);
 }
+
+/// One audit file has one writer: a second server on the same data dir
+/// (so the same audit file) refuses to start and says why, and the first
+/// keeps serving with an intact chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_of_one_audit_file_is_refused() {
+    let server = Server::start();
+    let tenant = server.account("solo");
+    let client = server.client(&tenant);
+    common::create_key(&client).await;
+    let mut second = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&server.data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a second server on the same audit file kept running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("in use by another keywarden process"),
+        "{stderr}"
+    );
+    common::create_key(&client).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (ok, report) = verify_json(&server, &[]);
+    assert!(ok, "{report}");
+}
