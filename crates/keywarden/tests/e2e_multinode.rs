@@ -931,3 +931,81 @@ async fn tokio_postgres_connect(
     });
     (client, driver)
 }
+
+/// Keyrings live in the shared store and nothing caches them: a keyring
+/// made through one node serves through the other, and a rotation or a
+/// token replaced through one node holds on the other at once; a disabled
+/// KMS key within the coherence bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyrings_are_shared_by_every_node() {
+    let cluster = TestCluster::start();
+    let d = deploy(&cluster, "keyrings", 2);
+    let (a, b) = (&d.nodes[0], &d.nodes[1]);
+    let tenant = a.account("db-owner");
+    let client = a.client(&tenant);
+    let cmk = common::create_key(&client).await;
+    client
+        .create_grant()
+        .key_id(&cmk)
+        .grantee_principal("arn:aws:iam::000000000000:role/keywarden-product/mysql")
+        .operations(GrantOperation::GenerateDataKey)
+        .operations(GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap();
+    let call = |node: &Server, op: &str, body: serde_json::Value| {
+        let url = node.url.clone();
+        let tenant = tenant.clone();
+        let op = format!("KeywardenService.{op}");
+        async move { common::raw_post(&url, &tenant, &op, &body.to_string()).await }
+    };
+    let created = call(
+        a,
+        "CreateKeyring",
+        serde_json::json!({"Name": "db", "KeyId": cmk}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let id = created.body["KeyringId"].as_str().unwrap().to_owned();
+    let token = created.body["Token"].as_str().unwrap().to_owned();
+    let path = format!("/v1/{id}/data/1");
+    let read = |node: &Server, token: &str| {
+        let url = node.url.clone();
+        let (path, token) = (path.clone(), token.to_owned());
+        async move { common::vault_get(&url, &path, Some(&token)).await }
+    };
+    let on_a = read(a, &token).await;
+    let on_b = read(b, &token).await;
+    assert_eq!(on_b.status, 200, "{:?}", on_b.body);
+    assert_eq!(on_a.body["data"]["data"], on_b.body["data"]["data"]);
+
+    let rotated = call(
+        a,
+        "RotateKeyringKey",
+        serde_json::json!({"KeyringId": id, "KeyNumber": 1}),
+    )
+    .await;
+    assert_eq!(rotated.body["Version"], 2);
+    assert_eq!(read(b, &token).await.body["data"]["metadata"]["version"], 2);
+
+    let replaced = call(
+        a,
+        "CreateKeyringToken",
+        serde_json::json!({"KeyringId": id}),
+    )
+    .await;
+    let token2 = replaced.body["Token"].as_str().unwrap().to_owned();
+    assert_eq!(read(b, &token).await.status, 403, "the old token, at once");
+    assert_eq!(read(b, &token2).await.status, 200);
+
+    client.disable_key().key_id(&cmk).send().await.unwrap();
+    let took = time_until(|| {
+        let read = read(b, &token2);
+        async move { read.await.status == 403 }
+    })
+    .await;
+    assert!(
+        took < Duration::from_secs(1),
+        "node b refused after {took:?}"
+    );
+}
