@@ -716,7 +716,22 @@ async fn revocation_through_one_server_reaches_another() {
     use std::time::{Duration, Instant};
 
     let first = Server::start();
-    let second = Server::start_in(&first.data_dir, first.log.with_extension("second.log"));
+    // Each process writes its own audit file (one writer per file).
+    let config = first.data_dir.with_extension("second.toml");
+    let audit = first.data_dir.with_extension("second-audit.log");
+    std::fs::write(
+        &config,
+        format!(
+            "[audit]\npath = {}\n",
+            serde_json::Value::from(audit.to_str().unwrap())
+        ),
+    )
+    .unwrap();
+    let second = Server::start_with(
+        &first.data_dir,
+        first.log.with_extension("second.log"),
+        &["--config", config.to_str().unwrap()],
+    );
     let acct = first.account("tenant");
     let mysql_account = product_credential(&first, "mysql");
     let tenant = first.client(&acct);
