@@ -3210,6 +3210,25 @@ async fn keyrings(store: &dyn Store, ids: &Ids) {
         all,
         "store conformance: {CASE}: list_keyring_key_versions must order by key number, then version"
     );
+    let summary: Vec<(u32, u32, UnixMillis)> = [(1, 3), (2, 1), (3, 1)]
+        .iter()
+        .map(|&(n, v)| {
+            let found = all
+                .iter()
+                .find(|x| x.key_number == n && x.version == v)
+                .expect("in all");
+            (n, v, found.created_at)
+        })
+        .collect();
+    assert_eq!(
+        ok(
+            store.keyring_key_summary(&a.id).await,
+            CASE,
+            "keyring_key_summary"
+        ),
+        summary,
+        "store conformance: {CASE}: keyring_key_summary must give each key number's newest version with its creation time"
+    );
 
     // The whole u32 range round-trips.
     let wide = keyring_of(ids, &account, "wide");

@@ -473,6 +473,14 @@ pub trait KeyringStore: Send + Sync {
         &self,
         keyring: &KeyringId,
     ) -> Result<Vec<KeyringKeyVersion>, StoreError>;
+
+    /// The newest version of each key of the keyring as `(key number,
+    /// version, created_at)`, ordered by key number, without reading any
+    /// ciphertext.
+    async fn keyring_key_summary(
+        &self,
+        keyring: &KeyringId,
+    ) -> Result<Vec<(u32, u32, UnixMillis)>, StoreError>;
 }
 
 /// Everything Keywarden persists.

@@ -404,8 +404,11 @@ impl ProductClient {
             .ok_or(bad_response(OP, "no Plaintext"))?;
         let plaintext = PlaintextDataKey::from_buffer(plaintext)
             .ok_or(bad_response(OP, "data key is not 32 bytes"))?;
-        if out.key_id.as_deref().is_some_and(|id| id != key_arn) {
-            return Err(bad_response(OP, "KeyId differs from the key ARN asked for"));
+        if out.key_id.as_deref() != Some(key_arn) {
+            return Err(bad_response(
+                OP,
+                "KeyId is missing or differs from the key ARN asked for",
+            ));
         }
         Ok(plaintext)
     }

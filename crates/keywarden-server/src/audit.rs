@@ -492,7 +492,11 @@ impl Sink {
                     AUDIT_FILE_IN_USE,
                 ))
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            // A file system without locks (some network and FUSE file
+            // systems): the file is still written, as before locks existed.
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot lock the audit file (file system without locks?); make sure no other process writes it");
+            }
         }
         sync_parent(&self.path)?;
         let meta = file.metadata()?;

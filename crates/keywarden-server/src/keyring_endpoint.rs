@@ -139,6 +139,8 @@ struct Answer {
     status: StatusCode,
     body: Zeroizing<Vec<u8>>,
     error_type: Option<&'static str>,
+    /// The KMS key a successful read decrypted with, for the audit record.
+    key_arn: Option<String>,
 }
 
 impl Answer {
@@ -147,6 +149,7 @@ impl Answer {
             status,
             body: Zeroizing::new(json!({ "errors": errors }).to_string().into_bytes()),
             error_type: Some(error_type),
+            key_arn: None,
         }
     }
 
@@ -192,8 +195,13 @@ pub(crate) async fn serve(State(state): State<Arc<AppState>>, req: Request) -> R
     };
     let target = format!("Keyring.{operation}");
     if let Some(log) = &state.audit {
+        let named = answer
+            .key_arn
+            .as_ref()
+            .map(|arn| json!({ "KeyId": arn }).to_string().into_bytes())
+            .unwrap_or_else(|| b"{}".to_vec());
         let outcome = if answer.status == StatusCode::OK {
-            audit::Outcome::Ok(b"{}")
+            audit::Outcome::Ok(&named)
         } else {
             audit::Outcome::Err {
                 status: answer.status.as_u16(),
@@ -214,7 +222,10 @@ pub(crate) async fn serve(State(state): State<Arc<AppState>>, req: Request) -> R
     let elapsed_us = started.elapsed().as_micros() as u64;
     let principal = facts.authenticated_principal().to_owned();
     tracing::info!(target: "keywarden::access", %request_id, %peer, op = %target, %principal, status = answer.status.as_u16(), error_type = answer.error_type.unwrap_or(""), elapsed_us);
-    let mut response = Response::new(axum::body::Body::from(answer.body.to_vec()));
+    let mut answer = answer;
+    // The body moves into hyper (no further copy); hyper's buffers are not
+    // zeroized (SECURITY.md, known limitations).
+    let mut response = Response::new(axum::body::Body::from(std::mem::take(&mut *answer.body)));
     *response.status_mut() = answer.status;
     let headers = response.headers_mut();
     headers.insert(
@@ -272,33 +283,35 @@ async fn answer(
         Some(t) if !t.is_empty() && t.len() <= MAX_TOKEN_LEN => t,
         _ => return (operation, Answer::denied()),
     };
-    let hash = token_hash(token);
+    let keyring = match state
+        .kms
+        .authenticate_keyring(&id, &token_hash(token))
+        .await
+    {
+        Ok(keyring) => keyring,
+        Err(e) => return (operation, read_error(e)),
+    };
+    facts.authenticated = true;
+    facts.account = Some(keyring.account_id.as_str().to_owned());
+    facts.product = Some(keyring.product.as_str().to_owned());
+    // Reads count against the account's cryptographic quota, like the
+    // Decrypt each one is.
+    if let Err(throttled) = state
+        .quotas
+        .check(&keyring.account_id, crate::limits::Budget::Crypto)
+    {
+        let err = ApiError::Throttled(throttled);
+        return (
+            operation,
+            Answer::errors(
+                StatusCode::TOO_MANY_REQUESTS,
+                &[format!("{}: {}", err.aws_type(), err.message())],
+                err.aws_type(),
+            ),
+        );
+    }
     let Some(key) = key else {
-        return match state.kms.check_keyring_token(&id, &hash).await {
-            Ok(()) => {
-                facts.authenticated = true;
-                (
-                    operation,
-                    Answer {
-                        status: StatusCode::OK,
-                        body: Zeroizing::new(
-                            json!({
-                                "type": "kv",
-                                "description": "Keywarden keyring",
-                                "default_lease_ttl": 0,
-                                "max_lease_ttl": 0,
-                                "force_no_cache": false,
-                                "options": {"version": "2"},
-                            })
-                            .to_string()
-                            .into_bytes(),
-                        ),
-                        error_type: None,
-                    },
-                )
-            }
-            Err(e) => (operation, read_error(e)),
-        };
+        return (operation, mount_info());
     };
     let Ok(version) = requested_version(req.uri.query()) else {
         return (
@@ -311,68 +324,108 @@ async fn answer(
         );
     };
     let Some(number) = key_number(key) else {
-        // Authenticate first, so an unauthenticated caller cannot tell a
-        // malformed key number from a refused token.
-        return match state.kms.check_keyring_token(&id, &hash).await {
-            Ok(()) => {
-                facts.authenticated = true;
-                (operation, Answer::not_found())
-            }
-            Err(e) => (operation, read_error(e)),
-        };
+        return (operation, Answer::not_found());
     };
     match state
         .kms
-        .read_keyring_key(&id, &hash, number, version, request_id)
+        .read_keyring_key(&keyring, number, version, request_id)
         .await
     {
         Ok(read) => {
-            facts.authenticated = true;
-            facts.account = Some(read.account_id.as_str().to_owned());
-            facts.product = Some(read.product.as_str().to_owned());
-            let hex_key = Zeroizing::new(hex::encode(read.data_key.expose()));
-            let body = Zeroizing::new(
-                json!({
-                    "request_id": request_id,
-                    "lease_id": "",
-                    "renewable": false,
-                    "lease_duration": 0,
-                    "data": {
-                        "data": {"data": hex_key.as_str()},
-                        "metadata": {
-                            "created_time": rfc3339(read.created_at.0),
-                            "custom_metadata": null,
-                            "deletion_time": "",
-                            "destroyed": false,
-                            "version": read.version,
-                        },
-                    },
-                    "wrap_info": null,
-                    "warnings": null,
-                    "auth": null,
-                })
-                .to_string()
-                .into_bytes(),
-            );
-            (
-                operation,
-                Answer {
-                    status: StatusCode::OK,
-                    body,
-                    error_type: None,
-                },
-            )
+            let mut answer = key_answer(request_id, &read);
+            answer.key_arn = Some(state.kms.keyring_key_arn(&keyring));
+            (operation, answer)
         }
-        Err(KeyringReadError::Denied) => (operation, Answer::denied()),
-        Err(e @ KeyringReadError::NotFound) => {
-            facts.authenticated = true;
-            let _ = e;
-            (operation, Answer::not_found())
-        }
-        Err(e) => {
-            facts.authenticated = true;
-            (operation, read_error(e))
-        }
+        Err(e) => (operation, read_error(e)),
+    }
+}
+
+/// The mount check's answer: a KV version 2 mount.
+fn mount_info() -> Answer {
+    Answer {
+        status: StatusCode::OK,
+        body: Zeroizing::new(
+            json!({
+                "type": "kv",
+                "description": "Keywarden keyring",
+                "default_lease_ttl": 0,
+                "max_lease_ttl": 0,
+                "force_no_cache": false,
+                "options": {"version": "2"},
+            })
+            .to_string()
+            .into_bytes(),
+        ),
+        error_type: None,
+        key_arn: None,
+    }
+}
+
+/// A read's answer, in Vault's KV v2 shape. Serialized straight from a
+/// borrowed zeroizing hex string into a zeroizing buffer: no other copy of
+/// the key is made here.
+fn key_answer(request_id: &str, read: &keywarden_core::ops::keyrings::KeyringRead) -> Answer {
+    #[derive(serde::Serialize)]
+    struct Secret<'a> {
+        data: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Metadata {
+        created_time: String,
+        custom_metadata: Option<()>,
+        deletion_time: &'static str,
+        destroyed: bool,
+        version: u32,
+    }
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        data: Secret<'a>,
+        metadata: Metadata,
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        request_id: &'a str,
+        lease_id: &'static str,
+        renewable: bool,
+        lease_duration: u64,
+        data: Data<'a>,
+        wrap_info: Option<()>,
+        warnings: Option<()>,
+        auth: Option<()>,
+    }
+    let hex_key = Zeroizing::new(hex::encode(read.data_key.expose()));
+    let body = Body {
+        request_id,
+        lease_id: "",
+        renewable: false,
+        lease_duration: 0,
+        data: Data {
+            data: Secret { data: &hex_key },
+            metadata: Metadata {
+                created_time: rfc3339(read.created_at.0),
+                custom_metadata: None,
+                deletion_time: "",
+                destroyed: false,
+                version: read.version,
+            },
+        },
+        wrap_info: None,
+        warnings: None,
+        auth: None,
+    };
+    let mut out = Zeroizing::new(Vec::with_capacity(512));
+    match serde_json::to_writer(&mut *out, &body) {
+        Ok(()) => Answer {
+            status: StatusCode::OK,
+            body: out,
+            error_type: None,
+            key_arn: None,
+        },
+        Err(_) => Answer::errors(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &["KMSInternalException: the answer could not be encoded".to_owned()],
+            "KMSInternalException",
+        ),
     }
 }
 
@@ -383,24 +436,20 @@ fn read_error(e: KeyringReadError) -> Answer {
     match e {
         KeyringReadError::Denied => Answer::denied(),
         KeyringReadError::NotFound => Answer::not_found(),
-        KeyringReadError::Kms(e) => {
+        KeyringReadError::Unavailable(e) | KeyringReadError::Kms(e) => {
             let err = ApiError::from(e);
             let message = format!("{}: {}", err.aws_type(), err.message());
+            let status = match err.aws_type() {
+                "DependencyTimeoutException" | "KeyUnavailableException" => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ if err.is_internal() => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::FORBIDDEN,
+            };
             if err.is_internal() {
                 tracing::error!(target: "keywarden::keyring", error = %err, "keyring read failed");
-                let status = if err.status() == StatusCode::INTERNAL_SERVER_ERROR {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                Answer::errors(status, &[message], err.aws_type())
-            } else if err.aws_type() == "DependencyTimeoutException"
-                || err.aws_type() == "KeyUnavailableException"
-            {
-                Answer::errors(StatusCode::SERVICE_UNAVAILABLE, &[message], err.aws_type())
-            } else {
-                Answer::errors(StatusCode::FORBIDDEN, &[message], err.aws_type())
             }
+            Answer::errors(status, &[message], err.aws_type())
         }
     }
 }
@@ -449,6 +498,46 @@ mod tests {
         assert_eq!(key_number("0"), None);
         assert_eq!(key_number("x"), None);
         assert_eq!(key_number("+1"), None);
+    }
+
+    #[test]
+    fn refusals_and_outages_have_their_statuses() {
+        use keywarden_core::store::StoreError;
+        use keywarden_core::KmsError;
+        let outage = || StoreError::Unavailable("connection refused".into());
+        for (e, status, kind) in [
+            (KeyringReadError::Denied, 403, "PermissionDenied"),
+            (KeyringReadError::NotFound, 404, "NotFound"),
+            (
+                KeyringReadError::Unavailable(KmsError::Store(outage())),
+                503,
+                "DependencyTimeoutException",
+            ),
+            (
+                KeyringReadError::Kms(KmsError::Store(outage())),
+                503,
+                "DependencyTimeoutException",
+            ),
+            (
+                KeyringReadError::Kms(KmsError::KeyUnavailable("hsm down".into())),
+                503,
+                "KeyUnavailableException",
+            ),
+            (
+                KeyringReadError::Kms(KmsError::Disabled("k is disabled.".into())),
+                403,
+                "DisabledException",
+            ),
+            (
+                KeyringReadError::Kms(KmsError::Store(StoreError::Backend("disk".into()))),
+                500,
+                "KMSInternalException",
+            ),
+        ] {
+            let answer = read_error(e);
+            assert_eq!(answer.status.as_u16(), status, "{kind}");
+            assert_eq!(answer.error_type, Some(kind));
+        }
     }
 
     #[test]

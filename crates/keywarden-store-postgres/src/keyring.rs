@@ -7,6 +7,7 @@
 //! winner's version and answers `Conflict`.
 
 use async_trait::async_trait;
+use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, KeyringId};
 use keywarden_core::model::{KeyringKeyVersion, KeyringRecord};
 use keywarden_core::store::{KeyringStore, StoreError};
@@ -344,4 +345,38 @@ impl KeyringStore for PgStore {
                 .collect::<Result<Vec<_>, Fail>>()?
         })
     }
+
+    async fn keyring_key_summary(
+        &self,
+        keyring: &KeyringId,
+    ) -> Result<Vec<(u32, u32, UnixMillis)>, StoreError> {
+        transact!(self, Mode::Read, |tx| {
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT DISTINCT ON (key_number) key_number, version, created_at
+                     FROM keyring_key_versions WHERE keyring_id = $1
+                     ORDER BY key_number, version DESC",
+                )
+                .await?;
+            tx.query(&stmt, &[&keyring.as_str()])
+                .await?
+                .iter()
+                .map(|row| {
+                    let n: i64 = row.try_get(0)?;
+                    let v: i64 = row.try_get(1)?;
+                    let at: i64 = row.try_get(2)?;
+                    Ok((summary_u32(n)?, summary_u32(v)?, UnixMillis(at)))
+                })
+                .collect::<Result<Vec<_>, Fail>>()?
+        })
+    }
+}
+
+/// A stored key number or version, which must fit a `u32`.
+fn summary_u32(value: i64) -> Result<u32, Fail> {
+    u32::try_from(value).map_err(|_| {
+        Fail::from(StoreError::Backend(
+            format!("a stored keyring key number or version is out of range: {value}").into(),
+        ))
+    })
 }

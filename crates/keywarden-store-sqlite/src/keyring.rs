@@ -3,6 +3,7 @@
 //! stamp alone.
 
 use async_trait::async_trait;
+use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, KeyringId};
 use keywarden_core::model::{KeyringKeyVersion, KeyringRecord};
 use keywarden_core::store::{KeyringStore, StoreError};
@@ -309,4 +310,41 @@ impl KeyringStore for SqliteStore {
         })
         .await
     }
+
+    async fn keyring_key_summary(
+        &self,
+        keyring: &KeyringId,
+    ) -> Result<Vec<(u32, u32, UnixMillis)>, StoreError> {
+        let keyring = keyring.as_str().to_owned();
+        self.read(move |tx| {
+            // SQLite takes the bare column `created_at` from the row that
+            // holds MAX(version).
+            let rows = tx
+                .prepare_cached(
+                    "SELECT key_number, MAX(version), created_at FROM keyring_key_versions
+                     WHERE keyring_id = ?1 GROUP BY key_number ORDER BY key_number",
+                )?
+                .query_map([&keyring], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(n, v, at)| Ok((summary_u32(n)?, summary_u32(v)?, UnixMillis(at))))
+                .collect()
+        })
+        .await
+    }
+}
+
+/// A stored key number or version, which must fit a `u32`.
+fn summary_u32(value: i64) -> Result<u32, Fail> {
+    u32::try_from(value).map_err(|_| {
+        Fail::from(StoreError::Backend(
+            format!("a stored keyring key number or version is out of range: {value}").into(),
+        ))
+    })
 }

@@ -657,3 +657,48 @@ async fn a_frozen_account_reads_no_keyring_keys() {
     ]));
     assert_eq!(hex_key(&wait_status(&server, &key1, &token, 200).await), k);
 }
+
+/// Keyring reads count against the account's cryptographic quota: a
+/// flood of reads is answered 429 with ThrottlingException, and reads are
+/// served again once the budget refills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyring_reads_are_charged_to_the_accounts_quota() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("keywarden.toml");
+    std::fs::write(&config, "[limits]\ncrypto_per_second = 5\n").unwrap();
+    let server = Server::start_with(
+        &tmp.path().join("data"),
+        tmp.path().join("server.log"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let tenant = server.account("shop");
+    let r = op(
+        &server,
+        &tenant,
+        "CreateKeyring",
+        json!({"Name": "db1", "KeyId": "alias_mysql", "KeyNumbers": [1]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["KeyringId"].as_str().unwrap().to_owned();
+    let token = r.body["Token"].as_str().unwrap().to_owned();
+    let key1 = format!("/v1/{id}/data/1");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(vault_get(&server.url, &key1, Some(&token)).await);
+    }
+    assert!(statuses.iter().any(|r| r.status == 200));
+    let throttled: Vec<_> = statuses.iter().filter(|r| r.status == 429).collect();
+    assert!(!throttled.is_empty(), "no read was throttled");
+    assert!(first_error(throttled[0]).starts_with("ThrottlingException"));
+    // A wrong token is refused before any quota is charged or consulted.
+    assert_eq!(
+        vault_get(&server.url, &key1, Some("kwkr_wrong"))
+            .await
+            .status,
+        403
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    hex_key(&vault_get(&server.url, &key1, Some(&token)).await);
+}

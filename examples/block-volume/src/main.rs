@@ -482,21 +482,33 @@ impl KwdekFile {
         if !image.exists() {
             bail!("{} does not exist", image.display());
         }
-        let meta = fs::metadata(&path).with_context(|| {
+        // One open, then checks on what was opened: a FIFO, a device or a
+        // file growing meanwhile cannot make the read hang or grow.
+        let file = fs::File::open(&path).with_context(|| {
             format!(
                 "could not read {} (the data key file of {})",
                 path.display(),
                 image.display()
             )
         })?;
-        if meta.len() > KWDEK_MAX_BYTES {
+        let meta = file
+            .metadata()
+            .with_context(|| format!("could not read {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is malformed: not a regular file", path.display());
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, KWDEK_MAX_BYTES + 1),
+            &mut bytes,
+        )
+        .with_context(|| format!("could not read {}", path.display()))?;
+        if bytes.len() as u64 > KWDEK_MAX_BYTES {
             bail!(
                 "{} is malformed: larger than {KWDEK_MAX_BYTES} bytes",
                 path.display()
             );
         }
-        let bytes =
-            fs::read(&path).with_context(|| format!("could not read {}", path.display()))?;
         let record: KwdekFile = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is malformed", path.display()))?;
         record

@@ -39,6 +39,12 @@ pub const MAX_INITIAL_KEYS: usize = 64;
 /// Most versions a key of a keyring may have.
 pub const MAX_KEY_VERSIONS: u32 = 10_000;
 
+/// Most key numbers a keyring may have.
+pub const MAX_KEY_NUMBERS: usize = 1_024;
+
+/// Most keyrings an account may have.
+pub const MAX_KEYRINGS_PER_ACCOUNT: usize = 1_000;
+
 /// Length of every keyring data key: AES-256.
 pub const KEYRING_DATA_KEY_LEN: usize = 32;
 
@@ -83,6 +89,10 @@ pub enum KeyringReadError {
     /// The keyring has no such key number or version.
     #[error("key not found")]
     NotFound,
+    /// The store failed before the token could be checked: the caller is
+    /// not authenticated.
+    #[error("keyring lookup failed: {0}")]
+    Unavailable(KmsError),
     /// The KMS path refused (disabled, deleted or pending-deletion key,
     /// frozen account, revoked grant, disabled product) or failed.
     #[error(transparent)]
@@ -103,10 +113,23 @@ impl Kms {
         key: &KeyRef,
         key_numbers: &[u32],
         token_hash: [u8; 32],
-    ) -> Result<KeyringRecord, KmsError> {
+    ) -> Result<KeyringSummary, KmsError> {
         require_account_user(caller)?;
         check_keyring_name(name)?;
         let key_numbers = initial_key_numbers(key_numbers)?;
+        // Before any metered data key: a taken name or a full account
+        // (the store's uniqueness check still decides races).
+        let existing = self.store.list_keyrings(&caller.account_id).await?;
+        if existing.iter().any(|k| k.name == name) {
+            return Err(KmsError::AlreadyExists(format!(
+                "a keyring named {name:?} already exists in this account"
+            )));
+        }
+        if existing.len() >= MAX_KEYRINGS_PER_ACCOUNT {
+            return Err(KmsError::LimitExceeded(format!(
+                "the account has the most keyrings allowed ({MAX_KEYRINGS_PER_ACCOUNT})"
+            )));
+        }
         let product = self.product(product).await?;
         if product.class != ProductClass::Database {
             return Err(KmsError::Validation(format!(
@@ -164,7 +187,13 @@ impl Kms {
             revision: 1,
         };
         match self.store.create_keyring(&keyring, &versions).await {
-            Ok(()) => Ok(keyring),
+            Ok(()) => Ok(KeyringSummary {
+                keys: versions
+                    .iter()
+                    .map(|v| (v.key_number, v.version, v.created_at))
+                    .collect(),
+                keyring,
+            }),
             Err(StoreError::AlreadyExists) => Err(KmsError::AlreadyExists(format!(
                 "a keyring named {name:?} already exists in this account"
             ))),
@@ -197,18 +226,7 @@ impl Kms {
         id: &KeyringId,
     ) -> Result<KeyringSummary, KmsError> {
         let keyring = self.keyring(caller, id).await?;
-        let versions = self.store.list_keyring_key_versions(id).await?;
-        let mut keys: Vec<(u32, u32, crate::clock::UnixMillis)> = Vec::new();
-        for v in versions {
-            match keys.last_mut() {
-                Some(last) if last.0 == v.key_number => {
-                    if v.version > last.1 {
-                        *last = (v.key_number, v.version, v.created_at);
-                    }
-                }
-                _ => keys.push((v.key_number, v.version, v.created_at)),
-            }
-        }
+        let keys = self.store.keyring_key_summary(id).await?;
         Ok(KeyringSummary { keyring, keys })
     }
 
@@ -250,6 +268,11 @@ impl Kms {
             if newest >= MAX_KEY_VERSIONS {
                 return Err(KmsError::LimitExceeded(format!(
                     "key {key_number} of keyring {id} has the most versions allowed ({MAX_KEY_VERSIONS})"
+                )));
+            }
+            if newest == 0 && self.store.keyring_key_summary(id).await?.len() >= MAX_KEY_NUMBERS {
+                return Err(KmsError::LimitExceeded(format!(
+                    "keyring {id} has the most key numbers allowed ({MAX_KEY_NUMBERS})"
                 )));
             }
             let version = newest + 1;
@@ -317,32 +340,41 @@ impl Kms {
         }
     }
 
-    /// A read on the keyring endpoint: the data key of `key_number` at
-    /// `version` (the newest when `None`) and its version, for the holder
-    /// of a token whose SHA-256 is `token_hash`. Decrypts through the
-    /// normal path as the keyring's product acting for its account.
-    pub async fn read_keyring_key(
+    /// The keyring `id` for the holder of a token whose SHA-256 is
+    /// `token_hash`: [`KeyringReadError::Denied`] for no such keyring, no
+    /// token issued or another token (one answer for the three), and
+    /// [`KeyringReadError::Unavailable`] if the store cannot say.
+    pub async fn authenticate_keyring(
         &self,
         id: &KeyringId,
         token_hash: &[u8; 32],
-        key_number: u32,
-        version: Option<u32>,
-        request_id: &str,
-    ) -> Result<KeyringRead, KeyringReadError> {
+    ) -> Result<KeyringRecord, KeyringReadError> {
         let keyring = self
             .store
             .get_keyring(id)
             .await
-            .map_err(KmsError::from)?
+            .map_err(|e| KeyringReadError::Unavailable(e.into()))?
             .ok_or(KeyringReadError::Denied)?;
-        let Some(stored) = keyring.token_hash else {
-            return Err(KeyringReadError::Denied);
-        };
-        if !bool::from(stored.ct_eq(token_hash)) {
-            return Err(KeyringReadError::Denied);
+        match keyring.token_hash {
+            Some(stored) if bool::from(stored.ct_eq(token_hash)) => Ok(keyring),
+            _ => Err(KeyringReadError::Denied),
         }
+    }
+
+    /// A read on the keyring endpoint, after [`Kms::authenticate_keyring`]:
+    /// the data key of `key_number` at `version` (the newest when `None`)
+    /// and its version. Decrypts through the normal path as the keyring's
+    /// product acting for its account.
+    pub async fn read_keyring_key(
+        &self,
+        keyring: &KeyringRecord,
+        key_number: u32,
+        version: Option<u32>,
+        request_id: &str,
+    ) -> Result<KeyringRead, KeyringReadError> {
+        let id = &keyring.id;
         let product = self.product(&keyring.product).await?;
-        let key_ref = self.keyring_key_ref(&keyring);
+        let key_ref = self.keyring_key_ref(keyring);
         let acting = self.product_caller(
             &product,
             &format!("keyring/{id}"),
@@ -367,32 +399,17 @@ impl Kms {
             )
             .await?;
         Ok(KeyringRead {
-            account_id: keyring.account_id,
-            product: keyring.product,
+            account_id: keyring.account_id.clone(),
+            product: keyring.product.clone(),
             version: stored_version.version,
             created_at: stored_version.created_at,
             data_key: plaintext,
         })
     }
 
-    /// Whether `caller` holds a valid token for keyring `id`, answering
-    /// like [`Kms::read_keyring_key`] does for a bad one; used for the
-    /// mount check (`GET /v1/sys/mounts/<id>/tune`).
-    pub async fn check_keyring_token(
-        &self,
-        id: &KeyringId,
-        token_hash: &[u8; 32],
-    ) -> Result<(), KeyringReadError> {
-        let keyring = self
-            .store
-            .get_keyring(id)
-            .await
-            .map_err(KmsError::from)?
-            .ok_or(KeyringReadError::Denied)?;
-        match keyring.token_hash {
-            Some(stored) if bool::from(stored.ct_eq(token_hash)) => Ok(()),
-            _ => Err(KeyringReadError::Denied),
-        }
+    /// The key ARN of the keyring's KMS key.
+    pub fn keyring_key_arn(&self, keyring: &KeyringRecord) -> String {
+        self.key_arn(&keyring.account_id, &keyring.key_id)
     }
 
     /// The key ARN a product names the keyring's KMS key by.

@@ -102,10 +102,11 @@ pub(super) async fn create_keyring(
         .map(|n| key_number(Some(n), "keyNumbers"))
         .collect::<Result<Vec<u32>, ApiError>>()?;
     let token = new_token()?;
-    let keyring = kms
+    // Rendered from what was created: a failed read now would lose the
+    // token of a keyring that exists.
+    let summary = kms
         .create_keyring(caller, &name, &product, &key, &numbers, token.hash())
         .await?;
-    let summary = kms.describe_keyring(caller, &keyring.id).await?;
     let mut out = match render_summary(kms, &summary) {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),

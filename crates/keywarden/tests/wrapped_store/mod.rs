@@ -287,6 +287,12 @@ impl<H: Hooks> KeyringStore for Wrapped<H> {
     ) -> Result<Vec<KeyringKeyVersion>, StoreError> {
         self.inner.list_keyring_key_versions(k).await
     }
+    async fn keyring_key_summary(
+        &self,
+        k: &KeyringId,
+    ) -> Result<Vec<(u32, u32, keywarden_core::clock::UnixMillis)>, StoreError> {
+        self.inner.keyring_key_summary(k).await
+    }
 }
 
 #[async_trait]
