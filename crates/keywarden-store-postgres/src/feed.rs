@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The notification channel the change triggers notify on.
 pub(crate) const CHANNEL: &str = "keywarden_changes";
@@ -119,6 +120,8 @@ impl Feed {
 pub(crate) struct Listener {
     pub(crate) feed: Arc<Feed>,
     pub(crate) config: Config,
+    /// The same TLS settings as the pool's connections.
+    pub(crate) tls: MakeRustlsConnect,
     pub(crate) listen: bool,
     pub(crate) poll_interval: Duration,
     pub(crate) query_timeout: Duration,
@@ -153,7 +156,7 @@ impl Listener {
     /// notifications and poll until the connection fails. Answers whether
     /// the session got as far as listening.
     async fn session(&self, ready: &mut Option<oneshot::Sender<()>>, reconnect: bool) -> bool {
-        let Ok((client, mut connection)) = self.config.connect(NoTls).await else {
+        let Ok((client, mut connection)) = self.config.connect(self.tls.clone()).await else {
             return false;
         };
         // The connection must be driven for the client to work; the driver

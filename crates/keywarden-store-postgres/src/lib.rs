@@ -55,10 +55,13 @@
 //! [`StoreError::Unavailable`]: the server then knows its caches are
 //! unchecked and applies its outage policy.
 //!
-//! # Not yet
+//! # TLS
 //!
-//! Connections to the database are not encrypted (`NoTls`): TLS to
-//! PostgreSQL is a follow-up. Run the database on a trusted network.
+//! Every connection (the pool's and the change listener's) uses the TLS
+//! settings of the URL's `sslmode` and `sslrootcert` parameters, as libpq
+//! reads them: `disable`, `prefer` (the default), `require`, `verify-ca`,
+//! `verify-full` (the CA certificates of `sslrootcert` and the host name
+//! checked; recommended). See the `tls` module and docs/operations.md.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -69,6 +72,7 @@ mod feed;
 mod keyring;
 mod rows;
 mod schema;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -93,9 +97,9 @@ use keywarden_core::store_codec::{
 };
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{IsolationLevel, NoTls, SimpleQueryMessage};
+use tokio_postgres::{IsolationLevel, SimpleQueryMessage};
 
-use crate::error::{Fail, Invalid};
+use crate::error::{classify, Fail, Invalid};
 use crate::feed::{Feed, Listener};
 use crate::rows::{
     account_from_row, alias_from_row, credential_from_row, grant_from_row, key_from_row,
@@ -293,6 +297,13 @@ impl PgStore {
     /// advisory lock (several nodes starting together migrate once), builds
     /// the pool and starts the change listener.
     ///
+    /// TLS follows the URL's `sslmode` (`disable`, `prefer` (default),
+    /// `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file
+    /// of CA certificates, required by `verify-ca` and `verify-full`), as
+    /// libpq reads them; `verify-ca`, `verify-full` and `sslrootcert` only
+    /// in the URL form. A failed handshake answers an error naming the
+    /// server and what the check found, never the URL.
+    ///
     /// Refuses a database whose schema is newer than this build
     /// ([`PgStore::schema_version`]). Must be called inside a Tokio runtime.
     pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
@@ -304,11 +315,29 @@ impl PgStore {
         schema::SCHEMA_VERSION
     }
 
+    /// Whether this store's sessions are encrypted (`pg_stat_ssl` of one
+    /// pooled session), for checks and diagnostics.
+    pub async fn session_encrypted(&self) -> Result<bool, StoreError> {
+        let query = async {
+            let client = self.inner.pool.get().await?;
+            let row = client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await?;
+            Ok::<bool, Fail>(row.try_get(0)?)
+        };
+        query.await.map_err(|f| f.error)
+    }
+
     async fn connect_inner(url: &str, options: PgOptions) -> Result<PgStore, Fail> {
-        // The parser's messages might quote the URL: say only that it is bad.
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| Invalid::new("the database URL is malformed"))?;
+        let tls::Target {
+            mut config,
+            tls,
+            mode,
+            unverified,
+        } = tls::parse(url)?;
         // Keepalives find idle connections to a vanished host; the user
         // timeout bounds a request the host never acknowledges (a lock
         // wait sends nothing, so it is not cut short by it).
@@ -321,10 +350,20 @@ impl PgStore {
             .tcp_user_timeout(TCP_USER_TIMEOUT)
             .application_name("keywarden");
         let target = describe(&config);
+        if unverified {
+            tracing::warn!(
+                "postgres store: sslmode={mode} without sslrootcert: the database's certificate \
+                 is not checked, so the connection is not protected against an active \
+                 attacker; use sslmode=verify-full with sslrootcert"
+            );
+        }
 
         // Migrations, on a session of their own (the advisory lock is the
         // session's).
-        let (mut client, connection) = config.connect(NoTls).await?;
+        let (mut client, connection) = config
+            .connect(tls.clone())
+            .await
+            .map_err(|e| connect_failure(e, &config))?;
         let driver = tokio::spawn(connection);
         let migrated = schema::migrate(&mut client).await;
         drop(client);
@@ -346,7 +385,7 @@ impl PgStore {
         pooled.options(&options_text);
         let manager = Manager::from_config(
             pooled,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 // Fast: a connection the server closed is detected when
                 // taken (its client is closed); one that fails during a
@@ -373,6 +412,7 @@ impl PgStore {
         let listener = Listener {
             feed: Arc::clone(&feed),
             config,
+            tls,
             listen: options.listen,
             poll_interval: options.stamp_poll_interval,
             query_timeout: options.connect_timeout,
@@ -391,6 +431,43 @@ impl PgStore {
                 _stop: stop_tx,
             }),
         })
+    }
+}
+
+/// Why the first connection failed, naming the server(s) (`host:port`)
+/// and what failed: the TLS check, the server's refusal, or the network.
+/// Never the URL or its password.
+fn connect_failure(e: tokio_postgres::Error, config: &tokio_postgres::Config) -> Fail {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(h, port)| match h {
+            tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let server = hosts.join(",");
+    if let Some(why) = tls::handshake_failure(&e) {
+        return Invalid::new(format!("TLS handshake with {server} failed: {why}")).into();
+    }
+    let detail = match e.as_db_error() {
+        Some(db) => format!("{server} refused the connection: {db}"),
+        None => {
+            let mut text = format!("connecting to {server} failed: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    };
+    let fail = classify(e);
+    let described: Box<dyn std::error::Error + Send + Sync> = Box::new(Invalid::new(detail));
+    match fail.error {
+        StoreError::Unavailable(_) => StoreError::Unavailable(described).into(),
+        _ => StoreError::Backend(described).into(),
     }
 }
 

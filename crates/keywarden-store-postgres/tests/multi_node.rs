@@ -393,10 +393,23 @@ async fn racing_keyring_rotations_have_one_winner_across_nodes() {
         stores.push(common::store(&url).await);
     }
     let account = common::account_id(800);
+    let mut created = Vec::new();
+    for s in &stores {
+        created.push(s.change_stamp().await.unwrap());
+    }
     stores[0]
         .create_account(&common::account(&account))
         .await
         .unwrap();
+    // Every node has seen the account's commit (by notification) before
+    // the stamps are taken, so only the keyring writes could move them.
+    for (s, before) in stores.iter().zip(created) {
+        let seen = common::eventually(Duration::from_secs(2), || async {
+            s.change_stamp().await.unwrap() != before
+        })
+        .await;
+        assert!(seen, "every node sees the account's commit");
+    }
     let keyring = KeyringRecord {
         id: KeyringId::from_random([8; 16]),
         account_id: account.clone(),

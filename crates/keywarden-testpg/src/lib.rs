@@ -15,6 +15,12 @@
 //! root, so under root they run as the `postgres` system user, which then
 //! owns the cluster's directory.
 //!
+//! [`TestCluster::start_tls`] starts a cluster that accepts TCP clients
+//! only over TLS (`hostssl` in `pg_hba.conf`), with a server certificate for
+//! `localhost` (DNS name only, not the IP address) issued by a throwaway CA
+//! ([`TestCluster::ca_cert`]); [`throwaway_ca`] makes another, unrelated CA.
+//! The certificates are made with the `openssl` command-line tool.
+//!
 //! The cluster is tuned for speed, not durability (`fsync=off`, small
 //! buffers). Dropping a [`TestCluster`] stops it (`-m immediate`) and removes
 //! its directory. A cluster kept in a `static` is never dropped: a small
@@ -26,7 +32,7 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,6 +55,8 @@ pub struct TestCluster {
     as_postgres: bool,
     /// Holding it open keeps the guardian waiting; see the crate docs.
     guardian: Mutex<Option<(Child, ChildStdin)>>,
+    /// The CA that issued the server's certificate (TLS clusters only).
+    ca_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for TestCluster {
@@ -65,6 +73,25 @@ impl TestCluster {
     /// authentication, UTF8) on a free port. Panics, saying why, if that
     /// fails or PostgreSQL is not installed.
     pub fn start() -> TestCluster {
+        Self::start_with(false)
+    }
+
+    /// Like [`TestCluster::start`], but TLS only: `ssl=on` with a server
+    /// certificate for `localhost` (subject alternative name `DNS:localhost`,
+    /// not `127.0.0.1`) issued by a throwaway CA ([`TestCluster::ca_cert`]),
+    /// and `pg_hba.conf` accepting TCP clients only over TLS (`hostssl`), so
+    /// a client without TLS is refused. Panics if `openssl` is missing.
+    pub fn start_tls() -> TestCluster {
+        Self::start_with(true)
+    }
+
+    /// The PEM file of the CA that issued the server's certificate
+    /// ([`TestCluster::start_tls`] clusters; `None` otherwise).
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
+    }
+
+    fn start_with(tls: bool) -> TestCluster {
         let bindir = find_bindir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
         let as_postgres = running_as_root();
         let dir = fresh_dir();
@@ -76,12 +103,13 @@ impl TestCluster {
                     .expect("hand the cluster's directory to the postgres user");
             }
         }
-        let cluster = TestCluster {
+        let mut cluster = TestCluster {
             port: free_port(),
             dir,
             bindir,
             as_postgres,
             guardian: Mutex::new(None),
+            ca_cert: None,
         };
         cluster.spawn_guardian();
         let data = cluster.data_dir();
@@ -107,8 +135,89 @@ impl TestCluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        if tls {
+            cluster.ca_cert = Some(cluster.configure_tls());
+        }
         cluster.start_again();
         cluster
+    }
+
+    /// Makes the CA and the server's certificate under `tls/`, turns TLS
+    /// on in `postgresql.conf` and lets TCP clients in only over TLS.
+    /// Answers the CA certificate's path.
+    fn configure_tls(&self) -> PathBuf {
+        let tls = self.dir.join("tls");
+        std::fs::create_dir_all(&tls).expect("create the cluster's tls directory");
+        let ca = throwaway_ca(&tls);
+        let key = tls.join("server.key");
+        let csr = tls.join("server.csr");
+        let cert = tls.join("server.pem");
+        let ext = tls.join("server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write the server certificate's extensions");
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            path_str(&key),
+            "-out",
+            path_str(&csr),
+            "-subj",
+            "/CN=localhost",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            path_str(&csr),
+            "-CA",
+            path_str(&ca),
+            "-CAkey",
+            path_str(&tls.join("ca.key")),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            path_str(&ext),
+            "-out",
+            path_str(&cert),
+        ]);
+        // The server refuses a key others may read; under root it must
+        // also be the postgres user's.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("restrict the server key");
+        if self.as_postgres {
+            let (uid, gid) = postgres_ids();
+            std::os::unix::fs::chown(&key, Some(uid), Some(gid))
+                .expect("hand the server key to the postgres user");
+        }
+        let data = self.data_dir();
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'",
+            path_str(&cert),
+            path_str(&key)
+        )
+        .expect("turn TLS on in postgresql.conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        ca
     }
 
     /// Creates database `name` and answers its URL ([`TestCluster::url`]).
@@ -271,6 +380,63 @@ impl Drop for TestCluster {
     }
 }
 
+/// Makes a throwaway CA in `dir` (`ca.key`, `ca.pem`, valid for two days)
+/// with the `openssl` tool and answers the certificate's path. Panics if
+/// that fails.
+pub fn throwaway_ca(dir: &Path) -> PathBuf {
+    let cert = dir.join("ca.pem");
+    // A name of its own: two throwaway CAs must not look like one another.
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let subject = format!(
+        "/CN=keywarden throwaway test CA {}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        path_str(&dir.join("ca.key")),
+        "-out",
+        path_str(&cert),
+        "-days",
+        "2",
+        "-subj",
+        &subject,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    cert
+}
+
+/// Runs `openssl` with `args`, panicking with its output if it fails.
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run openssl (apt-get install openssl): {e}"));
+    if !out.status.success() {
+        panic!(
+            "openssl {} failed: {}{}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn path_str(path: &Path) -> &str {
     path.to_str()
         .expect("the temporary directory's path is not UTF-8")
@@ -384,5 +550,51 @@ mod tests {
         let dir = cluster.dir.clone();
         drop(cluster);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_tls_cluster_serves_tls_only_with_a_certificate_for_localhost() {
+        let cluster = TestCluster::start_tls();
+        cluster.create_database("tls");
+        let ca = cluster
+            .ca_cert()
+            .expect("a TLS cluster has a CA")
+            .to_owned();
+        let psql = |conninfo: String| {
+            Command::new(cluster.bindir.join("psql"))
+                .args([
+                    conninfo.as_str(),
+                    "-tAc",
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                ])
+                .output()
+                .unwrap()
+        };
+        let port = cluster.port();
+        let verified = psql(format!(
+            "host=localhost port={port} user=postgres dbname=tls sslmode=verify-full sslrootcert={}",
+            ca.display()
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&verified.stdout).trim(),
+            "t",
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+        // The certificate names localhost, not the address.
+        let by_ip = psql(format!(
+            "host=127.0.0.1 port={port} user=postgres dbname=tls sslmode=verify-full sslrootcert={}",
+            ca.display()
+        ));
+        assert!(!by_ip.status.success());
+        let plain = psql(format!(
+            "host=127.0.0.1 port={port} user=postgres dbname=tls sslmode=disable"
+        ));
+        assert!(!plain.status.success());
+        assert!(
+            String::from_utf8_lossy(&plain.stderr).contains("no encryption"),
+            "{}",
+            String::from_utf8_lossy(&plain.stderr)
+        );
     }
 }

@@ -448,7 +448,8 @@ async fn a_node_with_another_root_key_refuses_to_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("hunter2"), "{err}");
-    // TLS is refused clearly rather than failing as an outage.
+    // TLS demanded of a server without it is refused clearly rather than
+    // failing as an outage.
     let out = std::process::Command::new(BIN)
         .args(["admin", "account", "list", "--data-dir"])
         .arg(stranger.path().join("data3"))
@@ -457,7 +458,10 @@ async fn a_node_with_another_root_key_refuses_to_start() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("TLS to PostgreSQL is not supported"), "{err}");
+    assert!(
+        err.contains("TLS handshake with") && err.contains("does not support TLS"),
+        "{err}"
+    );
 }
 
 fn client_without_retries(server: &Server, account: &Account) -> Client {
@@ -1008,4 +1012,59 @@ async fn keyrings_are_shared_by_every_node() {
         took < Duration::from_secs(1),
         "node b refused after {took:?}"
     );
+}
+
+/// TLS to PostgreSQL: a node on a TLS-only cluster with `sslmode=verify-full`
+/// and the cluster's CA serves accounts and keys; a node given another CA
+/// refuses to start, saying why, without the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_postgres_over_verified_tls_and_a_wrong_ca_is_refused() {
+    let cluster = TestCluster::start_tls();
+    cluster.create_database("tls");
+    let ca = cluster.ca_cert().expect("a TLS cluster").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let url = |ca: &std::path::Path| {
+        format!(
+            "postgres://postgres:tls-pa55word@localhost:{}/tls?sslmode=verify-full&sslrootcert={}",
+            cluster.port(),
+            ca.display()
+        )
+    };
+    let node = Server::start_node(
+        &dir.path().join("node0"),
+        dir.path().join("node0.log"),
+        &url(&ca),
+    );
+    let tenant = node.account("tls-tenant");
+    let client = node.client(&tenant);
+    let key = common::create_key(&client).await;
+    let blob = common::encrypt(&client, &key, b"over TLS".to_vec()).await;
+    let plain = client
+        .decrypt()
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap();
+    assert_eq!(plain.as_ref(), b"over TLS");
+
+    let other = tempfile::tempdir().unwrap();
+    let wrong_ca = keywarden_testpg::throwaway_ca(other.path());
+    let data = dir.path().join("node1");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(dir.path().join("node0/root.key"), data.join("root.key")).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .args(["--database-url", &url(&wrong_ca)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TLS handshake with localhost:") && err.contains("certificate"),
+        "{err}"
+    );
+    assert!(!err.contains("tls-pa55word"), "{err}");
 }
