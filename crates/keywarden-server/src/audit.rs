@@ -4,8 +4,9 @@
 //! Each record carries `seq` and `mac` = HMAC-SHA256(audit key, previous
 //! mac || the record's canonical bytes). The canonical bytes are the
 //! record's JSON without `mac`, as serde serialises [`Record`] (field order
-//! fixed by the struct). The audit key is 32 random bytes sealed under the
-//! root key (`audit.key` in the data dir), so whoever edits the file cannot
+//! fixed by the struct); the writer produces the same bytes from an
+//! [`Entry`] in one pass and splices the mac in. The audit key is 32 random
+//! bytes sealed under the root key (`audit.key` in the data dir), so whoever edits the file cannot
 //! recompute the chain without the root key. A head file (`<path>.head`:
 //! seq and mac of the last durable record, replaced atomically) lets
 //! [`verify`] detect a truncated tail.
@@ -129,6 +130,8 @@ impl Facts {
 pub enum Outcome<'a> {
     /// 200 with this response body (only key ARNs are read from it).
     Ok(&'a [u8]),
+    /// 200 from a handler that names the key ARN itself (if any).
+    OkNamed(Option<String>),
     /// An error answer.
     Err {
         /// HTTP status.
@@ -173,92 +176,228 @@ struct MetadataFields<'a> {
     arn: Option<Cow<'a, str>>,
 }
 
-/// Builds the record of one request (`seq` and `mac` are the writer's).
-pub fn build_record(
+/// One request's record as the request hands it to the writer: the values
+/// it owns moved in, and only the request fields recorded (the body, which
+/// may carry plaintext, is not kept). `seq` and `mac` are the writer's,
+/// which serialises it once (`Chain::append`) to exactly the line serde
+/// writes for the equivalent [`Record`].
+#[derive(Debug)]
+pub struct Entry {
     time_ms: i64,
-    request_id: &str,
-    source: &str,
-    target: &str,
-    facts: &Facts,
-    outcome: &Outcome<'_>,
+    request_id: String,
+    source: String,
+    principal: String,
+    authenticated: bool,
+    product: Option<String>,
+    account: Option<String>,
+    /// The full target; cut to [`MAX_TARGET_CHARS`] when written.
+    operation: String,
+    /// The request fields recorded (none for unauthenticated requests).
+    requested: Requested,
     context_values: bool,
-) -> Record {
-    let mut record = Record {
-        seq: 0,
-        time_ms,
-        request_id: request_id.to_owned(),
-        source: source.to_owned(),
-        principal: facts.claimed_principal.clone(),
-        authenticated: facts.authenticated,
-        product: facts.product.clone(),
-        account: facts.account.clone(),
-        operation: target.chars().take(MAX_TARGET_CHARS).collect(),
-        keys: BTreeMap::new(),
-        key_arns: Vec::new(),
-        context_keys: BTreeMap::new(),
-        context_values: BTreeMap::new(),
-        status: 200,
-        error_type: None,
-        mac: String::new(),
-    };
-    // Only authenticated requests' bodies are read: an unauthenticated
-    // caller's body is not trusted enough to be worth recording.
-    if let (true, Some(body)) = (facts.authenticated, &facts.body) {
+    key_arns: Vec<String>,
+    status: u16,
+    error_type: Option<&'static str>,
+}
+
+impl Entry {
+    /// The entry of one request: a borrowed, partial parse of the request
+    /// body (of authenticated requests only) and of a response body. Takes
+    /// the account and product out of `facts` (the principal is copied: the
+    /// access log still needs it).
+    pub fn new(
+        time_ms: i64,
+        request_id: &str,
+        source: &str,
+        operation: String,
+        facts: &mut Facts,
+        outcome: Outcome<'_>,
+        context_values: bool,
+    ) -> Entry {
+        let (status, error_type, key_arns) = match outcome {
+            Outcome::Ok(body) => (200, None, response_key_arns(body)),
+            Outcome::OkNamed(arn) => (
+                200,
+                None,
+                arn.filter(|a| a.starts_with("arn:")).into_iter().collect(),
+            ),
+            Outcome::Err { status, error_type } => (status, Some(error_type), Vec::new()),
+        };
+        // Only authenticated requests' bodies are read: an unauthenticated
+        // caller's body is not trusted enough to be worth recording.
+        let requested = match (facts.authenticated, &facts.body) {
+            (true, Some(body)) => Requested::parse(body, context_values),
+            _ => Requested::default(),
+        };
+        Entry {
+            time_ms,
+            request_id: request_id.to_owned(),
+            source: source.to_owned(),
+            principal: facts.claimed_principal.clone(),
+            authenticated: facts.authenticated,
+            product: facts.product.take(),
+            account: facts.account.take(),
+            operation,
+            requested,
+            context_values,
+            key_arns,
+            status,
+            error_type,
+        }
+    }
+}
+
+/// The key ARNs a response body names (a borrowed, partial parse).
+fn response_key_arns(body: &[u8]) -> Vec<String> {
+    let fields: ResponseFields<'_> = serde_json::from_slice(body).unwrap_or_default();
+    [
+        fields.source_key_id,
+        fields.key_id,
+        fields.metadata.and_then(|m| m.arn),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|arn| arn.starts_with("arn:"))
+    .map(Cow::into_owned)
+    .collect()
+}
+
+/// The request fields a record keeps, owned, names in canonical (sorted)
+/// order: `DestinationKeyId`, `KeyId`, `SourceKeyId` and
+/// `DestinationEncryptionContext`, `EncryptionContext`,
+/// `SourceEncryptionContext`.
+#[derive(Debug, Default)]
+struct Requested {
+    key_ids: [Option<String>; 3],
+    /// Each context's pairs, sorted by key and without duplicates (as a
+    /// map holds them); the values are empty unless recorded.
+    contexts: [Option<Vec<(String, String)>>; 3],
+}
+
+const KEY_ID_NAMES: [&str; 3] = ["DestinationKeyId", "KeyId", "SourceKeyId"];
+const CONTEXT_NAMES: [&str; 3] = [
+    "DestinationEncryptionContext",
+    "EncryptionContext",
+    "SourceEncryptionContext",
+];
+
+impl Requested {
+    fn parse(body: &[u8], context_values: bool) -> Requested {
         // A body that is not the JSON expected records no fields; the
         // request's own answer says why.
         let fields: RequestFields<'_> = serde_json::from_slice(body).unwrap_or_default();
-        for (name, value) in [
-            ("KeyId", fields.key_id),
-            ("SourceKeyId", fields.source_key_id),
-            ("DestinationKeyId", fields.destination_key_id),
-        ] {
-            if let Some(v) = value {
-                record.keys.insert(name.to_owned(), v.into_owned());
-            }
-        }
-        for (name, context) in [
-            ("EncryptionContext", fields.context),
-            ("SourceEncryptionContext", fields.source_context),
-            ("DestinationEncryptionContext", fields.destination_context),
-        ] {
-            let Some(context) = context else { continue };
-            record.context_keys.insert(
-                name.to_owned(),
-                context.keys().map(|k| k.clone().into_owned()).collect(),
-            );
-            if context_values {
-                record.context_values.insert(
-                    name.to_owned(),
-                    context
-                        .into_iter()
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                        .collect(),
-                );
-            }
+        let context = |c: Option<BTreeMap<Cow<'_, str>, Cow<'_, str>>>| {
+            c.map(|c| {
+                c.into_iter()
+                    .map(|(k, v)| {
+                        let v = if context_values {
+                            v.into_owned()
+                        } else {
+                            String::new()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect()
+            })
+        };
+        Requested {
+            key_ids: [
+                fields.destination_key_id.map(Cow::into_owned),
+                fields.key_id.map(Cow::into_owned),
+                fields.source_key_id.map(Cow::into_owned),
+            ],
+            contexts: [
+                context(fields.destination_context),
+                context(fields.context),
+                context(fields.source_context),
+            ],
         }
     }
-    match outcome {
-        Outcome::Ok(body) => {
-            let fields: ResponseFields<'_> = serde_json::from_slice(body).unwrap_or_default();
-            for arn in [
-                fields.source_key_id,
-                fields.key_id,
-                fields.metadata.and_then(|m| m.arn),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if arn.starts_with("arn:") {
-                    record.key_arns.push(arn.into_owned());
-                }
-            }
-        }
-        Outcome::Err { status, error_type } => {
-            record.status = *status;
-            record.error_type = Some((*error_type).to_owned());
-        }
+}
+
+/// `s` cut to its first `n` characters.
+fn first_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
     }
-    record
+}
+
+/// A record's canonical JSON, borrowed from its [`Entry`] and the parsed
+/// request: the same field names, order and omissions as [`Record`]
+/// (`mac` aside), so serde_json writes the same bytes
+/// (`tests::entries_write_the_lines_records_wrote` holds them equal).
+#[derive(Serialize)]
+struct CanonicalRecord<'a> {
+    seq: u64,
+    time_ms: i64,
+    request_id: &'a str,
+    source: &'a str,
+    #[serde(skip_serializing_if = "str_is_empty")]
+    principal: &'a str,
+    authenticated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
+    operation: &'a str,
+    #[serde(skip_serializing_if = "Named::is_empty")]
+    keys: Named<&'a String>,
+    #[serde(skip_serializing_if = "slice_is_empty")]
+    key_arns: &'a [String],
+    #[serde(skip_serializing_if = "Named::is_empty")]
+    context_keys: Named<ContextKeys<'a>>,
+    #[serde(skip_serializing_if = "Named::is_empty")]
+    context_values: Named<ContextMap<'a>>,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_type: Option<&'a str>,
+}
+
+fn str_is_empty(s: &&str) -> bool {
+    s.is_empty()
+}
+
+fn slice_is_empty(s: &&[String]) -> bool {
+    s.is_empty()
+}
+
+/// A JSON object of the present values, names in the order given (sorted,
+/// as a `BTreeMap<String, _>` would write them).
+struct Named<T>([(&'static str, Option<T>); 3]);
+
+impl<T> Named<T> {
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|(_, v)| v.is_none())
+    }
+}
+
+impl<T: Serialize> Serialize for Named<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            self.0
+                .iter()
+                .filter_map(|(name, value)| value.as_ref().map(|v| (name, v))),
+        )
+    }
+}
+
+/// A context's keys, as a JSON array.
+struct ContextKeys<'a>(&'a [(String, String)]);
+
+impl Serialize for ContextKeys<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(k, _)| k))
+    }
+}
+
+/// A context with its values, as a JSON object.
+struct ContextMap<'a>(&'a [(String, String)]);
+
+impl Serialize for ContextMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
 }
 
 /// The HMAC key of the chain. Never printed.
@@ -365,19 +504,49 @@ impl Chain {
         mac: [0; 32],
     };
 
-    /// Appends `record` as the next link: sets its seq and mac and returns
-    /// its line (with the newline).
-    fn link(&mut self, key: &AuditKey, record: &mut Record) -> Vec<u8> {
-        record.seq = self.seq + 1;
-        record.mac.clear();
-        let canonical = serde_json::to_vec(&*record).expect("records serialise");
-        let mac = key.mac(&self.mac, &canonical);
-        record.mac = hex::encode(mac);
-        let mut line = serde_json::to_vec(&*record).expect("records serialise");
-        line.push(b'\n');
-        self.seq = record.seq;
+    /// Appends `entry` as the next link to `out`: its line, with the
+    /// newline. The record is serialised once: the mac is computed over the
+    /// canonical bytes just written, then spliced in as the last field
+    /// (the canonical bytes end in the record's closing brace).
+    fn append(&mut self, key: &AuditKey, entry: &Entry, out: &mut Vec<u8>) {
+        let seq = self.seq + 1;
+        let start = out.len();
+        let requested = &entry.requested;
+        let named = |i: usize| (CONTEXT_NAMES[i], requested.contexts[i].as_deref());
+        let canonical = CanonicalRecord {
+            seq,
+            time_ms: entry.time_ms,
+            request_id: &entry.request_id,
+            source: &entry.source,
+            principal: &entry.principal,
+            authenticated: entry.authenticated,
+            product: entry.product.as_deref(),
+            account: entry.account.as_deref(),
+            operation: first_chars(&entry.operation, MAX_TARGET_CHARS),
+            keys: Named([0, 1, 2].map(|i| (KEY_ID_NAMES[i], requested.key_ids[i].as_ref()))),
+            key_arns: &entry.key_arns,
+            context_keys: Named([0, 1, 2].map(|i| {
+                let (name, c) = named(i);
+                (name, c.map(ContextKeys))
+            })),
+            context_values: Named([0, 1, 2].map(|i| {
+                let (name, c) = named(i);
+                (name, c.filter(|_| entry.context_values).map(ContextMap))
+            })),
+            status: entry.status,
+            error_type: entry.error_type,
+        };
+        serde_json::to_writer(&mut *out, &canonical).expect("records serialise");
+        let mac = key.mac(&self.mac, &out[start..]);
+        debug_assert_eq!(out.last(), Some(&b'}'));
+        out.pop();
+        out.extend_from_slice(b",\"mac\":\"");
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(mac, &mut hex).expect("64 hex digits");
+        out.extend_from_slice(&hex);
+        out.extend_from_slice(b"\"}\n");
+        self.seq = seq;
         self.mac = mac;
-        line
     }
 }
 
@@ -524,7 +693,7 @@ impl Sink {
     /// Writes `pending` (linking them from the durable end), fdatasyncs,
     /// then replaces the head. On error nothing of `pending` counts as
     /// written, and the next attempt cuts what a failed one left.
-    fn flush(&mut self, pending: &mut [Record]) -> std::io::Result<()> {
+    fn flush(&mut self, pending: &[Entry]) -> std::io::Result<()> {
         if self.file.is_none() {
             self.open()?;
         }
@@ -539,9 +708,9 @@ impl Sink {
         }
         if !pending.is_empty() {
             let mut chain = self.chain;
-            let mut buf = Vec::with_capacity(pending.len() * 400);
-            for record in pending.iter_mut() {
-                buf.extend_from_slice(&chain.link(&self.key, record));
+            let mut buf = Vec::with_capacity(pending.len() * 512);
+            for entry in pending {
+                chain.append(&self.key, entry, &mut buf);
             }
             let meta = file.metadata()?;
             if meta.is_file() && meta.len() != self.good_len {
@@ -588,7 +757,7 @@ struct Status {
 /// The requests' side of the audit log: cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<Entry>,
     status: Arc<Status>,
     context_values: bool,
 }
@@ -652,9 +821,9 @@ impl AuditLog {
         self.context_values
     }
 
-    /// Queues a record; waits while the channel is full.
-    pub async fn record(&self, record: Record) {
-        if self.tx.send(record).await.is_err() {
+    /// Queues a request's record; waits while the channel is full.
+    pub async fn record(&self, entry: Entry) {
+        if self.tx.send(entry).await.is_err() {
             tracing::error!("the audit writer has stopped; a record was not written");
         }
     }
@@ -679,7 +848,7 @@ impl Status {
 
 /// The background task that writes batches.
 pub struct AuditWriter {
-    rx: mpsc::Receiver<Record>,
+    rx: mpsc::Receiver<Entry>,
     status: Arc<Status>,
     sink: Sink,
     interval: Duration,
@@ -690,7 +859,7 @@ impl AuditWriter {
     /// (trying for up to 5 s if the sink fails) and returns.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let mut pending: Vec<Record> = Vec::new();
+        let mut pending: Vec<Entry> = Vec::new();
         let mut stopping = false;
         loop {
             if !stopping && pending.is_empty() && !self.status.failing.load(Ordering::Relaxed) {
@@ -723,9 +892,9 @@ impl AuditWriter {
             }
             let (sink, batch, result) = {
                 let mut sink = self.sink;
-                let mut batch = std::mem::take(&mut pending);
+                let batch = std::mem::take(&mut pending);
                 tokio::task::spawn_blocking(move || {
-                    let r = sink.flush(&mut batch);
+                    let r = sink.flush(&batch);
                     (sink, batch, r)
                 })
                 .await
@@ -769,12 +938,12 @@ impl AuditWriter {
         }
     }
 
-    async fn give_up_after_retries(mut self, mut pending: Vec<Record>) {
+    async fn give_up_after_retries(mut self, mut pending: Vec<Entry>) {
         for _ in 0..50 {
             tokio::time::sleep(RETRY_EVERY).await;
             let mut sink = self.sink;
             let (s, p, r) = tokio::task::spawn_blocking(move || {
-                let r = sink.flush(&mut pending);
+                let r = sink.flush(&pending);
                 (sink, pending, r)
             })
             .await
@@ -1026,8 +1195,8 @@ impl Query {
 mod tests {
     use super::*;
 
-    fn record(i: u64) -> Record {
-        let facts = Facts {
+    fn entry(i: u64) -> Entry {
+        let mut facts = Facts {
             claimed_principal: "AKIDEXAMPLE".into(),
             authenticated: true,
             account: Some("111122223333".into()),
@@ -1038,15 +1207,24 @@ mod tests {
         };
         let resp =
             br#"{"KeyId":"arn:aws:kms:us-east-1:111122223333:key/abc","CiphertextBlob":"AAAA"}"#;
-        build_record(
+        Entry::new(
             1_700_000_000_000 + i as i64,
             &format!("req-{i}"),
             "127.0.0.1:5000",
-            "TrentService.Encrypt",
-            &facts,
-            &Outcome::Ok(resp),
+            "TrentService.Encrypt".to_owned(),
+            &mut facts,
+            Outcome::Ok(resp),
             false,
         )
+    }
+
+    /// The record `entry` is written as (seq 1).
+    fn as_record(entry: &Entry) -> Record {
+        let mut line = Vec::new();
+        let mut chain = Chain::START;
+        chain.append(&AuditKey::from_bytes(&[7; 32]), entry, &mut line);
+        assert_eq!(line.pop(), Some(b'\n'));
+        serde_json::from_slice(&line).unwrap()
     }
 
     fn write_chain(dir: &Path, n: u64) -> (PathBuf, AuditKey) {
@@ -1061,15 +1239,15 @@ mod tests {
             chain: Chain::START,
             head_dirty: false,
         };
-        let mut batch: Vec<Record> = (1..=n).map(record).collect();
-        sink.flush(&mut batch[..n as usize / 2]).unwrap();
-        sink.flush(&mut batch[n as usize / 2..]).unwrap();
+        let batch: Vec<Entry> = (1..=n).map(entry).collect();
+        sink.flush(&batch[..n as usize / 2]).unwrap();
+        sink.flush(&batch[n as usize / 2..]).unwrap();
         (path, key)
     }
 
     #[test]
     fn records_keep_only_what_is_allowed() {
-        let r = record(1);
+        let r = as_record(&entry(1));
         let line = serde_json::to_string(&r).unwrap();
         assert!(!line.contains("c2VjcmV0") && !line.contains("tok") && !line.contains("t1\""));
         assert_eq!(r.keys["KeyId"], "alias/k1");
@@ -1082,26 +1260,311 @@ mod tests {
             vec!["arn:aws:kms:us-east-1:111122223333:key/abc"]
         );
         assert!(r.context_values.is_empty());
-        let unauth = build_record(
+        let unauth = as_record(&Entry::new(
             1,
             "r",
             "s",
-            "TrentService.Decrypt",
-            &Facts {
+            "TrentService.Decrypt".to_owned(),
+            &mut Facts {
                 claimed_principal: "AKIDX".into(),
                 body: Some(Bytes::from_static(br#"{"KeyId":"k"}"#)),
                 ..Facts::default()
             },
-            &Outcome::Err {
+            Outcome::Err {
                 status: 400,
                 error_type: "InvalidSignatureException",
             },
             false,
-        );
+        ));
         assert!(!unauth.authenticated && unauth.keys.is_empty());
         assert_eq!(
             unauth.error_type.as_deref(),
             Some("InvalidSignatureException")
+        );
+    }
+
+    /// How a record was built before [`Entry`] (owned copies, the body
+    /// parsed on the request path), kept to hold the format fixed.
+    fn old_build_record(
+        time_ms: i64,
+        request_id: &str,
+        source: &str,
+        target: &str,
+        facts: &Facts,
+        outcome: &Outcome<'_>,
+        context_values: bool,
+    ) -> Record {
+        let mut record = Record {
+            seq: 0,
+            time_ms,
+            request_id: request_id.to_owned(),
+            source: source.to_owned(),
+            principal: facts.claimed_principal.clone(),
+            authenticated: facts.authenticated,
+            product: facts.product.clone(),
+            account: facts.account.clone(),
+            operation: target.chars().take(MAX_TARGET_CHARS).collect(),
+            keys: BTreeMap::new(),
+            key_arns: Vec::new(),
+            context_keys: BTreeMap::new(),
+            context_values: BTreeMap::new(),
+            status: 200,
+            error_type: None,
+            mac: String::new(),
+        };
+        if let (true, Some(body)) = (facts.authenticated, &facts.body) {
+            let fields: RequestFields<'_> = serde_json::from_slice(body).unwrap_or_default();
+            for (name, value) in [
+                ("KeyId", fields.key_id),
+                ("SourceKeyId", fields.source_key_id),
+                ("DestinationKeyId", fields.destination_key_id),
+            ] {
+                if let Some(v) = value {
+                    record.keys.insert(name.to_owned(), v.into_owned());
+                }
+            }
+            for (name, context) in [
+                ("EncryptionContext", fields.context),
+                ("SourceEncryptionContext", fields.source_context),
+                ("DestinationEncryptionContext", fields.destination_context),
+            ] {
+                let Some(context) = context else { continue };
+                record.context_keys.insert(
+                    name.to_owned(),
+                    context.keys().map(|k| k.clone().into_owned()).collect(),
+                );
+                if context_values {
+                    record.context_values.insert(
+                        name.to_owned(),
+                        context
+                            .into_iter()
+                            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                            .collect(),
+                    );
+                }
+            }
+        }
+        match outcome {
+            Outcome::Ok(body) => {
+                let fields: ResponseFields<'_> = serde_json::from_slice(body).unwrap_or_default();
+                for arn in [
+                    fields.source_key_id,
+                    fields.key_id,
+                    fields.metadata.and_then(|m| m.arn),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if arn.starts_with("arn:") {
+                        record.key_arns.push(arn.into_owned());
+                    }
+                }
+            }
+            Outcome::OkNamed(_) => unreachable!("the keyring endpoint handed a body"),
+            Outcome::Err { status, error_type } => {
+                record.status = *status;
+                record.error_type = Some((*error_type).to_owned());
+            }
+        }
+        record
+    }
+
+    /// How a record was linked and written before [`Chain::append`]: the
+    /// canonical bytes, then the whole record again with its mac.
+    fn old_link(chain: &mut Chain, key: &AuditKey, record: &mut Record) -> Vec<u8> {
+        record.seq = chain.seq + 1;
+        record.mac.clear();
+        let canonical = serde_json::to_vec(&*record).unwrap();
+        let mac = key.mac(&chain.mac, &canonical);
+        record.mac = hex::encode(mac);
+        let mut line = serde_json::to_vec(&*record).unwrap();
+        line.push(b'\n');
+        chain.seq = record.seq;
+        chain.mac = mac;
+        line
+    }
+
+    #[test]
+    fn entries_write_the_lines_records_wrote() {
+        struct Case {
+            principal: &'static str,
+            authenticated: bool,
+            product: Option<&'static str>,
+            account: Option<&'static str>,
+            body: Option<&'static str>,
+            target: String,
+            request_id: &'static str,
+            source: &'static str,
+            /// `Ok(response body)`, `Err(named ARN)` for the keyring
+            /// endpoint's way, or an error answer.
+            outcome: Result<Result<&'static str, Option<&'static str>>, (u16, &'static str)>,
+            context_values: bool,
+        }
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let base = || Case {
+            principal: "AKIDEXAMPLE",
+            authenticated: true,
+            product: None,
+            account: Some("111122223333"),
+            body: Some(r#"{"KeyId":"alias/app","KeySpec":"AES_256"}"#),
+            target: "TrentService.GenerateDataKey".into(),
+            request_id: "3f1c0000-0000-0000-0000-00000000000b",
+            source: "127.0.0.1:51234",
+            outcome: Ok(Ok(
+                r#"{"CiphertextBlob":"AAAA","KeyId":"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab","Plaintext":"c2VjcmV0"}"#,
+            )),
+            context_values: false,
+        };
+        let cases = vec![
+            base(),
+            // Every request field, escapes, duplicates, empty and
+            // non-ASCII contexts; values recorded.
+            Case {
+                body: Some(
+                    r#"{"SourceKeyId":"alias/s\"q\\b","DestinationKeyId":"k\u00e9y\n","KeyId":"\ud83d\ude00","EncryptionContext":{"b":"1","a\t":"2\u0001","b":"3"},"SourceEncryptionContext":{},"DestinationEncryptionContext":{"z\/":"\"","é":"ü"},"Plaintext":"c2VjcmV0"}"#,
+                ),
+                context_values: true,
+                ..base()
+            },
+            // The same without values.
+            Case {
+                body: Some(
+                    r#"{"SourceKeyId":"alias/s\"q\\b","DestinationKeyId":"k\u00e9y\n","EncryptionContext":{"b":"1","a\t":"2"},"SourceEncryptionContext":{}}"#,
+                ),
+                ..base()
+            },
+            // Unauthenticated: no principal, no account, body unread.
+            Case {
+                principal: "",
+                authenticated: false,
+                account: None,
+                outcome: Err((403, "IncompleteSignatureException")),
+                ..base()
+            },
+            // Claimed principal with escapes, a product, no body, a long
+            // multi-byte target cut at 128 characters, odd source.
+            Case {
+                principal: "AKID\"\\\u{7f}\u{1}",
+                authenticated: false,
+                product: Some("prod\"uct"),
+                body: None,
+                target: format!("TrentService.{}", "é\u{1}".repeat(100)),
+                source: "[::1]:443",
+                request_id: "r\"id",
+                outcome: Err((400, "InvalidSignatureException")),
+                ..base()
+            },
+            // A body that is not the JSON expected; an empty target.
+            Case {
+                body: Some(r#"{"KeyId":5}"#),
+                target: String::new(),
+                source: "",
+                outcome: Err((500, "KMSInternalException")),
+                ..base()
+            },
+            // Responses naming ARNs in every place, one not an ARN, escaped.
+            Case {
+                outcome: Ok(Ok(
+                    r#"{"SourceKeyId":"arn:aws:kms:us-east-1:1:key/s\u002fx","KeyId":"alias/not-an-arn","KeyMetadata":{"Arn":"arn:aws:kms:us-east-1:1:key/m","KeyId":"m"}}"#,
+                )),
+                ..base()
+            },
+            Case {
+                outcome: Ok(Ok("not json")),
+                ..base()
+            },
+            // The keyring endpoint: a named ARN, none, not an ARN.
+            Case {
+                principal: "keyring/kr-1",
+                product: Some("vault"),
+                body: None,
+                target: "Keyring.ReadKey".into(),
+                outcome: Ok(Err(Some(arn))),
+                ..base()
+            },
+            Case {
+                outcome: Ok(Err(None)),
+                ..base()
+            },
+            Case {
+                outcome: Ok(Err(Some("key/\"x\""))),
+                ..base()
+            },
+        ];
+        let key = AuditKey::from_bytes(&[9; 32]);
+        let (mut old_chain, mut new_chain) = (Chain::START, Chain::START);
+        let mut file = Vec::new();
+        for (i, case) in cases.iter().enumerate() {
+            let facts = || Facts {
+                claimed_principal: case.principal.to_owned(),
+                authenticated: case.authenticated,
+                account: case.account.map(str::to_owned),
+                product: case.product.map(str::to_owned),
+                body: case.body.map(|b| Bytes::from(b.to_owned())),
+            };
+            let named;
+            let old_outcome = match case.outcome {
+                Ok(Ok(body)) => Outcome::Ok(body.as_bytes()),
+                Ok(Err(arn)) => {
+                    // What the keyring endpoint handed before.
+                    named = arn
+                        .map(|arn| serde_json::json!({ "KeyId": arn }).to_string().into_bytes())
+                        .unwrap_or_else(|| b"{}".to_vec());
+                    Outcome::Ok(&named)
+                }
+                Err((status, error_type)) => Outcome::Err { status, error_type },
+            };
+            let new_outcome = match case.outcome {
+                Ok(Ok(body)) => Outcome::Ok(body.as_bytes()),
+                Ok(Err(arn)) => Outcome::OkNamed(arn.map(str::to_owned)),
+                Err((status, error_type)) => Outcome::Err { status, error_type },
+            };
+            let time_ms = 1_718_000_000_123 + i as i64;
+            let mut old_record = old_build_record(
+                time_ms,
+                case.request_id,
+                case.source,
+                &case.target,
+                &facts(),
+                &old_outcome,
+                case.context_values,
+            );
+            let old_line = old_link(&mut old_chain, &key, &mut old_record);
+            let mut new_facts = facts();
+            let entry = Entry::new(
+                time_ms,
+                case.request_id,
+                case.source,
+                case.target.clone(),
+                &mut new_facts,
+                new_outcome,
+                case.context_values,
+            );
+            let mut new_line = Vec::new();
+            new_chain.append(&key, &entry, &mut new_line);
+            assert_eq!(
+                String::from_utf8_lossy(&new_line),
+                String::from_utf8_lossy(&old_line),
+                "case {i}"
+            );
+            assert_eq!(new_chain, old_chain, "case {i}");
+            file.extend_from_slice(&new_line);
+        }
+        // And `verify` (which re-serialises each Record) accepts them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, &file).unwrap();
+        let head = HeadFile {
+            seq: new_chain.seq,
+            mac: hex::encode(new_chain.mac),
+        };
+        std::fs::write(head_path(&path), serde_json::to_vec(&head).unwrap()).unwrap();
+        assert_eq!(
+            verify(&path, &key).unwrap(),
+            Ok(Verified {
+                records: cases.len() as u64,
+                beyond_head: 0
+            })
         );
     }
 
@@ -1132,7 +1595,7 @@ mod tests {
             chain: Chain::START,
             head_dirty: false,
         };
-        sink.flush(&mut [record(7)]).unwrap();
+        sink.flush(&[entry(7)]).unwrap();
         assert_eq!(verify(&path, &key).unwrap().unwrap().records, 7);
     }
 
@@ -1194,13 +1657,13 @@ mod tests {
             chain: Chain::START,
             head_dirty: false,
         };
-        sink.flush(&mut [record(5)]).unwrap();
+        sink.flush(&[entry(5)]).unwrap();
         assert_eq!(verify(&path, &key).unwrap().unwrap().records, 5);
     }
 
     #[test]
     fn queries_filter() {
-        let r = record(1);
+        let r = as_record(&entry(1));
         assert!(Query::default().matches(&r));
         let q = |f: fn(&mut Query)| {
             let mut q = Query::default();

@@ -194,13 +194,13 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
             },
         };
         let time_ms = state.kms.clock().now().0;
-        log.record(audit::build_record(
+        log.record(audit::Entry::new(
             time_ms,
             &request_id,
             &peer,
-            &target,
-            &facts,
-            &outcome,
+            target,
+            &mut facts,
+            outcome,
             log.context_values(),
         ))
         .await;

@@ -194,27 +194,23 @@ pub(crate) async fn serve(State(state): State<Arc<AppState>>, req: Request) -> R
         answer(&state, &parts, &request_id, &mut facts).await
     };
     let target = format!("Keyring.{operation}");
+    let mut answer = answer;
     if let Some(log) = &state.audit {
-        let named = answer
-            .key_arn
-            .as_ref()
-            .map(|arn| json!({ "KeyId": arn }).to_string().into_bytes())
-            .unwrap_or_else(|| b"{}".to_vec());
         let outcome = if answer.status == StatusCode::OK {
-            audit::Outcome::Ok(&named)
+            audit::Outcome::OkNamed(answer.key_arn.take())
         } else {
             audit::Outcome::Err {
                 status: answer.status.as_u16(),
                 error_type: answer.error_type.unwrap_or("Error"),
             }
         };
-        log.record(audit::build_record(
+        log.record(audit::Entry::new(
             state.kms.clock().now().0,
             &request_id,
             &peer,
-            &target,
-            &facts,
-            &outcome,
+            target.clone(),
+            &mut facts,
+            outcome,
             log.context_values(),
         ))
         .await;
@@ -222,7 +218,6 @@ pub(crate) async fn serve(State(state): State<Arc<AppState>>, req: Request) -> R
     let elapsed_us = started.elapsed().as_micros() as u64;
     let principal = facts.authenticated_principal().to_owned();
     tracing::info!(target: "keywarden::access", %request_id, %peer, op = %target, %principal, status = answer.status.as_u16(), error_type = answer.error_type.unwrap_or(""), elapsed_us);
-    let mut answer = answer;
     // The body moves into hyper (no further copy); hyper's buffers are not
     // zeroized (SECURITY.md, known limitations).
     let mut response = Response::new(axum::body::Body::from(std::mem::take(&mut *answer.body)));
