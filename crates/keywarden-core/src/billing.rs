@@ -309,6 +309,10 @@ pub struct LedgerEntry {
     pub month: Option<Month>,
     /// Free text (top-ups: the operator's note).
     pub memo: String,
+    /// A top-up's operator-supplied reference (the payment's transaction
+    /// id), unique per account: a retried top-up with the same reference
+    /// credits once. `None` for charges and unreferenced top-ups.
+    pub reference: Option<String>,
 }
 
 /// An account's balance and whether it is frozen.

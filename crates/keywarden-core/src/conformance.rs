@@ -538,7 +538,9 @@ async fn ledger(store: &dyn Store, ids: &Ids) {
     let standing_of = |balance: i64, frozen: bool| Standing { balance, frozen };
 
     expect_err(
-        store.append_top_up(&ids.account(), 100, at(0), "x").await,
+        store
+            .append_top_up(&ids.account(), 100, at(0), "x", None)
+            .await,
         Expected::MissingReference,
         CASE,
         "append_top_up to an unknown account",
@@ -555,7 +557,7 @@ async fn ledger(store: &dyn Store, ids: &Ids) {
     let mut entries: Vec<LedgerEntry> = Vec::new();
     let (top_up, standing) = ok(
         store
-            .append_top_up(&account, 1_000, at(1), "wire \u{2713} 'transfer'")
+            .append_top_up(&account, 1_000, at(1), "wire \u{2713} 'transfer'", None)
             .await,
         CASE,
         "append_top_up",
@@ -660,7 +662,7 @@ async fn ledger(store: &dyn Store, ids: &Ids) {
     // A top-up that leaves the balance below zero keeps it frozen; one that
     // brings it to zero unfreezes it and moves the stamp.
     let (top_up, standing) = ok(
-        store.append_top_up(&account, 100, at(8), "").await,
+        store.append_top_up(&account, 100, at(8), "", None).await,
         CASE,
         "append_top_up",
     );
@@ -672,7 +674,7 @@ async fn ledger(store: &dyn Store, ids: &Ids) {
     entries.push(top_up);
     let stamp = ok(store.change_stamp().await, CASE, "change_stamp");
     let (top_up, standing) = ok(
-        store.append_top_up(&account, 300, at(9), "").await,
+        store.append_top_up(&account, 300, at(9), "", None).await,
         CASE,
         "append_top_up",
     );
@@ -760,6 +762,112 @@ async fn ledger(store: &dyn Store, ids: &Ids) {
     assert_eq!(
         ok(store.standing(&busy).await, CASE, "standing"),
         standing_of(-1_234, true)
+    );
+
+    // Top-ups with a reference: idempotent per account.
+    let paid = new_account(store, ids).await;
+    let (first, standing) = ok(
+        store
+            .append_top_up(&paid, 500, at(30), "invoice 7", Some("txn-7"))
+            .await,
+        CASE,
+        "append_top_up with a reference",
+    );
+    assert_eq!(
+        (
+            first.amount,
+            first.memo.as_str(),
+            first.reference.as_deref()
+        ),
+        (500, "invoice 7", Some("txn-7")),
+        "store conformance: {CASE}: append_top_up must return the reference as recorded"
+    );
+    assert_eq!(standing, standing_of(500, false));
+    let (again, standing) = ok(
+        store
+            .append_top_up(&paid, 500, at(31), "retry", Some("txn-7"))
+            .await,
+        CASE,
+        "append_top_up with a used reference",
+    );
+    assert_eq!(
+        again, first,
+        "store conformance: {CASE}: a top-up with a used reference must answer the existing entry"
+    );
+    assert_eq!(
+        standing,
+        standing_of(500, false),
+        "store conformance: {CASE}: a top-up with a used reference must credit once"
+    );
+    expect_err(
+        store
+            .append_top_up(&paid, 600, at(32), "other", Some("txn-7"))
+            .await,
+        Expected::AlreadyExists,
+        CASE,
+        "append_top_up with a used reference and another amount",
+    );
+    let paid_other = new_account(store, ids).await;
+    let (elsewhere, standing) = ok(
+        store
+            .append_top_up(&paid_other, 600, at(33), "", Some("txn-7"))
+            .await,
+        CASE,
+        "append_top_up with another account's reference",
+    );
+    assert!(
+        elsewhere.seq != first.seq && standing == standing_of(600, false),
+        "store conformance: {CASE}: references must be scoped by account"
+    );
+    for n in 0..2 {
+        ok(
+            store.append_top_up(&paid, 100, at(34 + n), "", None).await,
+            CASE,
+            "append_top_up without a reference",
+        );
+    }
+    assert_eq!(
+        ok(store.ledger(&paid, None, 100).await, CASE, "ledger")
+            .iter()
+            .map(|e| (e.amount, e.reference.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![(500, Some("txn-7")), (100, None), (100, None)],
+        "store conformance: {CASE}: a refused reference writes nothing; top-ups without \
+         a reference always append"
+    );
+    assert_eq!(
+        ok(store.standing(&paid).await, CASE, "standing"),
+        standing_of(700, false)
+    );
+
+    // Simultaneous top-ups with one reference (several nodes): one entry.
+    let racing = new_account(store, ids).await;
+    let results = join_all(
+        (0..POSTERS)
+            .map(|i| store.append_top_up(&racing, 250, at(40 + i as i64), "race", Some("txn-race")))
+            .collect(),
+    )
+    .await;
+    let seqs: Vec<u64> = results
+        .iter()
+        .map(|r| match r {
+            Ok((entry, _)) => entry.seq,
+            Err(e) => panic!("store conformance: {CASE}: append_top_up failed: {e:?}"),
+        })
+        .collect();
+    assert!(
+        seqs.iter().all(|s| *s == seqs[0]),
+        "store conformance: {CASE}: simultaneous top-ups with one reference must all answer \
+         the one entry: {seqs:?}"
+    );
+    assert_eq!(
+        ok(store.ledger(&racing, None, 100).await, CASE, "ledger").len(),
+        1,
+        "store conformance: {CASE}: simultaneous top-ups with one reference must append once"
+    );
+    assert_eq!(
+        ok(store.standing(&racing).await, CASE, "standing"),
+        standing_of(250, false)
     );
 }
 
@@ -3651,7 +3759,13 @@ where
     let account = &dump.ledger[0].account_id;
     let (entry, _) = ok(
         target
-            .append_top_up(account, 1, UnixMillis(1_800_000_000_000), "after import")
+            .append_top_up(
+                account,
+                1,
+                UnixMillis(1_800_000_000_000),
+                "after import",
+                None,
+            )
             .await,
         CASE,
         "append_top_up after the import",
@@ -3660,6 +3774,30 @@ where
         entry.seq > last_seq,
         "store conformance: {CASE}: a ledger entry after the import gets seq {} <= imported {last_seq}",
         entry.seq
+    );
+    let referenced = dump
+        .ledger
+        .iter()
+        .find(|e| e.reference.is_some())
+        .unwrap_or_else(|| {
+            panic!("store conformance: {CASE}: the suite left no top-up with a reference")
+        });
+    let (again, _) = ok(
+        target
+            .append_top_up(
+                &referenced.account_id,
+                referenced.amount,
+                UnixMillis(1_800_000_000_001),
+                "retry after import",
+                referenced.reference.as_deref(),
+            )
+            .await,
+        CASE,
+        "append_top_up with an imported reference",
+    );
+    assert_eq!(
+        &again, referenced,
+        "store conformance: {CASE}: an imported reference must still make top-ups idempotent"
     );
     expect_err(
         target.import_dump(&dump).await,

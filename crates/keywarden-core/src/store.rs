@@ -260,12 +260,21 @@ pub trait LedgerStore: Send + Sync {
     /// Appends a top-up of `amount` (> 0) and, if the balance is then zero
     /// or more, clears the frozen flag, in one transaction.
     /// [`StoreError::MissingReference`] if the account does not exist.
+    ///
+    /// With a `reference`, idempotent: if the account has a top-up with
+    /// that reference already, nothing is written and the answer is that
+    /// entry and the current standing; [`StoreError::AlreadyExists`] if
+    /// its amount differs from `amount`. Racing calls with one reference
+    /// (several processes or nodes) append exactly one entry: backends
+    /// rely on a unique index on (account, reference) inside the
+    /// transaction, not on a read before the write.
     async fn append_top_up(
         &self,
         account: &AccountId,
         amount: i64,
         at: UnixMillis,
         memo: &str,
+        reference: Option<&str>,
     ) -> Result<(LedgerEntry, Standing), StoreError>;
 
     /// Brings the charges posted for `month` up to `month_to_date`: if the

@@ -651,6 +651,8 @@ pub struct LedgerRow {
     pub month: Option<i64>,
     /// `memo`.
     pub memo: String,
+    /// `reference`: a top-up's reference, unique per account.
+    pub reference: Option<String>,
 }
 
 impl LedgerRow {
@@ -664,6 +666,7 @@ impl LedgerRow {
             amount: self.amount,
             month: self.month.map(decode_month).transpose()?,
             memo: self.memo,
+            reference: self.reference,
         })
     }
 }

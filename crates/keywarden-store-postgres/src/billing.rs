@@ -92,6 +92,47 @@ async fn append(
     Ok(ledger_from_row(&row)?.decode()?)
 }
 
+/// Appends a top-up with a reference unless the account has one with it
+/// already: then answers that entry (AlreadyExists if its amount differs).
+/// The unique index decides, not a read before the write: a racing insert
+/// of the same reference waits for the other transaction and then does
+/// nothing, and the SELECT (a new statement under READ COMMITTED) sees the
+/// committed row.
+async fn top_up_once(
+    tx: &Tx<'_>,
+    account: &str,
+    at: i64,
+    amount: i64,
+    memo: &str,
+    reference: &str,
+) -> Result<LedgerEntry, Fail> {
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO ledger (account_id, at, kind, amount, month, memo, reference)
+             VALUES ($1, $2, 'TopUp', $3, NULL, $4, $5)
+             ON CONFLICT (account_id, reference) WHERE reference IS NOT NULL DO NOTHING
+             RETURNING {LEDGER_COLUMNS}"
+        ))
+        .await?;
+    if let Some(row) = tx
+        .query_opt(&insert, &[&account, &at, &amount, &memo, &reference])
+        .await?
+    {
+        return Ok(ledger_from_row(&row)?.decode()?);
+    }
+    let select = tx
+        .prepare_cached(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = $1 AND reference = $2"
+        ))
+        .await?;
+    let row = tx.query_one(&select, &[&account, &reference]).await?;
+    let existing = ledger_from_row(&row)?.decode()?;
+    if existing.amount != amount {
+        return Err(Fail::from(StoreError::AlreadyExists));
+    }
+    Ok(existing)
+}
+
 #[async_trait]
 impl MeteringStore for PgStore {
     async fn record_requests(
@@ -234,6 +275,7 @@ impl LedgerStore for PgStore {
         amount: i64,
         at: UnixMillis,
         memo: &str,
+        reference: Option<&str>,
     ) -> Result<(LedgerEntry, Standing), StoreError> {
         if amount <= 0 {
             return Err(StoreError::Backend(Box::new(Invalid::new(
@@ -245,7 +287,10 @@ impl LedgerStore for PgStore {
         transact!(self, Mode::Write, |tx| {
             lock_account(&tx, account).await?;
             // The foreign key answers MissingReference for an unknown account.
-            let entry = append(&tx, account, at.0, "TopUp", amount, None, memo).await?;
+            let entry = match reference {
+                None => append(&tx, account, at.0, "TopUp", amount, None, memo).await?,
+                Some(reference) => top_up_once(&tx, account, at.0, amount, memo, reference).await?,
+            };
             let mut now = standing(&tx, account).await?;
             if now.frozen && now.balance >= 0 {
                 set_frozen(&tx, account, false).await?;

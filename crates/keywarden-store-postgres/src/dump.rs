@@ -349,8 +349,8 @@ impl DumpStore for PgStore {
                 .await?;
             }
             let stmt = run(
-                "INSERT INTO ledger (seq, account_id, at, kind, amount, month, memo)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO ledger (seq, account_id, at, kind, amount, month, memo, reference)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .await?;
             for e in &dump.ledger {
@@ -366,6 +366,7 @@ impl DumpStore for PgStore {
                         &e.amount,
                         &e.month.map(|m| i64::from(m.code())),
                         &e.memo,
+                        &e.reference,
                     ],
                 )
                 .await?;

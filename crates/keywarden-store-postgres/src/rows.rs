@@ -132,7 +132,7 @@ pub(crate) fn grant_from_row(row: &Row) -> Result<GrantRow, tokio_postgres::Erro
 }
 
 /// The column list [`ledger_from_row`] expects.
-pub(crate) const LEDGER_COLUMNS: &str = "seq, account_id, at, kind, amount, month, memo";
+pub(crate) const LEDGER_COLUMNS: &str = "seq, account_id, at, kind, amount, month, memo, reference";
 
 /// Reads the columns named by [`LEDGER_COLUMNS`].
 pub(crate) fn ledger_from_row(row: &Row) -> Result<LedgerRow, tokio_postgres::Error> {
@@ -144,5 +144,6 @@ pub(crate) fn ledger_from_row(row: &Row) -> Result<LedgerRow, tokio_postgres::Er
         amount: row.try_get(4)?,
         month: row.try_get(5)?,
         memo: row.try_get(6)?,
+        reference: row.try_get(7)?,
     })
 }

@@ -296,8 +296,19 @@ CREATE TABLE keyring_key_versions (
 );
 "#;
 
+/// Migration 4: top-up references, as SQLite's schema 10. `ledger.reference`
+/// is the operator's reference of a top-up (NULL for charges and
+/// unreferenced top-ups), unique per account: `append_top_up` inserts with
+/// `ON CONFLICT DO NOTHING`, so racing retries on several nodes append one
+/// entry.
+const MIGRATION_4: &str = r#"
+ALTER TABLE ledger ADD COLUMN reference TEXT COLLATE "C";
+CREATE UNIQUE INDEX ledger_top_up_reference ON ledger (account_id, reference)
+    WHERE reference IS NOT NULL;
+"#;
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// The schema version this build creates and understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -146,7 +146,7 @@ async fn fill(store: &PgStore) {
         .unwrap();
     // Account a in credit, account b frozen.
     store
-        .append_top_up(&a, 10_000, UnixMillis(10), "welcome")
+        .append_top_up(&a, 10_000, UnixMillis(10), "welcome", None)
         .await
         .unwrap();
     store
@@ -192,7 +192,13 @@ async fn export_import_export_is_the_identity() {
     // The ledger goes on after the imported entries.
     let last = dump.ledger.iter().map(|e| e.seq).max().unwrap();
     let (entry, _) = target
-        .append_top_up(&dump.accounts[1].account_id, 300, UnixMillis(20), "more")
+        .append_top_up(
+            &dump.accounts[1].account_id,
+            300,
+            UnixMillis(20),
+            "more",
+            None,
+        )
         .await
         .unwrap();
     assert!(entry.seq > last);

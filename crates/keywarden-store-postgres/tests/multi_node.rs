@@ -265,7 +265,7 @@ async fn a_months_charges_post_once_across_nodes() {
         .await
         .unwrap();
     stores[0]
-        .append_top_up(&account, 1_000, UnixMillis(1), "start")
+        .append_top_up(&account, 1_000, UnixMillis(1), "start", None)
         .await
         .unwrap();
     let month = Month::of(UnixMillis(1_700_000_000_000));
@@ -301,6 +301,45 @@ async fn a_months_charges_post_once_across_nodes() {
         .map(|e| e.amount)
         .sum();
     assert_eq!(charges, 1_500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referenced_top_up_credits_once_across_nodes() {
+    let stores = three_nodes("top_up_reference_race").await;
+    let account = common::account_id(650);
+    stores[0]
+        .create_account(&common::account(&account))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = stores[i % 3].clone();
+            let account = account.clone();
+            tokio::spawn(async move {
+                store
+                    .append_top_up(
+                        &account,
+                        2_500,
+                        UnixMillis(10 + i as i64),
+                        "retried",
+                        Some("txn-0001"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        let (entry, standing) = task.await.unwrap().unwrap();
+        assert_eq!(entry.reference.as_deref(), Some("txn-0001"));
+        assert_eq!(standing.balance, 2_500);
+        seqs.push(entry.seq);
+    }
+    assert!(seqs.iter().all(|s| *s == seqs[0]), "{seqs:?}");
+    let ledger = stores[1].ledger(&account, None, 100).await.unwrap();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].seq, seqs[0]);
+    assert_eq!(stores[2].standing(&account).await.unwrap().balance, 2_500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

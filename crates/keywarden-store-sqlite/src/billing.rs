@@ -56,8 +56,17 @@ fn set_frozen(tx: &Transaction<'_>, account: &str, frozen: bool) -> Result<(), F
     Ok(())
 }
 
-/// seq, account, at, kind, amount, month, memo.
-pub(crate) type EntryRow = (i64, String, i64, String, i64, Option<i64>, String);
+/// seq, account, at, kind, amount, month, memo, reference.
+pub(crate) type EntryRow = (
+    i64,
+    String,
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+);
 
 pub(crate) fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
     Ok((
@@ -68,11 +77,12 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
         row.get(4)?,
         row.get(5)?,
         row.get(6)?,
+        row.get(7)?,
     ))
 }
 
 pub(crate) fn decode_entry(r: EntryRow) -> Result<LedgerEntry, Fail> {
-    let (seq, account_id, at, kind, amount, month, memo) = r;
+    let (seq, account_id, at, kind, amount, month, memo, reference) = r;
     Ok(LedgerRow {
         seq,
         account_id,
@@ -81,11 +91,12 @@ pub(crate) fn decode_entry(r: EntryRow) -> Result<LedgerEntry, Fail> {
         amount,
         month,
         memo,
+        reference,
     }
     .decode()?)
 }
 
-pub(crate) const ENTRY_COLUMNS: &str = "seq, account_id, at, kind, amount, month, memo";
+pub(crate) const ENTRY_COLUMNS: &str = "seq, account_id, at, kind, amount, month, memo, reference";
 
 fn last_entry(tx: &Transaction<'_>) -> Result<LedgerEntry, Fail> {
     let row = tx
@@ -228,6 +239,7 @@ impl LedgerStore for SqliteStore {
         amount: i64,
         at: UnixMillis,
         memo: &str,
+        reference: Option<&str>,
     ) -> Result<(LedgerEntry, Standing), StoreError> {
         if amount <= 0 {
             return Err(StoreError::Backend(Box::new(Invalid::new(
@@ -236,14 +248,33 @@ impl LedgerStore for SqliteStore {
         }
         let account = account.as_str().to_owned();
         let memo = memo.to_owned();
+        let reference = reference.map(str::to_owned);
         self.write(move |tx| {
-            // The foreign key answers MissingReference for an unknown account.
-            tx.prepare_cached(
-                "INSERT INTO ledger (account_id, at, kind, amount, month, memo)
-                 VALUES (?1, ?2, 'TopUp', ?3, NULL, ?4)",
-            )?
-            .execute(params![account, at.0, amount, memo])?;
-            let entry = last_entry(tx)?;
+            // The foreign key answers MissingReference for an unknown
+            // account; the unique index on (account, reference) turns a
+            // repeated reference into no row inserted.
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO ledger (account_id, at, kind, amount, month, memo, reference)
+                     VALUES (?1, ?2, 'TopUp', ?3, NULL, ?4, ?5)
+                     ON CONFLICT (account_id, reference) WHERE reference IS NOT NULL DO NOTHING",
+                )?
+                .execute(params![account, at.0, amount, memo, reference])?;
+            let entry = if inserted == 0 {
+                let existing = tx
+                    .prepare_cached(&format!(
+                        "SELECT {ENTRY_COLUMNS} FROM ledger
+                         WHERE account_id = ?1 AND reference = ?2"
+                    ))?
+                    .query_row(params![account, reference], entry_from_row)?;
+                let existing = decode_entry(existing)?;
+                if existing.amount != amount {
+                    return Err(Fail(StoreError::AlreadyExists));
+                }
+                existing
+            } else {
+                last_entry(tx)?
+            };
             let mut now = standing(tx, &account)?;
             if now.frozen && now.balance >= 0 {
                 set_frozen(tx, &account, false)?;

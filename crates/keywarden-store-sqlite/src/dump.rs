@@ -326,8 +326,8 @@ fn import(tx: &Transaction<'_>, dump: &StoreDump) -> Result<(), Fail> {
     for e in &dump.ledger {
         let seq = revision_to_sql(e.seq)?;
         tx.prepare_cached(
-            "INSERT INTO ledger (seq, account_id, at, kind, amount, month, memo)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO ledger (seq, account_id, at, kind, amount, month, memo, reference)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             seq,
@@ -336,7 +336,8 @@ fn import(tx: &Transaction<'_>, dump: &StoreDump) -> Result<(), Fail> {
             e.kind.as_str(),
             e.amount,
             e.month.map(|m| i64::from(m.code())),
-            e.memo
+            e.memo,
+            e.reference
         ])?;
     }
     tx.execute("DELETE FROM deployment", [])?;

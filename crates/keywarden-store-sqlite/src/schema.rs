@@ -395,6 +395,16 @@ CREATE TABLE keyring_key_versions (
 ) STRICT;
 ";
 
+/// Schema 10: top-up references. `ledger.reference` is the operator's
+/// reference of a top-up (NULL for charges and unreferenced top-ups),
+/// unique per account, so a retried top-up with the same reference is
+/// credited once (`append_top_up` inserts with `ON CONFLICT DO NOTHING`).
+const MIGRATION_10: &str = "
+ALTER TABLE ledger ADD COLUMN reference TEXT;
+CREATE UNIQUE INDEX ledger_top_up_reference ON ledger (account_id, reference)
+    WHERE reference IS NOT NULL;
+";
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -406,6 +416,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_7,
     MIGRATION_8,
     MIGRATION_9,
+    MIGRATION_10,
 ];
 
 /// The schema version this build creates and understands.

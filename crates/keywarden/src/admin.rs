@@ -125,6 +125,12 @@ pub enum AccountCommand {
         /// A note kept with the entry (at most 256 characters).
         #[arg(long, default_value = "")]
         memo: String,
+        /// The payment's reference (its transaction id; 1 to 128 printable
+        /// ASCII characters), unique per account: a retry with the same
+        /// reference credits once and prints the entry already recorded;
+        /// the same reference with another amount is refused.
+        #[arg(long)]
+        reference: Option<String>,
     },
     /// Balance, frozen flag and month-to-date charges as JSON.
     Balance {
@@ -232,7 +238,8 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
             account,
             amount,
             memo,
-        }) => billing::top_up(&data, &account, &amount, &memo).await?,
+            reference,
+        }) => billing::top_up(&data, &account, &amount, &memo, reference.as_deref()).await?,
         AdminCommand::Account(AccountCommand::Balance { data, account }) => {
             billing::balance(&data, &account).await?
         }

@@ -154,7 +154,10 @@ fn key_hours(lines: &[keywarden_core::billing::Line], key: &KeyRef) -> Option<(i
 async fn key_hours_are_prorated_and_charges_posted_once() {
     let f = fixture(november(10, 0, 0)).await;
     let account = f.caller.account_id.clone();
-    f.kms.top_up(&account, 100_000, "prepaid").await.unwrap();
+    f.kms
+        .top_up(&account, 100_000, "prepaid", None)
+        .await
+        .unwrap();
 
     let first = new_key(&f).await;
     for _ in 0..3 {
@@ -283,14 +286,14 @@ async fn a_frozen_account_refuses_cmk_crypto_until_topped_up() {
 
     // A top-up of less than the debt keeps it frozen; enough unfreezes it
     // at once (no cache to wait for).
-    f.kms.top_up(&account, 1, "too little").await.unwrap();
+    f.kms.top_up(&account, 1, "too little", None).await.unwrap();
     assert!(matches!(
         encrypt(&f, &f.caller, &cmk).await,
         Err(KmsError::AccountFrozen(_))
     ));
     let (_, standing) = f
         .kms
-        .top_up(&account, -standing.balance, "enough")
+        .top_up(&account, -standing.balance, "enough", None)
         .await
         .unwrap();
     assert!(!standing.frozen, "{standing:?}");

@@ -579,6 +579,72 @@ fn refused(out: &Output, says: &str) {
 }
 
 #[test]
+fn a_top_up_retried_with_its_reference_credits_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let acct =
+        common::parse_account(&run_admin(&data, &["account", "create", "--name", "t"]).stdout);
+    let id = acct.account_id.as_str();
+    let top_up = |amount: &str| {
+        run_admin(
+            &data,
+            &[
+                "account",
+                "topup",
+                "--account",
+                id,
+                "--amount",
+                amount,
+                "--memo",
+                "invoice 7",
+                "--reference",
+                "txn-0007",
+            ],
+        )
+    };
+    let first = admin_json(&top_up("12.50"));
+    assert_eq!(first["Reference"], "txn-0007");
+    assert_eq!(first["BalanceMinorUnits"], 1250);
+    // The acknowledgement was lost; the operator retries.
+    let again = admin_json(&top_up("12.50"));
+    assert_eq!(again["Seq"], first["Seq"], "the retry names the same entry");
+    assert_eq!(again["Time"], first["Time"]);
+    assert_eq!(again["Reference"], "txn-0007");
+    assert_eq!(again["BalanceMinorUnits"], 1250, "credited once");
+    refused(
+        &top_up("13"),
+        "reference txn-0007 was used for a top-up of 12.50, not 13.00",
+    );
+    // Without a reference every top-up appends.
+    admin_json(&run_admin(
+        &data,
+        &["account", "topup", "--account", id, "--amount", "1"],
+    ));
+    let ledger = admin_json(&run_admin(&data, &["account", "ledger", "--account", id]));
+    let entries = ledger["Entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{ledger}");
+    assert_eq!(entries[0]["Reference"], "txn-0007");
+    assert!(entries[1].get("Reference").is_none(), "{ledger}");
+    assert_eq!(ledger["BalanceMinorUnits"], 1350);
+    refused(
+        &run_admin(
+            &data,
+            &[
+                "account",
+                "topup",
+                "--account",
+                id,
+                "--amount",
+                "1",
+                "--reference",
+                "tab\there",
+            ],
+        ),
+        "printable ASCII",
+    );
+}
+
+#[test]
 fn bad_admin_input_is_refused_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

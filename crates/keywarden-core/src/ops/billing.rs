@@ -204,11 +204,18 @@ impl Kms {
 
     /// Operator: adds money to an account; unfreezes it if the balance is
     /// back at zero or more.
+    ///
+    /// With a `reference` (the payment's transaction id: 1 to 128
+    /// printable ASCII characters), idempotent: a retry whose reference the
+    /// account has used already writes nothing and answers the existing
+    /// entry; one with another amount is refused
+    /// ([`KmsError::AlreadyExists`]).
     pub async fn top_up(
         &self,
         account: &AccountId,
         amount: i64,
         memo: &str,
+        reference: Option<&str>,
     ) -> Result<(LedgerEntry, Standing), KmsError> {
         if amount <= 0 {
             return Err(KmsError::Validation(
@@ -220,9 +227,12 @@ impl Kms {
                 "a top-up memo must be at most 256 characters".into(),
             ));
         }
+        if let Some(r) = reference {
+            validate_reference(r)?;
+        }
         let result = self
             .store
-            .append_top_up(account, amount, self.clock.now(), memo)
+            .append_top_up(account, amount, self.clock.now(), memo, reference)
             .await;
         self.caches.invalidate_frozen(account);
         match result {
@@ -230,6 +240,21 @@ impl Kms {
             Err(StoreError::MissingReference) => Err(KmsError::NotFound(format!(
                 "account {account} does not exist"
             ))),
+            // The reference was used for another amount: name that one.
+            Err(StoreError::AlreadyExists) if reference.is_some() => {
+                let reference = reference.unwrap_or_default();
+                let prices = &self.billing.prices;
+                let used = self
+                    .account_ledger(account)
+                    .await?
+                    .into_iter()
+                    .find(|e| e.reference.as_deref() == Some(reference))
+                    .map_or_else(|| "another amount".to_owned(), |e| prices.format(e.amount));
+                Err(KmsError::AlreadyExists(format!(
+                    "reference {reference} was used for a top-up of {used}, not {}",
+                    prices.format(amount)
+                )))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -318,4 +343,15 @@ impl Kms {
         let bill = self.month_bill(&caller.account_id, month).await?;
         Ok((standing, bill))
     }
+}
+
+/// A top-up reference: 1 to 128 printable ASCII characters (no control
+/// characters).
+fn validate_reference(r: &str) -> Result<(), KmsError> {
+    if r.is_empty() || r.len() > 128 || !r.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Err(KmsError::Validation(
+            "a top-up reference must be 1 to 128 printable ASCII characters".into(),
+        ));
+    }
+    Ok(())
 }

@@ -77,7 +77,15 @@ fn print_json(v: &Value) -> Result<()> {
 
 /// `account topup`: validates everything before writing; a refused amount
 /// leaves the ledger untouched.
-pub async fn top_up(data: &DataArgs, account: &str, amount: &str, memo: &str) -> Result<()> {
+/// With a `reference` a retry is safe: the same reference again prints the
+/// entry already recorded and credits nothing.
+pub async fn top_up(
+    data: &DataArgs,
+    account: &str,
+    amount: &str,
+    memo: &str,
+    reference: Option<&str>,
+) -> Result<()> {
     let (kms, account) = open_account(data, account).await?;
     let prices = kms.billing().prices.clone();
     let minor = prices
@@ -85,7 +93,7 @@ pub async fn top_up(data: &DataArgs, account: &str, amount: &str, memo: &str) ->
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("--amount (currency {})", prices.currency))?;
     let (entry, standing) = kms
-        .top_up(&account, minor, memo)
+        .top_up(&account, minor, memo, reference)
         .await
         .context("topping up")?;
     let mut out = serde_json::Map::new();
@@ -95,6 +103,9 @@ pub async fn top_up(data: &DataArgs, account: &str, amount: &str, memo: &str) ->
     out.insert("Currency".into(), json!(prices.currency));
     put_money(&mut out, &prices, "Amount", entry.amount);
     out.insert("Memo".into(), json!(entry.memo));
+    if let Some(r) = &entry.reference {
+        out.insert("Reference".into(), json!(r));
+    }
     put_money(&mut out, &prices, "Balance", standing.balance);
     out.insert("Frozen".into(), json!(standing.frozen));
     print_json(&Value::Object(out))
@@ -128,6 +139,9 @@ fn entry_json(prices: &PriceTable, e: &LedgerEntry) -> Value {
     put_money(&mut o, prices, "Amount", e.amount);
     o.insert("Month".into(), json!(e.month.map(|m| m.to_string())));
     o.insert("Memo".into(), json!(e.memo));
+    if let Some(r) = &e.reference {
+        o.insert("Reference".into(), json!(r));
+    }
     Value::Object(o)
 }
 
@@ -433,6 +447,7 @@ mod tests {
                 amount: 5000,
                 month: None,
                 memo: "first".into(),
+                reference: None,
             }],
             charges_posted: posted,
             standing: Standing {

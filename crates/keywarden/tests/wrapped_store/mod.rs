@@ -215,8 +215,11 @@ impl<H: Hooks> LedgerStore for Wrapped<H> {
         amount: i64,
         at: UnixMillis,
         memo: &str,
+        reference: Option<&str>,
     ) -> Result<(LedgerEntry, Standing), StoreError> {
-        self.inner.append_top_up(a, amount, at, memo).await
+        self.inner
+            .append_top_up(a, amount, at, memo, reference)
+            .await
     }
     async fn post_charges(
         &self,
