@@ -214,41 +214,13 @@ impl ProductClient {
         plaintext: &[u8],
     ) -> Result<Envelope> {
         crypto::check_size(plaintext.len())?;
-        envelope::check_context(context)?;
-        let key_id = self.key_arn(account_id, key)?;
-
-        const OP: &str = "GenerateDataKey";
-        let out = self
-            .kms
-            .generate_data_key()
-            .key_id(key_id)
-            .key_spec(DataKeySpec::Aes256)
-            .set_encryption_context(sdk_context(context))
-            .send()
-            .await
-            .map_err(|e| kms_error(OP, e))?;
-        // Into a zeroizing buffer first, so a wrong length still zeroizes.
-        let dek = out
-            .plaintext
-            .map(|blob| Zeroizing::new(blob.into_inner()))
-            .ok_or(bad_response(OP, "no Plaintext"))?;
-        let dek = DataKey::from_buffer(dek).ok_or(bad_response(OP, "data key is not 32 bytes"))?;
-        let key_arn = out.key_id.ok_or(bad_response(OP, "no KeyId"))?;
-        if key_arn.len() > MAX_KEY_ARN_LEN || arn_account(&key_arn) != Some(account_id) {
-            return Err(bad_response(OP, "KeyId is not a key ARN in the account"));
-        }
-        let encrypted_data_key = out
-            .ciphertext_blob
-            .map(|b| b.into_inner())
-            .ok_or(bad_response(OP, "no CiphertextBlob"))?;
-        if encrypted_data_key.is_empty() || encrypted_data_key.len() > MAX_ENCRYPTED_DATA_KEY_LEN {
-            return Err(bad_response(OP, "CiphertextBlob length out of range"));
-        }
+        let generated = self.generate_data_key(account_id, key, context).await?;
         let header = Header {
-            key_arn,
+            key_arn: generated.key_arn,
             context: context.clone(),
-            encrypted_data_key,
+            encrypted_data_key: generated.encrypted_data_key,
         };
+        let dek = crypto::DataKey::from_array(generated.plaintext.0);
         crypto::seal_with_dek(dek, header, plaintext).await
     }
 

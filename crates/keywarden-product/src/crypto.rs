@@ -28,6 +28,11 @@ impl DataKey {
         Some(DataKey(Zeroizing::new(*bytes)))
     }
 
+    /// The key held in `bytes` (moved, not copied).
+    pub(crate) fn from_array(bytes: Zeroizing<[u8; DATA_KEY_LEN]>) -> DataKey {
+        DataKey(bytes)
+    }
+
     /// A fresh random key from aws-lc-rs's CSPRNG (tests only: real data
     /// keys come from Keywarden).
     #[cfg(test)]
