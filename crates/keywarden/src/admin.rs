@@ -208,7 +208,9 @@ pub enum CredentialsCommand {
 pub async fn run(cmd: AdminCommand) -> Result<()> {
     match cmd {
         AdminCommand::Account(AccountCommand::Create { data, name }) => {
-            let kms = setup::open(&data).await?.kms;
+            let kms = setup::open_with(&data, setup::Mode::CreateIfMissing)
+                .await?
+                .kms;
             let issued = kms
                 .create_account(&name)
                 .await
@@ -228,7 +230,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                     })
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({ "Accounts": list }))?
             );
@@ -269,7 +271,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
         }) => {
             let kms = setup::open(&data).await?.kms;
             kms.revoke_credential(&access_key_id).await?;
-            println!(
+            outln!(
                 "{}",
                 json!({ "AccessKeyId": access_key_id, "Status": "Revoked" })
             );
@@ -296,7 +298,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                     })
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({ "Credentials": list }))?
             );
@@ -316,7 +318,7 @@ async fn run_product(cmd: ProductCommand) -> Result<()> {
                 .with_context(|| format!("--class must be storage or database, got {class:?}"))?;
             let kms = setup::open(&data).await?.kms;
             let product = kms.register_product(&code, class).await?;
-            println!("{}", product_json(&kms, &product));
+            outln!("{}", product_json(&kms, &product));
         }
         ProductCommand::List { data } => {
             let kms = setup::open(&data).await?.kms;
@@ -326,7 +328,7 @@ async fn run_product(cmd: ProductCommand) -> Result<()> {
                 .iter()
                 .map(|p| product_json(&kms, p))
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({ "Products": list }))?
             );
@@ -342,7 +344,7 @@ async fn run_product(cmd: ProductCommand) -> Result<()> {
             let kms = setup::open(&data).await?.kms;
             let issued = kms.create_product_credential(&code).await?;
             let secret = String::from_utf8_lossy(issued.secret_access_key.expose()).into_owned();
-            println!(
+            outln!(
                 "{}",
                 json!({
                     "ProductCode": issued.product.as_str(),
@@ -359,7 +361,7 @@ async fn run_product(cmd: ProductCommand) -> Result<()> {
             let code = ProductCode::parse(&code)?;
             let kms = setup::open(&data).await?.kms;
             kms.revoke_product_credential(&code, &access_key_id).await?;
-            println!(
+            outln!(
                 "{}",
                 json!({ "AccessKeyId": access_key_id, "Status": "Revoked" })
             );
@@ -372,7 +374,7 @@ async fn set_status(data: &DataArgs, code: &str, status: ProductStatus) -> Resul
     let code = ProductCode::parse(code)?;
     let kms = setup::open(data).await?.kms;
     kms.set_product_status(&code, status).await?;
-    println!("{}", product_json(&kms, &kms.product(&code).await?));
+    outln!("{}", product_json(&kms, &kms.product(&code).await?));
     Ok(())
 }
 
@@ -392,7 +394,7 @@ fn product_json(
 fn print_issued(issued: &keywarden_core::ops::accounts::IssuedCredential) {
     // The one place a secret is shown: to the operator who asked for it.
     let secret = String::from_utf8_lossy(issued.secret_access_key.expose()).into_owned();
-    println!(
+    outln!(
         "{}",
         json!({
             "AccountId": issued.account_id.as_str(),

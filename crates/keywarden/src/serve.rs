@@ -1,9 +1,10 @@
 //! `keywarden serve`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use keywarden_server::{load_tls_config, router, AppState};
 use tokio::net::TcpListener;
 
@@ -20,6 +21,54 @@ const USAGE_FLUSH: Duration = Duration::from_secs(1);
 /// The audit key's file in the data dir (sealed under the root key).
 pub const AUDIT_KEY_FILE: &str = "audit.key";
 
+/// Refuses to start when another process holds the audit file's writer
+/// lock (taken by the audit writer, one per file): that is another
+/// Keywarden server on the same data dir, and the message names it.
+/// The lock is only tried here and released at once; the writer takes it
+/// for good.
+fn refuse_if_audit_file_taken(audit_path: &Path, data_dir: &Path) -> Result<()> {
+    let file = match std::fs::File::open(audit_path) {
+        Ok(f) => f,
+        // No file yet: nobody writes it.
+        Err(_) => return Ok(()),
+    };
+    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        use std::os::unix::fs::MetadataExt;
+        let holder = file
+            .metadata()
+            .ok()
+            .and_then(|m| flock_holder(m.dev(), m.ino()))
+            .map(|pid| format!(" (pid {pid})"))
+            .unwrap_or_default();
+        bail!(
+            "another Keywarden server{holder} is using data directory {}: it writes the audit \
+             log {}. Stop it first, or give this server its own --data-dir (or its own [audit] \
+             path when several nodes share a directory)",
+            data_dir.display(),
+            audit_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The pid of the process holding a `flock` on the file with device `dev`
+/// and inode `ino`, read from `/proc/locks` (Linux; `None` elsewhere).
+fn flock_holder(dev: u64, ino: u64) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // glibc's encoding of dev_t: major and minor, as /proc/locks prints them.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{ino}");
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+        let at = fields.iter().position(|f| *f == "FLOCK")?;
+        let pid = fields.get(at + 3)?;
+        let file = fields.get(at + 4)?;
+        (*file == wanted).then(|| pid.parse().ok()).flatten()
+    })
+}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let _log_guard = init_logging();
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -34,11 +83,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             args.listen
         );
     }
-    let opened = setup::open(&args.data).await?;
+    let opened = setup::open_with(&args.data, setup::Mode::CreateIfMissing).await?;
     lock_memory();
     // The audit log (docs/audit.md): its key sealed under the root key in
     // the data dir, one chain per node. Opened before listening; a file
     // that cannot be opened leaves requests refused until it can.
+    let audit_path = opened.config.audit.path(&args.data.data_dir);
+    refuse_if_audit_file_taken(&audit_path, &args.data.data_dir)?;
     let audit_key = keywarden_server::audit::AuditKey::load_or_create(
         &args.data.data_dir.join(AUDIT_KEY_FILE),
         opened.root.as_ref(),
@@ -46,7 +97,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     .map_err(anyhow::Error::msg)?;
     let (audit, audit_writer) = keywarden_server::audit::AuditLog::start(
         keywarden_server::audit::AuditConfig {
-            path: opened.config.audit.path(&args.data.data_dir),
+            path: audit_path,
             context_values: opened.config.audit.context_values,
             flush_interval: opened.config.audit.flush_interval(),
         },
@@ -57,9 +108,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let audit_writer = tokio::spawn(audit_writer.run(async move {
         let _ = audit_stop.await;
     }));
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "port {} on {} is already in use (another Keywarden server or another program \
+                 listens there): stop it or choose another --listen address",
+                args.listen.port(),
+                args.listen.ip()
+            )
+        } else {
+            anyhow::anyhow!("binding {}: {e}", args.listen)
+        }
+    })?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let kms = opened.kms.clone();

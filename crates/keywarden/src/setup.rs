@@ -150,11 +150,40 @@ pub fn load_root(
     })
 }
 
-/// Opens (creating on first use) the data dir, its root key and database,
-/// and registers the seed products (evs, zos, sfs, mysql) if they are not
-/// registered yet.
+/// Whether a command may start a new deployment: create the data
+/// directory, its database and its root key. Only `keywarden serve` and
+/// `keywarden admin account create` may; every other command works on a
+/// deployment that exists and refuses to make a second, empty one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Create what is missing (first start).
+    CreateIfMissing,
+    /// The deployment must exist; nothing is created.
+    Existing,
+}
+
+/// Opens an existing deployment: the data dir, its root key and database
+/// ([`Mode::Existing`]). See [`open_with`].
 pub async fn open(args: &DataArgs) -> Result<Opened> {
+    open_with(args, Mode::Existing).await
+}
+
+/// Opens the data dir, its root key and database, creating them on first
+/// use when `mode` allows, and registers the seed products (evs, zos, sfs,
+/// mysql) if they are not registered yet.
+///
+/// Refuses, writing nothing, when an embedded data dir holds a database but
+/// its root key is missing: a new key could never open that database, and
+/// a stray key file beside it would only hide the loss.
+pub async fn open_with(args: &DataArgs, mode: Mode) -> Result<Opened> {
     let config = crate::config::Config::load(args.config.as_deref())?;
+    let root_key_path = args
+        .root_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("root.key"));
+    let db_path = args.data_dir.join("keywarden.db");
+    let embedded = args.database_url.is_none() && config.database.url.is_none();
+    check_deployment(args, mode, embedded, &db_path, &root_key_path)?;
     if !args.data_dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -175,11 +204,6 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
             "data directory is accessible to group or others; chmod 700 is recommended"
         );
     }
-    let root_key_path = args
-        .root_key_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("root.key"));
-    let db_path = args.data_dir.join("keywarden.db");
     let store = match args.database_url.as_ref().or(config.database.url.as_ref()) {
         Some(url) => OpenedStore::Postgres(connect_postgres(url, config.database.pool_size).await?),
         None => OpenedStore::Sqlite(
@@ -264,6 +288,70 @@ pub async fn open(args: &DataArgs) -> Result<Opened> {
         root,
         store_description,
     })
+}
+
+/// Checks, opening nothing, that `args` name an existing deployment (see
+/// [`Mode::Existing`]): for commands that read the database file directly
+/// before opening the service.
+pub fn require_deployment(args: &DataArgs) -> Result<()> {
+    let config = crate::config::Config::load(args.config.as_deref())?;
+    let root_key_path = args
+        .root_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("root.key"));
+    let embedded = args.database_url.is_none() && config.database.url.is_none();
+    check_deployment(
+        args,
+        Mode::Existing,
+        embedded,
+        &args.data_dir.join("keywarden.db"),
+        &root_key_path,
+    )
+}
+
+/// The checks made before anything is created or opened (see [`Mode`]).
+fn check_deployment(
+    args: &DataArgs,
+    mode: Mode,
+    embedded: bool,
+    db_path: &std::path::Path,
+    root_key_path: &std::path::Path,
+) -> Result<()> {
+    let dir = args.data_dir.display();
+    if embedded && db_path.exists() && !root_key_path.exists() {
+        anyhow::bail!(
+            "the root key of data directory {dir} is missing: expected it at {}. The database {} \
+             holds keys and credentials that open only with the root key they were written \
+             under, so no new key is made: put that file back (from your backup of it), or \
+             name it with --root-key-file. Nothing was written.",
+            root_key_path.display(),
+            db_path.display()
+        );
+    }
+    if mode == Mode::CreateIfMissing {
+        return Ok(());
+    }
+    let hint = "pass --data-dir (or set KEYWARDEN_DATA_DIR) with the directory `keywarden serve` \
+                uses (default ./keywarden-data); only `keywarden serve` and `keywarden admin \
+                account create` start a new one";
+    if embedded && !args.data_dir.exists() {
+        anyhow::bail!("data directory {dir} does not exist: {hint}");
+    }
+    if embedded && !db_path.exists() {
+        anyhow::bail!(
+            "data directory {dir} holds no Keywarden database ({} is missing): {hint}",
+            db_path.display()
+        );
+    }
+    if !root_key_path.exists() {
+        anyhow::bail!(
+            "no root key at {}: `keywarden serve` or `keywarden admin account create` creates \
+             it on first start; on a node of a shared database, copy it from the node that \
+             created the database",
+            root_key_path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The service's clock: the system's. Debug builds (the test suite's) also

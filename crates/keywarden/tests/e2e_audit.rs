@@ -490,8 +490,13 @@ async fn a_second_writer_of_one_audit_file_is_refused() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success());
+    // It names the server already there, by pid, and the data dir.
     assert!(
-        stderr.contains("in use by another keywarden process"),
+        stderr.contains(&format!(
+            "another Keywarden server (pid {}) is using data directory {}",
+            server.pid(),
+            server.data_dir.display()
+        )),
         "{stderr}"
     );
     common::create_key(&client).await;

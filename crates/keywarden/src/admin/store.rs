@@ -70,7 +70,7 @@ pub async fn run(cmd: StoreCommand) -> Result<()> {
                 other => anyhow::anyhow!("writing the backup {}: {other}", out.display()),
             })?;
             let info = SqliteStore::inspect_backup(&out).await?;
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({
                     "Backup": out.display().to_string(),
@@ -88,6 +88,8 @@ pub async fn run(cmd: StoreCommand) -> Result<()> {
 }
 
 async fn check(data: &DataArgs) -> Result<()> {
+    // Before the database file is opened for its own checks.
+    setup::require_deployment(data)?;
     let mut problems = Vec::new();
     if setup::database_url(data)?.is_none() {
         problems.extend(embedded(data, "check")?.integrity_check().await?);
@@ -95,7 +97,7 @@ async fn check(data: &DataArgs) -> Result<()> {
     let opened = setup::open(data).await?;
     let report = opened.kms.check_store().await?;
     problems.extend(report.problems.iter().cloned());
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&json!({
             "Ok": problems.is_empty(),
@@ -194,7 +196,7 @@ async fn restore(data: &DataArgs, from: &Path, yes: bool) -> Result<()> {
             "file replaced"
         }
     };
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&json!({
             "Restored": from.display().to_string(),
@@ -265,7 +267,7 @@ async fn migrate(from: &Path, to: &crate::config::DatabaseUrl) -> Result<()> {
             to.redacted()
         );
     }
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&json!({
             "From": path.display().to_string(),
