@@ -23,7 +23,11 @@ pub enum ApiError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// The access key id is unknown or revoked.
-    #[error("The security token included in the request is invalid.")]
+    #[error(
+        "The security token included in the request is invalid. (No such active access key in \
+         this Keywarden deployment: it may belong to another data directory or deployment, or \
+         it was revoked.)"
+    )]
     UnrecognizedClient,
     /// The body is not the JSON the operation takes (syntax, types, base64).
     #[error("{0}")]

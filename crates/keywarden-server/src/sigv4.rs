@@ -239,9 +239,12 @@ impl Verifier {
             ));
         }
         if region != self.region {
-            return Err(AuthError::Signature(
-                "Credential should be scoped to a valid region. ".to_owned(),
-            ));
+            return Err(AuthError::Signature(format!(
+                "Credential should be scoped to a valid region. This server's region is '{}' \
+                 (keywarden serve --region); the request is signed for '{}'. ",
+                self.region,
+                echo(region)
+            )));
         }
         if service != self.service {
             return Err(AuthError::Signature(format!(
@@ -1509,7 +1512,11 @@ mod tests {
         let err = kms_verifier().parse(&req.signed()).unwrap_err();
         assert_eq!(
             err,
-            AuthError::Signature("Credential should be scoped to a valid region. ".to_owned())
+            AuthError::Signature(
+                "Credential should be scoped to a valid region. This server's region is \
+                 'us-east-1' (keywarden serve --region); the request is signed for 'us-west-2'. "
+                    .to_owned()
+            )
         );
         assert_eq!(err.aws_type(), "InvalidSignatureException");
     }
