@@ -702,3 +702,84 @@ async fn keyring_reads_are_charged_to_the_accounts_quota() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     hex_key(&vault_get(&server.url, &key1, Some(&token)).await);
 }
+
+/// Simultaneous rotations of one key number each get their own version;
+/// none answers a 5xx (issue 17: 1-2 of 8 answered `KMSInternalException`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_rotations_of_one_key_each_get_a_version() {
+    let server = Server::start();
+    let tenant = server.account("racers");
+    let r = op(
+        &server,
+        &tenant,
+        "CreateKeyring",
+        json!({"Name": "race-db", "KeyId": "alias_mysql", "KeyNumbers": [1]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["KeyringId"].as_str().unwrap().to_owned();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (url, tenant, id) = (server.url.clone(), tenant.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            raw_post(
+                &url,
+                &tenant,
+                "KeywardenService.RotateKeyringKey",
+                &json!({"KeyringId": id, "KeyNumber": 1}).to_string(),
+            )
+            .await
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        versions.push(r.body["Version"].as_u64().expect("Version"));
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=9).collect::<Vec<u64>>());
+}
+
+/// A grant that allows GenerateDataKey but not Decrypt cannot make a
+/// keyring: every read would be refused. Nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyring_needs_a_grant_that_also_decrypts() {
+    let server = Server::start();
+    let tenant = server.account("half-granted");
+    let client = server.client(&tenant);
+    let cmk = client
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    client
+        .create_grant()
+        .key_id(&cmk)
+        .grantee_principal(MYSQL)
+        .operations(GrantOperation::GenerateDataKey)
+        .send()
+        .await
+        .expect("CreateGrant");
+    let r = op(
+        &server,
+        &tenant,
+        "CreateKeyring",
+        json!({"Name": "no-reads", "KeyId": cmk}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.error_type(), "AccessDeniedException", "{:?}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap_or("").contains("Decrypt"),
+        "{:?}",
+        r.body
+    );
+    let list = op(&server, &tenant, "ListKeyrings", json!({})).await;
+    assert_eq!(list.status, 200, "{:?}", list.body);
+    assert_eq!(list.body["Keyrings"], json!([]), "{:?}", list.body);
+}

@@ -39,6 +39,11 @@ pub const MAX_INITIAL_KEYS: usize = 64;
 /// Most versions a key of a keyring may have.
 pub const MAX_KEY_VERSIONS: u32 = 10_000;
 
+/// How often one rotation (or token change) re-reads and retries after
+/// losing a race to another change of the same key number (or keyring):
+/// docs/integrations/mariadb.md.
+pub const RACE_ATTEMPTS: usize = 64;
+
 /// Most key numbers a keyring may have.
 pub const MAX_KEY_NUMBERS: usize = 1_024;
 
@@ -175,6 +180,31 @@ impl Kms {
         let Some(key_id) = key_id else {
             return Err(KmsError::Validation("no key numbers".into()));
         };
+        // Every read of the keyring is a Decrypt as the product: a key the
+        // product may use for GenerateDataKey but not for Decrypt (a grant
+        // without Decrypt) would make a keyring nothing can ever read.
+        // Decrypt one new version now, as a read would, before storing.
+        let read_ref = KeyRef::KeyArn {
+            region: self.config.region.clone(),
+            account: caller.account_id.as_str().to_owned(),
+            key: key_id,
+        };
+        let reading = self.product_caller(
+            &product,
+            &self.product_principal_arn(&product.code),
+            &caller.request_id,
+            "Decrypt",
+            &[&read_ref],
+        )?;
+        let first = &versions[0];
+        self.decrypt(
+            &reading,
+            &first.ciphertext,
+            &keyring_context(&id, first.key_number, first.version)?,
+            Some(&read_ref),
+            false,
+        )
+        .await?;
         let keyring = KeyringRecord {
             id,
             account_id: caller.account_id.clone(),
@@ -258,8 +288,11 @@ impl Kms {
             &[&key_ref],
         )?;
         // A racing rotation of the same key (another request, another node)
-        // takes the version first: re-read and try the next one.
-        for _ in 0..5 {
+        // takes the version first: re-read and try the next one. Every lost
+        // race means another rotation committed, so N racers all finish
+        // within N attempts; only more than RACE_ATTEMPTS at once get
+        // the 4xx below.
+        for _ in 0..RACE_ATTEMPTS {
             let newest = self
                 .store
                 .get_keyring_key_version(id, key_number, None)
@@ -301,7 +334,10 @@ impl Kms {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(KmsError::Store(StoreError::Conflict))
+        Err(KmsError::LimitExceeded(format!(
+            "more than {RACE_ATTEMPTS} rotations of key {key_number} of keyring {id} raced \
+             at once; retry"
+        )))
     }
 
     /// Replaces the keyring's token with one whose hash is `token_hash`,
@@ -313,7 +349,7 @@ impl Kms {
         id: &KeyringId,
         token_hash: Option<[u8; 32]>,
     ) -> Result<KeyringRecord, KmsError> {
-        for _ in 0..5 {
+        for _ in 0..RACE_ATTEMPTS {
             let current = self.keyring(caller, id).await?;
             let mut next = current.clone();
             next.token_hash = token_hash;
@@ -325,7 +361,9 @@ impl Kms {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(KmsError::Store(StoreError::Conflict))
+        Err(KmsError::LimitExceeded(format!(
+            "more than {RACE_ATTEMPTS} token changes of keyring {id} raced at once; retry"
+        )))
     }
 
     /// Deletes the keyring and every key version in it. The data keys are
