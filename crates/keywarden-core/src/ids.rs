@@ -331,7 +331,18 @@ impl KeyRef {
             return Ok(KeyRef::Alias(AliasName::parse_lookup(s)?));
         }
         KeyId::parse(s).map(KeyRef::Id).ok_or_else(|| {
-            KmsError::NotFound(format!("Invalid keyId '{}'", truncate_for_message(s)))
+            let shown = truncate_for_message(s);
+            // A bare alias name is the usual slip: say how aliases are named.
+            let alias_like = s.len() <= 250
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+            if alias_like {
+                KmsError::NotFound(format!(
+                    "Invalid keyId '{shown}' (an alias is named with its prefix: 'alias/{shown}')"
+                ))
+            } else {
+                KmsError::NotFound(format!("Invalid keyId '{shown}'"))
+            }
         })
     }
 }
@@ -355,6 +366,26 @@ mod tests {
     use super::*;
 
     const ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn a_bare_alias_name_hints_at_the_alias_prefix() {
+        let err = KeyRef::parse("walkthrough").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            KmsError::NotFound(
+                "Invalid keyId 'walkthrough' (an alias is named with its prefix: \
+                 'alias/walkthrough')"
+                    .into()
+            )
+            .to_string()
+        );
+        // Not alias-shaped: AWS's message alone.
+        let err = KeyRef::parse("not a key!").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            KmsError::NotFound("Invalid keyId 'not a key!'".into()).to_string()
+        );
+    }
 
     #[test]
     fn product_codes_are_short_lowercase_alphanumerics() {

@@ -467,6 +467,19 @@ impl Kms {
         key_ref: &KeyRef,
         cached: bool,
     ) -> Result<KeyId, KmsError> {
+        // Another product's default key is refused by name, before any
+        // lookup: the same answer whether or not the account has that key
+        // yet, so a product cannot learn which other products an account
+        // uses.
+        if let (Some(product), Some(owner)) = (&caller.product, alias.default_key_product()) {
+            if owner != product.code {
+                return Err(KmsError::AccessDenied(format!(
+                    "product {} can only use its own default key; {} is the default key of {owner}",
+                    product.code,
+                    describe_ref(key_ref)
+                )));
+            }
+        }
         if cached {
             if let Some(hit) = self.caches.alias(&caller.account_id, alias) {
                 return Ok(hit);

@@ -39,6 +39,45 @@ pub struct MonthBill {
     pub total: i64,
 }
 
+/// A bill's lines added up by kind: what `GetAccountBalance` and
+/// `keywarden admin account balance` show as the month to date.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BillTotals {
+    /// Started key-hours of all customer keys.
+    pub key_hours: i64,
+    /// Their charges, in minor units.
+    pub key_charges: i64,
+    /// Cryptographic requests, free and billable.
+    pub requests: u64,
+    /// Those beyond the free allowance.
+    pub billable_requests: u64,
+    /// Their charges, in minor units.
+    pub request_charges: i64,
+}
+
+impl MonthBill {
+    /// The lines added up by kind.
+    pub fn totals(&self) -> BillTotals {
+        let mut t = BillTotals::default();
+        for line in &self.lines {
+            match &line.kind {
+                crate::billing::LineKind::KeyHours { hours, .. } => {
+                    t.key_hours += hours;
+                    t.key_charges += line.amount;
+                }
+                crate::billing::LineKind::Requests {
+                    total, billable, ..
+                } => {
+                    t.requests += total;
+                    t.billable_requests += billable;
+                    t.request_charges += line.amount;
+                }
+            }
+        }
+        t
+    }
+}
+
 /// A monthly statement: the computed lines next to the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {

@@ -71,7 +71,7 @@ fn protection(hardware: bool) -> &'static str {
 }
 
 fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -118,8 +118,23 @@ pub async fn balance(data: &DataArgs, account: &str) -> Result<()> {
     let prices = &kms.billing().prices;
     let standing = kms.standing(&account).await?;
     let bill = kms.month_bill(&account, current_month()).await?;
+    // The same month-to-date fields as GetAccountBalance
+    // (docs/api-extensions.md).
+    let totals = bill.totals();
     let mut mtd = serde_json::Map::new();
     mtd.insert("Month".into(), json!(bill.month.to_string()));
+    mtd.insert("KeyHours".into(), json!(totals.key_hours));
+    mtd.insert(
+        "KeyCharges".into(),
+        json!(prices.format(totals.key_charges)),
+    );
+    mtd.insert("Requests".into(), json!(totals.requests));
+    mtd.insert("FreeRequests".into(), json!(prices.free_requests));
+    mtd.insert("BillableRequests".into(), json!(totals.billable_requests));
+    mtd.insert(
+        "RequestCharges".into(),
+        json!(prices.format(totals.request_charges)),
+    );
     put_money(&mut mtd, prices, "Total", bill.total);
     let mut out = serde_json::Map::new();
     out.insert("AccountId".into(), json!(account.as_str()));
@@ -226,7 +241,10 @@ pub async fn statement(data: &DataArgs, account: &str, month: &str, format: Form
     match format {
         Format::Json => print_json(&statement_json(prices, enabled, &st)),
         Format::Text => {
-            print!("{}", statement_text(prices, enabled, &st));
+            outln!(
+                "{}",
+                statement_text(prices, enabled, &st).trim_end_matches('\n')
+            );
             Ok(())
         }
     }
