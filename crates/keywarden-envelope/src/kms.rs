@@ -34,7 +34,7 @@ use std::fmt;
 use async_trait::async_trait;
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use zeroize::Zeroizing;
 
@@ -464,11 +464,28 @@ where
         Some(code) => format!("{code}: {}", err.message().unwrap_or_default()),
         None => match err {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-                format!("cannot reach the key service: {}", DisplayErrorContext(err))
+                format!("cannot reach the key service: {}", error_chain(err))
             }
-            _ => DisplayErrorContext(err).to_string(),
+            _ => error_chain(err),
         },
     }
+}
+
+/// `err` and its sources on one line (`a: b: c`), each level's Display
+/// only: the SDK's `DisplayErrorContext` appends a Debug dump of the whole
+/// error, which is no message for a person.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        // Some levels repeat their source's text; say it once.
+        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]

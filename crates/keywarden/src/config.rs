@@ -153,7 +153,9 @@ pub struct CustomKeyStore {
     pub module: std::path::PathBuf,
     /// The token's label.
     pub token_label: String,
-    /// A file holding the user PIN (first line; mode 0600 recommended).
+    /// A file holding the user PIN (first line; mode 0600 recommended). A
+    /// relative path is resolved against the configuration file's
+    /// directory.
     pub pin_file: Option<std::path::PathBuf>,
     /// An environment variable holding the user PIN.
     pub pin_env: Option<String>,
@@ -305,8 +307,18 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading configuration file {}", path.display()))?;
-        let config: Config = toml::from_str(&text)
+        let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("configuration file {} is not valid", path.display()))?;
+        // A relative pin_file is beside the configuration file, whatever
+        // the directory the command runs in (docs/hsm.md).
+        let base = path.parent().unwrap_or(Path::new(""));
+        for store in &mut config.custom_key_stores {
+            if let Some(pin_file) = &mut store.pin_file {
+                if pin_file.is_relative() {
+                    *pin_file = base.join(&*pin_file);
+                }
+            }
+        }
         config
             .billing
             .prices
@@ -403,6 +415,30 @@ mod tests {
         assert!(c.billing.enabled);
         assert_eq!(c.billing.to_core().prices.software_key_month, 250);
         assert_eq!(c.billing.to_core().prices.requests_10k, 3);
+    }
+
+    #[test]
+    fn a_relative_pin_file_is_beside_the_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.toml");
+        let store = |pin_file: &str| {
+            format!(
+                "[[custom_key_stores]]\nid = \"cks-1\"\nname = \"hsm\"\nmodule = \"/m.so\"\n\
+                 token_label = \"t\"\npin_file = \"{pin_file}\"\n"
+            )
+        };
+        std::fs::write(&p, store("pins/hsm-pin")).unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(
+            c.custom_key_stores[0].pin_file.as_deref(),
+            Some(dir.path().join("pins/hsm-pin").as_path())
+        );
+        std::fs::write(&p, store("/etc/keywarden/hsm-pin")).unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(
+            c.custom_key_stores[0].pin_file.as_deref(),
+            Some(Path::new("/etc/keywarden/hsm-pin"))
+        );
     }
 
     #[test]

@@ -25,6 +25,10 @@ use keywarden_envelope::{
 };
 use zeroize::Zeroizing;
 
+/// The largest frame length the official AWS Encryption SDKs decrypt
+/// (they read it as a signed 32-bit integer).
+const MAX_FRAME_LENGTH: i64 = i32::MAX as i64;
+
 /// Inputs above this size show a progress bar when stderr is a terminal.
 const PROGRESS_THRESHOLD: u64 = 8 << 20;
 
@@ -75,8 +79,9 @@ pub struct EncryptArgs {
     /// Algorithm suite.
     #[arg(long, value_enum, default_value = "committing-signed")]
     suite: Suite,
-    /// Plaintext bytes per frame.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Plaintext bytes per frame, 1 to 2147483647 (2^31-1, the largest
+    /// frame the official AWS Encryption SDKs read).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=MAX_FRAME_LENGTH))]
     frame_length: u32,
     /// File to encrypt, `-` for stdin.
     input: String,

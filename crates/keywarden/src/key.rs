@@ -63,8 +63,9 @@ pub enum KeyCommand {
         /// the root key.
         #[arg(long, default_value = "software", value_parser = ["software", "hsm"])]
         protection: String,
-        /// The custom key store for `--protection hsm` (`cks-...`, from
-        /// the configuration file).
+        /// The custom key store for `--protection hsm`: the `id`
+        /// (`cks-...`) of a `[[custom_key_stores]]` entry of the
+        /// configuration file given with `--config`.
         #[arg(long)]
         custom_key_store_id: Option<String>,
     },
@@ -192,7 +193,7 @@ async fn open_key(target: &KeyTarget) -> Result<(Arc<Kms>, Caller, KeyRef)> {
 }
 
 fn print(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -214,6 +215,12 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
             protection,
             custom_key_store_id,
         } => {
+            if protection == "hsm" && tenant.data.config.is_none() {
+                bail!(
+                    "--protection hsm: custom key stores are configured in the configuration \
+                     file; pass --config with the file `keywarden serve` uses (docs/hsm.md)"
+                );
+            }
             let (kms, caller) = open(&tenant).await?;
             let origin = match (origin.as_str(), protection.as_str()) {
                 ("EXTERNAL", "hsm") => {

@@ -4,11 +4,21 @@
 //! keys from a running Keywarden.
 #![forbid(unsafe_code)]
 
+/// `println!` for a command's output. A reader that goes away early
+/// (`keywarden admin audit query | head`) ends the command quietly with
+/// status 0, as `cat` would, instead of a panic about a broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 mod config;
 mod envelope;
 mod key;
 mod limits_config;
+mod output;
 mod sealed_root;
 mod serve;
 mod setup;
@@ -19,8 +29,17 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// Keywarden: a key management service that speaks the AWS KMS API.
+///
+/// Keywarden creates and guards master keys (in software under a root key,
+/// or inside an HSM through PKCS#11) and serves the AWS KMS JSON API, so the
+/// AWS CLI, the AWS SDKs and the AWS Encryption SDK work with it unchanged.
+/// Cloud products (block volumes, object storage, file storage, databases)
+/// use it for envelope encryption through per-product default keys; tenants
+/// manage their own keys; the operator runs `keywarden serve` and manages
+/// accounts, products, billing, backups and the audit log with
+/// `keywarden admin`. See README.md and docs/.
 #[derive(Parser)]
-#[command(name = "keywarden", version, about)]
+#[command(name = "keywarden", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +49,10 @@ struct Cli {
 enum Command {
     /// Run the service.
     Serve(ServeArgs),
-    /// Operator commands: accounts and credentials.
+    /// Operator commands: accounts, their access keys and billing (top-ups,
+    /// balance, ledger, usage, statements), cloud products and their access
+    /// keys, the store (check, backup, restore, migration to PostgreSQL) and
+    /// the audit log (verify, query).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
     /// Operator commands on a tenant's keys (`--account`): create, describe,
@@ -59,8 +81,11 @@ pub struct DataArgs {
     /// Region used in ARNs and SigV4 credential scopes.
     #[arg(long, env = "KEYWARDEN_REGION", default_value = "us-east-1")]
     pub region: String,
-    /// Configuration file (TOML): the billing price table and switches
-    /// (docs/billing.md). Without it billing is off.
+    /// Configuration file (TOML) with the sections `[billing]` and
+    /// `[billing.prices]` (docs/billing.md; without them billing is off),
+    /// `[database]` (docs/operations.md), `[[custom_key_stores]]` and
+    /// `[root_key]` (docs/hsm.md), `[limits]` (docs/limits.md) and `[audit]`
+    /// (docs/audit.md).
     #[arg(long, env = "KEYWARDEN_CONFIG")]
     pub config: Option<PathBuf>,
     /// A PostgreSQL database shared by several nodes

@@ -97,7 +97,7 @@ fn verify(data: &DataArgs) -> Result<()> {
         .with_context(|| format!("reading the audit log {}", path.display()))?;
     match report {
         Ok(v) => {
-            println!(
+            outln!(
                 "{}",
                 json!({
                     "Status": "OK",
@@ -109,7 +109,7 @@ fn verify(data: &DataArgs) -> Result<()> {
             Ok(())
         }
         Err(p) => {
-            println!(
+            outln!(
                 "{}",
                 json!({
                     "Status": "FAILED",
@@ -151,9 +151,17 @@ fn query(data: &DataArgs, query: &Query, limit: Option<usize>) -> Result<()> {
         };
         if query.matches(&record) {
             use std::io::Write as _;
-            out.write_all(&line)?;
-            out.write_all(b"\n")?;
-            printed += 1;
+            match out.write_all(&line).and_then(|()| out.write_all(b"\n")) {
+                Ok(()) => printed += 1,
+                // The reader went away (`| head`): it has what it wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if let Err(e) = std::io::Write::flush(&mut out) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
         }
     }
     Ok(())
