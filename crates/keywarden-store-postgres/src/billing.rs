@@ -7,18 +7,18 @@
 //! then sees what the previous holder committed, and `post_charges` posts a
 //! month's difference exactly once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use keywarden_core::billing::{KeyLifetime, LedgerEntry, Month, RequestCount, Standing};
 use keywarden_core::clock::UnixMillis;
-use keywarden_core::ids::AccountId;
-use keywarden_core::model::CryptoOperation;
-use keywarden_core::store::{LedgerStore, MeteringStore, StoreError};
+use keywarden_core::ids::{AccountId, KeyId};
+use keywarden_core::model::{CryptoOperation, KeyUsage};
+use keywarden_core::store::{LedgerStore, MeteringStore, StoreError, UsageStore};
 use keywarden_core::store_codec::{decode_account_id, decode_key_id};
 
 use crate::error::{Fail, Invalid};
-use crate::rows::{ledger_from_row, LEDGER_COLUMNS};
+use crate::rows::{ledger_from_row, usage_from_row, LEDGER_COLUMNS, USAGE_COLUMNS};
 use crate::{sql_limit, transact, Mode, PgStore, Tx};
 
 /// How long counted batch ids are remembered (retries come within seconds).
@@ -365,5 +365,108 @@ impl LedgerStore for PgStore {
     async fn standing(&self, account: &AccountId) -> Result<Standing, StoreError> {
         transact!(self, Mode::Read, |tx| standing(&tx, account.as_str())
             .await?)
+    }
+}
+
+#[async_trait]
+impl UsageStore for PgStore {
+    async fn record_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
+        // Per (key, account), the newest use (the first of equals, as
+        // entry-by-entry upserts would keep): one upsert row per key, so
+        // the statement never touches a row twice.
+        let mut newest: HashMap<(String, &str), &KeyUsage> = HashMap::new();
+        for u in usage {
+            newest
+                .entry((u.key_id.to_string(), u.account_id.as_str()))
+                .and_modify(|kept| {
+                    if u.used_at > kept.used_at {
+                        *kept = u;
+                    }
+                })
+                .or_insert(u);
+        }
+        if newest.is_empty() {
+            return Ok(());
+        }
+        let mut entries: Vec<(String, &KeyUsage)> =
+            newest.into_iter().map(|((k, _), u)| (k, u)).collect();
+        // One lock order for every batch: no deadlocks between nodes.
+        entries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.account_id.cmp(&b.1.account_id)));
+        let key_ids: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        let accounts: Vec<&str> = entries.iter().map(|(_, u)| u.account_id.as_str()).collect();
+        let used_at: Vec<i64> = entries.iter().map(|(_, u)| u.used_at.0).collect();
+        let operations: Vec<&str> = entries.iter().map(|(_, u)| u.operation.as_str()).collect();
+        let principals: Vec<&str> = entries.iter().map(|(_, u)| u.principal.as_str()).collect();
+        let requests: Vec<&str> = entries.iter().map(|(_, u)| u.request_id.as_str()).collect();
+        transact!(self, Mode::Quiet, |tx| {
+            // Only keys of that account that still exist; `FOR KEY SHARE`
+            // makes a concurrent destroy_key wait for this batch (or this
+            // batch for it), so no usage row outlives its key.
+            let stmt = tx
+                .prepare_cached(
+                    "WITH batch AS (
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],
+                                              $5::text[], $6::text[])
+                             AS b(key_id, account_id, used_at, operation, principal, request_id)
+                     ),
+                     live AS (
+                         SELECT k.key_id, k.account_id FROM keys k JOIN batch b
+                             ON k.key_id = b.key_id AND k.account_id = b.account_id
+                         ORDER BY k.key_id FOR KEY SHARE OF k
+                     )
+                     INSERT INTO key_usage (key_id, account_id, used_at, operation, principal,
+                                            request_id)
+                     SELECT b.key_id, b.account_id, b.used_at, b.operation, b.principal,
+                            b.request_id
+                     FROM batch b JOIN live l ON l.key_id = b.key_id AND l.account_id = b.account_id
+                     ORDER BY b.key_id
+                     ON CONFLICT (key_id) DO UPDATE SET
+                         account_id = excluded.account_id, used_at = excluded.used_at,
+                         operation = excluded.operation, principal = excluded.principal,
+                         request_id = excluded.request_id
+                     WHERE excluded.used_at > key_usage.used_at",
+                )
+                .await?;
+            tx.execute(
+                &stmt,
+                &[
+                    &key_ids,
+                    &accounts,
+                    &used_at,
+                    &operations,
+                    &principals,
+                    &requests,
+                ],
+            )
+            .await?;
+        })
+    }
+
+    async fn get_key_usage(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+    ) -> Result<Option<KeyUsage>, StoreError> {
+        let key_id = key.to_string();
+        transact!(self, Mode::Read, |tx| {
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {USAGE_COLUMNS} FROM key_usage WHERE key_id = $1 AND account_id = $2"
+                ))
+                .await?;
+            match tx.query_opt(&stmt, &[&key_id, &account.as_str()]).await? {
+                Some(row) => Some(usage_from_row(&row)?.decode()?),
+                None => None,
+            }
+        })
+    }
+
+    async fn usage_tracking_start(&self) -> Result<UnixMillis, StoreError> {
+        transact!(self, Mode::Read, |tx| {
+            let stmt = tx
+                .prepare_cached("SELECT started_at FROM usage_tracking WHERE id = 1")
+                .await?;
+            UnixMillis(tx.query_one(&stmt, &[]).await?.try_get(0)?)
+        })
     }
 }

@@ -12,15 +12,17 @@ use keywarden_core::store_codec::{
     decode_product, status_to_sql, KeyColumns, KeyringRow,
 };
 
+use crate::aliases::insert_alias_row;
 use crate::billing::lifetime_from_row;
 use crate::error::{Fail, Invalid};
-use crate::keyring::{export_keyrings, insert_keyring_row, insert_keyring_version};
+use crate::keyrings::{export_keyrings, insert_keyring_row, insert_keyring_version};
+use crate::keys::{insert_key_row, load_keys};
 use crate::rows::{
     account_from_row, alias_from_row, credential_from_row, grant_from_row, key_from_row,
     ledger_from_row, product_from_row, usage_from_row, ACCOUNT_COLUMNS, ALIAS_COLUMNS,
     CREDENTIAL_COLUMNS, GRANT_COLUMNS, KEY_COLUMNS, LEDGER_COLUMNS, PRODUCT_COLUMNS, USAGE_COLUMNS,
 };
-use crate::{insert_alias_row, insert_key_row, load_keys, transact, Mode, PgStore};
+use crate::{transact, Mode, PgStore};
 
 /// Serializes imports into one database (`pg_advisory_xact_lock`).
 const IMPORT_LOCK: i64 = 0x6b65_7977_696d_706f;

@@ -16,9 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use keywarden_core::store::{ChangeFeed, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::PgStore;
 
 /// The notification channel the change triggers notify on.
 pub(crate) const CHANNEL: &str = "keywarden_changes";
@@ -245,5 +249,22 @@ impl Listener {
         tracing::warn!("postgres store: change listener lost its connection; reconnecting");
         driver.abort();
         true
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for PgStore {
+    /// The local stamp, or [`StoreError::Unavailable`] while the change
+    /// listener is disconnected or has not heard from the database for two
+    /// poll intervals plus the connect timeout: then nothing vouches that
+    /// the stamp follows the database, and a server must not treat its
+    /// caches as checked.
+    async fn change_stamp(&self) -> Result<u64, StoreError> {
+        if !self.inner.feed.in_touch(self.inner.max_silence) {
+            return Err(StoreError::Unavailable(
+                "the change listener is not in touch with the database".into(),
+            ));
+        }
+        Ok(self.inner.feed.stamp())
     }
 }

@@ -4,12 +4,13 @@ use async_trait::async_trait;
 use keywarden_core::billing::{KeyLifetime, LedgerEntry, Month, RequestCount, Standing};
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::{AccountId, KeyId};
-use keywarden_core::model::CryptoOperation;
-use keywarden_core::store::{LedgerStore, MeteringStore, StoreError};
+use keywarden_core::model::{CryptoOperation, KeyUsage};
+use keywarden_core::store::{LedgerStore, MeteringStore, StoreError, UsageStore};
 use keywarden_core::store_codec::{self, LedgerRow};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::error::{Fail, Invalid};
+use crate::rows::{usage_from_row, USAGE_COLUMNS};
 use crate::SqliteStore;
 
 /// How long flushed batch ids are remembered (retries come within seconds).
@@ -350,5 +351,67 @@ impl LedgerStore for SqliteStore {
     async fn standing(&self, account: &AccountId) -> Result<Standing, StoreError> {
         let account = account.as_str().to_owned();
         self.read(move |tx| standing(tx, &account)).await
+    }
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn record_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
+        let usage = usage.to_vec();
+        self.write(move |tx| {
+            // Only for a key of that account that still exists; an older
+            // or equal use never replaces a stored one.
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO key_usage (key_id, account_id, used_at, operation, principal, request_id)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE EXISTS (SELECT 1 FROM keys WHERE key_id = ?1 AND account_id = ?2)
+                 ON CONFLICT (key_id) DO UPDATE SET
+                     account_id = excluded.account_id, used_at = excluded.used_at,
+                     operation = excluded.operation, principal = excluded.principal,
+                     request_id = excluded.request_id
+                 WHERE excluded.used_at > key_usage.used_at",
+            )?;
+            for u in &usage {
+                stmt.execute(params![
+                    u.key_id.to_string(),
+                    u.account_id.as_str(),
+                    u.used_at.0,
+                    u.operation.as_str(),
+                    u.principal,
+                    u.request_id
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_key_usage(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+    ) -> Result<Option<KeyUsage>, StoreError> {
+        let account = account.as_str().to_owned();
+        let key_id = key.to_string();
+        self.read(move |tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {USAGE_COLUMNS} FROM key_usage WHERE key_id = ?1 AND account_id = ?2"
+            ))?
+            .query_row([&key_id, &account], usage_from_row)
+            .optional()?
+            .map(|row| Ok(row.decode()?))
+            .transpose()
+        })
+        .await
+    }
+
+    async fn usage_tracking_start(&self) -> Result<UnixMillis, StoreError> {
+        self.read(|tx| {
+            let t: i64 = tx
+                .prepare_cached("SELECT started_at FROM usage_tracking WHERE id = 1")?
+                .query_row([], |row| row.get(0))?;
+            Ok(UnixMillis(t))
+        })
+        .await
     }
 }

@@ -12,18 +12,20 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use keywarden_core::store_codec::{self, GrantRow};
 
+use crate::aliases::insert_alias_row;
 use crate::billing::{decode_entry, entry_from_row, ENTRY_COLUMNS};
 use crate::error::{Fail, Invalid};
-use crate::keyring::{
+use crate::keyrings::{
     all_keyring_versions, all_keyrings, insert_keyring_row, insert_keyring_version,
 };
+use crate::keys::{insert_key_row, load_key};
 use crate::rows::{
     account_from_row, alias_from_row, credential_from_row, decode_account, decode_product,
     grant_from_row, key_from_row, product_from_row, revision_to_sql, status_to_sql, usage_from_row,
     KeyColumns, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, GRANT_COLUMNS, KEY_COLUMNS,
     PRODUCT_COLUMNS, USAGE_COLUMNS,
 };
-use crate::{insert_alias_row, insert_key_row, load_key, SqliteStore};
+use crate::SqliteStore;
 
 fn account_id(s: &str) -> Result<AccountId, Fail> {
     Ok(store_codec::decode_account_id(s)?)

@@ -1,6 +1,7 @@
-//! The store conformance suite against SQLite, plus what only SQLite has: a
-//! file on disk, its permissions, migrations, and several connections (or
-//! processes) sharing one file.
+//! The store conformance suite against SQLite (one test per case, each on a
+//! fresh database file), plus what only SQLite has: a file on disk, its
+//! permissions, migrations, and several connections (or processes) sharing
+//! one file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,11 +52,16 @@ fn key(n: u128, account: &AccountId) -> KeyRecord {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_suite() {
+/// A fresh database file for one conformance case; the directory holding
+/// it is removed when the case's test ends.
+async fn fresh_store(_case: &'static str) -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&db_path(&dir)).unwrap();
-    keywarden_core::conformance::run(&store).await;
+    (store, dir)
+}
+
+mod conformance {
+    keywarden_core::store_conformance_tests!(super::fresh_store);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,8 +305,10 @@ async fn two_stores_on_one_file_see_each_other() {
 const CHILD_ENV: &str = "KEYWARDEN_SQLITE_TEST_CHILD_DB";
 
 /// Runs as the second process of `two_processes_share_one_file` (the test
-/// binary re-executes itself); a no-op in a normal test run.
+/// binary re-executes itself with `--ignored`); ignored in a normal test
+/// run, where it would have nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the second process of two_processes_share_one_file, which runs it"]
 async fn child_process_writer() {
     let Some(path) = std::env::var_os(CHILD_ENV) else {
         return;
@@ -349,7 +357,12 @@ async fn two_processes_share_one_file() {
     store.insert_key(&key(1, &a)).await.unwrap();
 
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_writer", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_process_writer",
+            "--ignored",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
