@@ -17,6 +17,7 @@ use http::{header, HeaderValue, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use keywarden_audit::{self as audit, AuditLog};
 use keywarden_core::ids::KeyRef;
 use keywarden_core::ops::accounts::ActiveOwner;
 use keywarden_core::{Caller, Kms};
@@ -24,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::audit::{self, AuditLog};
 use crate::error::ApiError;
 use crate::handlers::{dispatch, dispatch_extension};
 use crate::limits::{Budget, Limits, QuotaLimiter};

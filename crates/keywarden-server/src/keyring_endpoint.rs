@@ -23,12 +23,12 @@ use std::time::Instant;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use http::{header, HeaderValue, Method, StatusCode};
+use keywarden_audit as audit;
 use keywarden_core::ids::KeyringId;
 use keywarden_core::ops::keyrings::KeyringReadError;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::audit;
 use crate::error::ApiError;
 use crate::http_server::AppState;
 
@@ -180,7 +180,7 @@ pub(crate) async fn serve(State(state): State<Arc<AppState>>, req: Request) -> R
     let (operation, answer) = if state
         .audit
         .as_ref()
-        .is_some_and(crate::audit::AuditLog::is_failing)
+        .is_some_and(audit::AuditLog::is_failing)
     {
         (
             "Keyring",

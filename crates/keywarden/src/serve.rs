@@ -90,20 +90,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // that cannot be opened leaves requests refused until it can.
     let audit_path = opened.config.audit.path(&args.data.data_dir);
     refuse_if_audit_file_taken(&audit_path, &args.data.data_dir)?;
-    let audit_key = keywarden_server::audit::AuditKey::load_or_create(
+    let audit_key = keywarden_audit::AuditKey::load_or_create(
         &args.data.data_dir.join(AUDIT_KEY_FILE),
         opened.root.as_ref(),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let (audit, audit_writer) = keywarden_server::audit::AuditLog::start(
-        keywarden_server::audit::AuditConfig {
+    )?;
+    let (audit, audit_writer) = keywarden_audit::AuditLog::start(
+        keywarden_audit::AuditConfig {
             path: audit_path,
             context_values: opened.config.audit.context_values,
             flush_interval: opened.config.audit.flush_interval(),
         },
         audit_key,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let (stop_audit, audit_stop) = tokio::sync::oneshot::channel::<()>();
     let audit_writer = tokio::spawn(audit_writer.run(async move {
         let _ = audit_stop.await;

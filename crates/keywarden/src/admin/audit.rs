@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use keywarden_server::audit::{self, AuditKey, Query, Record};
+use keywarden_audit::{AuditKey, Query, Record};
 use serde_json::json;
 
 use crate::DataArgs;
@@ -91,9 +91,8 @@ fn verify(data: &DataArgs) -> Result<()> {
     let key = AuditKey::load(
         &data.data_dir.join(crate::serve::AUDIT_KEY_FILE),
         root.as_ref(),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let report = audit::verify(&path, &key)
+    )?;
+    let report = keywarden_audit::verify(&path, &key)
         .with_context(|| format!("reading the audit log {}", path.display()))?;
     match report {
         Ok(v) => {
