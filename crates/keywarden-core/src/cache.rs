@@ -1,7 +1,8 @@
 //! Caches on the hot path: key records with their unwrapped key handles,
 //! alias targets, and credential secrets.
 //!
-//! Invalidation rules (STYLE.md, "Secrets" 5):
+//! Invalidation rules (caches of unwrapped keys are invalidated on disable,
+//! deletion, rotation and import; ARCHITECTURE.md, `cache.rs`):
 //! * every change this process makes through [`crate::Kms`] invalidates the
 //!   entries it touches before the call returns (disable, deletion,
 //!   alias changes, credential revocation, ...);

@@ -107,7 +107,7 @@ impl KeyProtector for SoftwareProtector {
 
 /// An unwrapped software key version. Lives only as long as one request
 /// (until the key cache of a later change keeps it longer, under the
-/// invalidation rules in STYLE.md).
+/// invalidation rules of `keywarden_core::cache`).
 struct SoftHandle {
     key: RandomizedNonceKey,
 }
