@@ -184,7 +184,8 @@ async fn default_keys_are_their_products_alone() {
     assert_eq!(second_keys.keys().len(), 1);
     assert_ne!(second_keys.keys()[0].key_arn(), Some(evs_key_arn.as_str()));
 
-    // A product may not name another product's alias, even to create it.
+    // A product may not name another product's alias, even to create it;
+    // the answer does not tell whether that key exists (issue 17).
     let err = evs
         .generate_data_key()
         .key_id(default_alias_arn(&second.account_id, "sfs"))
@@ -192,7 +193,7 @@ async fn default_keys_are_their_products_alone() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "NotFoundException");
+    assert_eq!(code(&err), "AccessDeniedException");
     assert_eq!(
         server
             .client(&second)
