@@ -392,10 +392,10 @@ impl Kms {
                     return Ok(());
                 }
                 let what = match access {
-                    Access::Describe => "DescribeKey",
+                    Access::Describe => crate::operation::Operation::DescribeKey.wire_name(),
                     Access::Crypto(op, _) => op.as_str(),
                     Access::Manage(op) => op,
-                    Access::RetireGrant => "RetireGrant",
+                    Access::RetireGrant => crate::operation::Operation::RetireGrant.wire_name(),
                 };
                 Err(KmsError::AccessDenied(format!(
                     "database products can use their default key, or a key the account granted to them; product {} ({principal}) has no grant for {what} on {} that matches this request",
