@@ -175,11 +175,16 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
             },
         };
         let time_ms = state.kms.clock().now().0;
+        // A served operation is recorded under its table name
+        // (`Operation::audit_name`, the full target it was sent as);
+        // anything else exactly as sent, so refusals stay traceable.
+        let operation =
+            Operation::parse_target(&target).map_or(target, |op| op.audit_name().to_owned());
         log.record(audit::Entry::new(
             time_ms,
             &request_id,
             &peer,
-            target,
+            operation,
             &mut facts,
             outcome,
             log.context_values(),
