@@ -4,6 +4,10 @@
 # HTTP requests, and a scan for leaked secrets.
 #
 #   cargo build --bin keywarden && scripts/python-tests.sh [pytest args...]
+#   scripts/python-tests.sh --venv-only   # only create/update the venv
+#
+# --venv-only needs no binary; scripts/test.sh uses it so the Rust tests
+# find botocore's KMS model (KEYWARDEN_BOTOCORE_MODEL) in the venv.
 #
 # KEYWARDEN_BIN overrides the binary (default target/debug/keywarden).
 # The virtualenv lives in target/pyvenv and is reused while
@@ -18,12 +22,18 @@ venv="$repo/target/pyvenv"
 requirements="$repo/tests/python/requirements.txt"
 stamp="$venv/.requirements.sha256"
 
+venv_only=0
+if [ "${1:-}" = "--venv-only" ]; then
+  venv_only=1
+  shift
+fi
+
 export KEYWARDEN_BIN="${KEYWARDEN_BIN:-$repo/target/debug/keywarden}"
 case "$KEYWARDEN_BIN" in
   /*) ;;
   *) KEYWARDEN_BIN="$repo/$KEYWARDEN_BIN" ;;
 esac
-if [ ! -x "$KEYWARDEN_BIN" ]; then
+if [ "$venv_only" -eq 0 ] && [ ! -x "$KEYWARDEN_BIN" ]; then
   echo "python-tests: no keywarden binary at $KEYWARDEN_BIN; run 'cargo build --bin keywarden' first or set KEYWARDEN_BIN" >&2
   exit 1
 fi
@@ -62,6 +72,10 @@ have="$(cat "$stamp" 2>/dev/null || true)"
 if [ "$want" != "$have" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
   echo "$want" >"$stamp"
+fi
+
+if [ "$venv_only" -eq 1 ]; then
+  exit 0
 fi
 
 status=0

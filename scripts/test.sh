@@ -67,6 +67,16 @@ fi
 CARGO_HOME="$fresh_cargo_home" cargo deny --offline check "${deny_checks[@]}"
 rm -rf "$fresh_cargo_home"
 
+step "Python venv (botocore's KMS model for keywarden-server/tests/botocore_shapes.rs)"
+scripts/python-tests.sh --venv-only
+KEYWARDEN_BOTOCORE_MODEL="$(target/pyvenv/bin/python -c '
+import os, botocore
+d = os.path.join(os.path.dirname(botocore.__file__), "data", "kms", "2014-11-01")
+print(next(p for p in (os.path.join(d, n) for n in ("service-2.json.gz", "service-2.json")) if os.path.exists(p)))
+')"
+export KEYWARDEN_BOTOCORE_MODEL
+echo "KEYWARDEN_BOTOCORE_MODEL=$KEYWARDEN_BOTOCORE_MODEL"
+
 step "cargo test"
 # The fuzz targets run a few seconds each with a fixed seed here, so this
 # command gives the same verdict on every run; random seeds and long runs are

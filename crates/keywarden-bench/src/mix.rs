@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
+use keywarden_core::Operation;
 
 /// The KMS operations the generator can issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,25 +25,24 @@ impl Op {
         Op::DescribeKey,
     ];
 
-    pub fn name(self) -> &'static str {
+    /// The operation in keywarden-core's table.
+    pub fn operation(self) -> Operation {
         match self {
-            Op::GenerateDataKey => "GenerateDataKey",
-            Op::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
-            Op::Decrypt => "Decrypt",
-            Op::Encrypt => "Encrypt",
-            Op::DescribeKey => "DescribeKey",
+            Op::GenerateDataKey => Operation::GenerateDataKey,
+            Op::GenerateDataKeyWithoutPlaintext => Operation::GenerateDataKeyWithoutPlaintext,
+            Op::Decrypt => Operation::Decrypt,
+            Op::Encrypt => Operation::Encrypt,
+            Op::DescribeKey => Operation::DescribeKey,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.operation().wire_name()
     }
 
     /// The `X-Amz-Target` header value.
     pub fn target(self) -> &'static str {
-        match self {
-            Op::GenerateDataKey => "TrentService.GenerateDataKey",
-            Op::GenerateDataKeyWithoutPlaintext => "TrentService.GenerateDataKeyWithoutPlaintext",
-            Op::Decrypt => "TrentService.Decrypt",
-            Op::Encrypt => "TrentService.Encrypt",
-            Op::DescribeKey => "TrentService.DescribeKey",
-        }
+        self.operation().target()
     }
 
     /// Index into per-operation arrays.

@@ -14,6 +14,7 @@ use crate::model::{
     CryptoOperation, GrantOperation, KeyManager, KeyRecord, KeyState, KeyUsage, KeyVersion, Origin,
     ProductClass, RotationType,
 };
+use crate::operation::Operation;
 use crate::ops::billing::BillingConfig;
 use crate::protector::{
     KeyBinding, KeyHandle, KeyImporter, KeyProtector, SecretSealer, SecureRandom,
@@ -93,8 +94,8 @@ pub(crate) enum Access<'a> {
     Describe,
     /// A cryptographic operation with this encryption context.
     Crypto(GrantOperation, &'a EncryptionContext),
-    /// Change it; the AWS operation name goes into refusals.
-    Manage(&'static str),
+    /// Change it with this operation, whose wire name goes into refusals.
+    Manage(Operation),
     /// Retire one of its grants: who may is decided by the grant itself
     /// (`Kms::retire_grant`), so a product passes here whatever its class.
     RetireGrant,
@@ -358,7 +359,8 @@ impl Kms {
                     op.as_str()
                 ))),
                 Access::Manage(op) => Err(KmsError::Unsupported(format!(
-                    "{op} is not supported on {}: it is the default key of {}, and default keys are managed by Keywarden",
+                    "{} is not supported on {}: it is the default key of {}, and default keys are managed by Keywarden",
+                    op.wire_name(),
                     arn(),
                     owner()
                 ))),
@@ -392,10 +394,10 @@ impl Kms {
                     return Ok(());
                 }
                 let what = match access {
-                    Access::Describe => "DescribeKey",
+                    Access::Describe => Operation::DescribeKey.wire_name(),
                     Access::Crypto(op, _) => op.as_str(),
-                    Access::Manage(op) => op,
-                    Access::RetireGrant => "RetireGrant",
+                    Access::Manage(op) => op.wire_name(),
+                    Access::RetireGrant => Operation::RetireGrant.wire_name(),
                 };
                 Err(KmsError::AccessDenied(format!(
                     "database products can use their default key, or a key the account granted to them; product {} ({principal}) has no grant for {what} on {} that matches this request",
@@ -684,7 +686,7 @@ impl Kms {
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
-        operation: &'static str,
+        operation: Operation,
         mut change: F,
     ) -> Result<KeyRecord, KmsError>
     where

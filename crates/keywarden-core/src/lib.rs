@@ -19,6 +19,7 @@ pub mod ids;
 pub mod kms;
 mod metering;
 pub mod model;
+pub mod operation;
 pub mod ops;
 pub mod protector;
 pub mod secret;
@@ -31,3 +32,4 @@ pub mod conformance;
 
 pub use error::KmsError;
 pub use kms::{Caller, Kms, KmsConfig, Page, ProductCaller};
+pub use operation::{Namespace, Operation, QuotaClass};

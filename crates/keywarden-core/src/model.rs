@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMillis;
 use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
+use crate::operation::Operation;
 
 /// Key states, named as AWS names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -347,15 +348,22 @@ pub enum CryptoOperation {
 }
 
 impl CryptoOperation {
-    /// The AWS spelling.
-    pub fn as_str(self) -> &'static str {
+    /// The API operation.
+    pub fn operation(self) -> Operation {
         match self {
-            CryptoOperation::Encrypt => "Encrypt",
-            CryptoOperation::Decrypt => "Decrypt",
-            CryptoOperation::ReEncrypt => "ReEncrypt",
-            CryptoOperation::GenerateDataKey => "GenerateDataKey",
-            CryptoOperation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            CryptoOperation::Encrypt => Operation::Encrypt,
+            CryptoOperation::Decrypt => Operation::Decrypt,
+            CryptoOperation::ReEncrypt => Operation::ReEncrypt,
+            CryptoOperation::GenerateDataKey => Operation::GenerateDataKey,
+            CryptoOperation::GenerateDataKeyWithoutPlaintext => {
+                Operation::GenerateDataKeyWithoutPlaintext
+            }
         }
+    }
+
+    /// The AWS spelling (stored in usage records, so it never changes).
+    pub fn as_str(self) -> &'static str {
+        self.operation().wire_name()
     }
 
     /// Parses the AWS spelling.
@@ -532,15 +540,21 @@ impl GrantOperation {
     /// The AWS spelling.
     pub fn as_str(self) -> &'static str {
         match self {
-            GrantOperation::Decrypt => "Decrypt",
-            GrantOperation::Encrypt => "Encrypt",
-            GrantOperation::GenerateDataKey => "GenerateDataKey",
-            GrantOperation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            GrantOperation::Decrypt => Operation::Decrypt.wire_name(),
+            GrantOperation::Encrypt => Operation::Encrypt.wire_name(),
+            GrantOperation::GenerateDataKey => Operation::GenerateDataKey.wire_name(),
+            GrantOperation::GenerateDataKeyWithoutPlaintext => {
+                Operation::GenerateDataKeyWithoutPlaintext.wire_name()
+            }
+            // Grant-only names (AWS's `GrantOperation` enum): no API
+            // operation of that name.
             GrantOperation::ReEncryptFrom => "ReEncryptFrom",
             GrantOperation::ReEncryptTo => "ReEncryptTo",
-            GrantOperation::DescribeKey => "DescribeKey",
-            GrantOperation::CreateGrant => "CreateGrant",
-            GrantOperation::RetireGrant => "RetireGrant",
+            GrantOperation::DescribeKey => Operation::DescribeKey.wire_name(),
+            GrantOperation::CreateGrant => Operation::CreateGrant.wire_name(),
+            GrantOperation::RetireGrant => Operation::RetireGrant.wire_name(),
+            // Operations of asymmetric and HMAC keys, which Keywarden does
+            // not serve.
             GrantOperation::Sign => "Sign",
             GrantOperation::Verify => "Verify",
             GrantOperation::GetPublicKey => "GetPublicKey",

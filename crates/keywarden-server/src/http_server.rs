@@ -20,13 +20,13 @@ use hyper_util::service::TowerToHyperService;
 use keywarden_audit::{self as audit, AuditLog};
 use keywarden_core::ids::KeyRef;
 use keywarden_core::ops::accounts::ActiveOwner;
-use keywarden_core::{Caller, Kms};
+use keywarden_core::{Caller, Kms, Namespace, Operation};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::error::ApiError;
-use crate::handlers::{dispatch, dispatch_extension};
+use crate::handlers::{run, unknown_operation};
 use crate::limits::{Budget, Limits, QuotaLimiter};
 use crate::sigv4::{SignedRequest, Verifier};
 
@@ -35,33 +35,14 @@ use crate::sigv4::{SignedRequest, Verifier};
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-/// The `X-Amz-Target` prefix of the AWS KMS operations.
-const TARGET_PREFIX: &str = "TrentService.";
-/// The `X-Amz-Target` prefix of Keywarden's extension operations
-/// (`docs/api-extensions.md`).
-const EXTENSION_TARGET_PREFIX: &str = "KeywardenService.";
 
-/// Which operation namespace an `X-Amz-Target` addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Api {
-    /// `TrentService.<Op>`: AWS KMS.
-    Aws,
-    /// `KeywardenService.<Op>`: Keywarden's extensions.
-    Extension,
-}
-
-/// Splits an `X-Amz-Target` into its namespace and operation name. Each
-/// namespace only knows its own operations (the dispatchers answer
-/// `UnknownOperationException` for the other's), so an extension can never
-/// shadow an AWS operation of the same name, present or future.
-fn parse_target(target: &str) -> Option<(Api, &str)> {
-    if let Some(op) = target.strip_prefix(TARGET_PREFIX) {
-        Some((Api::Aws, op))
-    } else {
-        target
-            .strip_prefix(EXTENSION_TARGET_PREFIX)
-            .map(|op| (Api::Extension, op))
-    }
+/// Splits an `X-Amz-Target` into its namespace and operation name
+/// (keywarden-core's operation table). Each namespace only knows its own
+/// operations (`Operation::from_target` answers `None` for the other's), so
+/// an extension can never shadow an AWS operation of the same name, present
+/// or future.
+fn parse_target(target: &str) -> Option<(Namespace, &str)> {
+    Namespace::split_target(target)
 }
 
 /// What every request handler shares.
@@ -194,11 +175,16 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
             },
         };
         let time_ms = state.kms.clock().now().0;
+        // A served operation is recorded under its table name
+        // (`Operation::audit_name`, the full target it was sent as);
+        // anything else exactly as sent, so refusals stay traceable.
+        let operation =
+            Operation::parse_target(&target).map_or(target, |op| op.audit_name().to_owned());
         log.record(audit::Entry::new(
             time_ms,
             &request_id,
             &peer,
-            target,
+            operation,
             &mut facts,
             outcome,
             log.context_values(),
@@ -288,12 +274,17 @@ async fn handle(
         .ok_or_else(|| ApiError::UnknownOperation("Missing X-Amz-Target header".into()))?
         .to_str()
         .map_err(|_| ApiError::UnknownOperation("Malformed X-Amz-Target header".into()))?;
-    let (api, op) = parse_target(target).ok_or_else(|| {
+    let (namespace, op) = parse_target(target).ok_or_else(|| {
         ApiError::UnknownOperation(format!(
-            "X-Amz-Target must be {TARGET_PREFIX}<Operation> or {EXTENSION_TARGET_PREFIX}<Operation>, got {}",
+            "X-Amz-Target must be {}.<Operation> or {}.<Operation>, got {}",
+            Namespace::Trent.prefix(),
+            Namespace::Keywarden.prefix(),
             keywarden_core::ids::truncate_for_message(target)
         ))
     })?;
+    // `None` is answered `UnknownOperationException` after the quota, as
+    // every request is charged once it is authenticated.
+    let operation = Operation::from_target(namespace, op);
     let caller = match &credential.owner {
         ActiveOwner::Account(account) => Caller {
             account_id: account.clone(),
@@ -306,10 +297,10 @@ async fn handle(
             // ARNs name (docs/products.md); an extension's full target name
             // is never one of them, and the refusal names it.
             let extension;
-            let operation = match api {
-                Api::Aws => op,
-                Api::Extension => {
-                    extension = format!("KeywardenService.{op}");
+            let operation = match namespace {
+                Namespace::Trent => op,
+                Namespace::Keywarden => {
+                    extension = format!("{}.{op}", Namespace::Keywarden.prefix());
                     extension.as_str()
                 }
             };
@@ -325,11 +316,14 @@ async fn handle(
     facts.product = caller.product.as_ref().map(|p| p.code.as_str().to_owned());
     state
         .quotas
-        .check(&caller.account_id, Budget::of(op))
+        .check(
+            &caller.account_id,
+            operation.map_or(Budget::UNKNOWN, Budget::of),
+        )
         .map_err(ApiError::Throttled)?;
-    match api {
-        Api::Aws => dispatch(&state.kms, &caller, op, &body).await,
-        Api::Extension => dispatch_extension(&state.kms, &caller, op, &body).await,
+    match operation {
+        Some(operation) => run(&state.kms, &caller, operation, &body).await,
+        None => Err(unknown_operation(op)),
     }
 }
 
@@ -507,11 +501,11 @@ mod tests {
     fn targets_route_to_their_namespace() {
         assert_eq!(
             parse_target("TrentService.Encrypt"),
-            Some((Api::Aws, "Encrypt"))
+            Some((Namespace::Trent, "Encrypt"))
         );
         assert_eq!(
             parse_target("KeywardenService.EnableKeyDeletionProtection"),
-            Some((Api::Extension, "EnableKeyDeletionProtection"))
+            Some((Namespace::Keywarden, "EnableKeyDeletionProtection"))
         );
         for bad in [
             "",

@@ -16,7 +16,7 @@ pub mod sigv4;
 mod wire;
 
 pub use error::{ApiError, INTERNAL_MESSAGE};
-pub use handlers::{dispatch, dispatch_extension, EXTENSION_OPERATIONS, OPERATIONS};
+pub use handlers::{dispatch, dispatch_extension, run};
 pub use wire::KeyMetadata;
 /// Entry points for the criterion microbenchmarks (`benches/hot_path.rs`):
 /// the production decode and encode steps of the two hottest operations,

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keywarden_core::ids::AccountId;
+use keywarden_core::{Operation, QuotaClass};
 
 use crate::error::ApiError;
 
@@ -121,21 +122,18 @@ pub enum Budget {
 }
 
 impl Budget {
-    /// The budget of the AWS operation `op` (`Encrypt`, ...). Extension
-    /// operations are management operations.
-    pub fn of(op: &str) -> Budget {
-        match op {
-            "Encrypt"
-            | "Decrypt"
-            | "ReEncrypt"
-            | "GenerateDataKey"
-            | "GenerateDataKeyWithoutPlaintext"
-            | "GenerateDataKeyPair"
-            | "GenerateDataKeyPairWithoutPlaintext"
-            | "GenerateRandom" => Budget::Crypto,
-            _ => Budget::Manage,
+    /// The budget of `op`: its quota class in keywarden-core's operation
+    /// table. Extension operations are management operations.
+    pub fn of(op: Operation) -> Budget {
+        match op.quota_class() {
+            QuotaClass::Crypto => Budget::Crypto,
+            QuotaClass::Manage => Budget::Manage,
         }
     }
+
+    /// The budget of an `X-Amz-Target` name no namespace has: management,
+    /// so unknown names never use up the cryptographic budget.
+    pub const UNKNOWN: Budget = Budget::Manage;
 
     fn name(self) -> &'static str {
         match self {
@@ -479,24 +477,32 @@ mod tests {
     #[test]
     fn operations_map_to_their_budget() {
         for op in [
-            "Encrypt",
-            "Decrypt",
-            "ReEncrypt",
-            "GenerateDataKey",
-            "GenerateDataKeyWithoutPlaintext",
-            "GenerateRandom",
+            Operation::Encrypt,
+            Operation::Decrypt,
+            Operation::ReEncrypt,
+            Operation::GenerateDataKey,
+            Operation::GenerateDataKeyWithoutPlaintext,
+            Operation::GenerateRandom,
         ] {
             assert_eq!(Budget::of(op), Budget::Crypto, "{op}");
         }
-        for op in crate::handlers::OPERATIONS {
+        for &op in Operation::ALL {
+            let name = op.wire_name();
             if Budget::of(op) == Budget::Crypto {
                 assert!(
-                    op.starts_with("Generate") || op.contains("crypt"),
+                    name.starts_with("Generate") || name.contains("crypt"),
                     "{op} is not cryptographic"
                 );
+                assert_eq!(op.namespace(), keywarden_core::Namespace::Trent, "{op}");
             }
         }
-        for op in ["CreateKey", "DescribeKey", "ListKeys", "CreateGrant"] {
+        for op in [
+            Operation::CreateKey,
+            Operation::DescribeKey,
+            Operation::ListKeys,
+            Operation::CreateGrant,
+            Operation::GetAccountBalance,
+        ] {
             assert_eq!(Budget::of(op), Budget::Manage, "{op}");
         }
     }

@@ -187,10 +187,18 @@ impl<'de> Deserialize<'de> for SecretBlob {
     }
 }
 
-/// Serialises secret bytes as base64 into the response. The response buffer
-/// is handed to hyper and cannot be zeroized by us; see SECURITY.md.
-pub fn secret_b64(secret: &Secret) -> String {
-    B64.encode(secret.expose())
+/// A secret blob in a response (`Plaintext`): borrowed from its zeroizing
+/// owner and base64-encoded into a zeroizing buffer while the body is
+/// written. No `Debug`, `Clone` or comparison, so response structs holding
+/// one cannot print or copy the secret. The response buffer itself is
+/// handed to hyper and cannot be zeroized by us; see SECURITY.md.
+pub struct SecretField<'a>(pub &'a Secret);
+
+impl Serialize for SecretField<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let encoded = zeroize::Zeroizing::new(B64.encode(self.0.expose()));
+        s.serialize_str(&encoded)
+    }
 }
 
 struct B64Visitor;
@@ -211,42 +219,44 @@ impl Visitor<'_> for B64Visitor {
     }
 }
 
-/// `KeyMetadata` as AWS returns it.
+/// `KeyMetadata` as AWS returns it. Fields in alphabetical order: the order
+/// the body had when it went through a JSON map, kept so answers stay
+/// byte-identical.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMetadata {
     #[serde(rename = "AWSAccountId")]
     aws_account_id: String,
-    key_id: String,
     arn: String,
-    creation_date: f64,
-    enabled: bool,
-    description: String,
-    key_usage: &'static str,
-    key_state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deletion_date: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pending_deletion_window_in_days: Option<u32>,
-    origin: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    custom_key_store_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cloud_hsm_cluster_id: Option<String>,
-    key_manager: &'static str,
+    creation_date: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_key_store_id: Option<String>,
     customer_master_key_spec: &'static str,
-    key_spec: &'static str,
-    encryption_algorithms: [&'static str; 1],
-    multi_region: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_date: Option<f64>,
     /// A Keywarden extension (`docs/api-extensions.md`); AWS clients skip
     /// fields their model does not have.
     deletion_protection_enabled: bool,
-    /// A Keywarden extension: `HARDWARE` for keys in a custom key store
-    /// (HSM), `SOFTWARE` otherwise (the seed's two protection levels).
-    protection_level: &'static str,
+    description: String,
+    enabled: bool,
+    encryption_algorithms: [&'static str; 1],
     /// Keys with imported material (origin `EXTERNAL`) while it is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     expiration_model: Option<&'static str>,
+    key_id: String,
+    key_manager: &'static str,
+    key_spec: &'static str,
+    key_state: &'static str,
+    key_usage: &'static str,
+    multi_region: bool,
+    origin: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_deletion_window_in_days: Option<u32>,
+    /// A Keywarden extension: `HARDWARE` for keys in a custom key store
+    /// (HSM), `SOFTWARE` otherwise (the seed's two protection levels).
+    protection_level: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     valid_to: Option<f64>,
 }

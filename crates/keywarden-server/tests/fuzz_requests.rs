@@ -22,11 +22,12 @@ use base64::Engine as _;
 use keywarden_core::clock::SystemClock;
 use keywarden_core::kms::KmsParts;
 use keywarden_core::{Caller, Kms, KmsConfig};
+use keywarden_core::{Namespace, Operation};
 use keywarden_fuzz::{json_from_seeds, run};
 use keywarden_protector_soft::{
     Importer, RootKey, SoftKeyImporter, SoftwareProtector, SystemRandom,
 };
-use keywarden_server::{dispatch, dispatch_extension, EXTENSION_OPERATIONS, OPERATIONS};
+use keywarden_server::{dispatch, dispatch_extension};
 use keywarden_store_sqlite::SqliteStore;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -42,7 +43,8 @@ struct World {
 impl World {
     fn call(&self, op: &str, body: &[u8]) -> Result<Vec<u8>, keywarden_server::ApiError> {
         let fut = async {
-            if EXTENSION_OPERATIONS.contains(&op) {
+            let extension = Operation::from_target(Namespace::Keywarden, op).is_some();
+            if extension {
                 dispatch_extension(&self.kms, &self.caller, op, body).await
             } else {
                 dispatch(&self.kms, &self.caller, op, body).await
@@ -303,9 +305,9 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
         ("RevokeKeyringToken", json!({"KeyringId": keyring})),
         ("DeleteKeyring", json!({"KeyringId": doomed})),
     ];
-    for op in OPERATIONS.iter().chain(EXTENSION_OPERATIONS) {
+    for op in Operation::ALL.iter().map(|o| o.wire_name()) {
         assert!(
-            seeds.iter().any(|(o, _)| o == op),
+            seeds.iter().any(|(o, _)| *o == op),
             "the decoder fuzz target has no seed body for {op}: add one"
         );
     }
@@ -347,10 +349,9 @@ fn named_blob(op: &str, body: &[u8]) -> Option<(Vec<u8>, BTreeMap<String, String
 fn fuzz_request_decoder() {
     let w = world();
     let (seeds, blobs) = setup(&w);
-    let ops: Vec<&str> = OPERATIONS
+    let ops: Vec<&str> = Operation::ALL
         .iter()
-        .chain(EXTENSION_OPERATIONS)
-        .copied()
+        .map(|o| o.wire_name())
         .chain(["NoSuchOperation", ""])
         .collect();
     let bodies: Vec<Value> = seeds.iter().map(|(_, b)| b.clone()).collect();

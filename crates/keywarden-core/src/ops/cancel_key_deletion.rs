@@ -4,6 +4,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
 use crate::model::{KeyRecord, KeyState};
+use crate::operation::Operation;
 
 impl Kms {
     /// Cancels a scheduled deletion; the key comes back Disabled (or
@@ -13,7 +14,7 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
-        self.update_key_with(caller, key_ref, "CancelKeyDeletion", |kms, key| {
+        self.update_key_with(caller, key_ref, Operation::CancelKeyDeletion, |kms, key| {
             if key.state != KeyState::PendingDeletion {
                 return Err(KmsError::InvalidState(format!(
                     "{} is not pending deletion.",

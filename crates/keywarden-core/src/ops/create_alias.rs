@@ -4,6 +4,7 @@ use crate::error::KmsError;
 use crate::ids::{AliasName, KeyRef};
 use crate::kms::{Access, Caller, Kms};
 use crate::model::AliasRecord;
+use crate::operation::Operation;
 use crate::store::StoreError;
 
 impl Kms {
@@ -16,7 +17,9 @@ impl Kms {
         target: &KeyRef,
     ) -> Result<(), KmsError> {
         let name = AliasName::parse_user(name)?;
-        let key = self.alias_target_key(caller, target, "CreateAlias").await?;
+        let key = self
+            .alias_target_key(caller, target, Operation::CreateAlias)
+            .await?;
         let now = self.clock.now();
         let alias = AliasRecord {
             account_id: caller.account_id.clone(),
@@ -46,7 +49,7 @@ impl Kms {
         &self,
         caller: &Caller,
         target: &KeyRef,
-        operation: &'static str,
+        operation: Operation,
     ) -> Result<crate::model::KeyRecord, KmsError> {
         if matches!(target, KeyRef::Alias(_) | KeyRef::AliasArn { .. }) {
             return Err(KmsError::Validation(

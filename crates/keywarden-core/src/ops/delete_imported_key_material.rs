@@ -4,6 +4,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
 use crate::model::{KeyRecord, KeyState};
+use crate::operation::Operation;
 
 impl Kms {
     /// Deletes an `EXTERNAL` key's material: the stored (wrapped) material
@@ -14,12 +15,17 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
-        self.update_key_with(caller, key_ref, "DeleteImportedKeyMaterial", |kms, key| {
-            kms.require_external(key)?;
-            kms.require_not_pending_deletion(key)?;
-            clear_material(key);
-            Ok(())
-        })
+        self.update_key_with(
+            caller,
+            key_ref,
+            Operation::DeleteImportedKeyMaterial,
+            |kms, key| {
+                kms.require_external(key)?;
+                kms.require_not_pending_deletion(key)?;
+                clear_material(key);
+                Ok(())
+            },
+        )
         .await
     }
 }

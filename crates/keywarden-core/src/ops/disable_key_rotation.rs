@@ -3,6 +3,7 @@
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
+use crate::operation::Operation;
 
 impl Kms {
     /// Turns automatic rotation off; existing versions stay and still
@@ -13,12 +14,17 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<(), KmsError> {
-        self.update_key_with(caller, key_ref, "DisableKeyRotation", |kms, key| {
-            kms.require_rotation_supported(key, true)?;
-            kms.require_usable(key)?;
-            key.rotation = None;
-            Ok(())
-        })
+        self.update_key_with(
+            caller,
+            key_ref,
+            Operation::DisableKeyRotation,
+            |kms, key| {
+                kms.require_rotation_supported(key, true)?;
+                kms.require_usable(key)?;
+                key.rotation = None;
+                Ok(())
+            },
+        )
         .await
         .map(|_| ())
     }

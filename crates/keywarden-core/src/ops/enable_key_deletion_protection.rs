@@ -5,6 +5,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
 use crate::model::KeyManager;
+use crate::operation::Operation;
 
 impl Kms {
     /// Turns deletion protection on: `ScheduleKeyDeletion` is refused with
@@ -27,9 +28,9 @@ impl Kms {
         on: bool,
     ) -> Result<(), KmsError> {
         let operation = if on {
-            "EnableKeyDeletionProtection"
+            Operation::EnableKeyDeletionProtection
         } else {
-            "DisableKeyDeletionProtection"
+            Operation::DisableKeyDeletionProtection
         };
         self.update_key_with(caller, key_ref, operation, |kms, key| {
             kms.require_not_pending_deletion(key)?;

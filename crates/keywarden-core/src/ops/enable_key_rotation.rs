@@ -4,6 +4,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
 use crate::model::{AutoRotation, KeyRecord};
+use crate::operation::Operation;
 
 /// Shortest automatic rotation period AWS accepts.
 pub const MIN_ROTATION_PERIOD_DAYS: u32 = 90;
@@ -35,7 +36,7 @@ impl Kms {
             )));
         }
         let now = self.clock.now();
-        self.update_key_with(caller, key_ref, "EnableKeyRotation", |kms, key| {
+        self.update_key_with(caller, key_ref, Operation::EnableKeyRotation, |kms, key| {
             kms.require_rotation_supported(key, true)?;
             kms.require_usable(key)?;
             let next_rotation = match key.rotation {

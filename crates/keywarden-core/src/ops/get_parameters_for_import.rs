@@ -4,6 +4,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Access, Caller, Kms};
 use crate::model::{KeyRecord, KeyState, Origin};
+use crate::operation::Operation;
 use crate::protector::ImportParameters;
 
 impl Kms {
@@ -19,7 +20,11 @@ impl Kms {
     ) -> Result<(KeyRecord, ImportParameters), KmsError> {
         let importer = self.importer()?;
         let key = self
-            .resolve_fresh(caller, key_ref, Access::Manage("GetParametersForImport"))
+            .resolve_fresh(
+                caller,
+                key_ref,
+                Access::Manage(Operation::GetParametersForImport),
+            )
             .await?;
         self.require_external(&key)?;
         if key.state == KeyState::PendingDeletion {

@@ -16,6 +16,7 @@ use crate::error::KmsError;
 use crate::ids::{truncate_for_message, AccountId, KeyId, KeyRef};
 use crate::kms::{Access, Caller, Kms, Page};
 use crate::model::{GrantConstraints, GrantOperation, GrantRecord, KeyRecord};
+use crate::operation::Operation;
 use crate::store::{GrantQuery, StoreError};
 
 /// Most grants one key may have (AWS's quota).
@@ -236,7 +237,7 @@ impl Kms {
         }
 
         let key = self
-            .resolve_fresh(caller, &req.key, Access::Manage("CreateGrant"))
+            .resolve_fresh(caller, &req.key, Access::Manage(Operation::CreateGrant))
             .await?;
         self.require_not_pending_deletion(&key)?;
         if req.dry_run {
@@ -410,7 +411,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         check_grant_id(grant_id)?;
         let key = self
-            .resolve_fresh(caller, key_ref, Access::Manage("RevokeGrant"))
+            .resolve_fresh(caller, key_ref, Access::Manage(Operation::RevokeGrant))
             .await?;
         self.find_grant(&key, grant_id).await?;
         if dry_run {

@@ -6,6 +6,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Access, Caller, Kms};
 use crate::model::{ImportState, KeyRecord, KeyState, KeyVersion, MaterialExpiration};
+use crate::operation::Operation;
 use crate::protector::KeyBinding;
 
 /// The version imported material is stored as. Imported keys cannot be
@@ -43,7 +44,11 @@ impl Kms {
             }
         }
         let key = self
-            .resolve_fresh(caller, key_ref, Access::Manage("ImportKeyMaterial"))
+            .resolve_fresh(
+                caller,
+                key_ref,
+                Access::Manage(Operation::ImportKeyMaterial),
+            )
             .await?;
         self.check_importable(&key)?;
         let imported = importer
@@ -60,7 +65,7 @@ impl Kms {
             .map_err(|e| self.import_error(e))?;
         // Re-checked against the record the compare-and-set writes, so a
         // concurrent first import of other material cannot slip in between.
-        self.update_key_with(caller, key_ref, "ImportKeyMaterial", |kms, key| {
+        self.update_key_with(caller, key_ref, Operation::ImportKeyMaterial, |kms, key| {
             kms.check_importable(key)?;
             match &key.import {
                 Some(state) if !bool::from(state.fingerprint.ct_eq(&imported.fingerprint)) => {

@@ -25,6 +25,7 @@ use crate::error::KmsError;
 use crate::ids::{KeyId, KeyRef, KeyringId, ProductCode, DEFAULT_KEY_ALIAS_PREFIX};
 use crate::kms::{Caller, Kms};
 use crate::model::{KeyringKeyVersion, KeyringRecord, ProductClass};
+use crate::operation::Operation;
 use crate::secret::Secret;
 use crate::store::StoreError;
 
@@ -151,7 +152,7 @@ impl Kms {
             &product,
             &self.product_principal_arn(&product.code),
             &caller.request_id,
-            "GenerateDataKey",
+            Operation::GenerateDataKey.wire_name(),
             &[&product_ref],
         )?;
         let id = KeyringId::from_random(self.random_array::<16>()?);
@@ -284,7 +285,7 @@ impl Kms {
             &product,
             &self.product_principal_arn(&product.code),
             &caller.request_id,
-            "GenerateDataKey",
+            Operation::GenerateDataKey.wire_name(),
             &[&key_ref],
         )?;
         // A racing rotation of the same key (another request, another node)
@@ -417,7 +418,7 @@ impl Kms {
             &product,
             &format!("keyring/{id}"),
             request_id,
-            "Decrypt",
+            Operation::Decrypt.wire_name(),
             &[&key_ref],
         )?;
         let stored_version = self

@@ -5,6 +5,7 @@ use crate::error::KmsError;
 use crate::ids::{AccountId, KeyRef, ProductCode};
 use crate::kms::{Caller, Kms, ProductCaller};
 use crate::model::{Credential, CredentialOwner, Product, ProductClass, ProductStatus};
+use crate::operation::{Namespace, Operation};
 use crate::secret::Secret;
 use crate::store::StoreError;
 
@@ -18,17 +19,15 @@ pub const SEED_PRODUCTS: &[(&str, ProductClass)] = &[
     ("mysql", ProductClass::Database),
 ];
 
-/// The operations a product may call (AWS spelling): the cryptographic
-/// ones and `DescribeKey`. Everything else is `AccessDeniedException`.
-pub const PRODUCT_OPERATIONS: &[&str] = &[
-    "Encrypt",
-    "Decrypt",
-    "ReEncrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "DescribeKey",
-    "RetireGrant",
-];
+/// The operations a product may call, in table order: the cryptographic
+/// ones, `DescribeKey` and `RetireGrant` ([`Operation::products_may_call`]).
+/// Everything else is `AccessDeniedException`.
+pub fn product_operations() -> impl Iterator<Item = Operation> {
+    Operation::ALL
+        .iter()
+        .copied()
+        .filter(|op| op.products_may_call())
+}
 
 /// A newly issued product access key. The secret is shown once, to the
 /// operator.
@@ -155,7 +154,7 @@ impl Kms {
     }
 
     /// Refuses a disabled product, and operations outside
-    /// [`PRODUCT_OPERATIONS`] (`AccessDeniedException`). The server asks
+    /// [`product_operations`] (`AccessDeniedException`). The server asks
     /// this before it reads the request body.
     pub fn product_may_call(&self, product: &Product, operation: &str) -> Result<(), KmsError> {
         let code = &product.code;
@@ -164,11 +163,14 @@ impl Kms {
                 "product {code} is disabled"
             )));
         }
-        if !PRODUCT_OPERATIONS.contains(&operation) {
+        let allowed = Operation::from_target(Namespace::Trent, operation)
+            .is_some_and(Operation::products_may_call);
+        if !allowed {
+            let names: Vec<&str> = product_operations().map(Operation::wire_name).collect();
             return Err(KmsError::AccessDenied(format!(
                 "product {code} may not call {}; products may call only {}",
                 crate::ids::truncate_for_message(operation),
-                PRODUCT_OPERATIONS.join(", ")
+                names.join(", ")
             )));
         }
         Ok(())
@@ -179,7 +181,7 @@ impl Kms {
     /// request names (`KeyId`, `SourceKeyId`, `DestinationKeyId`).
     ///
     /// Refused with `AccessDeniedException`: a disabled product, an
-    /// operation outside [`PRODUCT_OPERATIONS`], a request naming no key
+    /// operation outside [`product_operations`], a request naming no key
     /// (a ciphertext names only a key id, not the account) or naming one
     /// by bare id or alias, keys of two accounts in one request. A key of an
     /// account that does not exist is `NotFoundException` when resolved.

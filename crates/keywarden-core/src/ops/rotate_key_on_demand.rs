@@ -4,6 +4,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
 use crate::model::{KeyRecord, RotationType};
+use crate::operation::Operation;
 
 /// On-demand rotations allowed per key.
 pub const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
@@ -20,7 +21,7 @@ impl Kms {
         key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
         let now = self.clock.now();
-        self.update_key_with(caller, key_ref, "RotateKeyOnDemand", |kms, key| {
+        self.update_key_with(caller, key_ref, Operation::RotateKeyOnDemand, |kms, key| {
             kms.require_rotation_supported(key, true)?;
             kms.require_usable(key)?;
             if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {

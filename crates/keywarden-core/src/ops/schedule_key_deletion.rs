@@ -4,6 +4,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
 use crate::model::{KeyRecord, KeyState};
+use crate::operation::Operation;
 
 /// Shortest waiting period.
 pub const MIN_WINDOW_DAYS: u32 = 7;
@@ -28,7 +29,7 @@ impl Kms {
             )));
         }
         let now = self.clock.now();
-        self.update_key_with(caller, key_ref, "ScheduleKeyDeletion", |kms, key| {
+        self.update_key_with(caller, key_ref, Operation::ScheduleKeyDeletion, |kms, key| {
             kms.require_not_pending_deletion(key)?;
             if key.deletion_protection {
                 return Err(KmsError::DeletionProtectionEnabled(format!(

@@ -4,6 +4,7 @@ use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
 use crate::model::Tag;
+use crate::operation::Operation;
 
 /// Most tags a key may carry (AWS's limit).
 pub const MAX_TAGS: usize = 50;
@@ -46,7 +47,7 @@ impl Kms {
         tags: &[Tag],
     ) -> Result<(), KmsError> {
         validate_tags(tags)?;
-        self.update_key_with(caller, key_ref, "TagResource", |kms, key| {
+        self.update_key_with(caller, key_ref, Operation::TagResource, |kms, key| {
             kms.require_not_pending_deletion(key)?;
             for t in tags {
                 match key.tags.iter_mut().find(|e| e.key == t.key) {

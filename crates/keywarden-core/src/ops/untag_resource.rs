@@ -3,6 +3,7 @@
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::kms::{Caller, Kms};
+use crate::operation::Operation;
 use crate::ops::tag_resource::validate_tag_key;
 
 impl Kms {
@@ -16,7 +17,7 @@ impl Kms {
         for k in tag_keys {
             validate_tag_key(k)?;
         }
-        self.update_key_with(caller, key_ref, "UntagResource", |kms, key| {
+        self.update_key_with(caller, key_ref, Operation::UntagResource, |kms, key| {
             kms.require_not_pending_deletion(key)?;
             key.tags.retain(|t| !tag_keys.contains(&t.key));
             Ok(())

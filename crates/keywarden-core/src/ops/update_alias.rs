@@ -3,6 +3,7 @@
 use crate::error::KmsError;
 use crate::ids::{AliasName, KeyRef};
 use crate::kms::{Caller, Kms};
+use crate::operation::Operation;
 use crate::store::StoreError;
 
 impl Kms {
@@ -14,7 +15,9 @@ impl Kms {
         target: &KeyRef,
     ) -> Result<(), KmsError> {
         let name = AliasName::parse_user(name)?;
-        let key = self.alias_target_key(caller, target, "UpdateAlias").await?;
+        let key = self
+            .alias_target_key(caller, target, Operation::UpdateAlias)
+            .await?;
         for _ in 0..16 {
             let mut alias = self
                 .store

@@ -6,13 +6,11 @@ use std::collections::BTreeMap;
 use keywarden_core::model::{GrantConstraints, GrantOperation, GrantRecord};
 use keywarden_core::ops::grants::{CreateGrantRequest, RetireTarget};
 use keywarden_core::{Caller, Kms, KmsError};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
+use super::EMPTY;
 use crate::error::ApiError;
 use crate::wire::{check_grant_tokens, check_range, decode, encode, key_ref, required};
-
-const EMPTY: &[u8] = b"{}";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
@@ -98,52 +96,82 @@ pub(super) async fn create_grant(
             },
         )
         .await?;
-    Ok(encode(&json!({
-        "GrantId": created.grant_id,
-        "GrantToken": created.grant_token,
-    })))
+    Ok(encode(&CreateGrantOut {
+        grant_id: created.grant_id,
+        grant_token: created.grant_token,
+    }))
 }
 
-fn grant_entry(kms: &Kms, g: &GrantRecord) -> serde_json::Value {
-    let mut entry = json!({
-        "KeyId": kms.key_arn(&g.account_id, &g.key_id),
-        "GrantId": g.grant_id,
-        "CreationDate": g.created_at.as_epoch_seconds(),
-        "GranteePrincipal": g.grantee_principal,
-        "IssuingAccount": format!("arn:{}:iam::{}:root", kms.config().partition, g.account_id),
-        "Operations": g.operations.iter().map(|op| op.as_str()).collect::<Vec<_>>(),
-    });
-    if let Some(name) = &g.name {
-        entry["Name"] = json!(name);
-    }
-    if let Some(r) = &g.retiring_principal {
-        entry["RetiringPrincipal"] = json!(r);
-    }
+/// AWS's `CreateGrantResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateGrantOut {
+    grant_id: String,
+    grant_token: String,
+}
+
+/// AWS's `GrantConstraints`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GrantConstraintsOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_context_equals: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_context_subset: Option<&'a BTreeMap<String, String>>,
+}
+
+/// AWS's `GrantListEntry`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GrantListEntry<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    constraints: Option<GrantConstraintsOut<'a>>,
+    creation_date: f64,
+    grant_id: &'a str,
+    grantee_principal: &'a str,
+    issuing_account: String,
+    key_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    operations: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retiring_principal: Option<&'a str>,
+}
+
+/// AWS's `ListGrantsResponse` (also ListRetirableGrants' answer).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListGrantsOut<'a> {
+    grants: Vec<GrantListEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_marker: Option<String>,
+    truncated: bool,
+}
+
+fn grant_entry<'a>(kms: &Kms, g: &'a GrantRecord) -> GrantListEntry<'a> {
     let c = &g.constraints;
-    if c.subset.is_some() || c.equals.is_some() {
-        let mut constraints = serde_json::Map::new();
-        if let Some(s) = &c.subset {
-            constraints.insert("EncryptionContextSubset".into(), json!(s));
-        }
-        if let Some(e) = &c.equals {
-            constraints.insert("EncryptionContextEquals".into(), json!(e));
-        }
-        entry["Constraints"] = serde_json::Value::Object(constraints);
+    GrantListEntry {
+        constraints: (c.subset.is_some() || c.equals.is_some()).then_some(GrantConstraintsOut {
+            encryption_context_equals: c.equals.as_ref(),
+            encryption_context_subset: c.subset.as_ref(),
+        }),
+        creation_date: g.created_at.as_epoch_seconds(),
+        grant_id: &g.grant_id,
+        grantee_principal: &g.grantee_principal,
+        issuing_account: format!("arn:{}:iam::{}:root", kms.config().partition, g.account_id),
+        key_id: kms.key_arn(&g.account_id, &g.key_id),
+        name: g.name.as_deref(),
+        operations: g.operations.iter().map(|op| op.as_str()).collect(),
+        retiring_principal: g.retiring_principal.as_deref(),
     }
-    entry
 }
 
 fn grant_page(kms: &Kms, page: keywarden_core::Page<GrantRecord>) -> Vec<u8> {
-    let mut out = serde_json::Map::new();
-    out.insert(
-        "Grants".into(),
-        page.items.iter().map(|g| grant_entry(kms, g)).collect(),
-    );
-    out.insert("Truncated".into(), json!(page.next_marker.is_some()));
-    if let Some(m) = page.next_marker {
-        out.insert("NextMarker".into(), json!(m));
-    }
-    encode(&out)
+    encode(&ListGrantsOut {
+        grants: page.items.iter().map(|g| grant_entry(kms, g)).collect(),
+        truncated: page.next_marker.is_some(),
+        next_marker: page.next_marker,
+    })
 }
 
 pub(super) async fn list_grants(

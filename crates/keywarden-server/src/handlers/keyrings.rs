@@ -7,14 +7,12 @@ use keywarden_core::ids::{KeyringId, ProductCode};
 use keywarden_core::model::KeyringRecord;
 use keywarden_core::ops::keyrings::KeyringSummary;
 use keywarden_core::{Caller, Kms, KmsError};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
+use super::EMPTY;
 use crate::error::ApiError;
-use crate::keyring_endpoint::{mount_path, new_token};
+use crate::keyring_endpoint::{mount_path, new_token, KeyringToken};
 use crate::wire::{check_len, check_range, decode, encode, key_ref, required};
-
-const EMPTY: &[u8] = b"{}";
 
 /// The database product keyrings are for when the request names none.
 const DEFAULT_PRODUCT: &str = "mysql";
@@ -36,43 +34,109 @@ fn key_number(value: Option<i64>, field: &str) -> Result<u32, ApiError> {
     Ok(value as u32)
 }
 
-fn render(kms: &Kms, keyring: &KeyringRecord) -> serde_json::Map<String, Value> {
-    let mut out = serde_json::Map::new();
-    out.insert("KeyringId".into(), json!(keyring.id.as_str()));
-    out.insert("Name".into(), json!(keyring.name));
-    out.insert("AccountId".into(), json!(keyring.account_id.as_str()));
-    out.insert("ProductCode".into(), json!(keyring.product.as_str()));
-    out.insert(
-        "KeyId".into(),
-        json!(kms.key_arn(&keyring.account_id, &keyring.key_id)),
-    );
-    out.insert("MountPath".into(), json!(mount_path(&keyring.id)));
-    out.insert(
-        "CreationDate".into(),
-        json!(keyring.created_at.as_epoch_seconds()),
-    );
-    out.insert("TokenIssued".into(), json!(keyring.token_hash.is_some()));
-    if let Some(at) = keyring.token_issued_at {
-        out.insert("TokenIssuedDate".into(), json!(at.as_epoch_seconds()));
+/// A keyring token in a response, shown once to its creator. Borrowed from
+/// its zeroizing owner; no `Debug`.
+struct TokenField<'a>(&'a KeyringToken);
+
+impl Serialize for TokenField<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.expose())
     }
-    out
 }
 
-fn render_summary(kms: &Kms, summary: &KeyringSummary) -> Value {
-    let mut out = render(kms, &summary.keyring);
-    let keys: Vec<Value> = summary
-        .keys
-        .iter()
-        .map(|(number, version, at)| {
-            json!({
-                "KeyNumber": number,
-                "LatestVersion": version,
-                "LatestVersionCreationDate": at.as_epoch_seconds(),
-            })
-        })
-        .collect();
-    out.insert("Keys".into(), Value::Array(keys));
-    Value::Object(out)
+/// One key number of a keyring and its newest version.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyringKeyOut {
+    key_number: u32,
+    latest_version: u32,
+    latest_version_creation_date: f64,
+}
+
+/// A keyring as the keyring operations answer it: `Keys` in CreateKeyring
+/// and DescribeKeyring, `Token` in CreateKeyring only.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyringOut<'a> {
+    account_id: &'a str,
+    creation_date: f64,
+    key_id: String,
+    keyring_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<KeyringKeyOut>>,
+    mount_path: String,
+    name: &'a str,
+    product_code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<TokenField<'a>>,
+    token_issued: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_issued_date: Option<f64>,
+}
+
+fn render<'a>(kms: &Kms, keyring: &'a KeyringRecord) -> KeyringOut<'a> {
+    KeyringOut {
+        account_id: keyring.account_id.as_str(),
+        creation_date: keyring.created_at.as_epoch_seconds(),
+        key_id: kms.key_arn(&keyring.account_id, &keyring.key_id),
+        keyring_id: keyring.id.as_str(),
+        keys: None,
+        mount_path: mount_path(&keyring.id),
+        name: &keyring.name,
+        product_code: keyring.product.as_str(),
+        token: None,
+        token_issued: keyring.token_hash.is_some(),
+        token_issued_date: keyring.token_issued_at.map(|at| at.as_epoch_seconds()),
+    }
+}
+
+fn render_summary<'a>(kms: &Kms, summary: &'a KeyringSummary) -> KeyringOut<'a> {
+    KeyringOut {
+        keys: Some(
+            summary
+                .keys
+                .iter()
+                .map(|(number, version, at)| KeyringKeyOut {
+                    key_number: *number,
+                    latest_version: *version,
+                    latest_version_creation_date: at.as_epoch_seconds(),
+                })
+                .collect(),
+        ),
+        ..render(kms, &summary.keyring)
+    }
+}
+
+/// The DescribeKeyring response.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeKeyringOut<'a> {
+    keyring: KeyringOut<'a>,
+}
+
+/// The ListKeyrings response.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListKeyringsOut<'a> {
+    keyrings: Vec<KeyringOut<'a>>,
+}
+
+/// The RotateKeyringKey response: the version just added.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RotateKeyringKeyOut<'a> {
+    creation_date: f64,
+    key_number: u32,
+    keyring_id: &'a str,
+    version: u32,
+}
+
+/// The CreateKeyringToken response.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateKeyringTokenOut<'a> {
+    keyring_id: &'a str,
+    token: TokenField<'a>,
 }
 
 pub(super) async fn create_keyring(
@@ -107,12 +171,10 @@ pub(super) async fn create_keyring(
     let summary = kms
         .create_keyring(caller, &name, &product, &key, &numbers, token.hash())
         .await?;
-    let mut out = match render_summary(kms, &summary) {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
-    out.insert("Token".into(), json!(token.expose()));
-    Ok(encode(&Value::Object(out)))
+    Ok(encode(&KeyringOut {
+        token: Some(TokenField(&token)),
+        ..render_summary(kms, &summary)
+    }))
 }
 
 #[derive(Deserialize)]
@@ -129,7 +191,9 @@ pub(super) async fn describe_keyring(
     let req: KeyringIdIn = decode(body)?;
     let id = keyring_id(req.keyring_id)?;
     let summary = kms.describe_keyring(caller, &id).await?;
-    Ok(encode(&json!({ "Keyring": render_summary(kms, &summary) })))
+    Ok(encode(&DescribeKeyringOut {
+        keyring: render_summary(kms, &summary),
+    }))
 }
 
 pub(super) async fn list_keyrings(
@@ -142,11 +206,9 @@ pub(super) async fn list_keyrings(
     struct In {}
     let _: In = decode(body)?;
     let keyrings = kms.list_keyrings(caller).await?;
-    let list: Vec<Value> = keyrings
-        .iter()
-        .map(|k| Value::Object(render(kms, k)))
-        .collect();
-    Ok(encode(&json!({ "Keyrings": list })))
+    Ok(encode(&ListKeyringsOut {
+        keyrings: keyrings.iter().map(|k| render(kms, k)).collect(),
+    }))
 }
 
 pub(super) async fn rotate_keyring_key(
@@ -164,12 +226,12 @@ pub(super) async fn rotate_keyring_key(
     let id = keyring_id(req.keyring_id)?;
     let number = key_number(req.key_number, "keyNumber")?;
     let version = kms.rotate_keyring_key(caller, &id, number).await?;
-    Ok(encode(&json!({
-        "KeyringId": id.as_str(),
-        "KeyNumber": version.key_number,
-        "Version": version.version,
-        "CreationDate": version.created_at.as_epoch_seconds(),
-    })))
+    Ok(encode(&RotateKeyringKeyOut {
+        creation_date: version.created_at.as_epoch_seconds(),
+        key_number: version.key_number,
+        keyring_id: id.as_str(),
+        version: version.version,
+    }))
 }
 
 pub(super) async fn create_keyring_token(
@@ -182,10 +244,10 @@ pub(super) async fn create_keyring_token(
     let token = new_token()?;
     kms.set_keyring_token(caller, &id, Some(token.hash()))
         .await?;
-    Ok(encode(&json!({
-        "KeyringId": id.as_str(),
-        "Token": token.expose(),
-    })))
+    Ok(encode(&CreateKeyringTokenOut {
+        keyring_id: id.as_str(),
+        token: TokenField(&token),
+    }))
 }
 
 pub(super) async fn revoke_keyring_token(

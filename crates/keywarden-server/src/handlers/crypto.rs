@@ -1,0 +1,195 @@
+//! Wire shapes of the cryptographic operations on a key: Encrypt, Decrypt,
+//! ReEncrypt.
+
+use std::collections::BTreeMap;
+
+use keywarden_core::context::EncryptionContext;
+use keywarden_core::ids::KeyRef;
+use keywarden_core::secret::Secret;
+use keywarden_core::{Caller, Kms};
+use serde::{Deserialize, Serialize};
+
+use super::{check_blob, refuse_recipient};
+use crate::error::ApiError;
+use crate::wire::{
+    check_encryption_algorithm, check_grant_tokens, context, decode, encode, key_ref, required,
+    Blob, SecretBlob, SecretField,
+};
+
+/// The only encryption algorithm of symmetric keys.
+const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptIn {
+    key_id: Option<String>,
+    plaintext: Option<SecretBlob>,
+    encryption_context: Option<BTreeMap<String, String>>,
+    grant_tokens: Option<Vec<String>>,
+    encryption_algorithm: Option<String>,
+    dry_run: Option<bool>,
+}
+
+/// AWS's `EncryptResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptOut {
+    ciphertext_blob: Blob,
+    encryption_algorithm: &'static str,
+    key_id: String,
+}
+
+pub(super) async fn encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: EncryptIn = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let plaintext = required(req.plaintext, "plaintext")?;
+    check_grant_tokens(req.grant_tokens.as_ref())?;
+    check_encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+    let ctx = context(req.encryption_context)?;
+    let (key, blob) = kms
+        .encrypt(
+            caller,
+            &key,
+            plaintext.0.expose(),
+            &ctx,
+            req.dry_run.unwrap_or(false),
+        )
+        .await?;
+    Ok(encode(&EncryptOut {
+        ciphertext_blob: Blob(blob),
+        encryption_algorithm: SYMMETRIC_DEFAULT,
+        key_id: kms.key_arn(&key.account_id, &key.key_id),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptIn {
+    ciphertext_blob: Option<Blob>,
+    encryption_context: Option<BTreeMap<String, String>>,
+    grant_tokens: Option<Vec<String>>,
+    key_id: Option<String>,
+    encryption_algorithm: Option<String>,
+    recipient: Option<serde_json::Value>,
+    dry_run: Option<bool>,
+}
+
+/// A decoded and validated Decrypt request.
+pub(crate) struct DecryptRequest {
+    blob: Blob,
+    context: EncryptionContext,
+    key: Option<KeyRef>,
+    dry_run: bool,
+}
+
+pub(crate) fn decode_decrypt_request(body: &[u8]) -> Result<DecryptRequest, ApiError> {
+    let req: DecryptIn = decode(body)?;
+    let blob = required(req.ciphertext_blob, "ciphertextBlob")?;
+    check_blob(&blob, "ciphertextBlob")?;
+    check_grant_tokens(req.grant_tokens.as_ref())?;
+    check_encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+    refuse_recipient(req.recipient.as_ref())?;
+    Ok(DecryptRequest {
+        key: req.key_id.as_deref().map(key_ref).transpose()?,
+        context: context(req.encryption_context)?,
+        blob,
+        dry_run: req.dry_run.unwrap_or(false),
+    })
+}
+
+/// AWS's `DecryptResponse`. Holds the plaintext, so no `Debug`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptOut<'a> {
+    encryption_algorithm: &'static str,
+    key_id: String,
+    plaintext: SecretField<'a>,
+}
+
+pub(crate) fn encode_decrypt_response(arn: String, plaintext: &Secret) -> Vec<u8> {
+    encode(&DecryptOut {
+        encryption_algorithm: SYMMETRIC_DEFAULT,
+        key_id: arn,
+        plaintext: SecretField(plaintext),
+    })
+}
+
+pub(super) async fn decrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req = decode_decrypt_request(body)?;
+    let (key, plaintext) = kms
+        .decrypt(
+            caller,
+            &req.blob.0,
+            &req.context,
+            req.key.as_ref(),
+            req.dry_run,
+        )
+        .await?;
+    Ok(encode_decrypt_response(
+        kms.key_arn(&key.account_id, &key.key_id),
+        &plaintext,
+    ))
+}
+
+/// AWS's `ReEncryptResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReEncryptOut {
+    ciphertext_blob: Blob,
+    destination_encryption_algorithm: &'static str,
+    key_id: String,
+    source_encryption_algorithm: &'static str,
+    source_key_id: String,
+}
+
+pub(super) async fn re_encrypt(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        ciphertext_blob: Option<Blob>,
+        source_encryption_context: Option<BTreeMap<String, String>>,
+        source_key_id: Option<String>,
+        destination_key_id: Option<String>,
+        destination_encryption_context: Option<BTreeMap<String, String>>,
+        source_encryption_algorithm: Option<String>,
+        destination_encryption_algorithm: Option<String>,
+        grant_tokens: Option<Vec<String>>,
+        dry_run: Option<bool>,
+    }
+    let req: In = decode(body)?;
+    let blob = required(req.ciphertext_blob, "ciphertextBlob")?;
+    check_blob(&blob, "ciphertextBlob")?;
+    let destination = key_ref(&required(req.destination_key_id, "destinationKeyId")?)?;
+    check_grant_tokens(req.grant_tokens.as_ref())?;
+    check_encryption_algorithm(
+        req.source_encryption_algorithm.as_deref(),
+        "sourceEncryptionAlgorithm",
+    )?;
+    check_encryption_algorithm(
+        req.destination_encryption_algorithm.as_deref(),
+        "destinationEncryptionAlgorithm",
+    )?;
+    let source = req.source_key_id.as_deref().map(key_ref).transpose()?;
+    let out = kms
+        .re_encrypt(
+            caller,
+            &blob.0,
+            &context(req.source_encryption_context)?,
+            source.as_ref(),
+            &destination,
+            &context(req.destination_encryption_context)?,
+            req.dry_run.unwrap_or(false),
+        )
+        .await?;
+    Ok(encode(&ReEncryptOut {
+        ciphertext_blob: Blob(out.blob),
+        destination_encryption_algorithm: SYMMETRIC_DEFAULT,
+        key_id: kms.key_arn(&out.destination.account_id, &out.destination.key_id),
+        source_encryption_algorithm: SYMMETRIC_DEFAULT,
+        source_key_id: kms.key_arn(&out.source.account_id, &out.source.key_id),
+    }))
+}
