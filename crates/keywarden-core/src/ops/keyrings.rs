@@ -194,7 +194,7 @@ impl Kms {
             &product,
             &self.product_principal_arn(&product.code),
             &caller.request_id,
-            "Decrypt",
+            Operation::Decrypt.wire_name(),
             &[&read_ref],
         )?;
         let first = &versions[0];
