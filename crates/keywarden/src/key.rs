@@ -215,6 +215,9 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
             protection,
             custom_key_store_id,
         } => {
+            if protection == "hsm" && custom_key_store_id.is_none() {
+                bail!("--protection hsm needs --custom-key-store-id");
+            }
             if protection == "hsm" && tenant.data.config.is_none() {
                 bail!(
                     "--protection hsm: custom key stores are configured in the configuration \
@@ -230,9 +233,6 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
                 ("EXTERNAL", _) => Origin::External,
                 _ => Origin::AwsKms,
             };
-            if origin == Origin::AwsCloudHsm && custom_key_store_id.is_none() {
-                bail!("--protection hsm needs --custom-key-store-id");
-            }
             let key = kms
                 .create_key(
                     &caller,

@@ -343,14 +343,9 @@ fn check_deployment(
             db_path.display()
         );
     }
-    if !root_key_path.exists() {
-        anyhow::bail!(
-            "no root key at {}: `keywarden serve` or `keywarden admin account create` creates \
-             it on first start; on a node of a shared database, copy it from the node that \
-             created the database",
-            root_key_path.display()
-        );
-    }
+    // On PostgreSQL the database decides, after connecting: a node of an
+    // empty database may make its root key; one of a database that holds
+    // accounts is refused with advice to copy the key ([`open_with`]).
     Ok(())
 }
 

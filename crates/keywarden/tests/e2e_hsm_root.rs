@@ -111,7 +111,14 @@ pin_file = "{}"
 
     // A plain root key is not sealed after the fact: refused, unchanged.
     let plain = tmp.path().join("plain");
-    let out = admin(&plain, &[], &["KEYWARDEN_CONFIG"]);
+    // `admin account create` starts a deployment (`account list` no
+    // longer creates one).
+    let out = Command::new(BIN)
+        .args(["admin", "account", "create", "--name", "plain", "--data-dir"])
+        .arg(&plain)
+        .env_remove("KEYWARDEN_CONFIG")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
