@@ -5,8 +5,6 @@
 //!
 //! One test in this file: SoftHSM2 reads `SOFTHSM2_CONF` once per process.
 
-use keywarden_testkit::softhsm;
-
 use std::sync::Arc;
 
 use keywarden_core::clock::{Clock, ManualClock, UnixMillis};
@@ -21,6 +19,7 @@ use keywarden_core::KmsError;
 use keywarden_protector_pkcs11::{Pkcs11Config, Pkcs11Protector};
 use keywarden_store_sqlite::SqliteStore;
 use keywarden_testkit::clock::{account, node, START};
+use keywarden_testkit::softhsm;
 use zeroize::Zeroizing;
 
 const DAY: i64 = UnixMillis::DAY;

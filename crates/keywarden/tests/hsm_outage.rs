@@ -9,8 +9,6 @@
 //! (`CustomKeyStoreInvalidStateException`), every other key keeps working,
 //! and service resumes without a restart, cached key handles included.
 
-use keywarden_testkit::softhsm;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -26,6 +24,7 @@ use keywarden_core::KmsError;
 use keywarden_protector_pkcs11::{Pkcs11Config, Pkcs11Protector};
 use keywarden_store_sqlite::SqliteStore;
 use keywarden_testkit::clock::{account, node, START};
+use keywarden_testkit::softhsm;
 use zeroize::Zeroizing;
 
 use softhsm::MODULE;

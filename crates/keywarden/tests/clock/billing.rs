@@ -4,8 +4,6 @@
 //! freezing a CMK account (default keys keep working) and unfreezing it by
 //! a top-up, and a metering flush whose answer was lost counted once.
 
-use keywarden_testkit::wrapped_store;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -17,11 +15,10 @@ use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::{AliasName, KeyRef, ProductCode};
 use keywarden_core::model::Origin;
 use keywarden_core::ops::billing::BillingConfig;
-use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::store::StoreError;
 use keywarden_core::{Caller, KmsConfig, KmsError};
-use keywarden_testkit::clock;
-use wrapped_store::{Hooks, Wrapped};
+use keywarden_testkit::clock::{self, key_request};
+use keywarden_testkit::wrapped_store::{Hooks, Wrapped};
 
 const DAY: i64 = UnixMillis::DAY;
 const MINUTE: i64 = 60_000;
@@ -87,16 +84,7 @@ async fn fixture(start: UnixMillis) -> Fixture {
 async fn new_key(f: &Fixture) -> KeyRef {
     let key = f
         .kms
-        .create_key(
-            &f.caller,
-            CreateKeyRequest {
-                description: String::new(),
-                origin: Origin::AwsKms,
-                tags: vec![],
-                policy: None,
-                custom_key_store_id: None,
-            },
-        )
+        .create_key(&f.caller, key_request(Origin::AwsKms))
         .await
         .unwrap();
     KeyRef::Id(key.key_id)

@@ -12,12 +12,11 @@ use keywarden_core::clock::{Clock, ManualClock, UnixMillis};
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
 use keywarden_core::model::{KeyState, MaterialExpiration, Origin};
-use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::store::{KeyStore, Store};
 use keywarden_core::{Kms, KmsError};
 use keywarden_protector_soft::{Importer, SoftKeyImporter, SoftwareProtector};
 use keywarden_store_sqlite::SqliteStore;
-use keywarden_testkit::clock::{self, START};
+use keywarden_testkit::clock::{self, key_request, START};
 
 const DAY: i64 = UnixMillis::DAY;
 /// The software importer (BYOK) under the fixture's root key.
@@ -45,16 +44,7 @@ async fn fixture() -> Fixture {
 async fn create(f: &Fixture, origin: Origin) -> KeyRef {
     let key = f
         .kms
-        .create_key(
-            &f.caller,
-            CreateKeyRequest {
-                description: String::new(),
-                origin,
-                tags: vec![],
-                policy: None,
-                custom_key_store_id: None,
-            },
-        )
+        .create_key(&f.caller, key_request(origin))
         .await
         .unwrap();
     KeyRef::Id(key.key_id)

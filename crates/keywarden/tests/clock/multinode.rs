@@ -15,7 +15,7 @@ use keywarden_core::ops::rotate_key_on_demand::MAX_ON_DEMAND_ROTATIONS;
 use keywarden_core::store::KeyStore;
 use keywarden_core::{Caller, Kms, KmsError};
 use keywarden_store_postgres::{PgOptions, PgStore};
-use keywarden_testkit::clock::{account, node};
+use keywarden_testkit::clock::{account, key_request, node};
 use keywarden_testpg::TestCluster;
 
 const DAY: i64 = UnixMillis::DAY;
@@ -50,13 +50,7 @@ async fn nodes(n: usize) -> Nodes {
 }
 
 fn request() -> CreateKeyRequest {
-    CreateKeyRequest {
-        description: String::new(),
-        origin: keywarden_core::model::Origin::AwsKms,
-        tags: vec![],
-        policy: None,
-        custom_key_store_id: None,
-    }
+    key_request(keywarden_core::model::Origin::AwsKms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,10 @@ use keywarden_core::clock::{Clock, UnixMillis};
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
 use keywarden_core::model::{KeyRecord, Origin, RotationType};
-use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::store::{KeyStore, Store};
 use keywarden_core::KmsError;
 use keywarden_store_sqlite::SqliteStore;
-use keywarden_testkit::clock::{self, fixture, node, START};
+use keywarden_testkit::clock::{self, fixture, key_request, node, START};
 
 const DAY: i64 = UnixMillis::DAY;
 /// The fixture of these tests: a node on the plain SQLite store.
@@ -23,16 +22,7 @@ type Fixture = clock::Fixture<SqliteStore>;
 async fn new_key(f: &Fixture) -> KeyRef {
     let key = f
         .kms
-        .create_key(
-            &f.caller,
-            CreateKeyRequest {
-                description: String::new(),
-                origin: Origin::AwsKms,
-                tags: vec![],
-                policy: None,
-                custom_key_store_id: None,
-            },
-        )
+        .create_key(&f.caller, key_request(Origin::AwsKms))
         .await
         .unwrap();
     KeyRef::Id(key.key_id)

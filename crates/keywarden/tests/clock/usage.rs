@@ -5,8 +5,6 @@
 //! of order never move a key's last use back, and flushing does not empty
 //! the caches.
 
-use keywarden_testkit::wrapped_store;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,11 +12,10 @@ use keywarden_core::clock::{ManualClock, UnixMillis};
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
 use keywarden_core::model::{CryptoOperation, KeyUsage, Origin};
-use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::{Caller, KmsError};
 use keywarden_store_sqlite::SqliteStore;
-use keywarden_testkit::clock::{self, node, START};
-use wrapped_store::{Hooks, Wrapped};
+use keywarden_testkit::clock::{self, key_request, node, START};
+use keywarden_testkit::wrapped_store::{Hooks, Wrapped};
 
 /// Counts `record_key_usage` calls and their batches.
 struct Counting {
@@ -51,16 +48,7 @@ async fn fixture() -> Fixture {
 async fn new_key(f: &Fixture) -> KeyRef {
     let key = f
         .kms
-        .create_key(
-            &f.caller,
-            CreateKeyRequest {
-                description: String::new(),
-                origin: Origin::AwsKms,
-                tags: vec![],
-                policy: None,
-                custom_key_store_id: None,
-            },
-        )
+        .create_key(&f.caller, key_request(Origin::AwsKms))
         .await
         .unwrap();
     KeyRef::Id(key.key_id)
