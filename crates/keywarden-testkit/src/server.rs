@@ -45,7 +45,8 @@ pub struct Account {
     pub secret_access_key: String,
 }
 
-// By hand: the secret access key stays out of test output (STYLE.md "Secrets").
+// By hand: the secret access key stays out of test output, as secrets stay
+// out of every `Debug` in the project.
 impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Account")
