@@ -1,11 +1,12 @@
 //! The end-to-end tests: the real `keywarden` binary started on port 0
 //! with a fresh data dir (`keywarden_testkit::server`) and driven with
 //! `aws-sdk-kms`, raw SigV4 requests and the admin CLI, one module per
-//! area. One test binary rather than one per file: one link of the test
-//! dependencies instead of one per file. Nothing here sets process-wide state (environment, current
-//! directory): what a server needs (`SOFTHSM2_CONF`, `KEYWARDEN_CONFIG`, a
-//! log filter) is handed to its process (`keywarden_testkit::server::Options`),
-//! so the tests run in parallel threads of one process.
+//! area. One test binary rather than one per file, so the test
+//! dependencies are linked once. Nothing here sets process-wide state
+//! (environment, current directory): what a server needs (`SOFTHSM2_CONF`,
+//! `KEYWARDEN_CONFIG`, a log filter) is handed to its process
+//! (`keywarden_testkit::server::Options`), so the tests run in parallel
+//! threads of one process.
 //!
 //! `cargo test -p keywarden --test e2e <module>::` runs one area.
 
