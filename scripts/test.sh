@@ -20,7 +20,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # user: the PostgreSQL store tests start throwaway clusters of their own.
 { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && id postgres >/dev/null 2>&1; } || missing+=(postgresql)
 # MariaDB and its stock HashiCorp Vault key management plugin: the MariaDB
-# integration test (e2e_mariadb) starts a throwaway mariadbd of its own.
+# integration test (tests/e2e/mariadb.rs) starts a throwaway mariadbd of its own.
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
 [ -e /usr/lib/mysql/plugin/hashicorp_key_management.so ] || missing+=(mariadb-plugin-hashicorp-key-management)
 # qemu-img, qemu-io, qemu-nbd: the block-volume example (examples/block-volume).

@@ -3,7 +3,7 @@
 EXTERNAL key, GetParametersForImport, ImportKeyMaterial with both
 expiration models, DeleteImportedKeyMaterial and re-import, and the error
 cases. Expiry itself needs time to pass; it is tested with an injected clock
-in crates/keywarden/tests/import_clock.rs.
+in crates/keywarden/tests/clock/import.rs.
 """
 
 from __future__ import annotations

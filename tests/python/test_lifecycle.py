@@ -3,7 +3,7 @@ deletion protection, a Keywarden extension that boto3 does not know, through
 raw SigV4-signed requests (`KeywardenService.<Operation>`).
 
 Automatic rotation needs at least 90 days to pass; it is tested with an
-injected clock in crates/keywarden/tests/rotation_clock.rs. Here: the API.
+injected clock in crates/keywarden/tests/clock/rotation.rs. Here: the API.
 """
 
 from __future__ import annotations

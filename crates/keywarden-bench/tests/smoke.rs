@@ -1,24 +1,9 @@
 //! Runs the real bench binary against a real keywarden server (spawned by the
 //! bench itself) and checks the JSON report.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// `target/debug/keywarden`: next to the bench binary, built by
-/// `cargo build --bin keywarden` (or any `cargo test --workspace`).
-fn keywarden_binary() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_keywarden-bench"));
-    let dir = bench
-        .parent()
-        .expect("the bench binary has a parent directory");
-    let keywarden = dir.join(format!("keywarden{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        keywarden.exists(),
-        "{} does not exist: run `cargo build --bin keywarden` first",
-        keywarden.display()
-    );
-    keywarden
-}
+use keywarden_testkit::server::keywarden_binary;
 
 #[test]
 fn spawned_keywarden_serves_2000_requests_without_errors() {

@@ -5,23 +5,21 @@
 //!
 //! One test in this file: SoftHSM2 reads `SOFTHSM2_CONF` once per process.
 
-mod softhsm;
-
 use std::sync::Arc;
 
 use keywarden_core::clock::{Clock, ManualClock, UnixMillis};
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
-use keywarden_core::kms::KmsParts;
 use keywarden_core::model::{KeyRecord, KeyState, Origin};
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::ops::custom_key_stores::CustomKeyStore;
 use keywarden_core::protector::{KeyBinding, KeyProtector, ProtectorError};
 use keywarden_core::store::KeyStore;
-use keywarden_core::{Caller, Kms, KmsConfig, KmsError};
+use keywarden_core::KmsError;
 use keywarden_protector_pkcs11::{Pkcs11Config, Pkcs11Protector};
-use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
 use keywarden_store_sqlite::SqliteStore;
+use keywarden_testkit::clock::{account, node, START};
+use keywarden_testkit::softhsm;
 use zeroize::Zeroizing;
 
 const DAY: i64 = UnixMillis::DAY;
@@ -71,32 +69,18 @@ async fn hsm_objects_are_destroyed_with_their_key_and_not_before() {
     assert!(hsm.available());
 
     let store = Arc::new(SqliteStore::open(&tmp.path().join("k.db")).unwrap());
-    let root = Arc::new(RootKey::from_bytes(&[9u8; 32]));
-    let t0 = UnixMillis(1_700_000_000_000);
+    let t0 = START;
     let clock = Arc::new(ManualClock::new(t0));
-    let kms = Kms::new(KmsParts {
-        store: store.clone(),
-        software_protector: Arc::new(SoftwareProtector::new(root.clone())),
-        sealer: root,
-        random: Arc::new(SystemRandom::new()),
-        clock: clock.clone(),
-        config: KmsConfig::default(),
-    })
-    .with_custom_key_store(CustomKeyStore {
-        id: "cks-clock".into(),
-        name: "clock".into(),
-        created_at: t0,
-        protector: hsm.clone(),
-    })
-    .unwrap();
+    let kms = node(store.clone(), clock.clone())
+        .with_custom_key_store(CustomKeyStore {
+            id: "cks-clock".into(),
+            name: "clock".into(),
+            created_at: t0,
+            protector: hsm.clone(),
+        })
+        .unwrap();
 
-    let issued = kms.create_account("t").await.unwrap();
-    let caller = Caller {
-        product: None,
-        account_id: issued.account_id.clone(),
-        principal: issued.access_key_id.clone(),
-        request_id: String::new(),
-    };
+    let caller = account(&kms, "t").await;
     let req = || CreateKeyRequest {
         description: String::new(),
         origin: Origin::AwsCloudHsm,
@@ -136,12 +120,12 @@ async fn hsm_objects_are_destroyed_with_their_key_and_not_before() {
     // The stored forms, read before the rows go: the only way to name the
     // HSM objects afterwards.
     let doomed_record = store
-        .get_key(&issued.account_id, &doomed.key_id)
+        .get_key(&caller.account_id, &doomed.key_id)
         .await
         .unwrap()
         .unwrap();
     let kept_record = store
-        .get_key(&issued.account_id, &kept.key_id)
+        .get_key(&caller.account_id, &kept.key_id)
         .await
         .unwrap()
         .unwrap();

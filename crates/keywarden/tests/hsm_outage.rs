@@ -9,24 +9,22 @@
 //! (`CustomKeyStoreInvalidStateException`), every other key keeps working,
 //! and service resumes without a restart, cached key handles included.
 
-mod softhsm;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use keywarden_core::clock::{ManualClock, UnixMillis};
+use keywarden_core::clock::ManualClock;
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
-use keywarden_core::kms::KmsParts;
 use keywarden_core::model::Origin;
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::ops::custom_key_stores::CustomKeyStore;
 use keywarden_core::protector::{KeyBinding, KeyHandle, KeyProtector, ProtectorError, Sealed};
 use keywarden_core::secret::Secret;
-use keywarden_core::{Caller, Kms, KmsConfig, KmsError};
+use keywarden_core::KmsError;
 use keywarden_protector_pkcs11::{Pkcs11Config, Pkcs11Protector};
-use keywarden_protector_soft::{RootKey, SoftwareProtector, SystemRandom};
 use keywarden_store_sqlite::SqliteStore;
+use keywarden_testkit::clock::{account, node, START};
+use keywarden_testkit::softhsm;
 use zeroize::Zeroizing;
 
 use softhsm::MODULE;
@@ -109,16 +107,11 @@ async fn an_unreachable_hsm_stops_only_its_keys_and_service_resumes() {
         ),
         up: up.clone(),
     });
-    let root = Arc::new(RootKey::from_bytes(&[3u8; 32]));
-    let t0 = UnixMillis(1_700_000_000_000);
-    let kms = Kms::new(KmsParts {
-        store: Arc::new(SqliteStore::open(&tmp.path().join("k.db")).unwrap()),
-        software_protector: Arc::new(SoftwareProtector::new(root.clone())),
-        sealer: root,
-        random: Arc::new(SystemRandom::new()),
-        clock: Arc::new(ManualClock::new(t0)),
-        config: KmsConfig::default(),
-    })
+    let t0 = START;
+    let kms = node(
+        Arc::new(SqliteStore::open(&tmp.path().join("k.db")).unwrap()),
+        Arc::new(ManualClock::new(t0)),
+    )
     .with_custom_key_store(CustomKeyStore {
         id: "cks-outage".into(),
         name: "outage".into(),
@@ -126,13 +119,7 @@ async fn an_unreachable_hsm_stops_only_its_keys_and_service_resumes() {
         protector: hsm.clone(),
     })
     .unwrap();
-    let issued = kms.create_account("t").await.unwrap();
-    let caller = Caller {
-        product: None,
-        account_id: issued.account_id.clone(),
-        principal: issued.access_key_id.clone(),
-        request_id: String::new(),
-    };
+    let caller = account(&kms, "t").await;
     let request = |origin, store: Option<&str>| CreateKeyRequest {
         description: String::new(),
         origin,

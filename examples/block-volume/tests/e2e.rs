@@ -6,10 +6,12 @@
 //! rotation replaces the passphrase without re-encrypting the data, that
 //! the passphrase is nowhere on disk, and that refusals are clean.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+
+use keywarden_testkit::server::{admin_json, keywarden_binary, Server};
 
 use base64::Engine as _;
 
@@ -18,21 +20,6 @@ const VOLUME: &str = env!("CARGO_BIN_EXE_keywarden-volume");
 /// 16 ASCII letters and digits: distinctive, and shown whole in one row of
 /// qemu-io's `read -v` dump.
 const MARKER: &[u8; 16] = b"KWVOLmarker7f3a9";
-
-/// `target/debug/keywarden`, beside the keywarden-volume binary; built by
-/// `cargo build --bin keywarden` (or any `cargo test --workspace`).
-fn keywarden_binary() -> PathBuf {
-    let dir = Path::new(VOLUME)
-        .parent()
-        .expect("the keywarden-volume binary has a parent directory");
-    let keywarden = dir.join(format!("keywarden{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        keywarden.exists(),
-        "{} does not exist: run `cargo build --bin keywarden` first",
-        keywarden.display()
-    );
-    keywarden
-}
 
 /// Fails with what to install when the QEMU tools are missing.
 fn require_qemu() {
@@ -45,72 +32,6 @@ fn require_qemu() {
             found,
             "{tool} not found: install the system package qemu-utils (scripts/test.sh does)"
         );
-    }
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    data_dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(tmp: &Path) -> Server {
-        let data_dir = tmp.join("data");
-        let log = tmp.join("server.log");
-        let mut child = Command::new(keywarden_binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .env("KEYWARDEN_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start keywarden");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some((_, rest)) = line.split_once("listening on ") {
-                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(url);
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("keywarden did not print its address within 30 s");
-        Server {
-            child,
-            url,
-            data_dir,
-            log,
-        }
-    }
-
-    /// `keywarden admin ARGS --data-dir D`, which prints JSON.
-    fn admin(&self, args: &[&str]) -> serde_json::Value {
-        let out = Command::new(keywarden_binary())
-            .arg("admin")
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .output()
-            .expect("run keywarden admin");
-        assert!(
-            out.status.success(),
-            "keywarden admin {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("admin prints JSON")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -303,16 +224,20 @@ fn luks_header_range(image: &[u8]) -> std::ops::Range<usize> {
 fn volumes_round_trip_encrypted_rotate_and_refuse_cleanly() {
     require_qemu();
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
-    let alice = server.admin(&["account", "create", "--name", "alice"])["AccountId"]
+    let server = Server::start_in(
+        keywarden_binary(),
+        &tmp.path().join("data"),
+        tmp.path().join("server.log"),
+    );
+    let alice = admin_json(&server.admin(&["account", "create", "--name", "alice"]))["AccountId"]
         .as_str()
         .unwrap()
         .to_owned();
-    let bob = server.admin(&["account", "create", "--name", "bob"])["AccountId"]
+    let bob = admin_json(&server.admin(&["account", "create", "--name", "bob"]))["AccountId"]
         .as_str()
         .unwrap()
         .to_owned();
-    let creds = server.admin(&["product", "credentials", "create", "--code", "evs"]);
+    let creds = admin_json(&server.admin(&["product", "credentials", "create", "--code", "evs"]));
     let evs = Evs {
         endpoint: server.url.clone(),
         access_key_id: creds["AccessKeyId"].as_str().unwrap().to_owned(),
@@ -605,7 +530,7 @@ fn volumes_round_trip_encrypted_rotate_and_refuse_cleanly() {
 
     // The operator disables the evs product: `open` fails with the AWS
     // error, within the server's refresh interval.
-    server.admin(&["product", "disable", "--code", "evs"]);
+    admin_json(&server.admin(&["product", "disable", "--code", "evs"]));
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     loop {
         let (out, text) = evs.qemu_io(&alice, &image, &["read 0 4k"]);
@@ -626,7 +551,7 @@ fn volumes_round_trip_encrypted_rotate_and_refuse_cleanly() {
     let err = evs.fails(&["rotate", "--account", &alice, "--image", image_s]);
     assert!(err.contains("AccessDeniedException"), "{err}");
     assert_eq!(std::fs::read(&kwdek).unwrap(), new_kwdek);
-    server.admin(&["product", "enable", "--code", "evs"]);
+    admin_json(&server.admin(&["product", "enable", "--code", "evs"]));
 
     // No passphrase and no data key anywhere on disk: not in the volumes,
     // the .kwdek, Keywarden's data dir or its log.

@@ -4,96 +4,16 @@
 //! objects. Checks that objects round-trip, that stored files hold no
 //! plaintext, and that tampered or misplaced files fail cleanly.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
+
+use keywarden_testkit::server::{admin_json, keywarden_binary, Server};
 
 const OBJECT_STORE: &str = env!("CARGO_BIN_EXE_object-store");
 
 /// A distinctive plaintext no ciphertext will contain by chance.
 const MARKER: &[u8] = b"OBJECT-STORE-PLAINTEXT-MARKER-5f1c9e0a7b3d42e8a6c1";
-
-/// `target/debug/keywarden`, beside the object-store binary; built by
-/// `cargo build --bin keywarden` (or any `cargo test --workspace`).
-fn keywarden_binary() -> PathBuf {
-    let dir = Path::new(OBJECT_STORE)
-        .parent()
-        .expect("the object-store binary has a parent directory");
-    let keywarden = dir.join(format!("keywarden{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        keywarden.exists(),
-        "{} does not exist: run `cargo build --bin keywarden` first",
-        keywarden.display()
-    );
-    keywarden
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    data_dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(tmp: &Path) -> Server {
-        let data_dir = tmp.join("data");
-        let log = tmp.join("server.log");
-        let mut child = Command::new(keywarden_binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .env("KEYWARDEN_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start keywarden");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some((_, rest)) = line.split_once("listening on ") {
-                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(url);
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("keywarden did not print its address within 30 s");
-        Server {
-            child,
-            url,
-            data_dir,
-            log,
-        }
-    }
-
-    /// `keywarden admin ARGS --data-dir D`, which prints JSON.
-    fn admin(&self, args: &[&str]) -> serde_json::Value {
-        let out = Command::new(keywarden_binary())
-            .arg("admin")
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .output()
-            .expect("run keywarden admin");
-        assert!(
-            out.status.success(),
-            "keywarden admin {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("admin prints JSON")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The product's view: where the store is and how it reaches Keywarden.
 struct Store {
@@ -172,14 +92,18 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn objects_round_trip_encrypted_and_tampering_fails_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path());
-    let alice = server.admin(&["account", "create", "--name", "alice"]);
-    let bob = server.admin(&["account", "create", "--name", "bob"]);
+    let server = Server::start_in(
+        keywarden_binary(),
+        &tmp.path().join("data"),
+        tmp.path().join("server.log"),
+    );
+    let alice = admin_json(&server.admin(&["account", "create", "--name", "alice"]));
+    let bob = admin_json(&server.admin(&["account", "create", "--name", "bob"]));
     let (alice, bob) = (
         alice["AccountId"].as_str().unwrap().to_owned(),
         bob["AccountId"].as_str().unwrap().to_owned(),
     );
-    let zos = server.admin(&["product", "credentials", "create", "--code", "zos"]);
+    let zos = admin_json(&server.admin(&["product", "credentials", "create", "--code", "zos"]));
     let store = Store {
         root: tmp.path().join("objects"),
         endpoint: server.url.clone(),
@@ -378,7 +302,7 @@ fn objects_round_trip_encrypted_and_tampering_fails_cleanly() {
     assert_eq!(bob_out.stdout, b"bob's own object");
 
     // A disabled product is refused by the running server (within 100 ms).
-    server.admin(&["product", "disable", "--code", "zos"]);
+    admin_json(&server.admin(&["product", "disable", "--code", "zos"]));
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     loop {
         let out = store.run(&["get", "--account", &bob, "bob.txt", "-"]);
@@ -397,7 +321,7 @@ fn objects_round_trip_encrypted_and_tampering_fails_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    server.admin(&["product", "enable", "--code", "zos"]);
+    admin_json(&server.admin(&["product", "enable", "--code", "zos"]));
 
     // Server errors reach the user with their AWS code.
     let wrong = Store {

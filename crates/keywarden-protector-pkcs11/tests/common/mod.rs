@@ -6,17 +6,17 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use keywarden_protector_pkcs11::Pkcs11Config;
+use keywarden_testkit::softhsm;
 use zeroize::Zeroizing;
 
-pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const MODULE: &str = softhsm::MODULE;
 pub const LABEL: &str = "kw-test";
 pub const PIN: &str = "1234";
 
@@ -29,38 +29,15 @@ pub struct Token {
 /// Points SoftHSM2 at a fresh directory; with `init`, creates the token
 /// `kw-test` there. Call before anything loads the module.
 pub fn token(init: bool) -> Token {
-    assert!(
-        Path::new(MODULE).exists(),
-        "SoftHSM2 is missing ({MODULE}): apt-get install -y softhsm2 (scripts/test.sh does)"
-    );
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    let conf = softhsm::config(dir.path());
     // Set before the first C_Initialize in this process, which is when
     // SoftHSM2 reads it; the test is still single-threaded here.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     if init {
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", LABEL])
-            .args(["--pin", PIN, "--so-pin", "5678"])
-            .output()
-            .expect("softhsm2-util (apt-get install -y softhsm2)");
-        assert!(
-            out.status.success(),
-            "softhsm2-util: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        softhsm::init_token(&conf, LABEL, PIN);
     }
+    let tokens = dir.path().join("tokens");
     Token { _dir: dir, tokens }
 }
 
