@@ -131,7 +131,14 @@ pin_file = "{}"
     // longer creates one).
     let mut create = Command::new(common::BIN);
     create
-        .args(["admin", "account", "create", "--name", "plain", "--data-dir"])
+        .args([
+            "admin",
+            "account",
+            "create",
+            "--name",
+            "plain",
+            "--data-dir",
+        ])
         .arg(&plain)
         .env_remove("KEYWARDEN_CONFIG");
     for (k, v) in &hsm_env[..1] {

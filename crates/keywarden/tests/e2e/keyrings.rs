@@ -709,7 +709,7 @@ async fn keyring_reads_are_charged_to_the_accounts_quota() {
 /// none answers a 5xx (issue 17: 1-2 of 8 answered `KMSInternalException`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simultaneous_rotations_of_one_key_each_get_a_version() {
-    let server = Server::start();
+    let server = Server::start(common::BIN);
     let tenant = server.account("racers");
     let r = op(
         &server,
@@ -747,7 +747,7 @@ async fn simultaneous_rotations_of_one_key_each_get_a_version() {
 /// keyring: every read would be refused. Nothing is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyring_needs_a_grant_that_also_decrypts() {
-    let server = Server::start();
+    let server = Server::start(common::BIN);
     let tenant = server.account("half-granted");
     let client = server.client(&tenant);
     let cmk = client

@@ -23,6 +23,7 @@ mod keyrings;
 mod lifecycle;
 mod mariadb;
 mod multinode;
+mod new_user;
 mod products;
 mod quotas;
 mod sdk;

@@ -3,7 +3,7 @@
 //! real binary, each answer a clear message, and nothing written where
 //! nothing should be.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -38,7 +38,7 @@ fn listing(dir: &Path) -> Vec<String> {
 /// expected, and writes nothing (no fresh key beside the old database).
 #[test]
 fn a_missing_root_key_is_refused_and_never_replaced() {
-    let mut server = Server::start();
+    let mut server = Server::start(common::BIN);
     server.account("before");
     server.stop();
     let dir = server.data_dir.clone();
@@ -172,7 +172,7 @@ fn a_port_in_use_is_named() {
 /// the setting; an unknown access key hears that it may belong elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_region_and_unknown_keys_say_what_to_check() {
-    let server = Server::start();
+    let server = Server::start(common::BIN);
     let tenant = server.account("regions");
     let client = |region: &str, key: &str, secret: &str| {
         aws_sdk_kms::Client::from_conf(
@@ -221,7 +221,7 @@ async fn wrong_region_and_unknown_keys_say_what_to_check() {
 /// A bare alias name (without `alias/`) hints at the prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_alias_name_hints_at_the_prefix() {
-    let server = Server::start();
+    let server = Server::start(common::BIN);
     let tenant = server.account("aliases");
     let err = server
         .client(&tenant)
@@ -247,7 +247,7 @@ async fn a_bare_alias_name_hints_at_the_prefix() {
 /// account uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_products_default_key_answers_the_same_whether_or_not_it_exists() {
-    let server = Server::start();
+    let server = Server::start(common::BIN);
     let tenant = server.account("products");
     let zos = product_credential(&server, "zos");
     let evs = product_credential(&server, "evs");
@@ -266,7 +266,7 @@ async fn another_products_default_key_answers_the_same_whether_or_not_it_exists(
 /// `admin account balance` shows the same fields as GetAccountBalance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_balance_and_get_account_balance_show_the_same_fields() {
-    let server = Server::start();
+    let server = Server::start(common::BIN);
     let tenant = server.account("balance");
     let api = raw_post(
         &server.url,
@@ -349,7 +349,7 @@ fn an_unreachable_endpoint_is_one_line() {
 /// `admin audit query | head -1` ends quietly: no broken-pipe panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_query_into_head_ends_quietly() {
-    let server = Server::start();
+    let server = Server::start(common::BIN);
     let tenant = server.account("reader");
     let client = server.client(&tenant);
     // Well beyond a pipe's buffer (64 KiB) of records.
@@ -386,7 +386,7 @@ async fn audit_query_into_head_ends_quietly() {
 /// stores come from.
 #[test]
 fn hsm_keys_without_a_configuration_file_say_so() {
-    let server = Server::start();
+    let server = Server::start(common::BIN);
     let tenant = server.account("hsm-less");
     let out = run(&[
         "key",
