@@ -94,6 +94,10 @@ pub enum KmsError {
     /// balance (billing).
     #[error("{0}")]
     AccountFrozen(String),
+    /// A key policy document that is not well formed or not valid
+    /// (`MalformedPolicyDocumentException`).
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
     /// `DryRun` was set and the request would have succeeded.
     #[error("The request would have succeeded, but the DryRun option is set.")]
     DryRun,

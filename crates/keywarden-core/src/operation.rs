@@ -130,6 +130,12 @@ operations! {
     ScheduleKeyDeletion = Trent "ScheduleKeyDeletion", Manage, products: false;
     /// `CancelKeyDeletion`.
     CancelKeyDeletion = Trent "CancelKeyDeletion", Manage, products: false;
+    /// `GetKeyPolicy`.
+    GetKeyPolicy = Trent "GetKeyPolicy", Manage, products: false;
+    /// `PutKeyPolicy`.
+    PutKeyPolicy = Trent "PutKeyPolicy", Manage, products: false;
+    /// `ListKeyPolicies`.
+    ListKeyPolicies = Trent "ListKeyPolicies", Manage, products: false;
     /// `GetKeyLastUsage`.
     GetKeyLastUsage = Trent "GetKeyLastUsage", Manage, products: false;
     /// `KeywardenService.EnableKeyDeletionProtection`.
@@ -289,7 +295,7 @@ mod tests {
             // The wire name is the variant's name (AWS's spelling).
             assert_eq!(format!("{op:?}"), op.wire_name());
         }
-        assert_eq!(Operation::ALL.len(), 46);
+        assert_eq!(Operation::ALL.len(), 49);
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl ApiError {
                 KmsError::KeyUnavailable(_) => "KeyUnavailableException",
                 KmsError::CustomKeyStoreInvalidState(_) => "CustomKeyStoreInvalidStateException",
                 KmsError::Protector(ProtectorError::Unavailable(_)) => "KeyUnavailableException",
+                KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
                 KmsError::DryRun => "DryRunOperationException",
                 KmsError::Store(StoreError::Unavailable(_)) => "DependencyTimeoutException",
                 KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
@@ -289,6 +290,11 @@ mod tests {
                 KmsError::CustomKeyStoreInvalidState(s()).into(),
                 400,
                 "CustomKeyStoreInvalidStateException",
+            ),
+            (
+                KmsError::MalformedPolicyDocument("x".into()).into(),
+                400,
+                "MalformedPolicyDocumentException",
             ),
             (KmsError::DryRun.into(), 412, "DryRunOperationException"),
             (

@@ -195,6 +195,17 @@ fn workload(w: &mut World) {
     w.ok(Op::ListResourceTags, json!({"KeyId": key}));
     w.ok(Op::UntagResource, json!({"KeyId": key, "TagKeys": ["env"]}));
 
+    w.ok(Op::GetKeyPolicy, json!({"KeyId": key}));
+    w.ok(
+        Op::PutKeyPolicy,
+        json!({"KeyId": key, "PolicyName": "default", "Policy": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}"#}),
+    );
+    w.ok(
+        Op::GetKeyPolicy,
+        json!({"KeyId": key, "PolicyName": "default"}),
+    );
+    w.ok(Op::ListKeyPolicies, json!({"KeyId": key}));
+
     let context = json!({"purpose": "shapes"});
     let enc = w.ok(
         Op::Encrypt,

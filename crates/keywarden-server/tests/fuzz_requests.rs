@@ -255,6 +255,15 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
         ("ListKeys", json!({"Limit": 2, "Marker": "x"})),
         ("ListResourceTags", json!({"KeyId": crypto, "Limit": 10})),
         (
+            "GetKeyPolicy",
+            json!({"KeyId": crypto, "PolicyName": "default"}),
+        ),
+        (
+            "PutKeyPolicy",
+            json!({"KeyId": crypto, "PolicyName": "default", "Policy": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}"#, "BypassPolicyLockoutSafetyCheck": false}),
+        ),
+        ("ListKeyPolicies", json!({"KeyId": crypto, "Limit": 10})),
+        (
             "ListRetirableGrants",
             json!({"RetiringPrincipal": grantee, "Limit": 10}),
         ),

@@ -20,7 +20,9 @@ pub struct CreateKeyRequest {
     pub origin: Origin,
     /// Initial tags.
     pub tags: Vec<Tag>,
-    /// Key policy document, kept as given.
+    /// Key policy document, kept as given after
+    /// [`check_key_policy`](crate::ops::put_key_policy::check_key_policy);
+    /// `None` for the default key policy.
     pub policy: Option<String>,
     /// The custom key store (with `Origin` `AWS_CLOUDHSM`).
     pub custom_key_store_id: Option<String>,
@@ -35,6 +37,9 @@ impl Kms {
         caller: &Caller,
         req: CreateKeyRequest,
     ) -> Result<KeyRecord, KmsError> {
+        if let Some(policy) = &req.policy {
+            crate::ops::put_key_policy::check_key_policy(policy)?;
+        }
         if req.description.chars().count() > MAX_DESCRIPTION {
             return Err(KmsError::Validation(format!(
                 "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to {MAX_DESCRIPTION}"

@@ -24,6 +24,7 @@ mod crypto;
 mod data_keys;
 mod grants;
 mod import;
+mod key_policies;
 mod keyrings;
 mod keys;
 mod rotation;
@@ -101,6 +102,9 @@ pub async fn run(
         Op::TagResource => tags::tag_resource(kms, caller, body).await,
         Op::UntagResource => tags::untag_resource(kms, caller, body).await,
         Op::ListResourceTags => tags::list_resource_tags(kms, caller, body).await,
+        Op::GetKeyPolicy => key_policies::get_key_policy(kms, caller, body).await,
+        Op::PutKeyPolicy => key_policies::put_key_policy(kms, caller, body).await,
+        Op::ListKeyPolicies => key_policies::list_key_policies(kms, caller, body).await,
         Op::EnableKeyRotation => rotation::enable_key_rotation(kms, caller, body).await,
         Op::DisableKeyRotation => rotation::disable_key_rotation(kms, caller, body).await,
         Op::GetKeyRotationStatus => rotation::get_key_rotation_status(kms, caller, body).await,

@@ -19,6 +19,7 @@ mod envelope;
 mod grants;
 mod hsm;
 mod hsm_root;
+mod key_policies;
 mod keyrings;
 mod lifecycle;
 mod mariadb;
@@ -28,6 +29,7 @@ mod products;
 mod quotas;
 mod sdk;
 mod secrets_scan;
+mod terraform;
 
 /// The testkit's server helpers, with this crate's binary.
 mod common {
