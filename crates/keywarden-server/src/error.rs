@@ -52,6 +52,15 @@ pub enum ApiError {
     /// docs/audit.md).
     #[error("the audit log cannot be written")]
     AuditUnavailable,
+    /// A client error of the Query protocol (STS), with AWS's error code
+    /// (`MissingAction`, `InvalidAction`, ...).
+    #[error("{message}")]
+    Query {
+        /// AWS's error code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -99,6 +108,7 @@ impl ApiError {
             ApiError::Throttled(_) => "ThrottlingException",
             ApiError::RequestTimeout(_) => "RequestTimeoutException",
             ApiError::AuditUnavailable => "KMSInternalException",
+            ApiError::Query { code, .. } => code,
         }
     }
 
@@ -118,6 +128,7 @@ impl ApiError {
             ApiError::Throttled(_) => StatusCode::BAD_REQUEST,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::AuditUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Query { .. } => StatusCode::BAD_REQUEST,
         }
     }
 

@@ -51,6 +51,8 @@ pub struct AppState {
     pub kms: Arc<Kms>,
     /// SigV4 verification for the configured region and service `kms`.
     pub verifier: Verifier,
+    /// SigV4 verification for service `sts` (the STS Query API, `sts.rs`).
+    pub sts_verifier: Verifier,
     /// Request limits and per-account quotas (docs/limits.md).
     pub limits: Limits,
     /// The per-account request-rate limiter enforcing `limits.quotas`.
@@ -71,7 +73,8 @@ impl AppState {
         let region = kms.config().region.clone();
         AppState {
             kms,
-            verifier: Verifier::new(region, "kms", Duration::from_secs(15 * 60)),
+            verifier: Verifier::new(region.clone(), "kms", Duration::from_secs(15 * 60)),
+            sts_verifier: Verifier::new(region, "sts", Duration::from_secs(15 * 60)),
             quotas: QuotaLimiter::new(&limits.quotas),
             limits,
             audit: None,
@@ -158,14 +161,29 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let op = parse_target(&target).map_or("", |(_, op)| op).to_owned();
+    // A credential scoped to `sts` is a request of the STS Query API on
+    // the same endpoint (sts.rs): XML answers and errors.
+    let protocol = if crate::sigv4::scope_service(req.headers()) == Some("sts") {
+        Protocol::StsQuery
+    } else {
+        Protocol::KmsJson
+    };
+    let mut op = parse_target(&target).map_or("", |(_, op)| op).to_owned();
     let mut facts = audit::Facts::default();
     // Fail closed: a request that cannot be recorded is not served.
     let result = if state.audit.as_ref().is_some_and(AuditLog::is_failing) {
         Err(ApiError::AuditUnavailable)
     } else {
-        handle(&state, req, &request_id, &mut facts).await
+        match protocol {
+            Protocol::KmsJson => handle(&state, req, &request_id, &mut facts).await,
+            Protocol::StsQuery => handle_sts(&state, req, &request_id, &mut facts).await,
+        }
     };
+    let sts_action = (protocol == Protocol::StsQuery)
+        .then(|| crate::sts::action_name(facts.body.as_deref().unwrap_or_default()));
+    if let Some(action) = &sts_action {
+        op.clone_from(action);
+    }
     if let Some(log) = &state.audit {
         let outcome = match &result {
             Ok(body) => audit::Outcome::Ok(body),
@@ -178,8 +196,12 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         // A served operation is recorded under its table name
         // (`Operation::audit_name`, the full target it was sent as);
         // anything else exactly as sent, so refusals stay traceable.
-        let operation =
-            Operation::parse_target(&target).map_or(target, |op| op.audit_name().to_owned());
+        let operation = match &sts_action {
+            Some(action) => action.clone(),
+            None => {
+                Operation::parse_target(&target).map_or(target, |op| op.audit_name().to_owned())
+            }
+        };
         log.record(audit::Entry::new(
             time_ms,
             &request_id,
@@ -196,7 +218,10 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
     match result {
         Ok(body) => {
             tracing::info!(target: "keywarden::access", %request_id, %peer, op = %op, %principal, status = 200, elapsed_us);
-            json_response(StatusCode::OK, body, &request_id)
+            match protocol {
+                Protocol::KmsJson => json_response(StatusCode::OK, body, &request_id),
+                Protocol::StsQuery => xml_response(StatusCode::OK, body, &request_id),
+            }
         }
         Err(err) => {
             if err.is_internal() {
@@ -204,9 +229,115 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
             } else {
                 tracing::info!(target: "keywarden::access", %request_id, %peer, op = %op, %principal, status = err.status().as_u16(), error_type = err.aws_type(), elapsed_us);
             }
-            error_response(&err, &request_id)
+            match protocol {
+                Protocol::KmsJson => error_response(&err, &request_id),
+                Protocol::StsQuery => xml_response(
+                    err.status(),
+                    crate::sts::error_body(&err, &request_id),
+                    &request_id,
+                ),
+            }
         }
     }
+}
+
+/// The two wire protocols on `POST /`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// The KMS API: AWS JSON 1.1 with `X-Amz-Target`.
+    KmsJson,
+    /// The STS API: AWS's Query protocol (form body, XML answers).
+    StsQuery,
+}
+
+/// Authenticates `parts`/`body` against `verifier`: the credential's owner
+/// and the parsed authorization. Shared by both protocols, so both refuse
+/// the same way before looking at anything else.
+async fn authenticate(
+    state: &AppState,
+    verifier: &Verifier,
+    parts: &http::request::Parts,
+    body: &[u8],
+    facts: &mut audit::Facts,
+) -> Result<(crate::sigv4::ParsedAuth, ActiveOwner), ApiError> {
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body,
+    };
+    let auth = verifier.parse(&signed)?;
+    facts.claimed_principal.clone_from(&auth.access_key_id);
+    if parts.headers.contains_key("x-amz-security-token") {
+        // Keywarden issues no session credentials.
+        return Err(ApiError::UnrecognizedClient);
+    }
+    let credential = state
+        .kms
+        .credential_secret(&auth.access_key_id)
+        .await?
+        .ok_or(ApiError::UnrecognizedClient)?;
+    let now = UNIX_EPOCH + Duration::from_millis(state.kms.clock().now().0.max(0) as u64);
+    verifier.verify(&signed, &auth, credential.secret().expose(), now)?;
+    facts.authenticated = true;
+    Ok((auth, credential.owner.clone()))
+}
+
+/// The STS Query API (sts.rs): authenticate with the `sts` scope, check
+/// the form content type, charge a management request, run the action.
+async fn handle_sts(
+    state: &AppState,
+    req: Request,
+    request_id: &str,
+    facts: &mut audit::Facts,
+) -> Result<Vec<u8>, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, value);
+        }
+    }
+    let body = crate::limits::read_body(&parts.headers, body, &state.limits).await?;
+    facts.body = Some(body.clone());
+    let (auth, owner) = authenticate(state, &state.sts_verifier, &parts, &body, facts).await?;
+    let mime = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    if !mime.eq_ignore_ascii_case(crate::sts::FORM_CONTENT_TYPE) {
+        return Err(ApiError::Query {
+            code: "InvalidParameterValue",
+            message: format!("Content-Type must be {}", crate::sts::FORM_CONTENT_TYPE),
+        });
+    }
+    let account = match &owner {
+        ActiveOwner::Account(account) => account.clone(),
+        ActiveOwner::Product(_) => {
+            keywarden_core::ids::AccountId::parse(keywarden_core::ids::PRODUCT_SERVICE_ACCOUNT)?
+        }
+    };
+    facts.account = Some(account.as_str().to_owned());
+    state
+        .quotas
+        .check(&account, Budget::UNKNOWN)
+        .map_err(ApiError::Throttled)?;
+    crate::sts::run(
+        &owner,
+        &auth.access_key_id,
+        &state.kms.config().partition,
+        &body,
+        request_id,
+    )
 }
 
 async fn handle(
@@ -232,29 +363,7 @@ async fn handle(
 
     // Authenticate before looking at anything else, so unauthenticated
     // callers learn nothing about operations or keys.
-    let signed = SignedRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        body: &body,
-    };
-    let auth = state.verifier.parse(&signed)?;
-    facts.claimed_principal.clone_from(&auth.access_key_id);
-    if parts.headers.contains_key("x-amz-security-token") {
-        // Keywarden issues no session credentials.
-        return Err(ApiError::UnrecognizedClient);
-    }
-    let credential = state
-        .kms
-        .credential_secret(&auth.access_key_id)
-        .await?
-        .ok_or(ApiError::UnrecognizedClient)?;
-    let now = UNIX_EPOCH + Duration::from_millis(state.kms.clock().now().0.max(0) as u64);
-    state
-        .verifier
-        .verify(&signed, &auth, credential.secret().expose(), now)?;
-    facts.authenticated = true;
+    let (auth, owner) = authenticate(state, &state.verifier, &parts, &body, facts).await?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -285,7 +394,7 @@ async fn handle(
     // `None` is answered `UnknownOperationException` after the quota, as
     // every request is charged once it is authenticated.
     let operation = Operation::from_target(namespace, op);
-    let caller = match &credential.owner {
+    let caller = match &owner {
         ActiveOwner::Account(account) => Caller {
             account_id: account.clone(),
             principal: auth.access_key_id,
@@ -334,6 +443,16 @@ fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Respons
         header::CONTENT_TYPE,
         HeaderValue::from_static(JSON_CONTENT_TYPE),
     );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn xml_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-amzn-requestid", v);
     }

@@ -13,6 +13,7 @@ mod http_server;
 mod keyring_endpoint;
 pub mod limits;
 pub mod sigv4;
+mod sts;
 mod wire;
 
 pub use error::{ApiError, INTERNAL_MESSAGE};

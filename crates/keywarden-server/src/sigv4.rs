@@ -160,6 +160,17 @@ impl AuthError {
     }
 }
 
+/// The service a request's SigV4 credential scope names (`kms`, `sts`,
+/// ...), read from its `Authorization` header without verifying anything:
+/// it only chooses which verifier and protocol handle the request. `None`
+/// when there is no well-formed header; the verifier then says what is
+/// wrong.
+pub fn scope_service(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let header = parse_authorization(value).ok()?;
+    header.credential.split('/').nth(3)
+}
+
 /// Verifies SigV4 signatures for one region and service.
 ///
 /// Holds a small cache of derived signing keys, so share one `Verifier`

@@ -4,8 +4,8 @@
 //! the key policy (GetKeyPolicy) after creating a key, which failed before
 //! key policies were served.
 //!
-//! Until IAM and STS are served (issue 18) the provider runs with
-//! `skip_credentials_validation` and `skip_requesting_account_id`.
+//! The provider validates its credentials and learns its account id with
+//! STS `GetCallerIdentity` on the same endpoint (no `skip_*` settings).
 //!
 //! Terraform is not installed by the test command; where it (or the
 //! `hashicorp/aws` provider in a local filesystem mirror) is absent the
@@ -73,11 +73,12 @@ fn terraform_manages_keys_and_aliases() {
         dir.path().join("main.tf"),
         format!(
             r#"provider "aws" {{
-  region                      = "us-east-1"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  endpoints {{ kms = "{url}" }}
+  region                  = "us-east-1"
+  skip_metadata_api_check = true
+  endpoints {{
+    kms = "{url}"
+    sts = "{url}"
+  }}
 }}
 resource "aws_kms_key" "k" {{
   description             = "managed by terraform"
