@@ -21,6 +21,7 @@ mod metering;
 pub mod model;
 pub mod operation;
 pub mod ops;
+pub mod policy;
 pub mod protector;
 pub mod secret;
 pub mod store;
