@@ -3,8 +3,10 @@
 //! Everything here is pure logic over the seams it defines: [`store::Store`]
 //! (persistence), [`protector::KeyProtector`] (where key material lives),
 //! [`clock::Clock`] and [`protector::SecureRandom`]. The crate performs no I/O
-//! of its own and knows nothing about HTTP, JSON or SigV4; the server crate
-//! translates the AWS wire format into the request types of [`ops`].
+//! of its own and knows nothing about HTTP, the wire's JSON or SigV4; the
+//! server crate translates the AWS wire format into the request types of
+//! [`ops`]. (JSON appears here only where a stored format is JSON: the store
+//! codec's metadata and policy documents, [`policy`].)
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ mod metering;
 pub mod model;
 pub mod operation;
 pub mod ops;
+pub mod policy;
 pub mod protector;
 pub mod secret;
 pub mod store;
