@@ -17,6 +17,7 @@ pub mod clock;
 pub mod context;
 pub mod dump;
 pub mod error;
+pub mod iam;
 pub mod ids;
 pub mod kms;
 mod metering;

@@ -293,6 +293,8 @@ pub enum CredentialStatus {
     Active,
     /// Refused.
     Revoked,
+    /// Refused until made active again (an IAM user's key, `UpdateAccessKey`).
+    Inactive,
 }
 
 /// Who an access key belongs to.
@@ -302,6 +304,14 @@ pub enum CredentialOwner {
     Account(AccountId),
     /// A cloud product; requests act for the account named in the key ARN.
     Product(ProductCode),
+    /// An IAM user of an account (`crate::iam`); requests act for the
+    /// account as that user.
+    User {
+        /// The user's account.
+        account: AccountId,
+        /// The user's name, as spelled when the user was created.
+        user_name: String,
+    },
 }
 
 /// An access key of an account or a product. The secret is stored sealed

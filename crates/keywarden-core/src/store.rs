@@ -337,6 +337,14 @@ pub trait CredentialStore: Send + Sync {
 
     /// Marks the credential revoked; `false` if it did not exist.
     async fn revoke_credential(&self, access_key_id: &str) -> Result<bool, StoreError>;
+
+    /// Sets an access key's status (an IAM user's key: `Active` or
+    /// `Inactive`; deleting it is `Revoked`); whether the key exists.
+    async fn set_credential_status(
+        &self,
+        access_key_id: &str,
+        status: crate::model::CredentialStatus,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Cloud products (`keywarden admin product ...`).
@@ -492,6 +500,58 @@ pub trait KeyringStore: Send + Sync {
     ) -> Result<Vec<(u32, u32, UnixMillis)>, StoreError>;
 }
 
+/// Which IAM records to list ([`IamStore::list_iam_entities`]).
+#[derive(Debug, Clone)]
+pub struct IamQuery {
+    /// The account.
+    pub account: AccountId,
+    /// The kind.
+    pub kind: crate::iam::IamKind,
+    /// Only names starting with this (`""` for all; an owner's children:
+    /// [`crate::iam::child_prefix`]).
+    pub prefix: String,
+    /// Only names sorting after this one (pagination).
+    pub after: Option<String>,
+    /// At most this many records, in name order.
+    pub limit: usize,
+}
+
+/// IAM users, roles, managed policies, inline policies and attachments
+/// (`crate::iam`): one generic record addressed by account, kind and name
+/// ([`crate::iam::IamEntity::name`]). Every write is seen by the change feed
+/// (identities and their policies are cached).
+#[async_trait]
+pub trait IamStore: Send + Sync {
+    /// Stores a new record; [`StoreError::AlreadyExists`] if the account
+    /// has one of the same kind and name.
+    async fn create_iam_entity(&self, entity: &crate::iam::IamEntity) -> Result<(), StoreError>;
+
+    /// Stores a record, replacing one of the same kind and name if any.
+    async fn put_iam_entity(&self, entity: &crate::iam::IamEntity) -> Result<(), StoreError>;
+
+    /// A record by account, kind and stored name.
+    async fn get_iam_entity(
+        &self,
+        account: &AccountId,
+        kind: crate::iam::IamKind,
+        name: &str,
+    ) -> Result<Option<crate::iam::IamEntity>, StoreError>;
+
+    /// Records of one account and kind in name order, as `query` says.
+    async fn list_iam_entities(
+        &self,
+        query: &IamQuery,
+    ) -> Result<Vec<crate::iam::IamEntity>, StoreError>;
+
+    /// Deletes a record; whether it existed.
+    async fn delete_iam_entity(
+        &self,
+        account: &AccountId,
+        kind: crate::iam::IamKind,
+        name: &str,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Everything Keywarden persists.
 pub trait Store:
     KeyStore
@@ -506,6 +566,7 @@ pub trait Store:
     + ChangeFeed
     + DeploymentStore
     + KeyringStore
+    + IamStore
 {
 }
 
@@ -521,7 +582,8 @@ impl<
             + LedgerStore
             + ChangeFeed
             + DeploymentStore
-            + KeyringStore,
+            + KeyringStore
+            + IamStore,
     > Store for T
 {
 }

@@ -371,6 +371,8 @@ pub struct CredentialRow {
     pub account_id: Option<String>,
     /// `product_code`: the owner, for a product's credential.
     pub product_code: Option<String>,
+    /// `user_name`: with `account_id`, for an IAM user's access key.
+    pub user_name: Option<String>,
     /// `sealed_secret`.
     pub sealed_secret: Vec<u8>,
     /// `status`.
@@ -391,9 +393,13 @@ impl fmt::Debug for CredentialRow {
 impl CredentialRow {
     /// Decodes the row.
     pub fn decode(self) -> Result<Credential, CodecError> {
-        let owner = match (self.account_id, self.product_code) {
-            (Some(account), None) => CredentialOwner::Account(decode_account_id(&account)?),
-            (None, Some(code)) => CredentialOwner::Product(
+        let owner = match (self.account_id, self.product_code, self.user_name) {
+            (Some(account), None, None) => CredentialOwner::Account(decode_account_id(&account)?),
+            (Some(account), None, Some(user_name)) => CredentialOwner::User {
+                account: decode_account_id(&account)?,
+                user_name,
+            },
+            (None, Some(code), None) => CredentialOwner::Product(
                 ProductCode::parse(&code)
                     .map_err(|_| CodecError::invalid("stored product code is malformed"))?,
             ),
@@ -409,11 +415,17 @@ impl CredentialRow {
     }
 }
 
-/// A credential's owner as the two columns `(account_id, product_code)`.
-pub fn credential_owner_columns(owner: &CredentialOwner) -> (Option<&str>, Option<&str>) {
+/// A credential's owner as the three columns `(account_id, product_code,
+/// user_name)`.
+pub fn credential_owner_columns(
+    owner: &CredentialOwner,
+) -> (Option<&str>, Option<&str>, Option<&str>) {
     match owner {
-        CredentialOwner::Account(a) => (Some(a.as_str()), None),
-        CredentialOwner::Product(p) => (None, Some(p.as_str())),
+        CredentialOwner::Account(a) => (Some(a.as_str()), None, None),
+        CredentialOwner::Product(p) => (None, Some(p.as_str()), None),
+        CredentialOwner::User { account, user_name } => {
+            (Some(account.as_str()), None, Some(user_name.as_str()))
+        }
     }
 }
 
@@ -422,6 +434,7 @@ pub fn status_to_sql(status: CredentialStatus) -> &'static str {
     match status {
         CredentialStatus::Active => "Active",
         CredentialStatus::Revoked => "Revoked",
+        CredentialStatus::Inactive => "Inactive",
     }
 }
 
@@ -429,6 +442,7 @@ fn decode_status(s: &str) -> Result<CredentialStatus, CodecError> {
     match s {
         "Active" => Ok(CredentialStatus::Active),
         "Revoked" => Ok(CredentialStatus::Revoked),
+        "Inactive" => Ok(CredentialStatus::Inactive),
         _ => Err(CodecError::invalid("stored credential status is unknown")),
     }
 }

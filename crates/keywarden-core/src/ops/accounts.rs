@@ -41,6 +41,9 @@ pub enum ActiveOwner {
     /// A cloud product, as registered when the credential was loaded
     /// (changes to the product drop the cache entry).
     Product(Product),
+    /// An IAM user of an account, as stored when the credential was loaded
+    /// (IAM changes drop the cache entry).
+    User(crate::iam::IamUser),
 }
 
 /// An active access key's owner and secret, as SigV4 verification needs
@@ -134,6 +137,9 @@ impl Kms {
             CredentialOwner::Product(p) => {
                 KmsError::NotFound(format!("product {p} does not exist"))
             }
+            CredentialOwner::User { account, user_name } => KmsError::NotFound(format!(
+                "user {user_name} of account {account} does not exist"
+            )),
         };
         for _ in 0..8 {
             let raw: [u8; 16] = self.random_array()?;
@@ -225,6 +231,21 @@ impl Kms {
             CredentialOwner::Product(code) => {
                 let product = self.product(&code).await?;
                 ActiveOwner::Product(product)
+            }
+            CredentialOwner::User { account, user_name } => {
+                // A key whose user is gone authenticates no one.
+                match self
+                    .store
+                    .get_iam_entity(
+                        &account,
+                        crate::iam::IamKind::User,
+                        &crate::iam::entity_name(&user_name),
+                    )
+                    .await?
+                {
+                    Some(crate::iam::IamEntity::User(user)) => ActiveOwner::User(user),
+                    _ => return Ok(None),
+                }
             }
         };
         let active = Arc::new(ActiveCredential { owner, secret });
