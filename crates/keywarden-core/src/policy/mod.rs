@@ -1,8 +1,8 @@
-//! The policy language: parsing and validating key policies and (later) IAM
-//! identity policies into a typed AST that the authorization evaluator walks.
+//! The policy language: parsing and validating key policies and IAM
+//! identity policies into a typed AST, and evaluating them for a request.
 //!
-//! This module only answers "is this a well-formed policy, and what does it
-//! say"; it decides nothing about access. Everything is pure: no I/O, no
+//! The parser answers "is this a well-formed policy, and what does it say";
+//! the evaluator (`eval.rs`) decides access from parsed documents. Everything is pure: no I/O, no
 //! clock. The rules follow AWS's published policy grammar so that a document
 //! AWS KMS accepts for `PutKeyPolicy`/`CreateKey` is accepted here, and a
 //! document it refuses is refused with a message saying what is wrong (the
@@ -18,23 +18,36 @@
 //! - `parse.rs`: the validator from strict JSON to the AST.
 //! - `condition.rs`: condition operators and the per-operator value checks.
 //! - `wildcard.rs`: `*`/`?` matching in bounded time ([`action_matches`]).
+//! - `context.rs`: who asks ([`PrincipalInfo`]) and the request's condition
+//!   keys ([`RequestContext`]).
+//! - `eval.rs`: the evaluator ([`evaluate_document`], [`evaluate_kms`],
+//!   [`denial_message`]).
 
 mod condition;
+mod context;
 mod document;
+mod eval;
 mod json;
 mod parse;
 mod wildcard;
 
+#[cfg(test)]
+mod eval_tests;
 #[cfg(test)]
 mod tests;
 
 use thiserror::Error;
 
 pub use condition::{ConditionOperator, OperatorFamily, OperatorKind, SetQualifier};
+pub use context::{PrincipalInfo, PrincipalKind, RequestContext};
 pub use document::{
     ActionMatcher, AwsPrincipal, Condition, ConditionValue, Effect, PolicyDocument, PolicyVersion,
     Principal, PrincipalArn, PrincipalArnKind, PrincipalMatcher, PrincipalSet, ResourceMatcher,
     Statement,
+};
+pub use eval::{
+    denial_message, evaluate_document, evaluate_kms, AllowedBy, Decision, ImplicitReason,
+    KmsEvaluation, Outcome, PolicySource, Request,
 };
 pub use wildcard::{action_matches, wildcard_matches};
 

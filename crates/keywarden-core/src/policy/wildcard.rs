@@ -22,23 +22,48 @@ pub fn wildcard_matches(pattern: &str, value: &str) -> bool {
 }
 
 fn glob(pattern: &str, value: &str, ignore_case: bool) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let v: Vec<char> = value.chars().collect();
-    let same = |a: char, b: char| {
-        if ignore_case {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    };
+    // ASCII (every action and nearly every ARN) is matched on bytes without
+    // allocating, since the evaluator calls this for every statement of
+    // every request; anything else on chars.
+    if pattern.is_ascii() && value.is_ascii() {
+        let same = |a: &u8, b: &u8| {
+            if ignore_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        glob_slices(pattern.as_bytes(), value.as_bytes(), &b'*', &b'?', same)
+    } else {
+        let p: Vec<char> = pattern.chars().collect();
+        let v: Vec<char> = value.chars().collect();
+        let same = |a: &char, b: &char| {
+            if ignore_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        glob_slices(&p, &v, &'*', &'?', same)
+    }
+}
+
+/// The matcher over any symbols: `star` is any run, `one` any one symbol.
+fn glob_slices<T: PartialEq>(
+    p: &[T],
+    v: &[T],
+    star_sym: &T,
+    one: &T,
+    same: impl Fn(&T, &T) -> bool,
+) -> bool {
     let (mut pi, mut vi) = (0usize, 0usize);
     // The position after the last `*` seen, and where in `value` it started.
     let mut star: Option<(usize, usize)> = None;
     while vi < v.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && same(p[pi], v[vi]))) {
+        if pi < p.len() && (p[pi] == *one || (p[pi] != *star_sym && same(&p[pi], &v[vi]))) {
             pi += 1;
             vi += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == *star_sym {
             star = Some((pi + 1, vi));
             pi += 1;
         } else if let Some((after_star, start)) = star {
@@ -50,7 +75,25 @@ fn glob(pattern: &str, value: &str, ignore_case: bool) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|c| c == star_sym)
+}
+
+/// One symbol of a pattern whose wildcards are known apart from literal
+/// `*` and `?` (policy variables such as `${*}` insert literal ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sym {
+    /// This character.
+    Char(char),
+    /// `*`: any run of characters.
+    Any,
+    /// `?`: any one character.
+    One,
+}
+
+/// [`wildcard_matches`] for a pattern already split into symbols.
+pub(crate) fn symbols_match(pattern: &[Sym], value: &str) -> bool {
+    let v: Vec<Sym> = value.chars().map(Sym::Char).collect();
+    glob_slices(pattern, &v, &Sym::Any, &Sym::One, |a, b| a == b)
 }
 
 #[cfg(test)]
