@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::billing::{LedgerEntry, LedgerKind, Month};
 use crate::clock::UnixMillis;
+use crate::iam::IamEntity;
 use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
 use crate::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
@@ -823,6 +824,70 @@ pub fn check_keyring_versions(
     Ok(())
 }
 
+/// An `iam_entities` row: the record's address (account, kind, stored
+/// name) and its JSON ([`IamEntity::to_json`]). The address columns are
+/// derived from the record, so they can never disagree with it when
+/// written; decoding checks that they still do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamRow {
+    /// `account_id`.
+    pub account_id: String,
+    /// `kind` ([`crate::iam::IamKind::as_str`]).
+    pub kind: String,
+    /// `name` ([`IamEntity::name`]).
+    pub name: String,
+    /// `body`: the record's JSON.
+    pub body: String,
+}
+
+impl IamRow {
+    /// The row of `entity`.
+    pub fn encode(entity: &IamEntity) -> IamRow {
+        IamRow {
+            account_id: entity.account_id().as_str().to_owned(),
+            kind: entity.kind().as_str().to_owned(),
+            name: entity.name(),
+            body: entity.to_json(),
+        }
+    }
+
+    /// Decodes the row, refusing a body whose address is not the row's.
+    pub fn decode(self) -> Result<IamEntity, CodecError> {
+        let entity = IamEntity::from_json(&self.body)?;
+        if entity.account_id().as_str() != self.account_id
+            || entity.kind().as_str() != self.kind
+            || entity.name() != self.name
+        {
+            return Err(CodecError::invalid(
+                "a stored IAM record does not match its row's account, kind or name",
+            ));
+        }
+        Ok(entity)
+    }
+}
+
+/// The least string greater than every string that starts with `prefix`,
+/// in byte order (SQLite's `BINARY`, PostgreSQL's `COLLATE "C"`; UTF-8
+/// byte order is code point order): the exclusive upper bound of a prefix
+/// range scan, `name >= prefix AND name < bound`. No `LIKE`, so `%` and `_`
+/// in names are plain characters. `None` when there is no bound: the prefix
+/// is empty or all `char::MAX`, and every string from `prefix` on matches.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next scalar value, skipping the surrogate gap.
+        let next = match u32::from(last) {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -920,5 +985,67 @@ mod tests {
         assert!(check_keyring_versions(&keyring, &[foreign]).is_err());
         let twice = version(1).decode().unwrap();
         assert!(check_keyring_versions(&keyring, &[twice.clone(), twice]).is_err());
+    }
+
+    #[test]
+    fn prefix_bounds_cover_exactly_the_prefixed_strings() {
+        assert_eq!(prefix_upper_bound(""), None);
+        assert_eq!(prefix_upper_bound("bob/").as_deref(), Some("bob0"));
+        assert_eq!(prefix_upper_bound("a%").as_deref(), Some("a&"));
+        assert_eq!(
+            prefix_upper_bound("x\u{D7FF}").as_deref(),
+            Some("x\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("y\u{10FFFF}").as_deref(), Some("z"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        // Byte order of the UTF-8 encodings, as the databases compare.
+        let prefix = "bob/";
+        let bound = prefix_upper_bound(prefix).unwrap();
+        for name in ["bob/", "bob/p", "bob/\u{10FFFF}", "bob/zz"] {
+            assert!(name.as_bytes() >= prefix.as_bytes() && name.as_bytes() < bound.as_bytes());
+        }
+        for name in ["bob", "bobby/p", "bob0", "bob.", "bo"] {
+            assert!(
+                !(name.as_bytes() >= prefix.as_bytes() && name.as_bytes() < bound.as_bytes()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn iam_rows_round_trip_and_refuse_a_body_at_another_address() {
+        let user = IamEntity::User(crate::iam::IamUser {
+            account_id: AccountId::parse("111122223333").unwrap(),
+            name: "Bob".into(),
+            path: "/".into(),
+            user_id: "AIDAEXAMPLE".into(),
+            created_at: UnixMillis(1),
+            tags: Vec::new(),
+        });
+        let row = IamRow::encode(&user);
+        assert_eq!(
+            (
+                row.account_id.as_str(),
+                row.kind.as_str(),
+                row.name.as_str()
+            ),
+            ("111122223333", "user", "bob")
+        );
+        assert_eq!(row.clone().decode().unwrap(), user);
+        let moved = IamRow {
+            name: "alice".into(),
+            ..row.clone()
+        };
+        assert!(matches!(moved.decode(), Err(CodecError::Invalid(_))));
+        let other_kind = IamRow {
+            kind: "role".into(),
+            ..row.clone()
+        };
+        assert!(matches!(other_kind.decode(), Err(CodecError::Invalid(_))));
+        let garbled = IamRow {
+            body: "{".into(),
+            ..row
+        };
+        assert!(matches!(garbled.decode(), Err(CodecError::Json(_))));
     }
 }
