@@ -866,6 +866,49 @@ impl IamRow {
     }
 }
 
+/// The names an [`crate::store::IamQuery`] selects, as one key range for
+/// an index scan: `name >= lower` (or `name > lower` when not
+/// `lower_inclusive`) and, with an `upper`, `name < upper`. Byte order, as
+/// [`prefix_upper_bound`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRange {
+    /// The lower end.
+    pub lower: String,
+    /// Whether `lower` itself is in the range.
+    pub lower_inclusive: bool,
+    /// The exclusive upper end, if any.
+    pub upper: Option<String>,
+}
+
+impl NameRange {
+    /// Names starting with `prefix` and sorting after `after`.
+    pub fn new(prefix: &str, after: Option<&str>) -> NameRange {
+        let (lower, lower_inclusive) = match after {
+            Some(after) if after.as_bytes() >= prefix.as_bytes() => (after.to_owned(), false),
+            _ => (prefix.to_owned(), true),
+        };
+        NameRange {
+            lower,
+            lower_inclusive,
+            upper: prefix_upper_bound(prefix),
+        }
+    }
+
+    /// The SQL condition on `column`, its parameters numbered from `first`
+    /// (`$n` for PostgreSQL, `?n` for SQLite: `sigil`): the lower end's,
+    /// then the upper end's if there is one.
+    pub fn sql(&self, column: &str, sigil: char, first: usize) -> String {
+        let op = if self.lower_inclusive { ">=" } else { ">" };
+        match self.upper {
+            Some(_) => format!(
+                "{column} {op} {sigil}{first} AND {column} < {sigil}{}",
+                first + 1
+            ),
+            None => format!("{column} {op} {sigil}{first}"),
+        }
+    }
+}
+
 /// The least string greater than every string that starts with `prefix`,
 /// in byte order (SQLite's `BINARY`, PostgreSQL's `COLLATE "C"`; UTF-8
 /// byte order is code point order): the exclusive upper bound of a prefix
@@ -1010,6 +1053,26 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn name_ranges_start_at_the_later_of_prefix_and_after() {
+        let r = NameRange::new("bob/", None);
+        assert_eq!(
+            (r.lower.as_str(), r.lower_inclusive, r.upper.as_deref()),
+            ("bob/", true, Some("bob0"))
+        );
+        assert_eq!(r.sql("name", '$', 3), "name >= $3 AND name < $4");
+        let r = NameRange::new("bob/", Some("bob/x"));
+        assert_eq!((r.lower.as_str(), r.lower_inclusive), ("bob/x", false));
+        let r = NameRange::new("bob/", Some("alice"));
+        assert_eq!((r.lower.as_str(), r.lower_inclusive), ("bob/", true));
+        // `after` equal to the prefix excludes the prefix itself.
+        let r = NameRange::new("bob", Some("bob"));
+        assert_eq!((r.lower.as_str(), r.lower_inclusive), ("bob", false));
+        let r = NameRange::new("", Some("m"));
+        assert_eq!(r.upper, None);
+        assert_eq!(r.sql("name", '?', 3), "name > ?3");
     }
 
     #[test]

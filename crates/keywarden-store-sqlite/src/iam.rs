@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use keywarden_core::iam::{IamEntity, IamKind};
 use keywarden_core::ids::AccountId;
 use keywarden_core::store::{IamQuery, IamStore, StoreError};
-use keywarden_core::store_codec::{prefix_upper_bound, IamRow};
+use keywarden_core::store_codec::{IamRow, NameRange};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::error::Fail;
@@ -93,25 +93,27 @@ impl IamStore for SqliteStore {
         let kind = query.kind.as_str();
         // A range of the primary key rather than LIKE: `%` and `_` are
         // plain characters in names, and the range is an index scan.
-        let prefix = query.prefix.clone();
-        let bound = prefix_upper_bound(&prefix);
-        let after = query.after.clone();
+        let range = NameRange::new(&query.prefix, query.after.as_deref());
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.read(move |tx| {
-            tx.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {IAM_COLUMNS} FROM iam_entities
-                 WHERE account_id = ?1 AND kind = ?2 AND name >= ?3
-                   AND (?4 IS NULL OR name < ?4) AND (?5 IS NULL OR name > ?5)
-                 ORDER BY name LIMIT ?6"
-            ))?
-            .query_map(
-                params![account, kind, prefix, bound, after, limit],
-                iam_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .map(|row| Ok(row.decode()?))
-            .collect()
+                 WHERE account_id = ?1 AND kind = ?2 AND {}
+                 ORDER BY name LIMIT ?3",
+                range.sql("name", '?', 4)
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = match &range.upper {
+                Some(upper) => stmt.query_map(
+                    params![account, kind, limit, range.lower, upper],
+                    iam_from_row,
+                )?,
+                None => stmt.query_map(params![account, kind, limit, range.lower], iam_from_row)?,
+            };
+            rows.collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .map(|row| Ok(row.decode()?))
+                .collect()
         })
         .await
     }
