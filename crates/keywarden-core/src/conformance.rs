@@ -34,6 +34,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::billing::{KeyLifetime, LedgerEntry, LedgerKind, Month, RequestCount, Standing};
 use crate::clock::UnixMillis;
+use crate::iam::{
+    child_prefix, entity_name, IamAttachment, IamEntity, IamInlinePolicy, IamKind,
+    IamManagedPolicy, IamOwner, IamRole, IamUser,
+};
 use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
 use crate::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
@@ -41,7 +45,7 @@ use crate::model::{
     KeyRecord, KeyState, KeyUsage, KeyVersion, KeyringKeyVersion, KeyringRecord,
     MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
 };
-use crate::store::{GrantQuery, KeyQuery, Store, StoreError};
+use crate::store::{GrantQuery, IamQuery, KeyQuery, Store, StoreError};
 
 /// Runs every conformance case against `store`, panicking with a message
 /// naming the case at the first deviation from the store contract.
@@ -78,7 +82,14 @@ use crate::store::{GrantQuery, KeyQuery, Store, StoreError};
 /// the newest (gaps, duplicates and unknown keyrings refused), newest and
 /// specific reads, `u32::MAX` key numbers and versions, deletion scoped by
 /// account, and no effect on the change stamp; the suite leaves a keyring
-/// with two keys and several versions behind (for dumps).
+/// with two keys and several versions behind (for dumps). IAM: entities are
+/// created (duplicates and unknown accounts refused), read, replaced, listed
+/// by kind and name prefix (one owner's children, never those of an owner
+/// whose name extends it or matches it as a `LIKE` pattern), paginated and
+/// scoped by account, deleted, and every write moves the change stamp;
+/// credentials of IAM users round-trip and their status changes (moving
+/// the change stamp). The suite leaves IAM entities and user credentials
+/// behind (for dumps).
 pub async fn run(store: &dyn Store) {
     for case in CASES {
         case.run(store).await;
@@ -177,6 +188,9 @@ macro_rules! store_conformance_tests {
             metering
             ledger
             keyrings
+            iam_entities_create_get_list_delete
+            iam_entity_changes_move_the_change_stamp
+            user_credentials_roundtrip_and_status
         ]);
     };
     (@cases [$($case:ident)*]) => {
@@ -3110,6 +3124,573 @@ async fn new_account(store: &dyn Store, ids: &Ids) -> AccountId {
 }
 
 // ---------------------------------------------------------------------------
+// IAM
+
+fn iam_user(account: &AccountId, name: &str) -> IamEntity {
+    IamEntity::User(IamUser {
+        account_id: account.clone(),
+        name: name.into(),
+        path: "/".into(),
+        user_id: format!("AIDA{name}"),
+        created_at: UnixMillis(1_700_000_000_000),
+        tags: vec![Tag {
+            key: "team".into(),
+            value: "conformance".into(),
+        }],
+    })
+}
+
+fn iam_role(account: &AccountId, name: &str) -> IamEntity {
+    IamEntity::Role(IamRole {
+        account_id: account.clone(),
+        name: name.into(),
+        path: "/service/".into(),
+        role_id: format!("AROA{name}"),
+        assume_role_policy: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+        description: Some("a role".into()),
+        max_session_duration: 3600,
+        created_at: UnixMillis(1_700_000_000_000),
+        tags: Vec::new(),
+    })
+}
+
+fn iam_policy(account: &AccountId, name: &str) -> IamEntity {
+    IamEntity::Policy(IamManagedPolicy {
+        account_id: account.clone(),
+        name: name.into(),
+        path: "/".into(),
+        policy_id: format!("ANPA{name}"),
+        document: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+        description: None,
+        created_at: UnixMillis(1_700_000_000_000),
+    })
+}
+
+fn iam_inline(account: &AccountId, owner: IamOwner, name: &str) -> IamEntity {
+    IamEntity::InlinePolicy(IamInlinePolicy {
+        account_id: account.clone(),
+        owner,
+        name: name.into(),
+        document: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+    })
+}
+
+fn iam_query(account: &AccountId, kind: IamKind, prefix: &str) -> IamQuery {
+    IamQuery {
+        account: account.clone(),
+        kind,
+        prefix: prefix.into(),
+        after: None,
+        limit: usize::MAX,
+    }
+}
+
+async fn iam_list(store: &dyn Store, query: &IamQuery, case: &str) -> Vec<IamEntity> {
+    ok(
+        store.list_iam_entities(query).await,
+        case,
+        "list_iam_entities",
+    )
+}
+
+async fn iam_get(
+    store: &dyn Store,
+    account: &AccountId,
+    kind: IamKind,
+    name: &str,
+    case: &str,
+) -> Option<IamEntity> {
+    ok(
+        store.get_iam_entity(account, kind, name).await,
+        case,
+        "get_iam_entity",
+    )
+}
+
+/// IAM entities: create (duplicates by stored name, unknown accounts),
+/// get, put (replace and insert), list (kind, prefix, `after`, `limit`,
+/// account scope), delete.
+async fn iam_entities_create_get_list_delete(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "iam_entities_create_get_list_delete";
+    let account = new_account(store, ids).await;
+    let other = new_account(store, ids).await;
+
+    let bob = iam_user(&account, "Bob");
+    ok(
+        store.create_iam_entity(&bob).await,
+        CASE,
+        "create_iam_entity",
+    );
+    assert_eq!(
+        iam_get(store, &account, IamKind::User, &entity_name("Bob"), CASE).await,
+        Some(bob.clone()),
+        "store conformance: {CASE}: get_iam_entity must answer the record as created"
+    );
+    // The stored name folds case: `BOB` is `bob`.
+    let shouting = iam_user(&account, "BOB");
+    expect_err(
+        store.create_iam_entity(&shouting).await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_iam_entity with a taken stored name",
+    );
+    assert_eq!(
+        iam_get(store, &account, IamKind::User, "bob", CASE).await,
+        Some(bob.clone()),
+        "store conformance: {CASE}: a refused duplicate must not change the record"
+    );
+    let orphan = iam_user(&ids.account(), "Bob");
+    expect_err(
+        store.create_iam_entity(&orphan).await,
+        Expected::MissingReference,
+        CASE,
+        "create_iam_entity in an unknown account",
+    );
+    expect_err(
+        store.put_iam_entity(&orphan).await,
+        Expected::MissingReference,
+        CASE,
+        "put_iam_entity in an unknown account",
+    );
+    assert_eq!(
+        iam_get(store, orphan.account_id(), IamKind::User, "bob", CASE).await,
+        None,
+        "store conformance: {CASE}: a refused record must not be stored"
+    );
+
+    // Kinds are separate namespaces; accounts too.
+    let bob_role = iam_role(&account, "bob");
+    ok(
+        store.create_iam_entity(&bob_role).await,
+        CASE,
+        "create_iam_entity (a role named like a user)",
+    );
+    let their_bob = iam_user(&other, "bob");
+    ok(
+        store.create_iam_entity(&their_bob).await,
+        CASE,
+        "create_iam_entity (another account's bob)",
+    );
+    assert_eq!(
+        iam_get(store, &account, IamKind::Role, "bob", CASE).await,
+        Some(bob_role.clone())
+    );
+    assert_eq!(
+        iam_get(store, &other, IamKind::User, "bob", CASE).await,
+        Some(their_bob.clone())
+    );
+    assert_eq!(
+        iam_get(store, &account, IamKind::Policy, "bob", CASE).await,
+        None,
+        "store conformance: {CASE}: get_iam_entity must match the kind"
+    );
+
+    // put replaces, and inserts what is missing.
+    let moved = match bob.clone() {
+        IamEntity::User(mut u) => {
+            u.path = "/moved/".into();
+            u.tags.clear();
+            IamEntity::User(u)
+        }
+        _ => unreachable!(),
+    };
+    ok(store.put_iam_entity(&moved).await, CASE, "put_iam_entity");
+    assert_eq!(
+        iam_get(store, &account, IamKind::User, "bob", CASE).await,
+        Some(moved.clone()),
+        "store conformance: {CASE}: put_iam_entity must replace the record"
+    );
+    assert_eq!(
+        iam_get(store, &other, IamKind::User, "bob", CASE).await,
+        Some(their_bob.clone()),
+        "store conformance: {CASE}: put_iam_entity must not touch another account"
+    );
+    let carol = iam_user(&account, "carol");
+    ok(
+        store.put_iam_entity(&carol).await,
+        CASE,
+        "put_iam_entity (new)",
+    );
+    assert_eq!(
+        iam_list(store, &iam_query(&account, IamKind::User, ""), CASE).await,
+        vec![moved.clone(), carol.clone()],
+        "store conformance: {CASE}: an account's users, exactly, in name order"
+    );
+    assert_eq!(
+        iam_list(store, &iam_query(&account, IamKind::Role, ""), CASE).await,
+        vec![bob_role.clone()],
+        "store conformance: {CASE}: listing is by kind"
+    );
+
+    // Children of one owner: `bob/` only, not of `bobby`, `bob0` (the
+    // byte after `/`), `bob.` (the byte before), nor `bobx` (which `bob_`
+    // would match as a LIKE pattern).
+    let user = |n: &str| IamOwner::User(n.into());
+    let mine = vec![
+        iam_inline(&account, user("Bob"), "Alpha"),
+        iam_inline(&account, user("bob"), "beta"),
+    ];
+    let theirs = [
+        iam_inline(&account, user("bobby"), "alpha"),
+        iam_inline(&account, user("bob0"), "alpha"),
+        iam_inline(&account, user("bob."), "alpha"),
+        iam_inline(&account, user("bo"), "b"),
+        iam_inline(&account, user("bob_"), "alpha"),
+        iam_inline(&account, user("bobx"), "alpha"),
+        iam_inline(&account, IamOwner::Role("bob".into()), "alpha"),
+        iam_inline(&other, user("bob"), "gamma"),
+    ];
+    for e in theirs.iter().chain(&mine) {
+        ok(store.create_iam_entity(e).await, CASE, "create_iam_entity");
+    }
+    assert_eq!(
+        iam_list(
+            store,
+            &iam_query(
+                &account,
+                IamKind::UserInlinePolicy,
+                &child_prefix(&user("BOB"))
+            ),
+            CASE
+        )
+        .await,
+        mine,
+        "store conformance: {CASE}: a prefix lists exactly one owner's children, in name order"
+    );
+    assert_eq!(
+        iam_list(
+            store,
+            &iam_query(
+                &account,
+                IamKind::UserInlinePolicy,
+                &child_prefix(&user("bob_"))
+            ),
+            CASE
+        )
+        .await,
+        vec![theirs[4].clone()],
+        "store conformance: {CASE}: `_` in a prefix is a plain character"
+    );
+    assert!(
+        iam_list(
+            store,
+            &iam_query(&account, IamKind::UserInlinePolicy, "%"),
+            CASE
+        )
+        .await
+        .is_empty(),
+        "store conformance: {CASE}: `%` in a prefix is a plain character"
+    );
+    let all_inline = iam_list(
+        store,
+        &iam_query(&account, IamKind::UserInlinePolicy, ""),
+        CASE,
+    )
+    .await;
+    assert_eq!(
+        all_inline.len(),
+        8,
+        "store conformance: {CASE}: the account's user inline policies, and no role's or other account's"
+    );
+    assert_strictly_sorted(
+        all_inline.iter().map(IamEntity::name),
+        CASE,
+        "list_iam_entities",
+    );
+
+    // Pagination: `after` is exclusive, `limit` caps the page; with a
+    // prefix too.
+    let policies: Vec<IamEntity> = (0..5)
+        .map(|i| iam_policy(&account, &format!("Policy-{i}")))
+        .collect();
+    for p in policies.iter().rev() {
+        ok(store.create_iam_entity(p).await, CASE, "create_iam_entity");
+    }
+    let page = |after: Option<&str>, limit: usize, prefix: &str| IamQuery {
+        after: after.map(str::to_owned),
+        limit,
+        ..iam_query(&account, IamKind::Policy, prefix)
+    };
+    let first = iam_list(store, &page(None, 2, ""), CASE).await;
+    assert_eq!(
+        first,
+        policies[..2].to_vec(),
+        "store conformance: {CASE}: first page"
+    );
+    let second = iam_list(store, &page(Some(&first[1].name()), 2, ""), CASE).await;
+    assert_eq!(
+        second,
+        policies[2..4].to_vec(),
+        "store conformance: {CASE}: `after` is exclusive"
+    );
+    let last = iam_list(store, &page(Some(&second[1].name()), 2, ""), CASE).await;
+    assert_eq!(
+        last,
+        policies[4..].to_vec(),
+        "store conformance: {CASE}: last page"
+    );
+    assert!(
+        iam_list(store, &page(Some(&last[0].name()), 2, ""), CASE)
+            .await
+            .is_empty(),
+        "store conformance: {CASE}: nothing after the last record"
+    );
+    assert_eq!(
+        iam_list(store, &page(Some("policy-1"), 10, "policy-"), CASE).await,
+        policies[2..].to_vec(),
+        "store conformance: {CASE}: `after` with a prefix"
+    );
+    assert_eq!(
+        iam_list(store, &page(Some("a"), 1, "policy-3"), CASE).await,
+        policies[3..4].to_vec(),
+        "store conformance: {CASE}: an `after` before the prefix"
+    );
+
+    // Delete: exactly the one record.
+    assert!(
+        ok(
+            store
+                .delete_iam_entity(&account, IamKind::Role, "bob")
+                .await,
+            CASE,
+            "delete_iam_entity"
+        ),
+        "store conformance: {CASE}: deleting an existing record must answer true"
+    );
+    assert_eq!(
+        iam_get(store, &account, IamKind::Role, "bob", CASE).await,
+        None
+    );
+    assert!(
+        !ok(
+            store
+                .delete_iam_entity(&account, IamKind::Role, "bob")
+                .await,
+            CASE,
+            "delete_iam_entity"
+        ),
+        "store conformance: {CASE}: deleting a missing record must answer false"
+    );
+    assert!(
+        !ok(
+            store
+                .delete_iam_entity(&ids.account(), IamKind::User, "bob")
+                .await,
+            CASE,
+            "delete_iam_entity"
+        ),
+        "store conformance: {CASE}: deleting in an unknown account must answer false"
+    );
+    assert_eq!(
+        iam_get(store, &account, IamKind::User, "bob", CASE).await,
+        Some(moved),
+        "store conformance: {CASE}: deleting a role must not delete the user of that name"
+    );
+    assert_eq!(
+        iam_get(store, &other, IamKind::User, "bob", CASE).await,
+        Some(their_bob),
+        "store conformance: {CASE}: deleting must not reach another account"
+    );
+}
+
+/// Every IAM write moves the change stamp (identities and policies are
+/// cached); reads do not.
+async fn iam_entity_changes_move_the_change_stamp(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "iam_entity_changes_move_the_change_stamp";
+    let account = new_account(store, ids).await;
+    let role = iam_role(&account, "Deployer");
+    let attachment = IamEntity::Attachment(IamAttachment {
+        account_id: account.clone(),
+        owner: IamOwner::Role("Deployer".into()),
+        policy_arn: format!("arn:aws:iam::{}:policy/Deploy", account.as_str()),
+    });
+    let stamp = || async { ok(store.change_stamp().await, CASE, "change_stamp") };
+
+    let before = stamp().await;
+    ok(
+        store.create_iam_entity(&role).await,
+        CASE,
+        "create_iam_entity",
+    );
+    let created = stamp().await;
+    assert_ne!(
+        before, created,
+        "store conformance: {CASE}: create_iam_entity must move the stamp"
+    );
+    iam_get(store, &account, IamKind::Role, "deployer", CASE).await;
+    iam_list(store, &iam_query(&account, IamKind::Role, ""), CASE).await;
+    assert_eq!(
+        stamp().await,
+        created,
+        "store conformance: {CASE}: reads must not move the stamp"
+    );
+    ok(
+        store.put_iam_entity(&attachment).await,
+        CASE,
+        "put_iam_entity",
+    );
+    let inserted = stamp().await;
+    assert_ne!(
+        created, inserted,
+        "store conformance: {CASE}: put_iam_entity (insert) must move the stamp"
+    );
+    let renamed = match role.clone() {
+        IamEntity::Role(mut r) => {
+            r.max_session_duration = 7200;
+            IamEntity::Role(r)
+        }
+        _ => unreachable!(),
+    };
+    ok(store.put_iam_entity(&renamed).await, CASE, "put_iam_entity");
+    let replaced = stamp().await;
+    assert_ne!(
+        inserted, replaced,
+        "store conformance: {CASE}: put_iam_entity (replace) must move the stamp"
+    );
+    assert!(ok(
+        store
+            .delete_iam_entity(&account, attachment.kind(), &attachment.name())
+            .await,
+        CASE,
+        "delete_iam_entity"
+    ));
+    assert_ne!(
+        replaced,
+        stamp().await,
+        "store conformance: {CASE}: delete_iam_entity must move the stamp"
+    );
+}
+
+/// Access keys of IAM users: the owner round-trips; the status goes
+/// Inactive, Active and Revoked, each moving the change stamp (a
+/// deactivated key must drop from every node's cache).
+async fn user_credentials_roundtrip_and_status(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "user_credentials_roundtrip_and_status";
+    let account = new_account(store, ids).await;
+    ok(
+        store.create_iam_entity(&iam_user(&account, "Alice")).await,
+        CASE,
+        "create_iam_entity",
+    );
+    let credential = |owner: CredentialOwner| Credential {
+        access_key_id: format!("AKCONF{:016X}", ids.next()),
+        owner,
+        sealed_secret: vec![0x5a; 60],
+        status: CredentialStatus::Active,
+        created_at: UnixMillis(1_700_000_000_000),
+    };
+    let alice = |account: &AccountId| CredentialOwner::User {
+        account: account.clone(),
+        user_name: "Alice".into(),
+    };
+
+    let orphan = credential(alice(&ids.account()));
+    expect_err(
+        store.create_credential(&orphan).await,
+        Expected::MissingReference,
+        CASE,
+        "create_credential for a user of an unknown account",
+    );
+    let first = credential(alice(&account));
+    let second = credential(alice(&account));
+    let root = credential(CredentialOwner::Account(account.clone()));
+    for c in [&first, &second, &root] {
+        ok(store.create_credential(c).await, CASE, "create_credential");
+    }
+    assert_eq!(
+        ok(
+            store.get_credential(&first.access_key_id).await,
+            CASE,
+            "get_credential"
+        ),
+        Some(first.clone()),
+        "store conformance: {CASE}: a user's credential must read back as created"
+    );
+    let mut all = vec![first.clone(), second.clone(), root.clone()];
+    all.sort_by(|x, y| x.access_key_id.cmp(&y.access_key_id));
+    assert_eq!(
+        ok(
+            store.list_credentials(Some(&account)).await,
+            CASE,
+            "list_credentials"
+        ),
+        all,
+        "store conformance: {CASE}: an account's credentials include its users'"
+    );
+    assert!(
+        ok(store.list_credentials(None).await, CASE, "list_credentials").contains(&first),
+        "store conformance: {CASE}: listing all credentials must include users'"
+    );
+
+    for status in [
+        CredentialStatus::Inactive,
+        CredentialStatus::Active,
+        CredentialStatus::Inactive,
+        CredentialStatus::Revoked,
+    ] {
+        let before = ok(store.change_stamp().await, CASE, "change_stamp");
+        assert!(
+            ok(
+                store
+                    .set_credential_status(&first.access_key_id, status)
+                    .await,
+                CASE,
+                "set_credential_status"
+            ),
+            "store conformance: {CASE}: setting an existing credential's status must answer true"
+        );
+        assert_ne!(
+            ok(store.change_stamp().await, CASE, "change_stamp"),
+            before,
+            "store conformance: {CASE}: a status change ({status:?}) must move the change stamp"
+        );
+        assert_eq!(
+            ok(
+                store.get_credential(&first.access_key_id).await,
+                CASE,
+                "get_credential"
+            ),
+            Some(Credential {
+                status,
+                ..first.clone()
+            }),
+            "store conformance: {CASE}: the credential must read back {status:?}, otherwise unchanged"
+        );
+    }
+    assert!(
+        !ok(
+            store
+                .set_credential_status("AKCONF-UNKNOWN", CredentialStatus::Inactive)
+                .await,
+            CASE,
+            "set_credential_status"
+        ),
+        "store conformance: {CASE}: setting an unknown credential's status must answer false"
+    );
+    assert_eq!(
+        ok(
+            store.get_credential("AKCONF-UNKNOWN").await,
+            CASE,
+            "get_credential"
+        ),
+        None,
+        "store conformance: {CASE}: setting an unknown credential's status must not create it"
+    );
+    // The others are untouched; `second` stays active, for dumps.
+    for c in [&second, &root] {
+        assert_eq!(
+            ok(
+                store.get_credential(&c.access_key_id).await,
+                CASE,
+                "get_credential"
+            ),
+            Some(c.clone()),
+            "store conformance: {CASE}: a status change must touch one credential only"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Keyrings
 
 fn keyring_of(ids: &Ids, account: &AccountId, name: &str) -> KeyringRecord {
@@ -3848,6 +4429,19 @@ where
             numbers.len() >= 2 && versions.len() > numbers.len()
         }),
         "store conformance: {CASE}: the suite left a keyring with two keys and several versions to move"
+    );
+    assert!(
+        IamKind::ALL
+            .iter()
+            .filter(|kind| dump.iam_entities.iter().any(|e| e.kind() == **kind))
+            .count()
+            >= 4
+            && dump
+                .credentials
+                .iter()
+                .any(|c| matches!(c.owner, CredentialOwner::User { .. })),
+        "store conformance: {CASE}: the suite left IAM entities of several kinds and a user's \
+         credential to move"
     );
     let stamp = ok(target.change_stamp().await, CASE, "change_stamp (before)");
     ok(target.import_dump(&dump).await, CASE, "import_dump");

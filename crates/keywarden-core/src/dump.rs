@@ -8,11 +8,18 @@
 //! transaction. It is an in-memory value, never written to disk: key
 //! material in it is wrapped (sealed under the root key or an HSM key) and
 //! credential secrets are sealed, as they are in the store.
+//!
+//! The dump has no serialized form and so no format version: backends
+//! build it from their current schema (an older database is migrated when
+//! opened, an older SQLite backup when restored), and a record kind a store
+//! did not hold yet is an empty list. A dump without IAM entities (a store
+//! from before IAM) loads like any other.
 
 use async_trait::async_trait;
 
 use crate::billing::{KeyLifetime, LedgerEntry, RequestCount};
 use crate::clock::UnixMillis;
+use crate::iam::IamEntity;
 use crate::ids::AccountId;
 use crate::model::{
     Account, AliasRecord, Credential, GrantRecord, KeyRecord, KeyUsage, KeyringKeyVersion,
@@ -55,6 +62,12 @@ pub struct StoreDump {
     pub keyrings: Vec<KeyringRecord>,
     /// Their key versions, ordered by keyring, key number and version.
     pub keyring_key_versions: Vec<KeyringKeyVersion>,
+    /// IAM users, roles, policies, inline policies and attachments
+    /// ([`crate::store::IamStore`]), ordered by account, kind
+    /// ([`crate::iam::IamKind::as_str`]) and stored name
+    /// ([`IamEntity::name`]). Credentials of IAM users are among
+    /// `credentials` (owner [`crate::model::CredentialOwner::User`]).
+    pub iam_entities: Vec<IamEntity>,
 }
 
 impl std::fmt::Debug for StoreDump {
@@ -75,6 +88,7 @@ impl std::fmt::Debug for StoreDump {
             .field("root_key_check", &self.root_key_check.is_some())
             .field("keyrings", &self.keyrings.len())
             .field("keyring_key_versions", &self.keyring_key_versions.len())
+            .field("iam_entities", &self.iam_entities.len())
             .finish()
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::billing::{LedgerEntry, LedgerKind, Month};
 use crate::clock::UnixMillis;
+use crate::iam::IamEntity;
 use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
 use crate::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
@@ -823,6 +824,113 @@ pub fn check_keyring_versions(
     Ok(())
 }
 
+/// An `iam_entities` row: the record's address (account, kind, stored
+/// name) and its JSON ([`IamEntity::to_json`]). The address columns are
+/// derived from the record, so they can never disagree with it when
+/// written; decoding checks that they still do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamRow {
+    /// `account_id`.
+    pub account_id: String,
+    /// `kind` ([`crate::iam::IamKind::as_str`]).
+    pub kind: String,
+    /// `name` ([`IamEntity::name`]).
+    pub name: String,
+    /// `body`: the record's JSON.
+    pub body: String,
+}
+
+impl IamRow {
+    /// The row of `entity`.
+    pub fn encode(entity: &IamEntity) -> IamRow {
+        IamRow {
+            account_id: entity.account_id().as_str().to_owned(),
+            kind: entity.kind().as_str().to_owned(),
+            name: entity.name(),
+            body: entity.to_json(),
+        }
+    }
+
+    /// Decodes the row, refusing a body whose address is not the row's.
+    pub fn decode(self) -> Result<IamEntity, CodecError> {
+        let entity = IamEntity::from_json(&self.body)?;
+        if entity.account_id().as_str() != self.account_id
+            || entity.kind().as_str() != self.kind
+            || entity.name() != self.name
+        {
+            return Err(CodecError::invalid(
+                "a stored IAM record does not match its row's account, kind or name",
+            ));
+        }
+        Ok(entity)
+    }
+}
+
+/// The names an [`crate::store::IamQuery`] selects, as one key range for
+/// an index scan: `name >= lower` (or `name > lower` when not
+/// `lower_inclusive`) and, with an `upper`, `name < upper`. Byte order, as
+/// [`prefix_upper_bound`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRange {
+    /// The lower end.
+    pub lower: String,
+    /// Whether `lower` itself is in the range.
+    pub lower_inclusive: bool,
+    /// The exclusive upper end, if any.
+    pub upper: Option<String>,
+}
+
+impl NameRange {
+    /// Names starting with `prefix` and sorting after `after`.
+    pub fn new(prefix: &str, after: Option<&str>) -> NameRange {
+        let (lower, lower_inclusive) = match after {
+            Some(after) if after.as_bytes() >= prefix.as_bytes() => (after.to_owned(), false),
+            _ => (prefix.to_owned(), true),
+        };
+        NameRange {
+            lower,
+            lower_inclusive,
+            upper: prefix_upper_bound(prefix),
+        }
+    }
+
+    /// The SQL condition on `column`, its parameters numbered from `first`
+    /// (`$n` for PostgreSQL, `?n` for SQLite: `sigil`): the lower end's,
+    /// then the upper end's if there is one.
+    pub fn sql(&self, column: &str, sigil: char, first: usize) -> String {
+        let op = if self.lower_inclusive { ">=" } else { ">" };
+        match self.upper {
+            Some(_) => format!(
+                "{column} {op} {sigil}{first} AND {column} < {sigil}{}",
+                first + 1
+            ),
+            None => format!("{column} {op} {sigil}{first}"),
+        }
+    }
+}
+
+/// The least string greater than every string that starts with `prefix`,
+/// in byte order (SQLite's `BINARY`, PostgreSQL's `COLLATE "C"`; UTF-8
+/// byte order is code point order): the exclusive upper bound of a prefix
+/// range scan, `name >= prefix AND name < bound`. No `LIKE`, so `%` and `_`
+/// in names are plain characters. `None` when there is no bound: the prefix
+/// is empty or all `char::MAX`, and every string from `prefix` on matches.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next scalar value, skipping the surrogate gap.
+        let next = match u32::from(last) {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -920,5 +1028,87 @@ mod tests {
         assert!(check_keyring_versions(&keyring, &[foreign]).is_err());
         let twice = version(1).decode().unwrap();
         assert!(check_keyring_versions(&keyring, &[twice.clone(), twice]).is_err());
+    }
+
+    #[test]
+    fn prefix_bounds_cover_exactly_the_prefixed_strings() {
+        assert_eq!(prefix_upper_bound(""), None);
+        assert_eq!(prefix_upper_bound("bob/").as_deref(), Some("bob0"));
+        assert_eq!(prefix_upper_bound("a%").as_deref(), Some("a&"));
+        assert_eq!(
+            prefix_upper_bound("x\u{D7FF}").as_deref(),
+            Some("x\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("y\u{10FFFF}").as_deref(), Some("z"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        // Byte order of the UTF-8 encodings, as the databases compare.
+        let prefix = "bob/";
+        let bound = prefix_upper_bound(prefix).unwrap();
+        for name in ["bob/", "bob/p", "bob/\u{10FFFF}", "bob/zz"] {
+            assert!(name.as_bytes() >= prefix.as_bytes() && name.as_bytes() < bound.as_bytes());
+        }
+        for name in ["bob", "bobby/p", "bob0", "bob.", "bo"] {
+            assert!(
+                !(name.as_bytes() >= prefix.as_bytes() && name.as_bytes() < bound.as_bytes()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn name_ranges_start_at_the_later_of_prefix_and_after() {
+        let r = NameRange::new("bob/", None);
+        assert_eq!(
+            (r.lower.as_str(), r.lower_inclusive, r.upper.as_deref()),
+            ("bob/", true, Some("bob0"))
+        );
+        assert_eq!(r.sql("name", '$', 3), "name >= $3 AND name < $4");
+        let r = NameRange::new("bob/", Some("bob/x"));
+        assert_eq!((r.lower.as_str(), r.lower_inclusive), ("bob/x", false));
+        let r = NameRange::new("bob/", Some("alice"));
+        assert_eq!((r.lower.as_str(), r.lower_inclusive), ("bob/", true));
+        // `after` equal to the prefix excludes the prefix itself.
+        let r = NameRange::new("bob", Some("bob"));
+        assert_eq!((r.lower.as_str(), r.lower_inclusive), ("bob", false));
+        let r = NameRange::new("", Some("m"));
+        assert_eq!(r.upper, None);
+        assert_eq!(r.sql("name", '?', 3), "name > ?3");
+    }
+
+    #[test]
+    fn iam_rows_round_trip_and_refuse_a_body_at_another_address() {
+        let user = IamEntity::User(crate::iam::IamUser {
+            account_id: AccountId::parse("111122223333").unwrap(),
+            name: "Bob".into(),
+            path: "/".into(),
+            user_id: "AIDAEXAMPLE".into(),
+            created_at: UnixMillis(1),
+            tags: Vec::new(),
+        });
+        let row = IamRow::encode(&user);
+        assert_eq!(
+            (
+                row.account_id.as_str(),
+                row.kind.as_str(),
+                row.name.as_str()
+            ),
+            ("111122223333", "user", "bob")
+        );
+        assert_eq!(row.clone().decode().unwrap(), user);
+        let moved = IamRow {
+            name: "alice".into(),
+            ..row.clone()
+        };
+        assert!(matches!(moved.decode(), Err(CodecError::Invalid(_))));
+        let other_kind = IamRow {
+            kind: "role".into(),
+            ..row.clone()
+        };
+        assert!(matches!(other_kind.decode(), Err(CodecError::Invalid(_))));
+        let garbled = IamRow {
+            body: "{".into(),
+            ..row
+        };
+        assert!(matches!(garbled.decode(), Err(CodecError::Json(_))));
     }
 }

@@ -8,7 +8,35 @@ use keywarden_core::store_codec::{credential_owner_columns, decode_account, stat
 
 use crate::error::Fail;
 use crate::rows::{account_from_row, credential_from_row, ACCOUNT_COLUMNS, CREDENTIAL_COLUMNS};
-use crate::{transact, Mode, PgStore};
+use crate::{transact, Mode, PgStore, Tx};
+
+/// Inserts a credential row (`create_credential`, `import_dump`). An
+/// unknown owner answers `MissingReference`, a taken id `AlreadyExists`.
+pub(crate) async fn insert_credential(tx: &Tx<'_>, credential: &Credential) -> Result<(), Fail> {
+    let (account, product, user_name) = credential_owner_columns(&credential.owner);
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO credentials
+                 (access_key_id, account_id, product_code, user_name, sealed_secret, status,
+                  created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &credential.access_key_id,
+            &account,
+            &product,
+            &user_name,
+            &credential.sealed_secret,
+            &status_to_sql(credential.status),
+            &credential.created_at.0,
+        ],
+    )
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl AccountStore for PgStore {
@@ -64,28 +92,8 @@ impl AccountStore for PgStore {
 #[async_trait]
 impl CredentialStore for PgStore {
     async fn create_credential(&self, credential: &Credential) -> Result<(), StoreError> {
-        let (account, product) = credential_owner_columns(&credential.owner);
         transact!(self, Mode::Write, |tx| {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO credentials
-                         (access_key_id, account_id, product_code, sealed_secret, status,
-                          created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .await?;
-            tx.execute(
-                &stmt,
-                &[
-                    &credential.access_key_id,
-                    &account,
-                    &product,
-                    &credential.sealed_secret,
-                    &status_to_sql(credential.status),
-                    &credential.created_at.0,
-                ],
-            )
-            .await?;
+            insert_credential(&tx, credential).await?;
         })
     }
 
@@ -134,15 +142,24 @@ impl CredentialStore for PgStore {
     }
 
     async fn revoke_credential(&self, access_key_id: &str) -> Result<bool, StoreError> {
+        self.set_credential_status(access_key_id, CredentialStatus::Revoked)
+            .await
+    }
+
+    async fn set_credential_status(
+        &self,
+        access_key_id: &str,
+        status: CredentialStatus,
+    ) -> Result<bool, StoreError> {
+        // Mode::Write: the change trigger on `credentials` moves the
+        // counter and notifies every node, which drop the key from their
+        // caches.
         transact!(self, Mode::Write, |tx| {
             let stmt = tx
                 .prepare_cached("UPDATE credentials SET status = $1 WHERE access_key_id = $2")
                 .await?;
-            tx.execute(
-                &stmt,
-                &[&status_to_sql(CredentialStatus::Revoked), &access_key_id],
-            )
-            .await?
+            tx.execute(&stmt, &[&status_to_sql(status), &access_key_id])
+                .await?
                 > 0
         })
     }

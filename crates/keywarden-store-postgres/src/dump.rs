@@ -8,13 +8,15 @@ use keywarden_core::dump::{DumpStore, StoreDump};
 use keywarden_core::model::CryptoOperation;
 use keywarden_core::store::StoreError;
 use keywarden_core::store_codec::{
-    credential_owner_columns, decode_account, decode_account_id, decode_key_id, decode_month,
-    decode_product, status_to_sql, KeyColumns, KeyringRow,
+    decode_account, decode_account_id, decode_key_id, decode_month, decode_product, IamRow,
+    KeyColumns, KeyringRow,
 };
 
+use crate::accounts::insert_credential;
 use crate::aliases::insert_alias_row;
 use crate::billing::lifetime_from_row;
 use crate::error::{Fail, Invalid};
+use crate::iam::{all_iam_entities, insert_iam_row};
 use crate::keyrings::{export_keyrings, insert_keyring_row, insert_keyring_version};
 use crate::keys::{insert_key_row, load_keys};
 use crate::rows::{
@@ -149,7 +151,9 @@ impl DumpStore for PgStore {
                 .map(|r| r.try_get::<_, Vec<u8>>(0))
                 .transpose()?;
             let (keyrings, keyring_key_versions) = export_keyrings(&tx).await?;
+            let iam_entities = all_iam_entities(&tx).await?;
             StoreDump {
+                iam_entities,
                 root_key_check,
                 keyrings,
                 keyring_key_versions,
@@ -235,24 +239,8 @@ impl DumpStore for PgStore {
                 )
                 .await?;
             }
-            let stmt = run("INSERT INTO credentials
-                     (access_key_id, account_id, product_code, sealed_secret, status, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)")
-            .await?;
             for c in &dump.credentials {
-                let (account, product) = credential_owner_columns(&c.owner);
-                tx.execute(
-                    &stmt,
-                    &[
-                        &c.access_key_id,
-                        &account,
-                        &product,
-                        &c.sealed_secret,
-                        &status_to_sql(c.status),
-                        &c.created_at.0,
-                    ],
-                )
-                .await?;
+                insert_credential(&tx, c).await?;
             }
             for (cols, key) in keys.iter().zip(&dump.keys) {
                 insert_key_row(&tx, cols, &key.versions).await?;
@@ -401,6 +389,9 @@ impl DumpStore for PgStore {
             }
             for v in &dump.keyring_key_versions {
                 insert_keyring_version(&tx, v).await?;
+            }
+            for e in &dump.iam_entities {
+                insert_iam_row(&tx, &IamRow::encode(e)).await?;
             }
         })
     }

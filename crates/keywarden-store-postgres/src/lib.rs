@@ -6,7 +6,7 @@
 //! (`keywarden_core::store_codec`), so a dump moves between the two
 //! unchanged. One file per seam, named as in the SQLite store (`keys.rs`,
 //! `aliases.rs`, `grants.rs`, `accounts.rs`, `products.rs`, `billing.rs`,
-//! `keyrings.rs`, `deployment.rs`, `feed.rs`, `dump.rs`); this file
+//! `keyrings.rs`, `iam.rs`, `deployment.rs`, `feed.rs`, `dump.rs`); this file
 //! connects and runs transactions.
 //!
 //! # Transactions
@@ -76,6 +76,7 @@ mod dump;
 mod error;
 mod feed;
 mod grants;
+mod iam;
 mod keyrings;
 mod keys;
 mod products;

@@ -68,7 +68,7 @@ pub(crate) fn account_from_row(row: &Row) -> Result<(String, String, i64), tokio
 
 /// The column list [`credential_from_row`] expects.
 pub(crate) const CREDENTIAL_COLUMNS: &str =
-    "access_key_id, account_id, product_code, sealed_secret, status, created_at";
+    "access_key_id, account_id, product_code, sealed_secret, status, created_at, user_name";
 
 /// Reads the columns named by [`CREDENTIAL_COLUMNS`].
 pub(crate) fn credential_from_row(row: &Row) -> Result<CredentialRow, tokio_postgres::Error> {
@@ -76,6 +76,7 @@ pub(crate) fn credential_from_row(row: &Row) -> Result<CredentialRow, tokio_post
         access_key_id: row.try_get(0)?,
         account_id: row.try_get(1)?,
         product_code: row.try_get(2)?,
+        user_name: row.try_get(6)?,
         sealed_secret: row.try_get(3)?,
         status: row.try_get(4)?,
         created_at: row.try_get(5)?,

@@ -307,8 +307,43 @@ CREATE UNIQUE INDEX ledger_top_up_reference ON ledger (account_id, reference)
     WHERE reference IS NOT NULL;
 "#;
 
+/// Migration 5: IAM (`IamStore`) and access keys of IAM users, as
+/// SQLite's schema 11.
+///
+/// * `iam_entities`: one row per user, role, managed policy, inline policy
+///   or attachment, addressed by account, kind and stored name, the record
+///   as JSON in `body`. Names are `COLLATE "C"`, so the primary key's order
+///   is byte order and one owner's children (`<owner>/...`) are a range
+///   scan (`name >= prefix AND name < bound`, no `LIKE`). A change trigger
+///   (`keywarden_changed`): identities and policies are cached.
+/// * `credentials.user_name`: with `account_id`, the IAM user a key belongs
+///   to. The owner CHECK of migration 1 stays (exactly one of account and
+///   product); a new one allows a user name only beside an account.
+///   Status changes already move the counter (`credentials_changes`).
+const MIGRATION_5: &str = r#"
+CREATE TABLE iam_entities (
+    account_id TEXT COLLATE "C" NOT NULL REFERENCES accounts (account_id),
+    kind       TEXT COLLATE "C" NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (account_id, kind, name)
+);
+CREATE CONSTRAINT TRIGGER iam_entities_changes AFTER INSERT OR UPDATE OR DELETE ON iam_entities
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION keywarden_changed();
+
+ALTER TABLE credentials ADD COLUMN user_name TEXT COLLATE "C";
+ALTER TABLE credentials ADD CONSTRAINT credentials_user_has_account
+    CHECK (user_name IS NULL OR account_id IS NOT NULL);
+"#;
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
 
 /// The schema version this build creates and understands.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

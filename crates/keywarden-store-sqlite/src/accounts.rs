@@ -2,15 +2,39 @@
 
 use async_trait::async_trait;
 use keywarden_core::ids::AccountId;
-use keywarden_core::model::{Account, Credential, CredentialOwner};
+use keywarden_core::model::{Account, Credential, CredentialStatus};
 use keywarden_core::store::{AccountStore, CredentialStore, StoreError};
-use rusqlite::{params, OptionalExtension};
+use keywarden_core::store_codec::credential_owner_columns;
+use rusqlite::{params, OptionalExtension, Transaction};
 
+use crate::error::Fail;
 use crate::rows::{
     account_from_row, credential_from_row, decode_account, status_to_sql, ACCOUNT_COLUMNS,
     CREDENTIAL_COLUMNS,
 };
 use crate::SqliteStore;
+
+/// Inserts a credential row (`create_credential`, `import_dump`). An
+/// unknown owner answers `MissingReference`, a taken id `AlreadyExists`.
+pub(crate) fn insert_credential(tx: &Transaction<'_>, credential: &Credential) -> Result<(), Fail> {
+    let (account, product, user_name) = credential_owner_columns(&credential.owner);
+    tx.prepare_cached(
+        "INSERT INTO credentials
+             (access_key_id, account_id, product_code, user_name, sealed_secret, status,
+              created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        credential.access_key_id,
+        account,
+        product,
+        user_name,
+        credential.sealed_secret,
+        status_to_sql(credential.status),
+        credential.created_at.0
+    ])?;
+    Ok(())
+}
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -63,23 +87,7 @@ impl CredentialStore for SqliteStore {
     async fn create_credential(&self, credential: &Credential) -> Result<(), StoreError> {
         let credential = credential.clone();
         self.write(move |tx| {
-            let (account, product) = match &credential.owner {
-                CredentialOwner::Account(a) => (Some(a.as_str()), None),
-                CredentialOwner::Product(p) => (None, Some(p.as_str())),
-            };
-            tx.prepare_cached(
-                "INSERT INTO credentials
-                     (access_key_id, account_id, product_code, sealed_secret, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                credential.access_key_id,
-                account,
-                product,
-                credential.sealed_secret,
-                status_to_sql(credential.status),
-                credential.created_at.0
-            ])?;
+            insert_credential(tx, &credential)?;
             Ok(())
         })
         .await
@@ -126,14 +134,22 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn revoke_credential(&self, access_key_id: &str) -> Result<bool, StoreError> {
+        self.set_credential_status(access_key_id, CredentialStatus::Revoked)
+            .await
+    }
+
+    async fn set_credential_status(
+        &self,
+        access_key_id: &str,
+        status: CredentialStatus,
+    ) -> Result<bool, StoreError> {
         let id = access_key_id.to_owned();
+        // The update trigger moves the change counter (schema 5), so every
+        // process drops the key from its cache.
         self.write(move |tx| {
             let changed = tx
                 .prepare_cached("UPDATE credentials SET status = ?1 WHERE access_key_id = ?2")?
-                .execute(params![
-                    status_to_sql(keywarden_core::model::CredentialStatus::Revoked),
-                    id
-                ])?;
+                .execute(params![status_to_sql(status), id])?;
             Ok(changed > 0)
         })
         .await

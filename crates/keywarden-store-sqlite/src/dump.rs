@@ -6,23 +6,25 @@ use keywarden_core::billing::{KeyLifetime, RequestCount};
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::dump::{DumpStore, StoreDump};
 use keywarden_core::ids::{AccountId, KeyId};
-use keywarden_core::model::{CredentialOwner, CryptoOperation};
+use keywarden_core::model::CryptoOperation;
 use keywarden_core::store::StoreError;
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use keywarden_core::store_codec::{self, GrantRow};
 
+use crate::accounts::insert_credential;
 use crate::aliases::insert_alias_row;
 use crate::billing::{decode_entry, entry_from_row, ENTRY_COLUMNS};
 use crate::error::{Fail, Invalid};
+use crate::iam::{all_iam_entities, insert_iam_row};
 use crate::keyrings::{
     all_keyring_versions, all_keyrings, insert_keyring_row, insert_keyring_version,
 };
 use crate::keys::{insert_key_row, load_key};
 use crate::rows::{
     account_from_row, alias_from_row, credential_from_row, decode_account, decode_product,
-    grant_from_row, key_from_row, product_from_row, revision_to_sql, status_to_sql, usage_from_row,
-    KeyColumns, ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, GRANT_COLUMNS, KEY_COLUMNS,
+    grant_from_row, key_from_row, product_from_row, revision_to_sql, usage_from_row, KeyColumns,
+    ACCOUNT_COLUMNS, ALIAS_COLUMNS, CREDENTIAL_COLUMNS, GRANT_COLUMNS, KEY_COLUMNS,
     PRODUCT_COLUMNS, USAGE_COLUMNS,
 };
 use crate::SqliteStore;
@@ -180,7 +182,9 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
         .optional()?;
     let keyrings = all_keyrings(tx)?;
     let keyring_key_versions = all_keyring_versions(tx)?;
+    let iam_entities = all_iam_entities(tx)?;
     Ok(StoreDump {
+        iam_entities,
         root_key_check,
         keyrings,
         keyring_key_versions,
@@ -234,23 +238,7 @@ fn import(tx: &Transaction<'_>, dump: &StoreDump) -> Result<(), Fail> {
         ])?;
     }
     for c in &dump.credentials {
-        let (account, product) = match &c.owner {
-            CredentialOwner::Account(a) => (Some(a.as_str()), None),
-            CredentialOwner::Product(p) => (None, Some(p.as_str())),
-        };
-        tx.prepare_cached(
-            "INSERT INTO credentials
-                 (access_key_id, account_id, product_code, sealed_secret, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            c.access_key_id,
-            account,
-            product,
-            c.sealed_secret,
-            status_to_sql(c.status),
-            c.created_at.0
-        ])?;
+        insert_credential(tx, c)?;
     }
     // Lifetimes before keys: the insert trigger's INSERT OR IGNORE then
     // keeps the dumped ones (destroyed keys' lifetimes have no key row).
@@ -359,6 +347,9 @@ fn import(tx: &Transaction<'_>, dump: &StoreDump) -> Result<(), Fail> {
     }
     for v in &dump.keyring_key_versions {
         insert_keyring_version(tx, v)?;
+    }
+    for e in &dump.iam_entities {
+        insert_iam_row(tx, &store_codec::IamRow::encode(e))?;
     }
     Ok(())
 }

@@ -3,10 +3,10 @@
 //! [`SqliteStore`] implements the store seam of `keywarden-core`
 //! ([`keywarden_core::store::Store`]: `KeyStore`, `AliasStore`,
 //! `AccountStore`, `CredentialStore`, `ProductStore`, `UsageStore`,
-//! `ChangeFeed` and the others, such as `KeyringStore`) and
+//! `ChangeFeed` and the others, such as `KeyringStore` and `IamStore`) and
 //! [`keywarden_core::dump::DumpStore`], one file per seam, named as in the
 //! PostgreSQL store (`keys.rs`, `aliases.rs`, `grants.rs`, `accounts.rs`,
-//! `products.rs`, `billing.rs`, `keyrings.rs`, `deployment.rs`, `feed.rs`,
+//! `products.rs`, `billing.rs`, `keyrings.rs`, `iam.rs`, `deployment.rs`, `feed.rs`,
 //! `dump.rs`); this file opens the store and runs transactions.
 //! Every trait method is one SQLite transaction, run on Tokio's blocking pool
 //! so the async executor never waits on disk I/O:
@@ -34,6 +34,7 @@ mod dump;
 mod error;
 mod feed;
 mod grants;
+mod iam;
 mod keyrings;
 mod keys;
 mod products;

@@ -80,7 +80,7 @@ pub(crate) fn decode_account(row: (String, String, i64)) -> Result<Account, Fail
 
 /// The column list [`credential_from_row`] expects.
 pub(crate) const CREDENTIAL_COLUMNS: &str =
-    "access_key_id, account_id, product_code, sealed_secret, status, created_at";
+    "access_key_id, account_id, product_code, sealed_secret, status, created_at, user_name";
 
 /// Reads the columns named by [`CREDENTIAL_COLUMNS`].
 pub(crate) fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<CredentialRow> {
@@ -88,6 +88,7 @@ pub(crate) fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<CredentialR
         access_key_id: row.get(0)?,
         account_id: row.get(1)?,
         product_code: row.get(2)?,
+        user_name: row.get(6)?,
         sealed_secret: row.get(3)?,
         status: row.get(4)?,
         created_at: row.get(5)?,

@@ -405,6 +405,42 @@ CREATE UNIQUE INDEX ledger_top_up_reference ON ledger (account_id, reference)
     WHERE reference IS NOT NULL;
 ";
 
+/// Schema 11: IAM (`IamStore`) and access keys of IAM users.
+///
+/// * `iam_entities`: one row per user, role, managed policy, inline policy
+///   or attachment, addressed by account, kind and stored name
+///   (`keywarden_core::iam::IamEntity::name`), the record itself as JSON in
+///   `body`, so new IAM fields need no migration. Children are named
+///   `<owner>/<child>`: the primary key's order serves listing one owner's
+///   children as a range scan (`name >= prefix AND name < bound`, no
+///   `LIKE`). Change triggers: identities and policies are cached.
+/// * `credentials.user_name`: with `account_id`, the IAM user a key
+///   belongs to (NULL for the account's own keys and products' keys). The
+///   owner CHECK of schema 5 (exactly one of account and product) stays;
+///   the column's CHECK allows a user name only beside an account.
+///   Credential status changes already move the counter (schema 5's
+///   `credentials_update_changes`), so deactivating a user's key reaches
+///   every process's cache.
+const MIGRATION_11: &str = "
+CREATE TABLE iam_entities (
+    account_id TEXT NOT NULL REFERENCES accounts (account_id),
+    kind       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (account_id, kind, name)
+) STRICT;
+
+CREATE TRIGGER iam_entities_insert_changes AFTER INSERT ON iam_entities
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER iam_entities_update_changes AFTER UPDATE ON iam_entities
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER iam_entities_delete_changes AFTER DELETE ON iam_entities
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+
+ALTER TABLE credentials ADD COLUMN user_name TEXT
+    CHECK (user_name IS NULL OR account_id IS NOT NULL);
+";
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -417,6 +453,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_8,
     MIGRATION_9,
     MIGRATION_10,
+    MIGRATION_11,
 ];
 
 /// The schema version this build creates and understands.
@@ -562,5 +599,89 @@ mod tests {
         conn.execute("UPDATE credentials SET status = 'Revoked'", [])
             .unwrap();
         assert!(counter(&conn) > before);
+    }
+
+    #[test]
+    fn credentials_of_schema_10_survive_and_gain_user_names() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (done, sql) in MIGRATIONS[..10].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute_batch(&format!("PRAGMA user_version = {}", done + 1))
+                .unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             INSERT INTO accounts VALUES ('111122223333', 'n', 0);
+             INSERT INTO products VALUES ('evs', 'Storage', 'Active', 0);
+             INSERT INTO credentials VALUES ('AKIAOLD', '111122223333', NULL, x'01', 'Active', 5);
+             INSERT INTO credentials VALUES ('AKIAPRD', NULL, 'evs', x'02', 'Active', 6);",
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        type Owner = (String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Owner> = conn
+            .prepare(
+                "SELECT access_key_id, account_id, product_code, user_name
+                 FROM credentials ORDER BY access_key_id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ("AKIAOLD".into(), Some("111122223333".into()), None, None),
+                ("AKIAPRD".into(), None, Some("evs".into()), None),
+            ]
+        );
+        // A user's key: with its account, never with a product alone, and
+        // still exactly one of account and product.
+        conn.execute(
+            "INSERT INTO credentials VALUES ('AKIAUSR', '111122223333', NULL, x'03', 'Active', 7, 'bob')",
+            [],
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "INSERT INTO credentials VALUES ('AKIABAD', NULL, 'evs', x'03', 'Active', 7, 'bob')",
+                [],
+            )
+            .is_err());
+        assert!(conn
+            .execute(
+                "INSERT INTO credentials VALUES ('AKIABD2', NULL, NULL, x'03', 'Active', 7, 'bob')",
+                [],
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn iam_writes_move_the_change_counter() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        let counter = |c: &Connection| -> i64 {
+            c.query_row("SELECT counter FROM changes", [], |r| r.get(0))
+                .unwrap()
+        };
+        conn.execute(
+            "INSERT INTO accounts (account_id, name, created_at) VALUES ('a', 'n', 0)",
+            [],
+        )
+        .unwrap();
+        for sql in [
+            "INSERT INTO iam_entities VALUES ('a', 'user', 'bob', '{}')",
+            "UPDATE iam_entities SET body = '{ }'",
+            "DELETE FROM iam_entities",
+        ] {
+            let before = counter(&conn);
+            conn.execute(sql, []).unwrap();
+            assert!(counter(&conn) > before, "{sql}");
+        }
     }
 }
