@@ -50,6 +50,11 @@ impl CachedKey {
 
 type KeyMap = HashMap<(AccountId, KeyId), Arc<CachedKey>>;
 type AliasMap = HashMap<(AccountId, AliasName), KeyId>;
+/// Parsed key policies by key and revision.
+type KeyPolicyMap = HashMap<(AccountId, KeyId, u64), Arc<crate::policy::PolicyDocument>>;
+/// Parsed identity policies by account and user or role.
+type IdentityPolicyMap =
+    HashMap<(AccountId, crate::iam::IamOwner), Arc<Vec<crate::policy::PolicyDocument>>>;
 /// A key's grants to one grantee principal.
 type GrantMap = HashMap<(AccountId, KeyId, String), Arc<Vec<GrantRecord>>>;
 
@@ -58,6 +63,8 @@ pub(crate) struct Caches {
     epoch: AtomicU64,
     keys: RwLock<KeyMap>,
     aliases: RwLock<AliasMap>,
+    key_policies: RwLock<KeyPolicyMap>,
+    identity_policies: RwLock<IdentityPolicyMap>,
     credentials: RwLock<HashMap<String, Arc<ActiveCredential>>>,
     grants: RwLock<GrantMap>,
     frozen: RwLock<HashMap<AccountId, bool>>,
@@ -205,6 +212,56 @@ impl Caches {
         map.remove(access_key_id);
     }
 
+    pub(crate) fn key_policy(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+        revision: u64,
+    ) -> Option<Arc<crate::policy::PolicyDocument>> {
+        read(&self.key_policies)
+            .get(&(account.clone(), *key, revision))
+            .cloned()
+    }
+
+    /// Inserts a parsed key policy. Keyed by revision, an entry can never
+    /// be stale, so no epoch check is needed.
+    pub(crate) fn put_key_policy(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+        revision: u64,
+        doc: Arc<crate::policy::PolicyDocument>,
+    ) {
+        bounded_insert(
+            &mut write(&self.key_policies),
+            (account.clone(), *key, revision),
+            doc,
+        );
+    }
+
+    pub(crate) fn identity_policies(
+        &self,
+        account: &AccountId,
+        owner: &crate::iam::IamOwner,
+    ) -> Option<Arc<Vec<crate::policy::PolicyDocument>>> {
+        read(&self.identity_policies)
+            .get(&(account.clone(), owner.clone()))
+            .cloned()
+    }
+
+    pub(crate) fn put_identity_policies(
+        &self,
+        epoch: u64,
+        account: &AccountId,
+        owner: &crate::iam::IamOwner,
+        docs: Arc<Vec<crate::policy::PolicyDocument>>,
+    ) {
+        let mut map = write(&self.identity_policies);
+        if self.epoch() == epoch {
+            bounded_insert(&mut map, (account.clone(), owner.clone()), docs);
+        }
+    }
+
     /// Drops everything.
     pub(crate) fn clear(&self) {
         let mut k = write(&self.keys);
@@ -212,7 +269,9 @@ impl Caches {
         let mut c = write(&self.credentials);
         let mut g = write(&self.grants);
         let mut f = write(&self.frozen);
+        let mut ip = write(&self.identity_policies);
         self.bump();
+        ip.clear();
         k.clear();
         a.clear();
         c.clear();

@@ -81,6 +81,22 @@ impl Clock for ManualClock {
     }
 }
 
+/// An instant as ISO 8601 in UTC with seconds (`2026-12-07T20:53:55Z`), as
+/// `aws:CurrentTime` and IAM's dates are written.
+pub fn iso8601(at: UnixMillis) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(at.0.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

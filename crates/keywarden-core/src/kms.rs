@@ -48,6 +48,9 @@ pub struct Caller {
     pub account_id: AccountId,
     /// The authenticated principal (an access key id).
     pub principal: String,
+    /// Whose credentials signed: the account's own (its root) or an IAM
+    /// user's. A product's credential is `Root` here and `product` is set.
+    pub identity: Identity,
     /// Set when a cloud product's credential signed the request; the
     /// product acts for `account_id`, the account its key ARN named
     /// (`Kms::product_caller`), and may use only the keys its class allows.
@@ -56,6 +59,15 @@ pub struct Caller {
     /// use (`GetKeyLastUsage`); empty outside a request (operator CLI,
     /// tests).
     pub request_id: String,
+}
+
+/// The IAM identity behind a [`Caller`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The account's own access keys: `arn:aws:iam::<account>:root`.
+    Root,
+    /// An IAM user of the account.
+    User(Arc<crate::iam::IamUser>),
 }
 
 /// The product behind a [`Caller`].
@@ -89,9 +101,9 @@ impl KeySweep {
 /// How a caller wants to access a key; [`Kms::authorize`] decides.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Access<'a> {
-    /// Read its metadata (DescribeKey, ListResourceTags, ListAliases by
-    /// key, GetKeyRotationStatus, ...).
-    Describe,
+    /// Read its metadata with this operation (DescribeKey,
+    /// ListResourceTags, ListAliases by key, GetKeyRotationStatus, ...).
+    Describe(Operation),
     /// A cryptographic operation with this encryption context.
     Crypto(GrantOperation, &'a EncryptionContext),
     /// Change it with this operation, whose wire name goes into refusals.
@@ -348,10 +360,11 @@ impl Kms {
         };
         let Some(product) = &caller.product else {
             if key.key_manager == KeyManager::Customer {
-                return Ok(());
+                return self.authorize_policies(caller, key, access).await;
             }
             return match access {
-                Access::Describe | Access::RetireGrant => Ok(()),
+                Access::Describe(_) => self.authorize_policies(caller, key, access).await,
+                Access::RetireGrant => Ok(()),
                 Access::Crypto(op, _) => Err(KmsError::AccessDenied(format!(
                     "{} is the default key of {}; only that product can use it for cryptographic operations ({} refused)",
                     arn(),
@@ -394,7 +407,7 @@ impl Kms {
                     return Ok(());
                 }
                 let what = match access {
-                    Access::Describe => Operation::DescribeKey.wire_name(),
+                    Access::Describe(op) => op.wire_name(),
                     Access::Crypto(op, _) => op.as_str(),
                     Access::Manage(op) => op.wire_name(),
                     Access::RetireGrant => Operation::RetireGrant.wire_name(),

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authz;
 pub mod billing;
 mod cache;
 pub mod ciphertext;

@@ -97,6 +97,7 @@ fn operations(c: &mut Criterion) {
         product: None,
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
+        identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
     };
     let created = rt

@@ -61,6 +61,9 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// An IAM operation's failure (`iam.rs`), with IAM's code and status.
+    #[error(transparent)]
+    Iam(keywarden_core::ops::iam::IamError),
 }
 
 impl ApiError {
@@ -109,6 +112,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "RequestTimeoutException",
             ApiError::AuditUnavailable => "KMSInternalException",
             ApiError::Query { code, .. } => code,
+            ApiError::Iam(e) => e.code(),
         }
     }
 
@@ -129,6 +133,11 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::AuditUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Query { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Iam(keywarden_core::ops::iam::IamError::Kms(e)) => match e {
+                KmsError::Store(_) | KmsError::Protector(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            ApiError::Iam(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 

@@ -53,6 +53,8 @@ pub struct AppState {
     pub verifier: Verifier,
     /// SigV4 verification for service `sts` (the STS Query API, `sts.rs`).
     pub sts_verifier: Verifier,
+    /// Verifies IAM Query API requests (scope service `iam`).
+    pub iam_verifier: Verifier,
     /// Request limits and per-account quotas (docs/limits.md).
     pub limits: Limits,
     /// The per-account request-rate limiter enforcing `limits.quotas`.
@@ -74,7 +76,8 @@ impl AppState {
         AppState {
             kms,
             verifier: Verifier::new(region.clone(), "kms", Duration::from_secs(15 * 60)),
-            sts_verifier: Verifier::new(region, "sts", Duration::from_secs(15 * 60)),
+            sts_verifier: Verifier::new(region.clone(), "sts", Duration::from_secs(15 * 60)),
+            iam_verifier: Verifier::new(region, "iam", Duration::from_secs(15 * 60)),
             quotas: QuotaLimiter::new(&limits.quotas),
             limits,
             audit: None,
@@ -161,12 +164,12 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    // A credential scoped to `sts` is a request of the STS Query API on
-    // the same endpoint (sts.rs): XML answers and errors.
-    let protocol = if crate::sigv4::scope_service(req.headers()) == Some("sts") {
-        Protocol::StsQuery
-    } else {
-        Protocol::KmsJson
+    // A credential scoped to `sts` or `iam` is a request of that Query API
+    // on the same endpoint (sts.rs, iam.rs): XML answers and errors.
+    let protocol = match crate::sigv4::scope_service(req.headers()) {
+        Some("sts") => Protocol::StsQuery,
+        Some("iam") => Protocol::IamQuery,
+        _ => Protocol::KmsJson,
     };
     let mut op = parse_target(&target).map_or("", |(_, op)| op).to_owned();
     let mut facts = audit::Facts::default();
@@ -176,11 +179,20 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
     } else {
         match protocol {
             Protocol::KmsJson => handle(&state, req, &request_id, &mut facts).await,
-            Protocol::StsQuery => handle_sts(&state, req, &request_id, &mut facts).await,
+            Protocol::StsQuery | Protocol::IamQuery => {
+                handle_query(&state, protocol, req, &request_id, &mut facts).await
+            }
         }
     };
-    let sts_action = (protocol == Protocol::StsQuery)
-        .then(|| crate::sts::action_name(facts.body.as_deref().unwrap_or_default()));
+    let sts_action = match protocol {
+        Protocol::StsQuery => Some(crate::sts::action_name(
+            facts.body.as_deref().unwrap_or_default(),
+        )),
+        Protocol::IamQuery => Some(crate::iam::action_name(
+            facts.body.as_deref().unwrap_or_default(),
+        )),
+        Protocol::KmsJson => None,
+    };
     if let Some(action) = &sts_action {
         op.clone_from(action);
     }
@@ -220,7 +232,9 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
             tracing::info!(target: "keywarden::access", %request_id, %peer, op = %op, %principal, status = 200, elapsed_us);
             match protocol {
                 Protocol::KmsJson => json_response(StatusCode::OK, body, &request_id),
-                Protocol::StsQuery => xml_response(StatusCode::OK, body, &request_id),
+                Protocol::StsQuery | Protocol::IamQuery => {
+                    xml_response(StatusCode::OK, body, &request_id)
+                }
             }
         }
         Err(err) => {
@@ -233,7 +247,12 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
                 Protocol::KmsJson => error_response(&err, &request_id),
                 Protocol::StsQuery => xml_response(
                     err.status(),
-                    crate::sts::error_body(&err, &request_id),
+                    crate::sts::error_body(&err, &request_id, crate::sts::XMLNS),
+                    &request_id,
+                ),
+                Protocol::IamQuery => xml_response(
+                    err.status(),
+                    crate::sts::error_body(&err, &request_id, crate::iam::XMLNS),
                     &request_id,
                 ),
             }
@@ -248,6 +267,8 @@ enum Protocol {
     KmsJson,
     /// The STS API: AWS's Query protocol (form body, XML answers).
     StsQuery,
+    /// The IAM API: AWS's Query protocol.
+    IamQuery,
 }
 
 /// Authenticates `parts`/`body` against `verifier`: the credential's owner
@@ -284,10 +305,12 @@ async fn authenticate(
     Ok((auth, credential.owner.clone()))
 }
 
-/// The STS Query API (sts.rs): authenticate with the `sts` scope, check
-/// the form content type, charge a management request, run the action.
-async fn handle_sts(
+/// The STS and IAM Query APIs (sts.rs, iam.rs): authenticate with the
+/// service's scope, check the form content type, charge a management
+/// request, run the action.
+async fn handle_query(
     state: &AppState,
+    protocol: Protocol,
     req: Request,
     request_id: &str,
     facts: &mut audit::Facts,
@@ -304,7 +327,12 @@ async fn handle_sts(
     }
     let body = crate::limits::read_body(&parts.headers, body, &state.limits).await?;
     facts.body = Some(body.clone());
-    let (auth, owner) = authenticate(state, &state.sts_verifier, &parts, &body, facts).await?;
+    let verifier = if protocol == Protocol::IamQuery {
+        &state.iam_verifier
+    } else {
+        &state.sts_verifier
+    };
+    let (auth, owner) = authenticate(state, verifier, &parts, &body, facts).await?;
     let mime = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -314,14 +342,15 @@ async fn handle_sts(
         .next()
         .unwrap_or("")
         .trim();
-    if !mime.eq_ignore_ascii_case(crate::sts::FORM_CONTENT_TYPE) {
+    if !mime.eq_ignore_ascii_case(crate::query::FORM_CONTENT_TYPE) {
         return Err(ApiError::Query {
             code: "InvalidParameterValue",
-            message: format!("Content-Type must be {}", crate::sts::FORM_CONTENT_TYPE),
+            message: format!("Content-Type must be {}", crate::query::FORM_CONTENT_TYPE),
         });
     }
     let account = match &owner {
         ActiveOwner::Account(account) => account.clone(),
+        ActiveOwner::User(user) => user.account_id.clone(),
         ActiveOwner::Product(_) => {
             keywarden_core::ids::AccountId::parse(keywarden_core::ids::PRODUCT_SERVICE_ACCOUNT)?
         }
@@ -331,13 +360,16 @@ async fn handle_sts(
         .quotas
         .check(&account, Budget::UNKNOWN)
         .map_err(ApiError::Throttled)?;
-    crate::sts::run(
-        &owner,
-        &auth.access_key_id,
-        &state.kms.config().partition,
-        &body,
-        request_id,
-    )
+    match protocol {
+        Protocol::IamQuery => crate::iam::run(&state.kms, &owner, &body, request_id).await,
+        _ => crate::sts::run(
+            &owner,
+            &auth.access_key_id,
+            &state.kms.config().partition,
+            &body,
+            request_id,
+        ),
+    }
 }
 
 async fn handle(
@@ -398,6 +430,14 @@ async fn handle(
         ActiveOwner::Account(account) => Caller {
             account_id: account.clone(),
             principal: auth.access_key_id,
+            identity: keywarden_core::kms::Identity::Root,
+            product: None,
+            request_id: request_id.to_owned(),
+        },
+        ActiveOwner::User(user) => Caller {
+            account_id: user.account_id.clone(),
+            principal: auth.access_key_id,
+            identity: keywarden_core::kms::Identity::User(Arc::new(user.clone())),
             product: None,
             request_id: request_id.to_owned(),
         },

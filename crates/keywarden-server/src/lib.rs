@@ -10,8 +10,10 @@
 mod error;
 mod handlers;
 mod http_server;
+mod iam;
 mod keyring_endpoint;
 pub mod limits;
+mod query;
 pub mod sigv4;
 mod sts;
 mod wire;

@@ -12,15 +12,13 @@ use keywarden_core::ops::accounts::ActiveOwner;
 use keywarden_core::KmsError;
 
 use crate::error::ApiError;
+use crate::query::{query_error, xml_escape, Params};
 
 /// The STS API version the clients send.
 pub const VERSION: &str = "2011-06-15";
 
 /// The XML namespace of STS answers.
-const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
-
-/// The form content type the Query protocol uses.
-pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+pub const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 /// What a request was: for the audit log and the access log.
 pub fn action_name(body: &[u8]) -> String {
@@ -40,42 +38,9 @@ pub fn run(
     body: &[u8],
     request_id: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let mut action = None;
-    let mut version = None;
-    for (name, value) in form_urlencoded::parse(body) {
-        let slot = match name.as_ref() {
-            "Action" => &mut action,
-            "Version" => &mut version,
-            // Other parameters belong to actions not served yet; the
-            // action decides below.
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(query_error(
-                "InvalidParameterValue",
-                format!("{name} is given more than once"),
-            ));
-        }
-        *slot = Some(value.into_owned());
-    }
-    let Some(action) = action else {
-        return Err(query_error(
-            "MissingAction",
-            "Missing Action parameter".to_owned(),
-        ));
-    };
-    if let Some(v) = &version {
-        if v != VERSION {
-            return Err(query_error(
-                "InvalidAction",
-                format!(
-                    "Could not find operation {} for version {}",
-                    keywarden_core::ids::truncate_for_message(&action),
-                    keywarden_core::ids::truncate_for_message(v)
-                ),
-            ));
-        }
-    }
+    let params = Params::parse(body)?;
+    let action = params.action()?.to_owned();
+    params.check_version(VERSION)?;
     match action.as_str() {
         "GetCallerIdentity" => Ok(get_caller_identity(
             owner,
@@ -108,6 +73,14 @@ fn get_caller_identity(
             format!("arn:{partition}:iam::{account}:root"),
             account.as_str().to_owned(),
         ),
+        ActiveOwner::User(user) => (
+            user.account_id.as_str().to_owned(),
+            format!(
+                "arn:{partition}:iam::{}:user{}{}",
+                user.account_id, user.path, user.name
+            ),
+            user.user_id.clone(),
+        ),
         ActiveOwner::Product(product) => (
             keywarden_core::ids::PRODUCT_SERVICE_ACCOUNT.to_owned(),
             keywarden_core::ids::product_principal_arn(partition, &product.code),
@@ -127,17 +100,13 @@ fn get_caller_identity(
     .into_bytes()
 }
 
-/// A Query-protocol client error with AWS's code.
-fn query_error(code: &'static str, message: String) -> ApiError {
-    ApiError::Query { code, message }
-}
-
 /// The Query protocol's error code and fault for an error: AWS STS's codes
 /// for authentication and throttling, `InternalFailure` for the rest of
 /// the 5xx answers.
 pub fn error_code(err: &ApiError) -> &'static str {
     match err {
         ApiError::Query { code, .. } => code,
+        ApiError::Iam(e) => e.code(),
         ApiError::Auth(crate::sigv4::AuthError::Missing) => "MissingAuthenticationToken",
         ApiError::Auth(crate::sigv4::AuthError::Incomplete(_)) => "IncompleteSignature",
         ApiError::Auth(crate::sigv4::AuthError::Signature(_)) => "SignatureDoesNotMatch",
@@ -156,14 +125,14 @@ pub fn error_code(err: &ApiError) -> &'static str {
 }
 
 /// The XML error document of the Query protocol.
-pub fn error_body(err: &ApiError, request_id: &str) -> Vec<u8> {
+pub fn error_body(err: &ApiError, request_id: &str, xmlns: &str) -> Vec<u8> {
     let fault = if err.is_internal() {
         "Receiver"
     } else {
         "Sender"
     };
     format!(
-        "<ErrorResponse xmlns=\"{XMLNS}\">\n  <Error>\n    <Type>{fault}</Type>\n    \
+        "<ErrorResponse xmlns=\"{xmlns}\">\n  <Error>\n    <Type>{fault}</Type>\n    \
          <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n\
          </ErrorResponse>\n",
         error_code(err),
@@ -171,22 +140,6 @@ pub fn error_body(err: &ApiError, request_id: &str) -> Vec<u8> {
         xml_escape(request_id)
     )
     .into_bytes()
-}
-
-/// Escapes text for an XML element.
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -232,7 +185,7 @@ mod tests {
     #[test]
     fn error_documents_escape_what_they_echo() {
         let err = query_error("InvalidAction", "<script>&".into());
-        let body = String::from_utf8(error_body(&err, "id")).unwrap();
+        let body = String::from_utf8(error_body(&err, "id", XMLNS)).unwrap();
         assert!(
             body.contains("<Message>&lt;script&gt;&amp;</Message>"),
             "{body}"

@@ -121,6 +121,7 @@ impl World {
             product: None,
             account_id: issued.account_id.clone(),
             principal: issued.access_key_id.clone(),
+            identity: keywarden_core::kms::Identity::Root,
             request_id: "shapes-request".into(),
         };
         World {

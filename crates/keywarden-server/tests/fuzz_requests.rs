@@ -86,6 +86,7 @@ fn world() -> World {
         product: None,
         account_id: issued.account_id.clone(),
         principal: issued.access_key_id.clone(),
+        identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
     };
     World {

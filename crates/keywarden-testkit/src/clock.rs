@@ -47,6 +47,7 @@ pub async fn account(kms: &Kms, name: &str) -> Caller {
         product: None,
         account_id: issued.account_id,
         principal: issued.access_key_id,
+        identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
     }
 }
@@ -59,6 +60,7 @@ pub fn key_request(origin: Origin) -> CreateKeyRequest {
         origin,
         tags: vec![],
         policy: None,
+        bypass_policy_lockout_safety_check: false,
         custom_key_store_id: None,
     }
 }

@@ -144,6 +144,48 @@ impl<H: Hooks> CredentialStore for Wrapped<H> {
     async fn revoke_credential(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.revoke_credential(id).await
     }
+    async fn set_credential_status(
+        &self,
+        id: &str,
+        status: keywarden_core::model::CredentialStatus,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_credential_status(id, status).await
+    }
+}
+
+#[async_trait]
+impl<H: Hooks> keywarden_core::store::IamStore for Wrapped<H> {
+    async fn create_iam_entity(
+        &self,
+        e: &keywarden_core::iam::IamEntity,
+    ) -> Result<(), StoreError> {
+        self.inner.create_iam_entity(e).await
+    }
+    async fn put_iam_entity(&self, e: &keywarden_core::iam::IamEntity) -> Result<(), StoreError> {
+        self.inner.put_iam_entity(e).await
+    }
+    async fn get_iam_entity(
+        &self,
+        a: &AccountId,
+        kind: keywarden_core::iam::IamKind,
+        name: &str,
+    ) -> Result<Option<keywarden_core::iam::IamEntity>, StoreError> {
+        self.inner.get_iam_entity(a, kind, name).await
+    }
+    async fn list_iam_entities(
+        &self,
+        q: &keywarden_core::store::IamQuery,
+    ) -> Result<Vec<keywarden_core::iam::IamEntity>, StoreError> {
+        self.inner.list_iam_entities(q).await
+    }
+    async fn delete_iam_entity(
+        &self,
+        a: &AccountId,
+        kind: keywarden_core::iam::IamKind,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_iam_entity(a, kind, name).await
+    }
 }
 
 #[async_trait]

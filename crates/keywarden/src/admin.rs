@@ -283,19 +283,24 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
             let list: Vec<_> = creds
                 .iter()
                 .map(|c| {
-                    let (owner_field, owner) = match &c.owner {
-                        CredentialOwner::Account(a) => ("AccountId", a.as_str()),
-                        CredentialOwner::Product(p) => ("ProductCode", p.as_str()),
-                    };
-                    json!({
+                    let mut entry = json!({
                         "AccessKeyId": c.access_key_id,
-                        owner_field: owner,
                         "Status": match c.status {
                             CredentialStatus::Active => "Active",
                             CredentialStatus::Revoked => "Revoked",
+                            CredentialStatus::Inactive => "Inactive",
                         },
                         "CreationDate": c.created_at.as_epoch_seconds(),
-                    })
+                    });
+                    match &c.owner {
+                        CredentialOwner::Account(a) => entry["AccountId"] = json!(a.as_str()),
+                        CredentialOwner::Product(p) => entry["ProductCode"] = json!(p.as_str()),
+                        CredentialOwner::User { account, user_name } => {
+                            entry["AccountId"] = json!(account.as_str());
+                            entry["UserName"] = json!(user_name);
+                        }
+                    }
+                    entry
                 })
                 .collect();
             outln!(

@@ -181,6 +181,7 @@ async fn open(tenant: &Tenant) -> Result<(Arc<Kms>, Caller)> {
         product: None,
         account_id: account,
         principal: OPERATOR.into(),
+        identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
     };
     Ok((kms, caller))
@@ -241,6 +242,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
                         origin,
                         tags: vec![],
                         policy: None,
+                        bypass_policy_lockout_safety_check: false,
                         custom_key_store_id,
                     },
                 )

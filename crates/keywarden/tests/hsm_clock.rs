@@ -86,6 +86,7 @@ async fn hsm_objects_are_destroyed_with_their_key_and_not_before() {
         origin: Origin::AwsCloudHsm,
         tags: vec![],
         policy: None,
+        bypass_policy_lockout_safety_check: false,
         custom_key_store_id: Some("cks-clock".into()),
     };
     let ctx = EncryptionContext::empty();

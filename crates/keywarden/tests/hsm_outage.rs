@@ -125,6 +125,7 @@ async fn an_unreachable_hsm_stops_only_its_keys_and_service_resumes() {
         origin,
         tags: vec![],
         policy: None,
+        bypass_policy_lockout_safety_check: false,
         custom_key_store_id: store.map(str::to_owned),
     };
     let ctx = EncryptionContext::empty();

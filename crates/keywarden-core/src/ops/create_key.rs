@@ -24,6 +24,9 @@ pub struct CreateKeyRequest {
     /// [`check_key_policy`](crate::ops::put_key_policy::check_key_policy);
     /// `None` for the default key policy.
     pub policy: Option<String>,
+    /// `BypassPolicyLockoutSafetyCheck`: store a `policy` under which the
+    /// caller could not call PutKeyPolicy.
+    pub bypass_policy_lockout_safety_check: bool,
     /// The custom key store (with `Origin` `AWS_CLOUDHSM`).
     pub custom_key_store_id: Option<String>,
 }
@@ -37,9 +40,10 @@ impl Kms {
         caller: &Caller,
         req: CreateKeyRequest,
     ) -> Result<KeyRecord, KmsError> {
-        if let Some(policy) = &req.policy {
-            crate::ops::put_key_policy::check_key_policy(policy)?;
-        }
+        let policy_doc = match &req.policy {
+            Some(policy) => Some(crate::ops::put_key_policy::check_key_policy(policy)?),
+            None => None,
+        };
         if req.description.chars().count() > MAX_DESCRIPTION {
             return Err(KmsError::Validation(format!(
                 "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to {MAX_DESCRIPTION}"
@@ -84,6 +88,11 @@ impl Kms {
         // rather than fail the request.
         for _ in 0..2 {
             let key_id = KeyId::from_random(self.random_array()?);
+            if let (Some(doc), false) = (&policy_doc, req.bypass_policy_lockout_safety_check) {
+                let arn = self.key_arn(&caller.account_id, &key_id);
+                self.check_lockout(caller, &arn, &caller.account_id, doc)
+                    .await?;
+            }
             let (state, versions) = if req.origin == Origin::External {
                 (KeyState::PendingImport, Vec::new())
             } else {

@@ -15,7 +15,11 @@ impl Kms {
         key_ref: &KeyRef,
     ) -> Result<Arc<KeyRecord>, KmsError> {
         Ok(self
-            .resolve(caller, key_ref, Access::Describe)
+            .resolve(
+                caller,
+                key_ref,
+                Access::Describe(crate::operation::Operation::DescribeKey),
+            )
             .await?
             .record
             .clone())

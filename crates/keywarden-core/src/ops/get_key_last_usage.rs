@@ -31,7 +31,11 @@ impl Kms {
         key_ref: &KeyRef,
     ) -> Result<KeyLastUsage, KmsError> {
         let key = self
-            .resolve_fresh(caller, key_ref, Access::Describe)
+            .resolve_fresh(
+                caller,
+                key_ref,
+                Access::Describe(crate::operation::Operation::GetKeyLastUsage),
+            )
             .await?;
         let stored = self
             .store

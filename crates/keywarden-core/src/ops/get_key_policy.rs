@@ -90,7 +90,13 @@ impl Kms {
         policy_name: Option<&str>,
     ) -> Result<String, KmsError> {
         check_policy_name(policy_name)?;
-        let key = self.resolve(caller, key_ref, Access::Describe).await?;
+        let key = self
+            .resolve(
+                caller,
+                key_ref,
+                Access::Describe(crate::operation::Operation::GetKeyPolicy),
+            )
+            .await?;
         Ok(self.effective_key_policy(&key.record))
     }
 

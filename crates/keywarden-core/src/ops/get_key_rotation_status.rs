@@ -27,7 +27,11 @@ impl Kms {
         key_ref: &KeyRef,
     ) -> Result<RotationStatus, KmsError> {
         let key = self
-            .resolve(caller, key_ref, Access::Describe)
+            .resolve(
+                caller,
+                key_ref,
+                Access::Describe(crate::operation::Operation::GetKeyRotationStatus),
+            )
             .await?
             .record
             .clone();

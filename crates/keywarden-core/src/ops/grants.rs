@@ -312,7 +312,13 @@ impl Kms {
             check_principal("granteePrincipal", g)?;
         }
         let after = marker_after(marker)?;
-        let key = self.resolve(caller, key_ref, Access::Describe).await?;
+        let key = self
+            .resolve(
+                caller,
+                key_ref,
+                Access::Describe(crate::operation::Operation::ListGrants),
+            )
+            .await?;
         let limit = limit.map_or(DEFAULT_GRANT_PAGE, |l| l as usize);
         let mut query = GrantQuery::account(&key.record.account_id, limit + 1);
         query.key = Some(key.record.key_id);
@@ -428,7 +434,13 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<Vec<(String, GrantRecord)>, KmsError> {
-        let key = self.resolve(caller, key_ref, Access::Describe).await?;
+        let key = self
+            .resolve(
+                caller,
+                key_ref,
+                Access::Describe(crate::operation::Operation::ListGrants),
+            )
+            .await?;
         let prefix = format!(
             "arn:{}:iam::{}:role/keywarden-product/",
             self.config.partition,
@@ -489,7 +501,7 @@ impl Kms {
         access: Access<'_>,
     ) -> Result<bool, KmsError> {
         let (op, context) = match access {
-            Access::Describe => (GrantOperation::DescribeKey, None),
+            Access::Describe(_) => (GrantOperation::DescribeKey, None),
             Access::Crypto(op, context) => (op, Some(context)),
             Access::Manage(_) | Access::RetireGrant => return Ok(false),
         };

@@ -24,10 +24,14 @@ impl Kms {
                     ));
                 }
                 Some(
-                    self.resolve(caller, r, Access::Describe)
-                        .await?
-                        .record
-                        .key_id,
+                    self.resolve(
+                        caller,
+                        r,
+                        Access::Describe(crate::operation::Operation::ListAliases),
+                    )
+                    .await?
+                    .record
+                    .key_id,
                 )
             }
         };

@@ -12,7 +12,12 @@ impl Kms {
         caller: &Caller,
         key_ref: &KeyRef,
     ) -> Result<Vec<&'static str>, KmsError> {
-        self.resolve(caller, key_ref, Access::Describe).await?;
+        self.resolve(
+            caller,
+            key_ref,
+            Access::Describe(crate::operation::Operation::ListKeyPolicies),
+        )
+        .await?;
         Ok(vec![DEFAULT_POLICY_NAME])
     }
 }

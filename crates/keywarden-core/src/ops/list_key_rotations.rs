@@ -44,7 +44,11 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<KeyRotations, KmsError> {
         let key = self
-            .resolve(caller, key_ref, Access::Describe)
+            .resolve(
+                caller,
+                key_ref,
+                Access::Describe(crate::operation::Operation::ListKeyRotations),
+            )
             .await?
             .record
             .clone();

@@ -15,7 +15,13 @@ impl Kms {
         limit: Option<u32>,
         marker: Option<&str>,
     ) -> Result<Page<Tag>, KmsError> {
-        let key = self.resolve(caller, key_ref, Access::Describe).await?;
+        let key = self
+            .resolve(
+                caller,
+                key_ref,
+                Access::Describe(crate::operation::Operation::ListResourceTags),
+            )
+            .await?;
         let mut tags = key.record.tags.clone();
         tags.sort_by(|a, b| a.key.cmp(&b.key));
         if let Some(m) = marker {

@@ -38,6 +38,7 @@ pub mod get_key_policy;
 pub mod get_key_rotation_status;
 pub mod get_parameters_for_import;
 pub mod grants;
+pub mod iam;
 pub mod import_key_material;
 pub mod keyrings;
 pub mod list_aliases;

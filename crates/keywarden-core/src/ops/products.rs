@@ -223,6 +223,7 @@ impl Kms {
         Ok(Caller {
             account_id,
             principal: principal.to_owned(),
+            identity: crate::kms::Identity::Root,
             product: Some(ProductCaller {
                 code: code.clone(),
                 class: product.class,

@@ -18,9 +18,10 @@ pub const MAX_KEY_POLICY_BYTES: usize = 32_768;
 /// `Effect` of `Allow` or `Deny` (`MalformedPolicyDocumentException`,
 /// saying what is wrong).
 ///
-/// The grammar inside statements (principals, actions, condition
-/// operators) is checked by the policy language module once it lands.
-pub fn check_key_policy(text: &str) -> Result<(), KmsError> {
+/// Then the whole grammar ([`crate::policy::parse_key_policy`]: principals,
+/// actions, resources, condition operators and values, duplicate keys);
+/// answers the parsed document.
+pub fn check_key_policy(text: &str) -> Result<crate::policy::PolicyDocument, KmsError> {
     let malformed = |why: String| KmsError::MalformedPolicyDocument(why);
     if text.len() > MAX_KEY_POLICY_BYTES {
         return Err(KmsError::LimitExceeded(format!(
@@ -86,21 +87,40 @@ pub fn check_key_policy(text: &str) -> Result<(), KmsError> {
             )));
         }
     }
-    Ok(())
+    crate::policy::parse_key_policy(text)
+        .map_err(|e| malformed(format!("The new key policy is not valid: {e}.")))
 }
 
 impl Kms {
     /// Replaces the key's policy document. Default keys' policies are
-    /// Keywarden's (`UnsupportedOperationException`).
+    /// Keywarden's (`UnsupportedOperationException`). Unless `bypass`
+    /// (`BypassPolicyLockoutSafetyCheck`), a document under which the
+    /// caller could not call PutKeyPolicy again is refused
+    /// (`MalformedPolicyDocumentException`).
     pub async fn put_key_policy(
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
         policy_name: Option<&str>,
         policy: &str,
+        bypass: bool,
     ) -> Result<(), KmsError> {
         check_policy_name(policy_name)?;
-        check_key_policy(policy)?;
+        // Authorized first, as AWS does: a caller who may not change the
+        // key learns nothing about the document's faults.
+        let key = self
+            .resolve_fresh(
+                caller,
+                key_ref,
+                crate::kms::Access::Manage(Operation::PutKeyPolicy),
+            )
+            .await?;
+        let doc = check_key_policy(policy)?;
+        if !bypass {
+            let arn = self.key_arn(&key.account_id, &key.key_id);
+            self.check_lockout(caller, &arn, &key.account_id, &doc)
+                .await?;
+        }
         self.update_key_with(caller, key_ref, Operation::PutKeyPolicy, |_, key| {
             key.policy = Some(policy.to_owned());
             Ok(())

@@ -59,9 +59,6 @@ pub(super) async fn put_key_policy(
         key_id: Option<String>,
         policy_name: Option<String>,
         policy: Option<String>,
-        // Accepted; the lockout safety check comes with policy evaluation
-        // (docs/access-control.md).
-        #[allow(dead_code)]
         bypass_policy_lockout_safety_check: Option<bool>,
     }
     let req: In = decode(body)?;
@@ -69,7 +66,9 @@ pub(super) async fn put_key_policy(
     let name = policy_name(&req.policy_name)?;
     let policy = required(req.policy, "policy")?;
     check_len(&policy, "policy", 1, 131_072)?;
-    kms.put_key_policy(caller, &key, name, &policy).await?;
+    let bypass = req.bypass_policy_lockout_safety_check.unwrap_or(false);
+    kms.put_key_policy(caller, &key, name, &policy, bypass)
+        .await?;
     Ok(EMPTY.to_vec())
 }
 

@@ -25,7 +25,6 @@ struct CreateKeyIn {
     key_spec: Option<String>,
     origin: Option<String>,
     custom_key_store_id: Option<String>,
-    #[allow(dead_code)]
     bypass_policy_lockout_safety_check: Option<bool>,
     tags: Option<Vec<WireTag>>,
     multi_region: Option<bool>,
@@ -142,6 +141,9 @@ pub(super) async fn create_key(
                 origin,
                 tags: tags(req.tags)?,
                 policy: req.policy,
+                bypass_policy_lockout_safety_check: req
+                    .bypass_policy_lockout_safety_check
+                    .unwrap_or(false),
                 custom_key_store_id: req.custom_key_store_id.clone(),
             },
         )

@@ -71,6 +71,7 @@ pub async fn run(
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     use Operation as Op;
+    kms.authorize_operation(caller, operation).await?;
     match operation {
         Op::Encrypt => crypto::encrypt(kms, caller, body).await,
         Op::Decrypt => crypto::decrypt(kms, caller, body).await,
@@ -224,6 +225,7 @@ mod tests {
             product: None,
             account_id: issued.account_id,
             principal: issued.access_key_id,
+            identity: keywarden_core::kms::Identity::Root,
             request_id: String::new(),
         };
         (kms, caller)

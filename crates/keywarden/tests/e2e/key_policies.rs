@@ -13,7 +13,7 @@ fn parse(policy: &str) -> Value {
     serde_json::from_str(policy).expect("a key policy is JSON")
 }
 
-const CUSTOM: &str = r#"{"Version":"2012-10-17","Id":"custom","Statement":[{"Sid":"Decrypt only","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/app"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:app":"billing"}}}]}"#;
+const CUSTOM: &str = r#"{"Version":"2012-10-17","Id":"custom","Statement":[{"Sid":"Key administrators","Effect":"Allow","Principal":{"AWS":"*"},"Action":["kms:Describe*","kms:Get*","kms:List*","kms:Put*","kms:Create*"],"Resource":"*","Condition":{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::*:root"}}},{"Sid":"Decrypt only","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/app"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:EncryptionContext:app":"billing"}}}]}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_policies_are_stored_returned_and_checked() {
