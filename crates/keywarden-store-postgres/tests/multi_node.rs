@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use keywarden_core::billing::{Month, RequestCount};
 use keywarden_core::clock::UnixMillis;
+use keywarden_core::iam::{IamEntity, IamKind, IamUser};
 use keywarden_core::ids::{KeyId, KeyringId, ProductCode};
+use keywarden_core::model::{Credential, CredentialOwner, CredentialStatus};
 use keywarden_core::model::{CryptoOperation, KeyringKeyVersion, KeyringRecord};
 use keywarden_core::store::{
-    AccountStore, ChangeFeed, GrantQuery, GrantStore, KeyQuery, KeyStore, KeyringStore,
-    LedgerStore, MeteringStore, ProductStore, StoreError,
+    AccountStore, ChangeFeed, CredentialStore, GrantQuery, GrantStore, IamStore, KeyQuery,
+    KeyStore, KeyringStore, LedgerStore, MeteringStore, ProductStore, StoreError,
 };
 use keywarden_store_postgres::{PgOptions, PgStore};
 
@@ -521,4 +523,122 @@ async fn racing_keyring_rotations_have_one_winner_across_nodes() {
     for (s, before) in stores.iter().zip(stamps) {
         assert_eq!(s.change_stamp().await.unwrap(), before);
     }
+}
+
+/// A database of schema 4 (before IAM) upgrades: its credentials keep
+/// their owners, and user names are accepted beside an account only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_iam_upgrades() {
+    let url = common::fresh_database("iam_upgrade");
+    let account = common::account_id(7);
+    drop(common::store(&url).await);
+    // Back to schema 4, as an older build left it, with an account key.
+    let raw = common::raw_client(&url).await;
+    raw.batch_execute(&format!(
+        "DROP TABLE iam_entities;
+         ALTER TABLE credentials DROP COLUMN user_name;
+         DELETE FROM keywarden_schema WHERE version = 5;
+         INSERT INTO accounts VALUES ('{a}', 'old', 1);
+         INSERT INTO products VALUES ('evs', 'Storage', 'Active', 1);
+         INSERT INTO credentials VALUES ('AKIAOLD', '{a}', NULL, '\\x01', 'Active', 2);",
+        a = account.as_str()
+    ))
+    .await
+    .unwrap();
+    let store = common::store(&url).await;
+    assert_eq!(schema_rows(&url).await, PgStore::schema_version());
+    let old = store.get_credential("AKIAOLD").await.unwrap().unwrap();
+    assert_eq!(old.owner, CredentialOwner::Account(account.clone()));
+    assert_eq!(old.sealed_secret, vec![1]);
+    for (id, account_id, product) in [
+        ("AKIABAD1", None::<&str>, Some("evs")),
+        ("AKIABAD2", None, None),
+    ] {
+        let refused = raw
+            .execute(
+                "INSERT INTO credentials (access_key_id, account_id, product_code, user_name,
+                                          sealed_secret, status, created_at)
+                 VALUES ($1, $2, $3, 'bob', '\\x01', 'Active', 3)",
+                &[&id, &account_id, &product],
+            )
+            .await;
+        assert!(refused.is_err(), "{id}: a user name needs an account");
+    }
+    let user = Credential {
+        access_key_id: "AKIAUSER".into(),
+        owner: CredentialOwner::User {
+            account: account.clone(),
+            user_name: "bob".into(),
+        },
+        sealed_secret: vec![2],
+        status: CredentialStatus::Active,
+        created_at: UnixMillis(4),
+    };
+    store.create_credential(&user).await.unwrap();
+    assert_eq!(store.get_credential("AKIAUSER").await.unwrap(), Some(user));
+}
+
+/// An IAM write or a user key's deactivation on one node reaches another
+/// node's change stamp by notification: the other node drops the key, or
+/// the identity, from its caches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_changes_reach_other_nodes() {
+    let url = common::fresh_database("iam_notify");
+    let a = common::store(&url).await;
+    let b = PgStore::connect(
+        &url,
+        PgOptions {
+            stamp_poll_interval: Duration::from_secs(600),
+            ..common::options()
+        },
+    )
+    .await
+    .unwrap();
+    let account = common::account_id(8);
+    a.create_account(&common::account(&account)).await.unwrap();
+    let user = IamEntity::User(IamUser {
+        account_id: account.clone(),
+        name: "Bob".into(),
+        path: "/".into(),
+        user_id: "AIDABOB".into(),
+        created_at: UnixMillis(1),
+        tags: Vec::new(),
+    });
+    let key = Credential {
+        access_key_id: "AKIABOB".into(),
+        owner: CredentialOwner::User {
+            account: account.clone(),
+            user_name: "Bob".into(),
+        },
+        sealed_secret: vec![3],
+        status: CredentialStatus::Active,
+        created_at: UnixMillis(2),
+    };
+    a.create_credential(&key).await.unwrap();
+    for step in 0..3 {
+        let before = b.change_stamp().await.unwrap();
+        match step {
+            0 => a.create_iam_entity(&user).await.unwrap(),
+            1 => assert!(a
+                .set_credential_status("AKIABOB", CredentialStatus::Inactive)
+                .await
+                .unwrap()),
+            _ => assert!(a
+                .delete_iam_entity(&account, IamKind::User, "bob")
+                .await
+                .unwrap()),
+        }
+        let moved = common::eventually(Duration::from_secs(1), || async {
+            b.change_stamp().await.unwrap() != before
+        })
+        .await;
+        assert!(
+            moved,
+            "step {step}: B's stamp must move within 1 s of A's commit"
+        );
+    }
+    assert_eq!(
+        b.get_credential("AKIABOB").await.unwrap().map(|c| c.status),
+        Some(CredentialStatus::Inactive)
+    );
 }

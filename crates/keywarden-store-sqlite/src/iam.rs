@@ -36,6 +36,17 @@ pub(crate) fn insert_iam_row(tx: &Transaction<'_>, row: &IamRow) -> Result<(), F
     Ok(())
 }
 
+/// `list_iam_entities`'s query: parameters account, kind, limit, then the
+/// range's ends.
+fn list_sql(range: &NameRange) -> String {
+    format!(
+        "SELECT {IAM_COLUMNS} FROM iam_entities
+         WHERE account_id = ?1 AND kind = ?2 AND {}
+         ORDER BY name LIMIT ?3",
+        range.sql("name", '?', 4)
+    )
+}
+
 /// Every record, ordered by account, kind and name (for dumps).
 pub(crate) fn all_iam_entities(tx: &Transaction<'_>) -> Result<Vec<IamEntity>, Fail> {
     tx.prepare(&format!(
@@ -96,13 +107,7 @@ impl IamStore for SqliteStore {
         let range = NameRange::new(&query.prefix, query.after.as_deref());
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         self.read(move |tx| {
-            let sql = format!(
-                "SELECT {IAM_COLUMNS} FROM iam_entities
-                 WHERE account_id = ?1 AND kind = ?2 AND {}
-                 ORDER BY name LIMIT ?3",
-                range.sql("name", '?', 4)
-            );
-            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut stmt = tx.prepare_cached(&list_sql(&range))?;
             let rows = match &range.upper {
                 Some(upper) => stmt.query_map(
                     params![account, kind, limit, range.lower, upper],
@@ -134,5 +139,45 @@ impl IamStore for SqliteStore {
             Ok(deleted > 0)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock;
+
+    /// Listing one owner's children is a range of the primary key (both
+    /// ends in the index search), not a scan of the account's records.
+    #[test]
+    fn prefix_lists_are_primary_key_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("plan.db")).unwrap();
+        let conn = lock(&store.inner.writer);
+        for (range, want) in [
+            (NameRange::new("bob/", None), "name>? AND name<?"),
+            (NameRange::new("bob/", Some("bob/p")), "name>? AND name<?"),
+            (NameRange::new("", Some("bob")), "name>?"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", list_sql(&range)))
+                .unwrap()
+                .query_map(
+                    rusqlite::params_from_iter(
+                        ["111122223333", "user", "10", range.lower.as_str()]
+                            .into_iter()
+                            .chain(range.upper.as_deref()),
+                    ),
+                    |row| row.get(3),
+                )
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains("SEARCH") && plan.contains(&format!("kind=? AND {want})")),
+                "{plan}"
+            );
+        }
     }
 }
