@@ -546,15 +546,35 @@ fn condition_holds(c: &Condition, req: &Request, vars: bool) -> bool {
     };
     // The policy's values after substituting variables; one that cannot be
     // resolved is left out, and a condition left with none does not hold.
-    let policy: Vec<PolicyValue> = c
-        .values
-        .iter()
-        .filter_map(|v| PolicyValue::new(v, kind, vars, req))
-        .collect();
-    if policy.is_empty() {
-        return false;
-    }
-    let one = |r: &str| policy.iter().any(|p| compare(kind, r, p));
+    // Values without variables (nearly all) are compared as written, with no
+    // copy; values with variables are resolved once here.
+    let has_vars = vars
+        && c.values
+            .iter()
+            .any(|v| matches!(v, ConditionValue::String(s) if s.contains("${")));
+    let resolved: Vec<PolicyValue>;
+    let policy: &[PolicyValue] = if has_vars {
+        resolved = c
+            .values
+            .iter()
+            .filter_map(|v| PolicyValue::new(v, kind, vars, req))
+            .collect();
+        if resolved.is_empty() {
+            return false;
+        }
+        &resolved
+    } else {
+        &[]
+    };
+    let one = |r: &str| {
+        if has_vars {
+            policy.iter().any(|p| compare(kind, r, p))
+        } else {
+            c.values.iter().any(|v| {
+                PolicyValue::new(v, kind, false, req).is_some_and(|p| compare(kind, r, &p))
+            })
+        }
+    };
     match op.qualifier {
         None => {
             let any = values.iter().any(one);

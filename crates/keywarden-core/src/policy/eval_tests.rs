@@ -1321,3 +1321,33 @@ proptest! {
 }
 
 const VALUE: &str = r"(\$\{[a-zA-Z:/*?$, ']{0,12}\}?|[0-9./:TZ-]{0,20}|true|false|\*|10\.0\.0\.0/8|::/0|[A-Za-z0-9+/]{4}|arn:aws:[a-z*]{0,4}:[a-z0-9-]{0,4}:[0-9*]{0,12}:[a-z/*]{0,8}){1,3}";
+
+#[test]
+fn deny_naming_an_account_denies_all_its_principals() {
+    // An account principal in a Deny covers every identity of that account
+    // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html,
+    // "AWS account principals"); other accounts are untouched.
+    let kp = key_policy(doc(json!([
+        {"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"},
+        {"Effect": "Deny", "Principal": {"AWS": "444455556666"}, "Action": "kms:*", "Resource": "*"}
+    ])));
+    let iam = identity_policy(doc(
+        json!([{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]),
+    ));
+    assert_eq!(
+        Case::new(&kp, user(B, "carol"), "kms:Decrypt")
+            .ids(&[&iam])
+            .decide(),
+        DENY_KP
+    );
+    assert_eq!(
+        Case::new(&kp, session(B, "R", "s"), "kms:Decrypt")
+            .ids(&[&iam])
+            .decide(),
+        DENY_KP
+    );
+    assert_eq!(
+        Case::new(&kp, user(A, "alice"), "kms:Decrypt").decide(),
+        ALLOW_KP
+    );
+}
