@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kw_helpers import AWS_ENV_PREFIXES, REGION
+from kw_helpers import AWS_ENV_PREFIXES, REGION, REPO
 
 PLAYBOOK_TIMEOUT_S = 300
 
@@ -81,8 +81,7 @@ class Ansible:
 
     def run(self, *tasks: dict[str, Any]) -> list[dict[str, Any]]:
         """Runs one play of `tasks` (module name -> arguments; `endpoint_url`
-        is added) and returns each task's result on localhost. A failed task
-        fails the test with the module's message and the server log's tail."""
+        is added) and returns each task's result on localhost."""
         self.runs += 1
         play = {
             "name": f"keywarden {self.runs}",
@@ -95,8 +94,16 @@ class Ansible:
             play["tasks"].append({"name": f"task {i}", module: {**args, "endpoint_url": self.server.url}})
         book = self.dir / f"play{self.runs}.yml"
         book.write_text(yaml.safe_dump([play], sort_keys=False))
+        results = self.run_playbook(book)
+        assert len(results) == len(tasks), results
+        return results
+
+    def run_playbook(self, book: Path, *args: str) -> list[dict[str, Any]]:
+        """Runs `ansible-playbook book args...` and returns each task's result
+        on localhost. A failed task fails the test with the module's message
+        and the server log's tail."""
         proc = subprocess.run(
-            [str(ansible_playbook()), "-i", str(self.dir / "inventory"), str(book)],
+            [str(ansible_playbook()), "-i", str(self.dir / "inventory"), str(book), *args],
             cwd=self.dir,
             env=self.env(),
             stdin=subprocess.DEVNULL,
@@ -113,7 +120,7 @@ class Ansible:
             ) from None
         results = [t["hosts"]["localhost"] for p in doc["plays"] for t in p["tasks"]]
         failed = [r for r in results if r.get("failed")]
-        assert proc.returncode == 0 and not failed and len(results) == len(tasks), (
+        assert proc.returncode == 0 and not failed, (
             f"ansible-playbook exited {proc.returncode}; failed tasks: "
             f"{json.dumps(failed, indent=1, default=str)[-6000:]}\nstderr: {proc.stderr[-2000:]}\n"
             f"server log tail:\n{self.server.log_text()[-3000:]}"
@@ -209,14 +216,19 @@ def test_a_second_identical_run_changes_nothing(ansible, account, kms):
     # No second key was made.
     assert [k["KeyId"] for k in kms.list_keys()["Keys"]] == [first["key_id"]]
 
-    # A changed tag is a change (so the comparison above is not vacuous),
-    # and the run after it is quiet again.
-    changed_tags = key_task(account, alias)
-    changed_tags["amazon.aws.kms_key"]["tags"] = {"team": "storage", "env": "prod"}
-    (third,) = ansible.run(changed_tags)
+    # A changed tag value, a removed tag (purge_tags) and a new description
+    # are changes (so the comparison above is not vacuous), and the run
+    # after them is quiet again.
+    changed = key_task(account, alias, description="orders database")
+    changed["amazon.aws.kms_key"]["tags"] = {"team": "payments"}
+    (third,) = ansible.run(changed)
     assert third["changed"] is True
-    assert third["tags"] == {"team": "storage", "env": "prod"}
-    (fourth,) = ansible.run(changed_tags)
+    assert third["tags"] == {"team": "payments"}
+    key_id = first["key_id"]
+    tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=key_id)["Tags"]}
+    assert tags == {"team": "payments"}
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["Description"] == "orders database"
+    (fourth,) = ansible.run(changed)
     assert fourth["changed"] is False, fourth
 
 
@@ -277,6 +289,13 @@ def test_schedules_deletion_with_a_seven_day_window(ansible, account, kms):
     assert again["changed"] is False, again
     assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["DeletionDate"] == meta["DeletionDate"]
 
+    # `state: present` again cancels the deletion and enables the key.
+    (back,) = ansible.run(key_task(account, alias))
+    assert back["changed"] is True
+    meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    assert meta["KeyState"] == "Enabled"
+    assert "DeletionDate" not in meta
+
 
 def test_kms_key_info_finds_the_key_by_alias(ansible, account, kms):
     alias = new_alias()
@@ -331,3 +350,28 @@ def test_grants_are_created_once_and_purged(ansible, account, kms):
     (purged,) = ansible.run(key_task(account, alias, grants=[], purge_grants=True))
     assert purged["changed"] is True
     assert kms.list_grants(KeyId=key_id)["Grants"] == []
+
+
+def doc_playbook() -> str:
+    """The playbook in docs/integrations/ansible.md (its first yaml block)."""
+    text = (REPO / "docs" / "integrations" / "ansible.md").read_text()
+    start = text.index("```yaml\n") + len("```yaml\n")
+    return text[start : text.index("```", start)]
+
+
+def test_the_documented_playbook_runs_as_documented(ansible, account, kms, tmp_path):
+    book = tmp_path / "keys.yml"
+    book.write_text(doc_playbook())
+    args = ("-e", f"account_id={account.account_id}", "-e", f"keywarden_url={ansible.server.url}")
+    key, info, shown = ansible.run_playbook(book, *args)
+    assert key["changed"] is True
+    meta = kms.describe_key(KeyId="alias/orders-db")["KeyMetadata"]
+    assert meta["Description"] == "Orders database"
+    assert kms.get_key_rotation_status(KeyId=meta["KeyId"])["KeyRotationEnabled"] is True
+    policy = json.loads(kms.get_key_policy(KeyId=meta["KeyId"], PolicyName="default")["Policy"])
+    assert policy["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{account.account_id}:root"}
+    assert [k["key_arn"] for k in info["kms_keys"]] == [meta["Arn"]]
+    assert shown["msg"] == meta["Arn"]
+
+    key, _, _ = ansible.run_playbook(book, *args)
+    assert key["changed"] is False, key
