@@ -57,6 +57,21 @@ impl Kms {
                     .map(|t| (t.key.clone(), t.value.clone()))
                     .collect(),
             },
+            Identity::RoleSession { role, session_name } => PrincipalInfo {
+                arn: self.assumed_role_arn(role, session_name),
+                account: role.account_id.as_str().to_owned(),
+                kind: PrincipalKind::AssumedRole {
+                    role_arn: self.role_arn(role),
+                    session_name: session_name.clone(),
+                },
+                user_id: format!("{}:{session_name}", role.role_id),
+                username: None,
+                tags: role
+                    .tags
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect(),
+            },
         }
     }
 
@@ -121,7 +136,9 @@ impl Kms {
         Ok(docs)
     }
 
-    async fn caller_identity_policies(
+    /// The caller's identity policies; `None` for the root (which has
+    /// every identity permission in its account).
+    pub(crate) async fn caller_identity_policies(
         &self,
         caller: &Caller,
     ) -> Result<Option<IdentityPolicies>, KmsError> {
@@ -129,6 +146,10 @@ impl Kms {
             Identity::Root => Ok(None),
             Identity::User(user) => Ok(Some(
                 self.identity_policies(&user.account_id, &IamOwner::User(user.name.clone()))
+                    .await?,
+            )),
+            Identity::RoleSession { role, .. } => Ok(Some(
+                self.identity_policies(&role.account_id, &IamOwner::Role(role.name.clone()))
                     .await?,
             )),
         }

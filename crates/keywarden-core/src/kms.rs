@@ -68,6 +68,13 @@ pub enum Identity {
     Root,
     /// An IAM user of the account.
     User(Arc<crate::iam::IamUser>),
+    /// A session of an IAM role of the account (STS `AssumeRole`).
+    RoleSession {
+        /// The role.
+        role: Arc<crate::iam::IamRole>,
+        /// The session name.
+        session_name: String,
+    },
 }
 
 /// The product behind a [`Caller`].

@@ -29,6 +29,9 @@ pub enum ApiError {
          it was revoked.)"
     )]
     UnrecognizedClient,
+    /// A role session's token has expired.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
     /// The body is not the JSON the operation takes (syntax, types, base64).
     #[error("{0}")]
     Serialization(String),
@@ -104,6 +107,7 @@ impl ApiError {
             },
             ApiError::Auth(e) => e.aws_type(),
             ApiError::UnrecognizedClient => "UnrecognizedClientException",
+            ApiError::ExpiredToken => "ExpiredTokenException",
             ApiError::Serialization(_) => "SerializationException",
             ApiError::UnknownOperation(_) => "UnknownOperationException",
             ApiError::TooLarge(_) => "ValidationException",
@@ -125,7 +129,9 @@ impl ApiError {
             ApiError::Kms(KmsError::DryRun) => StatusCode::PRECONDITION_FAILED,
             ApiError::Kms(_) => StatusCode::BAD_REQUEST,
             ApiError::Auth(AuthError::Missing) => StatusCode::FORBIDDEN,
-            ApiError::Auth(_) | ApiError::UnrecognizedClient => StatusCode::BAD_REQUEST,
+            ApiError::Auth(_) | ApiError::UnrecognizedClient | ApiError::ExpiredToken => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Serialization(_) | ApiError::UnknownOperation(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -347,6 +353,7 @@ mod tests {
                 400,
                 "UnrecognizedClientException",
             ),
+            (ApiError::ExpiredToken, 400, "ExpiredTokenException"),
             (ApiError::Serialization(s()), 400, "SerializationException"),
             (
                 ApiError::UnknownOperation(s()),

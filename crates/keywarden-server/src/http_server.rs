@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use keywarden_audit::{self as audit, AuditLog};
 use keywarden_core::ids::KeyRef;
 use keywarden_core::ops::accounts::ActiveOwner;
+use keywarden_core::ops::sessions::SessionRefusal;
 use keywarden_core::{Caller, Kms, Namespace, Operation};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -290,15 +291,36 @@ async fn authenticate(
     };
     let auth = verifier.parse(&signed)?;
     facts.claimed_principal.clone_from(&auth.access_key_id);
-    if parts.headers.contains_key("x-amz-security-token") {
-        // Keywarden issues no session credentials.
+    let credential = match parts.headers.get("x-amz-security-token") {
+        // Temporary credentials of a role session (STS AssumeRole): the
+        // token carries the session, sealed under the root key.
+        Some(token) => {
+            use base64::Engine as _;
+            let token = base64::engine::general_purpose::STANDARD
+                .decode(token.as_bytes())
+                .map_err(|_| ApiError::UnrecognizedClient)?;
+            match state
+                .kms
+                .session_credential(&auth.access_key_id, &token)
+                .await?
+            {
+                Ok(credential) => credential,
+                Err(SessionRefusal::Expired) => return Err(ApiError::ExpiredToken),
+                Err(SessionRefusal::Invalid) => return Err(ApiError::UnrecognizedClient),
+            }
+        }
+        None => state
+            .kms
+            .credential_secret(&auth.access_key_id)
+            .await?
+            .ok_or(ApiError::UnrecognizedClient)?,
+    };
+    // A session's access key id is only valid with its token.
+    if matches!(credential.owner, ActiveOwner::RoleSession { .. })
+        && !parts.headers.contains_key("x-amz-security-token")
+    {
         return Err(ApiError::UnrecognizedClient);
     }
-    let credential = state
-        .kms
-        .credential_secret(&auth.access_key_id)
-        .await?
-        .ok_or(ApiError::UnrecognizedClient)?;
     let now = UNIX_EPOCH + Duration::from_millis(state.kms.clock().now().0.max(0) as u64);
     verifier.verify(&signed, &auth, credential.secret().expose(), now)?;
     facts.authenticated = true;
@@ -351,6 +373,7 @@ async fn handle_query(
     let account = match &owner {
         ActiveOwner::Account(account) => account.clone(),
         ActiveOwner::User(user) => user.account_id.clone(),
+        ActiveOwner::RoleSession { role, .. } => role.account_id.clone(),
         ActiveOwner::Product(_) => {
             keywarden_core::ids::AccountId::parse(keywarden_core::ids::PRODUCT_SERVICE_ACCOUNT)?
         }
@@ -362,14 +385,48 @@ async fn handle_query(
         .map_err(ApiError::Throttled)?;
     match protocol {
         Protocol::IamQuery => crate::iam::run(&state.kms, &owner, &body, request_id).await,
-        _ => crate::sts::run(
-            &owner,
-            &auth.access_key_id,
-            &state.kms.config().partition,
-            &body,
-            request_id,
-        ),
+        _ => {
+            let caller = account_caller(&owner, &auth.access_key_id, request_id);
+            crate::sts::run(
+                &state.kms,
+                &owner,
+                caller.as_ref(),
+                &auth.access_key_id,
+                &body,
+                request_id,
+            )
+            .await
+        }
     }
+}
+
+/// The caller an account's root, one of its IAM users or a role session
+/// is; `None` for a product (whose caller depends on the key it names).
+fn account_caller(owner: &ActiveOwner, access_key_id: &str, request_id: &str) -> Option<Caller> {
+    let (account_id, identity) = match owner {
+        ActiveOwner::Account(account) => (account.clone(), keywarden_core::kms::Identity::Root),
+        ActiveOwner::User(user) => (
+            user.account_id.clone(),
+            keywarden_core::kms::Identity::User(Arc::new(user.clone())),
+        ),
+        ActiveOwner::RoleSession {
+            role, session_name, ..
+        } => (
+            role.account_id.clone(),
+            keywarden_core::kms::Identity::RoleSession {
+                role: Arc::new(role.clone()),
+                session_name: session_name.clone(),
+            },
+        ),
+        ActiveOwner::Product(_) => return None,
+    };
+    Some(Caller {
+        account_id,
+        principal: access_key_id.to_owned(),
+        identity,
+        product: None,
+        request_id: request_id.to_owned(),
+    })
 }
 
 async fn handle(
@@ -427,20 +484,10 @@ async fn handle(
     // every request is charged once it is authenticated.
     let operation = Operation::from_target(namespace, op);
     let caller = match &owner {
-        ActiveOwner::Account(account) => Caller {
-            account_id: account.clone(),
-            principal: auth.access_key_id,
-            identity: keywarden_core::kms::Identity::Root,
-            product: None,
-            request_id: request_id.to_owned(),
-        },
-        ActiveOwner::User(user) => Caller {
-            account_id: user.account_id.clone(),
-            principal: auth.access_key_id,
-            identity: keywarden_core::kms::Identity::User(Arc::new(user.clone())),
-            product: None,
-            request_id: request_id.to_owned(),
-        },
+        ActiveOwner::Account(_) | ActiveOwner::User(_) | ActiveOwner::RoleSession { .. } => {
+            account_caller(&owner, &auth.access_key_id, request_id)
+                .ok_or(ApiError::UnrecognizedClient)?
+        }
         ActiveOwner::Product(product) => {
             // Products call only AWS operations, for the account their key
             // ARNs name (docs/products.md); an extension's full target name

@@ -131,6 +131,13 @@ fn authorize(kms: &Kms, owner: &ActiveOwner, action: &str) -> Result<AccountId, 
             kms.user_arn(user)
         ))
         .into()),
+        ActiveOwner::RoleSession {
+            role, session_name, ..
+        } => Err(IamError::AccessDenied(format!(
+            "User: {} is not authorized to perform: iam:{action} because no identity-based policy allows the iam:{action} action",
+            kms.assumed_role_arn(role, session_name)
+        ))
+        .into()),
     }
 }
 

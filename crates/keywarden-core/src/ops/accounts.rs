@@ -44,6 +44,15 @@ pub enum ActiveOwner {
     /// An IAM user of an account, as stored when the credential was loaded
     /// (IAM changes drop the cache entry).
     User(crate::iam::IamUser),
+    /// A session of an IAM role (STS `AssumeRole`, `ops/sessions.rs`).
+    RoleSession {
+        /// The role, as stored when the session was checked.
+        role: crate::iam::IamRole,
+        /// The session name.
+        session_name: String,
+        /// When the session's credentials stop working.
+        expires_at: crate::clock::UnixMillis,
+    },
 }
 
 /// An active access key's owner and secret, as SigV4 verification needs
@@ -53,9 +62,21 @@ pub struct ActiveCredential {
     /// Whom the key authenticates.
     pub owner: ActiveOwner,
     secret: Secret,
+    /// For a role session: the session token it was issued with (a
+    /// request must carry exactly this token).
+    pub(crate) session_token: Option<Vec<u8>>,
 }
 
 impl ActiveCredential {
+    /// A role session's credential.
+    pub(crate) fn session(owner: ActiveOwner, secret: Secret, token: Vec<u8>) -> Self {
+        ActiveCredential {
+            owner,
+            secret,
+            session_token: Some(token),
+        }
+    }
+
     /// The secret access key.
     pub fn secret(&self) -> &Secret {
         &self.secret
@@ -248,7 +269,11 @@ impl Kms {
                 }
             }
         };
-        let active = Arc::new(ActiveCredential { owner, secret });
+        let active = Arc::new(ActiveCredential {
+            owner,
+            secret,
+            session_token: None,
+        });
         self.caches
             .put_credential(epoch, access_key_id, active.clone());
         Ok(Some(active))

@@ -51,6 +51,7 @@ pub mod put_key_policy;
 pub mod re_encrypt;
 pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
+pub mod sessions;
 pub mod tag_resource;
 pub mod untag_resource;
 pub mod update_alias;

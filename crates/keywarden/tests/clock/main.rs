@@ -11,4 +11,5 @@ mod deletion;
 mod import;
 mod multinode;
 mod rotation;
+mod sessions;
 mod usage;
