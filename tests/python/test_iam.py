@@ -274,7 +274,7 @@ def test_bad_query_requests_get_iam_error_codes(server, account):
     assert r.status_code == 400 and "<Code>InvalidParameterValue</Code>" in r.text
 
 
-def test_users_may_not_manage_iam_without_a_policy(server, account):
+def test_iam_calls_of_users_are_decided_by_their_policies(server, account):
     iam = iam_client(server, account)
     iam.create_user(UserName="intern")
     key = iam.create_access_key(UserName="intern")["AccessKey"]
@@ -282,6 +282,35 @@ def test_users_may_not_manage_iam_without_a_policy(server, account):
     code, status = code_of(as_user.create_user, UserName="escalated")
     assert (code, status) == ("AccessDenied", 403)
     assert code_of(iam.get_user, UserName="escalated")[0] == "NoSuchEntity"
+    # A policy allowing some IAM actions on some users.
+    users = f"arn:aws:iam::{account.account_id}:user/app-*"
+    iam.put_user_policy(UserName="intern", PolicyName="iam", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["iam:CreateUser", "iam:GetUser", "iam:DeleteUser"], "Resource": users},
+            {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"},
+        ],
+    }))
+    assert as_user.create_user(UserName="app-1")["User"]["UserName"] == "app-1"
+    assert as_user.get_user(UserName="app-1")["User"]["UserName"] == "app-1"
+    assert "app-1" in [u["UserName"] for u in as_user.list_users()["Users"]]
+    # Not on other users, and not other actions, and not itself upward.
+    assert code_of(as_user.create_user, UserName="admin")[0] == "AccessDenied"
+    assert code_of(as_user.create_access_key, UserName="app-1")[0] == "AccessDenied"
+    assert code_of(as_user.put_user_policy, UserName="intern", PolicyName="more",
+                   PolicyDocument=json.dumps(DECRYPT_ONLY))[0] == "AccessDenied"
+    assert iam.list_user_policies(UserName="intern")["PolicyNames"] == ["iam"]
+    msg = None
+    try:
+        as_user.create_role(RoleName="r", AssumeRolePolicyDocument=json.dumps(TRUST_ROOT))
+    except ClientError as e:
+        msg = e.response["Error"]["Message"]
+    assert msg == (
+        f"User: arn:aws:iam::{account.account_id}:user/intern is not authorized to perform: iam:CreateRole "
+        f"on resource: arn:aws:iam::{account.account_id}:role/r because no identity-based policy allows the "
+        "iam:CreateRole action"
+    )
+    as_user.delete_user(UserName="app-1")
 
 
 def test_the_aws_cli_manages_users(server, account, tmp_path: Path):

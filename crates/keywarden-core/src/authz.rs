@@ -240,16 +240,28 @@ impl Kms {
         if caller.product.is_some() || !names_no_key(operation) {
             return Ok(());
         }
+        self.authorize_action(caller, &format!("kms:{}", operation.wire_name()), "*")
+            .await
+    }
+
+    /// Decides an action on a resource by the caller's identity policies
+    /// alone (operations that name no key; IAM actions, `iam:<Action>` on
+    /// the user, role or policy ARN): the root may do all.
+    pub async fn authorize_action(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+    ) -> Result<(), KmsError> {
         let Some(identity) = self.caller_identity_policies(caller).await? else {
             return Ok(());
         };
         let principal = self.principal_info(caller);
-        let action = format!("kms:{}", operation.wire_name());
         let ctx = RequestContext::new();
         let request = Request {
             principal: &principal,
-            action: &action,
-            resource: "*",
+            action,
+            resource,
             context: &ctx,
         };
         let docs: Vec<&PolicyDocument> = identity.iter().collect();

@@ -383,10 +383,12 @@ async fn handle_query(
         .quotas
         .check(&account, Budget::UNKNOWN)
         .map_err(ApiError::Throttled)?;
+    let caller = account_caller(&owner, &auth.access_key_id, request_id);
     match protocol {
-        Protocol::IamQuery => crate::iam::run(&state.kms, &owner, &body, request_id).await,
+        Protocol::IamQuery => {
+            crate::iam::run(&state.kms, &owner, caller.as_ref(), &body, request_id).await
+        }
         _ => {
-            let caller = account_caller(&owner, &auth.access_key_id, request_id);
             crate::sts::run(
                 &state.kms,
                 &owner,

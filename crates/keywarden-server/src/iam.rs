@@ -19,6 +19,7 @@ use keywarden_core::kms::Kms;
 use keywarden_core::model::{Credential, CredentialStatus, Tag};
 use keywarden_core::ops::accounts::ActiveOwner;
 use keywarden_core::ops::iam::{max_items, IamError};
+use keywarden_core::Caller;
 
 use crate::error::ApiError;
 use crate::query::{iso_date, policy_encode, query_error, Params, XmlAnswer};
@@ -90,6 +91,7 @@ impl From<IamError> for ApiError {
 pub async fn run(
     kms: &Kms,
     owner: &ActiveOwner,
+    caller: Option<&Caller>,
     body: &[u8],
     request_id: &str,
 ) -> Result<Vec<u8>, ApiError> {
@@ -105,7 +107,7 @@ pub async fn run(
             ),
         ));
     }
-    let account = authorize(kms, owner, &action)?;
+    let account = authorize(kms, owner, caller, &action, &params).await?;
     Call {
         kms,
         account: &account,
@@ -117,28 +119,79 @@ pub async fn run(
     .await
 }
 
-/// The account an IAM request acts in, if the caller may call `action`.
-fn authorize(kms: &Kms, owner: &ActiveOwner, action: &str) -> Result<AccountId, ApiError> {
-    match owner {
-        ActiveOwner::Account(account) => Ok(account.clone()),
-        ActiveOwner::Product(product) => Err(IamError::AccessDenied(format!(
-            "User: {} is not authorized to perform: iam:{action} because cloud products may not call IAM",
-            keywarden_core::ids::product_principal_arn(&kms.config().partition, &product.code)
-        ))
-        .into()),
-        ActiveOwner::User(user) => Err(IamError::AccessDenied(format!(
-            "User: {} is not authorized to perform: iam:{action} because no identity-based policy allows the iam:{action} action",
-            kms.user_arn(user)
-        ))
-        .into()),
-        ActiveOwner::RoleSession {
-            role, session_name, ..
-        } => Err(IamError::AccessDenied(format!(
-            "User: {} is not authorized to perform: iam:{action} because no identity-based policy allows the iam:{action} action",
-            kms.assumed_role_arn(role, session_name)
-        ))
-        .into()),
+/// The account an IAM request acts in, if the caller may call `action`:
+/// the root every action of its account; users and role sessions what
+/// their identity policies allow (`iam:<Action>` on the ARN of the user,
+/// role or policy the request names, `*` for listings); products nothing.
+async fn authorize(
+    kms: &Kms,
+    owner: &ActiveOwner,
+    caller: Option<&Caller>,
+    action: &str,
+    params: &Params,
+) -> Result<AccountId, ApiError> {
+    let caller = match (owner, caller) {
+        (ActiveOwner::Account(account), _) => return Ok(account.clone()),
+        (_, Some(caller)) => caller,
+        (_, None) => {
+            let who = match owner {
+                ActiveOwner::Product(product) => keywarden_core::ids::product_principal_arn(
+                    &kms.config().partition,
+                    &product.code,
+                ),
+                _ => String::new(),
+            };
+            return Err(IamError::AccessDenied(format!(
+                "User: {who} is not authorized to perform: iam:{action} because cloud products may not call IAM"
+            ))
+            .into());
+        }
+    };
+    let resource = resource_arn(kms, &caller.account_id, action, params).await;
+    kms.authorize_action(caller, &format!("iam:{action}"), &resource)
+        .await
+        .map_err(|e| match e {
+            keywarden_core::KmsError::AccessDenied(m) => IamError::AccessDenied(m).into(),
+            other => ApiError::Kms(other),
+        })?;
+    Ok(caller.account_id.clone())
+}
+
+/// The resource an IAM action is decided on: the named user's, role's or
+/// policy's ARN (with its path when it exists), `*` for the rest.
+async fn resource_arn(kms: &Kms, account: &AccountId, action: &str, params: &Params) -> String {
+    let partition = &kms.config().partition;
+    if let Some(arn) = params.get("PolicyArn") {
+        if !action.starts_with("Attach") && !action.starts_with("Detach") {
+            return arn.to_owned();
+        }
     }
+    if action == "CreatePolicy" {
+        return format!(
+            "arn:{partition}:iam::{account}:policy{}{}",
+            params.get("Path").unwrap_or("/"),
+            params.get("PolicyName").unwrap_or_default()
+        );
+    }
+    if let Some(name) = params.get("UserName") {
+        return match kms.iam_get_user(account, name).await {
+            Ok(user) => kms.user_arn(&user),
+            Err(_) => format!(
+                "arn:{partition}:iam::{account}:user{}{name}",
+                params.get("Path").unwrap_or("/")
+            ),
+        };
+    }
+    if let Some(name) = params.get("RoleName") {
+        return match kms.iam_get_role(account, name).await {
+            Ok(role) => kms.role_arn(&role),
+            Err(_) => format!(
+                "arn:{partition}:iam::{account}:role{}{name}",
+                params.get("Path").unwrap_or("/")
+            ),
+        };
+    }
+    "*".to_owned()
 }
 
 struct Call<'a> {
