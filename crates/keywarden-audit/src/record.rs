@@ -30,6 +30,10 @@ pub struct Record {
     /// when the request named none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub principal: String,
+    /// The authenticated principal's ARN: the account's root, an IAM
+    /// user, a role session, or a product's principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_arn: Option<String>,
     /// Whether the signature was verified.
     pub authenticated: bool,
     /// The product code when a cloud product's credential signed.
@@ -60,6 +64,11 @@ pub struct Record {
     /// The AWS error type, for errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_type: Option<String>,
+    /// For an access denial decided by policies, what decided it:
+    /// `explicit-deny-key-policy`, `explicit-deny-identity-policy`,
+    /// `no-key-policy-allows`, `no-identity-policy-allows`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_by: Option<String>,
     /// HMAC-SHA256 (hex) over the previous record's mac and this record's
     /// canonical bytes; empty only while computing them.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -77,6 +86,10 @@ pub struct Facts {
     pub account: Option<String>,
     /// The product, for product callers.
     pub product: Option<String>,
+    /// The authenticated principal's ARN.
+    pub principal_arn: Option<String>,
+    /// For a denial decided by policies, which kind decided.
+    pub denied_by: Option<&'static str>,
     /// The request body (a reference-counted view, not a copy).
     pub body: Option<Bytes>,
 }
@@ -153,9 +166,11 @@ pub struct Entry {
     request_id: String,
     source: String,
     principal: String,
+    principal_arn: Option<String>,
     authenticated: bool,
     product: Option<String>,
     account: Option<String>,
+    denied_by: Option<&'static str>,
     /// The full target; cut to [`MAX_TARGET_CHARS`] when written.
     operation: String,
     /// The request fields recorded (none for unauthenticated requests).
@@ -200,9 +215,11 @@ impl Entry {
             request_id: request_id.to_owned(),
             source: source.to_owned(),
             principal: facts.claimed_principal.clone(),
+            principal_arn: facts.principal_arn.take(),
             authenticated: facts.authenticated,
             product: facts.product.take(),
             account: facts.account.take(),
+            denied_by: facts.denied_by,
             operation,
             requested,
             context_values,
@@ -293,6 +310,7 @@ impl Entry {
             request_id: &self.request_id,
             source: &self.source,
             principal: &self.principal,
+            principal_arn: self.principal_arn.as_deref(),
             authenticated: self.authenticated,
             product: self.product.as_deref(),
             account: self.account.as_deref(),
@@ -309,6 +327,7 @@ impl Entry {
             })),
             status: self.status,
             error_type: self.error_type,
+            denied_by: self.denied_by,
         }
     }
 }
@@ -333,6 +352,8 @@ pub(crate) struct CanonicalRecord<'a> {
     source: &'a str,
     #[serde(skip_serializing_if = "str_is_empty")]
     principal: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal_arn: Option<&'a str>,
     authenticated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     product: Option<&'a str>,
@@ -350,6 +371,8 @@ pub(crate) struct CanonicalRecord<'a> {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    denied_by: Option<&'a str>,
 }
 
 fn str_is_empty(s: &&str) -> bool {
@@ -460,6 +483,7 @@ mod tests {
             request_id: request_id.to_owned(),
             source: source.to_owned(),
             principal: facts.claimed_principal.clone(),
+            principal_arn: facts.principal_arn.clone(),
             authenticated: facts.authenticated,
             product: facts.product.clone(),
             account: facts.account.clone(),
@@ -470,6 +494,7 @@ mod tests {
             context_values: BTreeMap::new(),
             status: 200,
             error_type: None,
+            denied_by: facts.denied_by.map(str::to_owned),
             mac: String::new(),
         };
         if let (true, Some(body)) = (facts.authenticated, &facts.body) {
@@ -660,6 +685,9 @@ mod tests {
                 authenticated: case.authenticated,
                 account: case.account.map(str::to_owned),
                 product: case.product.map(str::to_owned),
+                principal_arn: (i % 2 == 0)
+                    .then(|| format!("arn:aws:iam::111122223333:user/u\"{i}")),
+                denied_by: (i % 3 == 1).then_some("no-identity-policy-allows"),
                 body: case.body.map(|b| Bytes::from(b.to_owned())),
             };
             let named;

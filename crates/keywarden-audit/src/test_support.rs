@@ -15,6 +15,8 @@ pub(crate) fn entry(i: u64) -> Entry {
         authenticated: true,
         account: Some("111122223333".into()),
         product: None,
+        principal_arn: Some("arn:aws:iam::111122223333:root".into()),
+        denied_by: None,
         body: Some(Bytes::from(format!(
             r#"{{"KeyId":"alias/k{i}","Plaintext":"c2VjcmV0","EncryptionContext":{{"tenant":"t{i}"}},"GrantTokens":["tok"]}}"#
         ))),

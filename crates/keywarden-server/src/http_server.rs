@@ -197,6 +197,13 @@ async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
     if let Some(action) = &sts_action {
         op.clone_from(action);
     }
+    if let Err(
+        ApiError::Kms(keywarden_core::KmsError::AccessDenied(message))
+        | ApiError::Iam(keywarden_core::ops::iam::IamError::AccessDenied(message)),
+    ) = &result
+    {
+        facts.denied_by = keywarden_core::policy::denial_kind(message);
+    }
     if let Some(log) = &state.audit {
         let outcome = match &result {
             Ok(body) => audit::Outcome::Ok(body),
@@ -324,6 +331,9 @@ async fn authenticate(
     let now = UNIX_EPOCH + Duration::from_millis(state.kms.clock().now().0.max(0) as u64);
     verifier.verify(&signed, &auth, credential.secret().expose(), now)?;
     facts.authenticated = true;
+    if state.audit.is_some() {
+        facts.principal_arn = Some(principal_arn(&state.kms, &credential.owner));
+    }
     Ok((auth, credential.owner.clone()))
 }
 
@@ -398,6 +408,21 @@ async fn handle_query(
                 request_id,
             )
             .await
+        }
+    }
+}
+
+/// The ARN of whoever `owner` is, for audit records.
+fn principal_arn(kms: &Kms, owner: &ActiveOwner) -> String {
+    let partition = &kms.config().partition;
+    match owner {
+        ActiveOwner::Account(account) => format!("arn:{partition}:iam::{account}:root"),
+        ActiveOwner::User(user) => kms.user_arn(user),
+        ActiveOwner::RoleSession {
+            role, session_name, ..
+        } => kms.assumed_role_arn(role, session_name),
+        ActiveOwner::Product(product) => {
+            keywarden_core::ids::product_principal_arn(partition, &product.code)
         }
     }
 }

@@ -480,6 +480,67 @@ pub async fn raw_post(
     }
 }
 
+/// POSTs a Query-protocol `body` (form-encoded, `Action=...`) signed for
+/// `service` (`iam`, `sts`) with `account`'s credentials; the status and
+/// the XML answer.
+pub async fn query_post(
+    server_url: &str,
+    account: &Account,
+    service: &str,
+    body: &str,
+) -> (u16, String) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    use aws_smithy_runtime_api::client::identity::Identity;
+
+    let authority = authority(server_url);
+    let identity: Identity = aws_credential_types::Credentials::new(
+        &account.access_key_id,
+        &account.secret_access_key,
+        None,
+        None,
+        "keywarden-test",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name(service)
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [
+        ("host", authority),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let url = format!("http://{authority}/");
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = String::from("POST / HTTP/1.1\r\n");
+    for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("connection: close\r\n");
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    exchange(authority, &request).await
+}
+
+/// The text of the first `<tag>` element of an XML answer.
+pub fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
 /// Sends `request` over a new connection (which it closes) and reads the
 /// answer: the status and the length-delimited body.
 async fn exchange(authority: &str, request: &str) -> (u16, String) {

@@ -844,6 +844,24 @@ pub fn evaluate_kms(eval: &KmsEvaluation, req: &Request) -> Decision {
     })
 }
 
+/// Which kind of policy decided a denial whose message [`denial_message`]
+/// wrote (for audit records): `explicit-deny-key-policy`,
+/// `explicit-deny-identity-policy`, `no-key-policy-allows` or
+/// `no-identity-policy-allows`; `None` for other messages.
+pub fn denial_kind(message: &str) -> Option<&'static str> {
+    if message.ends_with(" with an explicit deny in a resource-based policy") {
+        Some("explicit-deny-key-policy")
+    } else if message.ends_with(" with an explicit deny in an identity-based policy") {
+        Some("explicit-deny-identity-policy")
+    } else if message.contains(" because no resource-based policy allows the ") {
+        Some("no-key-policy-allows")
+    } else if message.contains(" because no identity-based policy allows the ") {
+        Some("no-identity-policy-allows")
+    } else {
+        None
+    }
+}
+
 /// AWS's `AccessDeniedException` message for a denial; `None` for an
 /// allow. It names the principal, action and resource, which are not
 /// secret; never a policy's content.

@@ -1211,6 +1211,22 @@ impl World {
             evaluate_document(kp, PolicyKind::Key, &req);
         }
         assert_eq!(denial_message(&d, &req).is_none(), d.is_allowed());
+        // The audit log's reading of a denial names the decision's kind.
+        let kind = denial_message(&d, &req).and_then(|m| super::denial_kind(&m));
+        let expected = match d {
+            Decision::Allow(_) => None,
+            Decision::ExplicitDeny(PolicySource::KeyPolicy) => Some("explicit-deny-key-policy"),
+            Decision::ExplicitDeny(PolicySource::IdentityPolicy) => {
+                Some("explicit-deny-identity-policy")
+            }
+            Decision::ImplicitDeny(ImplicitReason::NoResourcePolicyAllows) => {
+                Some("no-key-policy-allows")
+            }
+            Decision::ImplicitDeny(ImplicitReason::NoIdentityPolicyAllows) => {
+                Some("no-identity-policy-allows")
+            }
+        };
+        assert_eq!(kind, expected);
         d
     }
 }

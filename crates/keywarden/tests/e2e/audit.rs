@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine as _;
-use common::{code, product_credential, raw_post, Account, Server};
+use common::{code, product_credential, query_post, raw_post, xml_text, Account, Server};
 use serde_json::Value;
 
 fn records(path: &Path) -> Vec<Value> {
@@ -174,6 +174,39 @@ async fn every_request_is_recorded_nothing_secret_and_tampering_is_found() {
     let r = raw_post(&server.url, &stranger, "TrentService.Encrypt", &body).await;
     assert_eq!(r.error_type(), "UnrecognizedClientException");
 
+    // An IAM user without policies, refused by policy evaluation.
+    let (status, _) = query_post(
+        &server.url,
+        &alice,
+        "iam",
+        "Action=CreateUser&Version=2010-05-08&UserName=carol",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, xml) = query_post(
+        &server.url,
+        &alice,
+        "iam",
+        "Action=CreateAccessKey&Version=2010-05-08&UserName=carol",
+    )
+    .await;
+    assert_eq!(status, 200, "{xml}");
+    let carol = Account {
+        account_id: alice.account_id.clone(),
+        access_key_id: xml_text(&xml, "AccessKeyId").unwrap().to_owned(),
+        secret_access_key: xml_text(&xml, "SecretAccessKey").unwrap().to_owned(),
+    };
+    a.enable_key().key_id(&key_id).send().await.unwrap();
+    let e = server
+        .client(&carol)
+        .encrypt()
+        .key_id(&key_id)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "AccessDeniedException");
+
     // A graceful stop writes what is queued.
     server.stop();
     let path = server.data_dir.join("audit.log");
@@ -194,6 +227,11 @@ async fn every_request_is_recorded_nothing_secret_and_tampering_is_found() {
     let create = find("TrentService.CreateKey", &|_| true);
     assert_eq!(create["status"], 200);
     assert_eq!(create["principal"], alice.access_key_id.as_str());
+    assert_eq!(
+        create["principal_arn"],
+        format!("arn:aws:iam::{}:root", alice.account_id)
+    );
+    assert!(create.get("denied_by").is_none());
     assert_eq!(create["authenticated"], true);
     assert_eq!(create["account"], alice.account_id.as_str());
     assert_eq!(create["key_arns"][0], key_arn.as_str());
@@ -210,6 +248,10 @@ async fn every_request_is_recorded_nothing_secret_and_tampering_is_found() {
     assert!(dec.get("keys").is_none(), "Decrypt named no key: {dec}");
     let product = find("TrentService.GenerateDataKey", &|r| r["product"] == "evs");
     assert_eq!(product["account"], alice.account_id.as_str());
+    assert_eq!(
+        product["principal_arn"],
+        "arn:aws:iam::000000000000:role/keywarden-product/evs"
+    );
     assert_eq!(product["key_arns"][0], default_arn.as_str());
     for (ty, principal) in [
         ("NotFoundException", &bob),
@@ -233,6 +275,16 @@ async fn every_request_is_recorded_nothing_secret_and_tampering_is_found() {
     });
     assert_eq!(unknown["principal"], "AKIAUNKNOWNKEY000000");
     assert_eq!(unknown["authenticated"], false);
+    assert!(unknown.get("principal_arn").is_none());
+    // An IAM user refused by policy: its ARN and what decided.
+    let denied = find("TrentService.Encrypt", &|r| {
+        r["principal_arn"] == format!("arn:aws:iam::{}:user/carol", alice.account_id)
+    });
+    assert_eq!(denied["error_type"], "AccessDeniedException");
+    assert_eq!(denied["denied_by"], "no-identity-policy-allows");
+    let iam_create = find("iam:CreateUser", &|_| true);
+    assert_eq!(iam_create["status"], 200);
+    assert_eq!(iam_create["account"], alice.account_id.as_str());
 
     // Nothing secret, in any usual encoding.
     let raw = std::fs::read(&path).unwrap();
@@ -245,6 +297,7 @@ async fn every_request_is_recorded_nothing_secret_and_tampering_is_found() {
         ("ciphertext", blob.as_slice()),
         ("DEK ciphertext", dek_blob.as_slice()),
         ("secret key", alice.secret_access_key.as_bytes()),
+        ("IAM user's secret key", carol.secret_access_key.as_bytes()),
         ("context value", b"SENTINEL-CONTEXT-VALUE".as_slice()),
     ] {
         for form in [
@@ -276,7 +329,7 @@ async fn every_request_is_recorded_nothing_secret_and_tampering_is_found() {
         .iter()
         .all(|r| r["account"] == bob.account_id.as_str()));
     let encrypts = query(&server, &["--operation", "Encrypt"]);
-    assert_eq!(encrypts.len(), 6, "{encrypts:#?}");
+    assert_eq!(encrypts.len(), 7, "{encrypts:#?}");
     let on_key = query(&server, &["--key", &key_id]);
     assert!(on_key.len() >= 5, "{on_key:#?}");
     assert!(on_key.iter().all(|r| r.to_string().contains(&key_id)));
