@@ -338,3 +338,84 @@ def test_the_aws_cli_manages_users(server, account, tmp_path: Path):
     out = subprocess.run(aws + ["iam", "get-user", "--user-name", "nobody"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode != 0 and "NoSuchEntity" in out.stderr
+
+
+def test_credentials_a_user_cannot_have_are_listed_empty(server, account):
+    """Terraform deletes a user with `force_destroy` by listing every kind of
+    credential IAM has; Keywarden's users have only access keys, so the
+    others answer as IAM does for a user without any."""
+    iam = iam_client(server, account)
+    iam.create_user(UserName="forced")
+    assert iam.list_ssh_public_keys(UserName="forced")["SSHPublicKeys"] == []
+    assert iam.list_service_specific_credentials(UserName="forced")["ServiceSpecificCredentials"] == []
+    assert iam.list_signing_certificates(UserName="forced")["Certificates"] == []
+    mfa = iam.list_mfa_devices(UserName="forced")
+    assert mfa["MFADevices"] == [] and mfa["IsTruncated"] is False
+    assert iam.list_virtual_mfa_devices(AssignmentStatus="Assigned")["VirtualMFADevices"] == []
+    # No console password: NoSuchEntity, which Terraform takes as "nothing to delete".
+    for call in (iam.get_login_profile, iam.delete_login_profile):
+        with pytest.raises(ClientError) as info:
+            call(UserName="forced")
+        error = info.value.response["Error"]
+        assert (error["Code"], info.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("NoSuchEntity", 404)
+        assert error["Message"] == "Login Profile for User forced cannot be found."
+    # A user that does not exist is NoSuchEntity for each of them.
+    for call in (iam.list_ssh_public_keys, iam.list_service_specific_credentials, iam.list_signing_certificates,
+                 iam.list_mfa_devices, iam.get_login_profile):
+        assert code_of(call, UserName="nobody") == ("NoSuchEntity", 404), call
+    assert code_of(iam.list_virtual_mfa_devices, AssignmentStatus="Some")[0] == "ValidationError"
+    iam.delete_user(UserName="forced")
+
+
+def test_access_key_last_used_names_the_user(server, account):
+    iam = iam_client(server, account)
+    iam.create_user(UserName="keyed")
+    key = iam.create_access_key(UserName="keyed")["AccessKey"]
+    got = iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
+    assert got["UserName"] == "keyed"
+    # Keywarden does not record last use: the answer for a key never used.
+    assert got["AccessKeyLastUsed"] == {"ServiceName": "N/A", "Region": "N/A"}
+    # The root's own key has no user.
+    root = iam.get_access_key_last_used(AccessKeyId=account.access_key_id)
+    assert "UserName" not in root and root["AccessKeyLastUsed"]["ServiceName"] == "N/A"
+    # Another account's key, a deleted key, or no key at all: refused.
+    other = server.create_account()
+    assert code_of(iam.get_access_key_last_used, AccessKeyId=other.access_key_id) == ("AccessDenied", 403)
+    assert code_of(iam.get_access_key_last_used, AccessKeyId="AKIAEXAMPLEEXAMPLE00") == ("AccessDenied", 403)
+    iam.delete_access_key(UserName="keyed", AccessKeyId=key["AccessKeyId"])
+    assert code_of(iam.get_access_key_last_used, AccessKeyId=key["AccessKeyId"]) == ("AccessDenied", 403)
+    iam.delete_user(UserName="keyed")
+
+
+def test_managed_policies_are_listed(server, account):
+    iam = iam_client(server, account)
+    doc = json.dumps(DECRYPT_ONLY)
+    a = iam.create_policy(PolicyName="alpha", Path="/kms/", PolicyDocument=doc, Description="first")["Policy"]
+    b = iam.create_policy(PolicyName="beta", PolicyDocument=doc)["Policy"]
+    iam.create_user(UserName="lister")
+    iam.attach_user_policy(UserName="lister", PolicyArn=a["Arn"])
+    listed = iam.list_policies(Scope="Local")
+    assert [p["PolicyName"] for p in listed["Policies"]] == ["alpha", "beta"]
+    assert listed["IsTruncated"] is False
+    alpha = listed["Policies"][0]
+    assert alpha["Arn"] == a["Arn"] and alpha["AttachmentCount"] == 1 and alpha["DefaultVersionId"] == "v1"
+    # As IAM's, the listing leaves descriptions out; GetPolicy has them.
+    assert "Description" not in alpha
+    assert iam.get_policy(PolicyArn=a["Arn"])["Policy"]["Description"] == "first"
+    assert listed["Policies"][1]["AttachmentCount"] == 0
+    assert [p["PolicyName"] for p in iam.list_policies()["Policies"]] == ["alpha", "beta"]
+    assert [p["PolicyName"] for p in iam.list_policies(OnlyAttached=True)["Policies"]] == ["alpha"]
+    assert [p["PolicyName"] for p in iam.list_policies(PathPrefix="/kms/")["Policies"]] == ["alpha"]
+    # There are no AWS managed policies and no permissions boundaries.
+    assert iam.list_policies(Scope="AWS")["Policies"] == []
+    assert iam.list_policies(PolicyUsageFilter="PermissionsBoundary")["Policies"] == []
+    page = iam.list_policies(MaxItems=1)
+    assert page["IsTruncated"] and [p["PolicyName"] for p in page["Policies"]] == ["alpha"]
+    assert [p["PolicyName"] for p in iam.list_policies(Marker=page["Marker"])["Policies"]] == ["beta"]
+    assert code_of(iam.list_policies, Scope="Mine")[0] == "ValidationError"
+    # Another account sees none of them.
+    assert iam_client(server, server.create_account()).list_policies()["Policies"] == []
+    iam.detach_user_policy(UserName="lister", PolicyArn=a["Arn"])
+    iam.delete_user(UserName="lister")
+    iam.delete_policy(PolicyArn=a["Arn"])
+    iam.delete_policy(PolicyArn=b["Arn"])

@@ -68,8 +68,17 @@ pub const ACTIONS: &[&str] = &[
     "DetachRolePolicy",
     "ListAttachedUserPolicies",
     "ListAttachedRolePolicies",
+    "ListPolicies",
+    "GetAccessKeyLastUsed",
     "ListGroupsForUser",
     "ListInstanceProfilesForRole",
+    "ListSSHPublicKeys",
+    "ListServiceSpecificCredentials",
+    "ListSigningCertificates",
+    "ListMFADevices",
+    "ListVirtualMFADevices",
+    "GetLoginProfile",
+    "DeleteLoginProfile",
 ];
 
 /// What a request was: for the audit log and the access log.
@@ -502,7 +511,7 @@ impl Call<'_> {
                     .await?;
                 let mut a = self.answer();
                 a.open("Policy");
-                self.policy_fields(&mut a, &policy, 0);
+                self.policy_fields(&mut a, &policy, 0, true);
                 a.close("Policy");
                 Ok(a.finish(self.request_id))
             }
@@ -512,7 +521,7 @@ impl Call<'_> {
                 let count = kms.iam_attachment_count(account, arn).await?;
                 let mut a = self.answer();
                 a.open("Policy");
-                self.policy_fields(&mut a, &policy, count);
+                self.policy_fields(&mut a, &policy, count, true);
                 a.close("Policy");
                 Ok(a.finish(self.request_id))
             }
@@ -595,6 +604,94 @@ impl Call<'_> {
                 a.text("IsTruncated", "false");
                 Ok(a.finish(self.request_id))
             }
+            "ListPolicies" => {
+                let scope = p.one_of("Scope", &["All", "AWS", "Local"])?;
+                let usage = p.one_of(
+                    "PolicyUsageFilter",
+                    &["PermissionsPolicy", "PermissionsBoundary"],
+                )?;
+                let only_attached = p.boolean("OnlyAttached")?.unwrap_or(false);
+                let max_items = self.max_items()?;
+                // There are no AWS managed policies, and no policy is used
+                // as a permissions boundary.
+                let page = if scope == Some("AWS") || usage == Some("PermissionsBoundary") {
+                    keywarden_core::kms::Page {
+                        items: Vec::new(),
+                        next_marker: None,
+                    }
+                } else {
+                    kms.iam_list_policies(
+                        account,
+                        p.get("PathPrefix"),
+                        only_attached,
+                        p.get("Marker"),
+                        max_items,
+                    )
+                    .await?
+                };
+                let mut a = self.answer();
+                a.open("Policies");
+                for (policy, attachments) in &page.items {
+                    a.open("member");
+                    // ListPolicies leaves descriptions out (GetPolicy has them).
+                    self.policy_fields(&mut a, policy, *attachments, false);
+                    a.close("member");
+                }
+                a.close("Policies");
+                truncation(&mut a, page.next_marker.as_deref());
+                Ok(a.finish(self.request_id))
+            }
+            "GetAccessKeyLastUsed" => {
+                let user = kms
+                    .iam_access_key_owner(account, p.required("AccessKeyId")?)
+                    .await?;
+                let mut a = self.answer();
+                if let Some(user) = &user {
+                    a.text("UserName", &user.name);
+                }
+                // Keywarden does not record when an access key was last
+                // used: the answer IAM gives for a key never used.
+                a.open("AccessKeyLastUsed")
+                    .text("ServiceName", "N/A")
+                    .text("Region", "N/A")
+                    .close("AccessKeyLastUsed");
+                Ok(a.finish(self.request_id))
+            }
+            // Keywarden has no SSH public keys, service-specific
+            // credentials, signing certificates, MFA devices or console
+            // passwords: the answers AWS gives for a user that has none.
+            // Terraform lists them all when it deletes a user with
+            // `force_destroy`.
+            "ListSSHPublicKeys" => self.none_for_user("SSHPublicKeys").await,
+            "ListServiceSpecificCredentials" => {
+                self.none_for_user("ServiceSpecificCredentials").await
+            }
+            "ListSigningCertificates" => self.none_for_user("Certificates").await,
+            "ListMFADevices" => self.none_for_user("MFADevices").await,
+            "ListVirtualMFADevices" => {
+                p.one_of("AssignmentStatus", &["Assigned", "Unassigned", "Any"])?;
+                self.max_items()?;
+                let mut a = self.answer();
+                a.open("VirtualMFADevices")
+                    .close("VirtualMFADevices")
+                    .text("IsTruncated", "false");
+                Ok(a.finish(self.request_id))
+            }
+            "GetLoginProfile" | "DeleteLoginProfile" => {
+                let Some(name) = p.get("UserName") else {
+                    return Err(IamError::Validation(format!(
+                        "{} without UserName names the caller; the account's root has no user. Give UserName.",
+                        self.action
+                    ))
+                    .into());
+                };
+                let user = kms.iam_get_user(account, name).await?;
+                Err(IamError::NoSuchEntity(format!(
+                    "Login Profile for User {} cannot be found.",
+                    user.name
+                ))
+                .into())
+            }
             // Keywarden has no groups and no instance profiles: the answers
             // AWS gives for an identity that has none.
             "ListGroupsForUser" => {
@@ -621,6 +718,19 @@ impl Call<'_> {
                 ),
             )),
         }
+    }
+
+    /// An empty `<list>` for the user `UserName` names (which must exist),
+    /// or for the caller without it: the account's root, which has none
+    /// either.
+    async fn none_for_user(&self, list: &str) -> Result<Vec<u8>, ApiError> {
+        if let Some(name) = self.params.get("UserName") {
+            self.kms.iam_get_user(self.account, name).await?;
+        }
+        self.max_items()?;
+        let mut a = self.answer();
+        a.open(list).close(list).text("IsTruncated", "false");
+        Ok(a.finish(self.request_id))
     }
 
     fn user(&self, a: &mut XmlAnswer, user: &IamUser) {
@@ -655,7 +765,15 @@ impl Call<'_> {
         tags(a, &role.tags, false);
     }
 
-    fn policy_fields(&self, a: &mut XmlAnswer, policy: &IamManagedPolicy, attachments: usize) {
+    /// A managed policy's members; `with_description`: GetPolicy and
+    /// CreatePolicy carry the description, ListPolicies does not.
+    fn policy_fields(
+        &self,
+        a: &mut XmlAnswer,
+        policy: &IamManagedPolicy,
+        attachments: usize,
+        with_description: bool,
+    ) {
         let date = iso_date(policy.created_at.0);
         a.text("PolicyName", &policy.name)
             .text("PolicyId", &policy.policy_id)
@@ -665,7 +783,10 @@ impl Call<'_> {
             .text("AttachmentCount", &attachments.to_string())
             .text("PermissionsBoundaryUsageCount", "0")
             .text("IsAttachable", "true")
-            .opt("Description", policy.description.as_deref())
+            .opt(
+                "Description",
+                policy.description.as_deref().filter(|_| with_description),
+            )
             .text("CreateDate", &date)
             .text("UpdateDate", &date);
     }
@@ -713,6 +834,23 @@ fn truncation(a: &mut XmlAnswer, next_marker: Option<&str>) {
         }
         None => {
             a.text("IsTruncated", "false");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ACTIONS;
+
+    /// docs/access-control.md's IAM table names every action served.
+    #[test]
+    fn every_action_is_documented() {
+        let doc = include_str!("../../../docs/access-control.md");
+        for action in ACTIONS {
+            assert!(
+                doc.contains(&format!("`{action}`")),
+                "{action} is served but not in docs/access-control.md"
+            );
         }
     }
 }

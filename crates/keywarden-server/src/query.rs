@@ -77,10 +77,7 @@ impl Params {
     /// A required parameter; AWS's `ValidationError` without it.
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.get(name).ok_or_else(|| {
-            let mut member = name.to_owned();
-            if let Some(first) = member.get_mut(0..1) {
-                first.make_ascii_lowercase();
-            }
+            let member = member_name(name);
             query_error(
                 "ValidationError",
                 format!(
@@ -105,6 +102,42 @@ impl Params {
                 })
             })
             .transpose()
+    }
+
+    /// A boolean parameter, if given: `true` or `false` (as the SDKs send
+    /// them), else `ValidationError`.
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(v) => Err(query_error(
+                "ValidationError",
+                format!(
+                    "1 validation error detected: Value '{}' at '{}' is not a valid boolean",
+                    truncate_for_message(v),
+                    member_name(name)
+                ),
+            )),
+        }
+    }
+
+    /// An enumerated parameter, if given: one of `allowed`, else
+    /// `ValidationError` naming the allowed values, as IAM's does.
+    pub fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<&str>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) if allowed.contains(&v) => Ok(Some(v)),
+            Some(v) => Err(query_error(
+                "ValidationError",
+                format!(
+                    "1 validation error detected: Value '{}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                    truncate_for_message(v),
+                    member_name(name),
+                    allowed.join(", ")
+                ),
+            )),
+        }
     }
 
     /// The list `<name>.member.N` of strings, in order.
@@ -234,6 +267,15 @@ const ENCODE_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUME
     .remove(b'.')
     .remove(b'~');
 
+/// A parameter as validation messages name it: `UserName` -> `userName`.
+fn member_name(name: &str) -> String {
+    let mut member = name.to_owned();
+    if let Some(first) = member.get_mut(0..1) {
+        first.make_ascii_lowercase();
+    }
+    member
+}
+
 /// An instant as IAM writes dates (ISO 8601, UTC, seconds).
 pub fn iso_date(millis: i64) -> String {
     keywarden_core::clock::iso8601(keywarden_core::clock::UnixMillis(millis))
@@ -255,6 +297,19 @@ mod tests {
         assert_eq!(tags[1].value, "");
         assert!(Params::parse(b"Action=X&Action=Y").is_err());
         assert!(p.required("UserName").is_err());
+    }
+
+    #[test]
+    fn booleans_and_enums_are_checked() {
+        let p = Params::parse(b"Action=X&OnlyAttached=true&Off=false&Bad=yes&Scope=Local").unwrap();
+        assert_eq!(p.boolean("OnlyAttached").unwrap(), Some(true));
+        assert_eq!(p.boolean("Off").unwrap(), Some(false));
+        assert_eq!(p.boolean("Missing").unwrap(), None);
+        assert!(p.boolean("Bad").is_err());
+        let scopes = ["All", "AWS", "Local"];
+        assert_eq!(p.one_of("Scope", &scopes).unwrap(), Some("Local"));
+        assert_eq!(p.one_of("Missing", &scopes).unwrap(), None);
+        assert!(p.one_of("Scope", &["All", "AWS"]).is_err());
     }
 
     #[test]

@@ -533,6 +533,43 @@ impl Kms {
         Ok((user, keys))
     }
 
+    /// The user an access key of `account` belongs to, for
+    /// GetAccessKeyLastUsed: `Some(user)` for a user's key, `None` for a key
+    /// of the account's root. A key that is deleted, or is not the
+    /// account's, answers `AccessDenied` as IAM does for a key the caller
+    /// may not see.
+    pub async fn iam_access_key_owner(
+        &self,
+        account: &AccountId,
+        access_key_id: &str,
+    ) -> Result<Option<IamUser>, IamError> {
+        let denied = || {
+            IamError::AccessDenied(format!(
+                "User: arn:{}:iam::{account}:root is not authorized to perform: iam:GetAccessKeyLastUsed on resource: access key {}",
+                self.config.partition,
+                crate::ids::truncate_for_message(access_key_id)
+            ))
+        };
+        let Some(key) = self.store.get_credential(access_key_id).await? else {
+            return Err(denied());
+        };
+        if key.status == CredentialStatus::Revoked {
+            return Err(denied());
+        }
+        match &key.owner {
+            CredentialOwner::Account(a) if a == account => Ok(None),
+            CredentialOwner::User {
+                account: a,
+                user_name,
+            } if a == account => match self.iam_get_user(account, user_name).await {
+                Ok(user) => Ok(Some(user)),
+                Err(IamError::NoSuchEntity(_)) => Err(denied()),
+                Err(e) => Err(e),
+            },
+            _ => Err(denied()),
+        }
+    }
+
     async fn iam_user_key(
         &self,
         account: &AccountId,
@@ -909,6 +946,48 @@ impl Kms {
             Some(IamEntity::Policy(p)) if self.policy_arn(&p) == policy_arn => Ok(p),
             _ => Err(missing()),
         }
+    }
+
+    /// ListPolicies: the account's customer managed policies whose path
+    /// starts with `path_prefix`, by name, each with its attachment count;
+    /// `only_attached` keeps those attached to a user or role.
+    pub async fn iam_list_policies(
+        &self,
+        account: &AccountId,
+        path_prefix: Option<&str>,
+        only_attached: bool,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Page<(IamManagedPolicy, usize)>, IamError> {
+        let prefix = path_prefix.unwrap_or("/");
+        let mut counts = std::collections::HashMap::<String, usize>::new();
+        for kind in [IamKind::UserAttachment, IamKind::RoleAttachment] {
+            for e in self.iam_list_all(account, kind, String::new()).await? {
+                if let IamEntity::Attachment(a) = e {
+                    *counts.entry(a.policy_arn).or_default() += 1;
+                }
+            }
+        }
+        let mut items = Vec::new();
+        let mut after = marker.map(str::to_owned);
+        loop {
+            let batch = self
+                .iam_list(account, IamKind::Policy, String::new(), after.clone(), 500)
+                .await?;
+            let done = batch.len() < 500;
+            after = batch.last().map(IamEntity::name);
+            for e in batch {
+                let IamEntity::Policy(p) = e else { continue };
+                let n = counts.get(&self.policy_arn(&p)).copied().unwrap_or(0);
+                if p.path.starts_with(prefix) && (n > 0 || !only_attached) {
+                    items.push((p, n));
+                }
+            }
+            if done || items.len() > max_items {
+                break;
+            }
+        }
+        Ok(page_of(items, max_items, |(p, _)| entity_name(&p.name)))
     }
 
     /// How many users and roles a managed policy is attached to.
