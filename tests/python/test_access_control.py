@@ -198,3 +198,22 @@ def test_managed_policies_and_policy_changes_take_effect_at_once(server, account
     assert user.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyId"] == key["KeyId"]
     iam.detach_user_policy(UserName="ops", PolicyArn=arn)
     denied(user.describe_key, KeyId=key["KeyId"])
+
+
+def test_a_time_condition_in_a_key_policy(server, account, kms):
+    root_arn = f"arn:aws:iam::{account.account_id}:root"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": root_arn}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": root_arn}, "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2001-01-01T00:00:00Z"}}},
+            {"Effect": "Deny", "Principal": {"AWS": root_arn}, "Action": "kms:GenerateDataKey", "Resource": "*",
+             "Condition": {"NumericLessThan": {"aws:EpochTime": "978307200"}}},
+        ],
+    }
+    key = kms.create_key(Policy=json.dumps(policy))["KeyMetadata"]
+    msg = denied(kms.encrypt, KeyId=key["KeyId"], Plaintext=b"x")
+    assert msg.endswith("with an explicit deny in a resource-based policy"), msg
+    # The clock is past 2001: the second deny does not apply.
+    kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256")

@@ -144,14 +144,15 @@ fn keywarden_log_env() -> String {
 const HSM_STORE_ID: &str = "cks-bench";
 
 /// CreateKey: a software key, or with `store` an HSM key in that custom
-/// key store.
+/// key store; with `policy`, that key policy (else the default one).
 async fn create_key(
     endpoint: &Endpoint,
     signer: &Signer,
     timeout: Duration,
     store: Option<&str>,
+    policy: Option<&str>,
 ) -> Result<String> {
-    let body = match store {
+    let mut body = match store {
         None => serde_json::json!({"Description": "keywarden-bench"}),
         Some(id) => serde_json::json!({
             "Description": "keywarden-bench",
@@ -159,6 +160,9 @@ async fn create_key(
             "CustomKeyStoreId": id,
         }),
     };
+    if let Some(policy) = policy {
+        body["Policy"] = serde_json::Value::String(policy.to_owned());
+    }
     let v = call_once(endpoint, signer, "TrentService.CreateKey", &body, timeout).await?;
     v["KeyMetadata"]["KeyId"]
         .as_str()
@@ -294,9 +298,25 @@ async fn setup_spawn(args: &RunArgs, program: PathBuf, timeout: Duration) -> Res
             pid: Some(server.pid),
         });
     }
-    let key_id = create_key(&nodes[0].endpoint, &nodes[0].signer, timeout, store)
-        .await
-        .with_context(|| format!("creating a key in account {}", issued.account_id))?;
+    // `--key-policy`: the document, with `ACCOUNT_ID` standing for the
+    // account just created.
+    let policy = match &args.key_policy {
+        None => None,
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading --key-policy {}", path.display()))?
+                .replace("ACCOUNT_ID", issued.account_id.as_str()),
+        ),
+    };
+    let key_id = create_key(
+        &nodes[0].endpoint,
+        &nodes[0].signer,
+        timeout,
+        store,
+        policy.as_deref(),
+    )
+    .await
+    .with_context(|| format!("creating a key in account {}", issued.account_id))?;
     Ok(Target {
         kind: if store.is_some() {
             "spawn-hsm"
@@ -369,7 +389,7 @@ async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
         let key_id = match (&args.key_id, args.no_create_key) {
             (Some(k), _) => k.clone(),
             (None, true) => PLACEHOLDER_KEY.to_owned(),
-            (None, false) => create_key(&endpoint, &signer, timeout, None).await?,
+            (None, false) => create_key(&endpoint, &signer, timeout, None, None).await?,
         };
         if let Some(pid) = args.server_pid {
             procfs::cpu_ticks(Pid::Id(pid))

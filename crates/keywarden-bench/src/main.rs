@@ -74,6 +74,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub spawn: Option<Option<PathBuf>>,
 
+    /// With --spawn: create the benchmark key with this key policy (a JSON
+    /// file; `ACCOUNT_ID` in it stands for the benchmark account), so every
+    /// request evaluates it (docs/BENCHMARKS.md, "Policy evaluation").
+    #[arg(long, value_name = "FILE", requires = "spawn")]
+    pub key_policy: Option<PathBuf>,
+
     /// Start `keywarden-bench baseline-server` (a no-op HTTP server) instead
     /// of keywarden; no accounts or keys are set up.
     #[arg(long)]

@@ -30,6 +30,26 @@ use crate::policy::{
 /// A caller's identity policies, parsed.
 pub(crate) type IdentityPolicies = Arc<Vec<PolicyDocument>>;
 
+/// A key's policy, parsed, and which request facts it can ask about that
+/// cost something to compute (the clock's time as text).
+///
+/// A request's condition keys are only built when the policy can ask for
+/// them: a condition key (or a policy variable naming one) that the
+/// document's text does not contain cannot affect its decision, and
+/// building them costs allocations on every request.
+pub(crate) struct CachedKeyPolicy {
+    doc: PolicyDocument,
+    /// It names `aws:CurrentTime` or `aws:EpochTime`.
+    uses_time: bool,
+    /// It names `kms:KeyOrigin`, `kms:KeySpec` or `kms:KeyUsage`.
+    uses_key_facts: bool,
+    /// It names `aws:ResourceTag/`.
+    uses_tags: bool,
+    /// It names `kms:EncryptionContext` (`:<key>` or `Keys`) or
+    /// `kms:EncryptionAlgorithm`.
+    uses_context: bool,
+}
+
 impl Kms {
     /// Who `caller` is, as the evaluator sees it.
     pub(crate) fn principal_info(&self, caller: &Caller) -> PrincipalInfo {
@@ -85,12 +105,9 @@ impl Kms {
 
     /// The parsed policy of `key` (its stored document, else the default
     /// for its kind), from the cache when possible.
-    fn key_policy_document(&self, key: &KeyRecord) -> Result<Arc<PolicyDocument>, KmsError> {
-        if let Some(hit) = self
-            .caches
-            .key_policy(&key.account_id, &key.key_id, key.revision)
-        {
-            return Ok(hit);
+    fn key_policy_document(&self, key: &KeyRecord) -> Arc<CachedKeyPolicy> {
+        if let Some(hit) = self.caches.key_policy(&key.key_id, key.revision) {
+            return hit;
         }
         let text = match (&key.policy, key.key_manager, &key.default_for) {
             (Some(text), _, _) => text.clone(),
@@ -101,12 +118,22 @@ impl Kms {
             ),
             (None, _, _) => default_key_policy(&self.config.partition, &key.account_id),
         };
+        let lower = text.to_ascii_lowercase();
         // Documents were checked when stored; one that no longer parses
-        // (stored by an older version) allows nothing and denies nothing.
-        let doc = Arc::new(parse_policy(&text, PolicyKind::Key).unwrap_or_else(|_| empty_policy()));
+        // (stored by an older version) allows nothing (fail closed).
+        let policy = Arc::new(CachedKeyPolicy {
+            doc: parse_policy(&text, PolicyKind::Key).unwrap_or_else(|_| empty_policy()),
+            uses_time: lower.contains("aws:currenttime") || lower.contains("aws:epochtime"),
+            uses_key_facts: lower.contains("kms:keyorigin")
+                || lower.contains("kms:keyspec")
+                || lower.contains("kms:keyusage"),
+            uses_tags: lower.contains("aws:resourcetag/"),
+            uses_context: lower.contains("kms:encryptioncontext")
+                || lower.contains("kms:encryptionalgorithm"),
+        });
         self.caches
-            .put_key_policy(&key.account_id, &key.key_id, key.revision, doc.clone());
-        Ok(doc)
+            .put_key_policy(&key.key_id, key.revision, policy.clone());
+        policy
     }
 
     /// The parsed identity policies of an IAM user (inline and attached).
@@ -176,21 +203,32 @@ impl Kms {
         {
             return Ok(());
         }
-        let policy = self.key_policy_document(key)?;
+        let policy = self.key_policy_document(key);
         let identity = self.caller_identity_policies(caller).await?;
         let principal = self.principal_info(caller);
         let action = format!("kms:{action}");
         let resource = self.key_arn(&key.account_id, &key.key_id);
+        // Condition keys only when a policy can ask for them: the key's
+        // (`CachedKeyPolicy`), or any identity policy (the root, the common
+        // caller, has none).
+        let all = identity.is_some();
         let mut ctx = RequestContext::new();
-        ctx.insert("kms:KeyOrigin", key.origin.as_str())
-            .insert("kms:KeySpec", "SYMMETRIC_DEFAULT")
-            .insert("kms:KeyUsage", "ENCRYPT_DECRYPT")
-            .insert("aws:CurrentTime", crate::clock::iso8601(self.clock.now()))
-            .insert("aws:EpochTime", (self.clock.now().0 / 1000).to_string());
-        for tag in &key.tags {
-            ctx.insert(format!("aws:ResourceTag/{}", tag.key), tag.value.clone());
+        if all || policy.uses_key_facts {
+            ctx.insert("kms:KeyOrigin", key.origin.as_str())
+                .insert("kms:KeySpec", "SYMMETRIC_DEFAULT")
+                .insert("kms:KeyUsage", "ENCRYPT_DECRYPT");
         }
-        if let Some(context) = context {
+        if all || policy.uses_time {
+            let now = self.clock.now();
+            ctx.insert("aws:CurrentTime", crate::clock::iso8601(now))
+                .insert("aws:EpochTime", (now.0 / 1000).to_string());
+        }
+        if all || policy.uses_tags {
+            for tag in &key.tags {
+                ctx.insert(format!("aws:ResourceTag/{}", tag.key), tag.value.clone());
+            }
+        }
+        if let Some(context) = context.filter(|_| all || policy.uses_context) {
             let mut keys = Vec::new();
             for (k, v) in context.pairs() {
                 ctx.insert(format!("kms:EncryptionContext:{k}"), v);
@@ -209,7 +247,7 @@ impl Kms {
             .as_deref()
             .map_or(Vec::new(), |d| d.iter().collect());
         let mut eval = KmsEvaluation {
-            key_policy: Some(&policy),
+            key_policy: Some(&policy.doc),
             key_account: Some(key.account_id.as_str()),
             identity_policies: &docs,
             principal_is_root: matches!(caller.identity, Identity::Root),

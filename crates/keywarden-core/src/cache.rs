@@ -50,8 +50,9 @@ impl CachedKey {
 
 type KeyMap = HashMap<(AccountId, KeyId), Arc<CachedKey>>;
 type AliasMap = HashMap<(AccountId, AliasName), KeyId>;
-/// Parsed key policies by key and revision.
-type KeyPolicyMap = HashMap<(AccountId, KeyId, u64), Arc<crate::policy::PolicyDocument>>;
+/// Parsed key policies by key and revision (key ids are unique across
+/// accounts, so the lookup needs no account and allocates nothing).
+type KeyPolicyMap = HashMap<(KeyId, u64), Arc<crate::authz::CachedKeyPolicy>>;
 /// Parsed identity policies by account and user or role.
 type IdentityPolicyMap =
     HashMap<(AccountId, crate::iam::IamOwner), Arc<Vec<crate::policy::PolicyDocument>>>;
@@ -214,29 +215,21 @@ impl Caches {
 
     pub(crate) fn key_policy(
         &self,
-        account: &AccountId,
         key: &KeyId,
         revision: u64,
-    ) -> Option<Arc<crate::policy::PolicyDocument>> {
-        read(&self.key_policies)
-            .get(&(account.clone(), *key, revision))
-            .cloned()
+    ) -> Option<Arc<crate::authz::CachedKeyPolicy>> {
+        read(&self.key_policies).get(&(*key, revision)).cloned()
     }
 
     /// Inserts a parsed key policy. Keyed by revision, an entry can never
     /// be stale, so no epoch check is needed.
     pub(crate) fn put_key_policy(
         &self,
-        account: &AccountId,
         key: &KeyId,
         revision: u64,
-        doc: Arc<crate::policy::PolicyDocument>,
+        policy: Arc<crate::authz::CachedKeyPolicy>,
     ) {
-        bounded_insert(
-            &mut write(&self.key_policies),
-            (account.clone(), *key, revision),
-            doc,
-        );
+        bounded_insert(&mut write(&self.key_policies), (*key, revision), policy);
     }
 
     pub(crate) fn identity_policies(
