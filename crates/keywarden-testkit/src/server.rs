@@ -406,6 +406,25 @@ pub fn signed_request(
     time: std::time::SystemTime,
     close: bool,
 ) -> String {
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", target),
+    ];
+    signed_post(server_url, account, "kms", &headers, body, time, close)
+}
+
+/// The bytes of an HTTP/1.1 `POST /` with `headers` (and `host`), signed at
+/// `time` for `service` with `account`'s credentials by the official
+/// `aws-sigv4` signer.
+fn signed_post(
+    server_url: &str,
+    account: &Account,
+    service: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    time: std::time::SystemTime,
+    close: bool,
+) -> String {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4;
     use aws_smithy_runtime_api::client::identity::Identity;
@@ -422,17 +441,15 @@ pub fn signed_request(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
-        .name("kms")
+        .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()
         .unwrap()
         .into();
-    let headers = [
-        ("host", authority),
-        ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", target),
-    ];
+    let headers: Vec<(&str, &str)> = std::iter::once(("host", authority))
+        .chain(headers.iter().copied())
+        .collect();
     let url = format!("http://{authority}/");
     let signable = SignableRequest::new(
         "POST",
@@ -489,48 +506,17 @@ pub async fn query_post(
     service: &str,
     body: &str,
 ) -> (u16, String) {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4;
-    use aws_smithy_runtime_api::client::identity::Identity;
-
-    let authority = authority(server_url);
-    let identity: Identity = aws_credential_types::Credentials::new(
-        &account.access_key_id,
-        &account.secret_access_key,
-        None,
-        None,
-        "keywarden-test",
-    )
-    .into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name(service)
-        .time(std::time::SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let headers = [
-        ("host", authority),
-        ("content-type", "application/x-www-form-urlencoded"),
-    ];
-    let url = format!("http://{authority}/");
-    let signable = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut request = String::from("POST / HTTP/1.1\r\n");
-    for (name, value) in headers.iter().copied().chain(instructions.headers()) {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("connection: close\r\n");
-    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
-    exchange(authority, &request).await
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let request = signed_post(
+        server_url,
+        account,
+        service,
+        &headers,
+        body,
+        std::time::SystemTime::now(),
+        true,
+    );
+    exchange(authority(server_url), &request).await
 }
 
 /// The text of the first `<tag>` element of an XML answer.

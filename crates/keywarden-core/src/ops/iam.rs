@@ -323,6 +323,35 @@ impl Kms {
         }
     }
 
+    /// One page of a filtered listing of one kind: reads the store 500
+    /// records at a time from `marker`, keeps what `pick` keeps, and stops
+    /// once a page and one more record are found (the marker is then the
+    /// last name of the page).
+    async fn iam_filtered_page<T>(
+        &self,
+        account: &AccountId,
+        kind: IamKind,
+        marker: Option<&str>,
+        max_items: usize,
+        mut pick: impl FnMut(IamEntity) -> Option<T>,
+        name: impl Fn(&T) -> String,
+    ) -> Result<Page<T>, IamError> {
+        let mut items = Vec::new();
+        let mut after = marker.map(str::to_owned);
+        loop {
+            let batch = self
+                .iam_list(account, kind, String::new(), after.clone(), 500)
+                .await?;
+            let done = batch.len() < 500;
+            after = batch.last().map(IamEntity::name);
+            items.extend(batch.into_iter().filter_map(&mut pick));
+            if done || items.len() > max_items {
+                break;
+            }
+        }
+        Ok(page_of(items, max_items, name))
+    }
+
     async fn iam_create(&self, entity: IamEntity, what: &str) -> Result<(), IamError> {
         match self.store.create_iam_entity(&entity).await {
             Ok(()) => Ok(()),
@@ -388,23 +417,18 @@ impl Kms {
         max_items: usize,
     ) -> Result<Page<IamUser>, IamError> {
         let prefix = path_prefix.unwrap_or("/");
-        let mut items = Vec::new();
-        let mut after = marker.map(str::to_owned);
-        loop {
-            let batch = self
-                .iam_list(account, IamKind::User, String::new(), after.clone(), 500)
-                .await?;
-            let done = batch.len() < 500;
-            after = batch.last().map(IamEntity::name);
-            items.extend(batch.into_iter().filter_map(|e| match e {
+        self.iam_filtered_page(
+            account,
+            IamKind::User,
+            marker,
+            max_items,
+            |e| match e {
                 IamEntity::User(u) if u.path.starts_with(prefix) => Some(u),
                 _ => None,
-            }));
-            if done || items.len() > max_items {
-                break;
-            }
-        }
-        Ok(page_of(items, max_items, |u| entity_name(&u.name)))
+            },
+            |u| entity_name(&u.name),
+        )
+        .await
     }
 
     /// TagUser: adds tags, replacing the values of keys it has.
@@ -694,23 +718,18 @@ impl Kms {
         max_items: usize,
     ) -> Result<Page<IamRole>, IamError> {
         let prefix = path_prefix.unwrap_or("/");
-        let mut items = Vec::new();
-        let mut after = marker.map(str::to_owned);
-        loop {
-            let batch = self
-                .iam_list(account, IamKind::Role, String::new(), after.clone(), 500)
-                .await?;
-            let done = batch.len() < 500;
-            after = batch.last().map(IamEntity::name);
-            items.extend(batch.into_iter().filter_map(|e| match e {
+        self.iam_filtered_page(
+            account,
+            IamKind::Role,
+            marker,
+            max_items,
+            |e| match e {
                 IamEntity::Role(r) if r.path.starts_with(prefix) => Some(r),
                 _ => None,
-            }));
-            if done || items.len() > max_items {
-                break;
-            }
-        }
-        Ok(page_of(items, max_items, |r| entity_name(&r.name)))
+            },
+            |r| entity_name(&r.name),
+        )
+        .await
     }
 
     /// UpdateAssumeRolePolicy.
@@ -968,26 +987,19 @@ impl Kms {
                 }
             }
         }
-        let mut items = Vec::new();
-        let mut after = marker.map(str::to_owned);
-        loop {
-            let batch = self
-                .iam_list(account, IamKind::Policy, String::new(), after.clone(), 500)
-                .await?;
-            let done = batch.len() < 500;
-            after = batch.last().map(IamEntity::name);
-            for e in batch {
-                let IamEntity::Policy(p) = e else { continue };
+        self.iam_filtered_page(
+            account,
+            IamKind::Policy,
+            marker,
+            max_items,
+            |e| {
+                let IamEntity::Policy(p) = e else { return None };
                 let n = counts.get(&self.policy_arn(&p)).copied().unwrap_or(0);
-                if p.path.starts_with(prefix) && (n > 0 || !only_attached) {
-                    items.push((p, n));
-                }
-            }
-            if done || items.len() > max_items {
-                break;
-            }
-        }
-        Ok(page_of(items, max_items, |(p, _)| entity_name(&p.name)))
+                (p.path.starts_with(prefix) && (n > 0 || !only_attached)).then_some((p, n))
+            },
+            |(p, _)| entity_name(&p.name),
+        )
+        .await
     }
 
     /// How many users and roles a managed policy is attached to.
