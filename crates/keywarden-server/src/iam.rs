@@ -235,6 +235,16 @@ impl Call<'_> {
         Ok(IamOwner::Role(self.params.required("RoleName")?.to_owned()))
     }
 
+    /// The user or role the action names: `...Role...` actions take
+    /// `RoleName`, `...User...` actions `UserName`.
+    fn owner(&self) -> Result<IamOwner, ApiError> {
+        if self.action.contains("Role") {
+            self.role_owner()
+        } else {
+            self.user_owner()
+        }
+    }
+
     async fn run(self) -> Result<Vec<u8>, ApiError> {
         let kms = self.kms;
         let account = self.account;
@@ -370,11 +380,7 @@ impl Call<'_> {
                 Ok(self.empty())
             }
             "PutUserPolicy" | "PutRolePolicy" => {
-                let owner = if self.action == "PutUserPolicy" {
-                    self.user_owner()?
-                } else {
-                    self.role_owner()?
-                };
+                let owner = self.owner()?;
                 kms.iam_put_inline_policy(
                     account,
                     &owner,
@@ -385,11 +391,7 @@ impl Call<'_> {
                 Ok(self.empty())
             }
             "GetUserPolicy" | "GetRolePolicy" => {
-                let owner = if self.action == "GetUserPolicy" {
-                    self.user_owner()?
-                } else {
-                    self.role_owner()?
-                };
+                let owner = self.owner()?;
                 let policy = kms
                     .iam_get_inline_policy(account, &owner, p.required("PolicyName")?)
                     .await?;
@@ -403,11 +405,7 @@ impl Call<'_> {
                 Ok(a.finish(self.request_id))
             }
             "ListUserPolicies" | "ListRolePolicies" => {
-                let owner = if self.action == "ListUserPolicies" {
-                    self.user_owner()?
-                } else {
-                    self.role_owner()?
-                };
+                let owner = self.owner()?;
                 let names = kms.iam_list_inline_policies(account, &owner).await?;
                 let mut a = self.answer();
                 a.open("PolicyNames");
@@ -419,11 +417,7 @@ impl Call<'_> {
                 Ok(a.finish(self.request_id))
             }
             "DeleteUserPolicy" | "DeleteRolePolicy" => {
-                let owner = if self.action == "DeleteUserPolicy" {
-                    self.user_owner()?
-                } else {
-                    self.role_owner()?
-                };
+                let owner = self.owner()?;
                 kms.iam_delete_inline_policy(account, &owner, p.required("PolicyName")?)
                     .await?;
                 Ok(self.empty())
@@ -561,31 +555,19 @@ impl Call<'_> {
                 Ok(self.empty())
             }
             "AttachUserPolicy" | "AttachRolePolicy" => {
-                let owner = if self.action == "AttachUserPolicy" {
-                    self.user_owner()?
-                } else {
-                    self.role_owner()?
-                };
+                let owner = self.owner()?;
                 kms.iam_attach_policy(account, &owner, p.required("PolicyArn")?)
                     .await?;
                 Ok(self.empty())
             }
             "DetachUserPolicy" | "DetachRolePolicy" => {
-                let owner = if self.action == "DetachUserPolicy" {
-                    self.user_owner()?
-                } else {
-                    self.role_owner()?
-                };
+                let owner = self.owner()?;
                 kms.iam_detach_policy(account, &owner, p.required("PolicyArn")?)
                     .await?;
                 Ok(self.empty())
             }
             "ListAttachedUserPolicies" | "ListAttachedRolePolicies" => {
-                let owner = if self.action == "ListAttachedUserPolicies" {
-                    self.user_owner()?
-                } else {
-                    self.role_owner()?
-                };
+                let owner = self.owner()?;
                 let owner = match &owner {
                     IamOwner::User(n) => IamOwner::User(kms.iam_get_user(account, n).await?.name),
                     IamOwner::Role(n) => IamOwner::Role(kms.iam_get_role(account, n).await?.name),
