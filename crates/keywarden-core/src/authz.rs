@@ -23,8 +23,8 @@ use crate::model::{KeyManager, KeyRecord};
 use crate::operation::Operation;
 use crate::ops::get_key_policy::{default_key_policy, managed_key_policy};
 use crate::policy::{
-    denial_message, evaluate_kms, parse_policy, Decision, KmsEvaluation, PolicyDocument,
-    PolicyKind, PrincipalInfo, PrincipalKind, Request, RequestContext,
+    denial_message, evaluate_kms, key_policy_names, parse_policy, Decision, KmsEvaluation,
+    PolicyDocument, PolicyKind, PrincipalInfo, PrincipalKind, Request, RequestContext,
 };
 
 /// A caller's identity policies, parsed.
@@ -200,6 +200,7 @@ impl Kms {
         if matches!(caller.identity, Identity::Root)
             && key.policy.is_none()
             && key.key_manager == KeyManager::Customer
+            && key.account_id == caller.account_id
         {
             return Ok(());
         }
@@ -256,7 +257,9 @@ impl Kms {
         let mut decision = evaluate_kms(&eval, &request);
         if matches!(decision, Decision::ImplicitDeny(_)) {
             // Grants are read only when policies do not decide.
-            eval.grant_allows = self.grant_allows(key, &principal.arn, access).await?;
+            eval.grant_allows = self
+                .caller_grant_allows(caller, &principal, key, access)
+                .await?;
             decision = evaluate_kms(&eval, &request);
         }
         match denial_message(&decision, &request) {
@@ -280,6 +283,56 @@ impl Kms {
         }
         self.authorize_action(caller, &format!("kms:{}", operation.wire_name()), "*")
             .await
+    }
+
+    /// Whether a grant on `key` allows `access` to the caller: a grant to
+    /// its ARN, or for a role session a grant to the role (as AWS matches
+    /// grants to roles).
+    async fn caller_grant_allows(
+        &self,
+        caller: &Caller,
+        principal: &PrincipalInfo,
+        key: &KeyRecord,
+        access: Access<'_>,
+    ) -> Result<bool, KmsError> {
+        if let Identity::RoleSession { role, .. } = &caller.identity {
+            if self.grant_allows(key, &self.role_arn(role), access).await? {
+                return Ok(true);
+            }
+        }
+        self.grant_allows(key, &principal.arn, access).await
+    }
+
+    /// Whether a key of another account is shared with `caller`: a
+    /// customer key whose key policy names the caller or its account in
+    /// an `Allow` statement ([`key_policy_names`]), or that has a grant to
+    /// the caller (its ARN, or its role's). A key that is not shared is
+    /// `NotFoundException` to the caller, as if it did not exist, so keys
+    /// of other accounts cannot be probed. Retiring a grant is the grant's
+    /// business ([`Kms::retire_grant`] checks the caller is its retiring
+    /// principal or grantee).
+    pub(crate) async fn is_shared_with(
+        &self,
+        caller: &Caller,
+        key: &KeyRecord,
+        access: Access<'_>,
+    ) -> Result<bool, KmsError> {
+        if key.key_manager != KeyManager::Customer {
+            return Ok(false);
+        }
+        if matches!(access, Access::RetireGrant) {
+            return Ok(true);
+        }
+        let principal = self.principal_info(caller);
+        if key_policy_names(&self.key_policy_document(key).doc, &principal) {
+            return Ok(true);
+        }
+        if let Identity::RoleSession { role, .. } = &caller.identity {
+            if !self.grants_to(key, &self.role_arn(role)).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(!self.grants_to(key, &principal.arn).await?.is_empty())
     }
 
     /// Decides an action on a resource by the caller's identity policies

@@ -1077,6 +1077,16 @@ async fn key_round_trip(store: &dyn Store, ids: &Ids) {
         None,
         "store conformance: {CASE}: get_key of an unknown id must be None"
     );
+    assert_eq!(
+        ok(store.key_account(&full.key_id).await, CASE, "key_account"),
+        Some(account.clone()),
+        "store conformance: {CASE}: key_account must name the account holding the key"
+    );
+    assert_eq!(
+        ok(store.key_account(&ids.key()).await, CASE, "key_account"),
+        None,
+        "store conformance: {CASE}: key_account of an unknown id must be None"
+    );
 
     let mut duplicate = plain_key(ids, &account);
     duplicate.key_id = full.key_id;
@@ -1796,6 +1806,11 @@ async fn destroy_key(store: &dyn Store, ids: &Ids) {
         store.destroy_key(&account, &doomed.key_id, 3).await,
         CASE,
         "destroy_key with the current revision",
+    );
+    assert_eq!(
+        ok(store.key_account(&doomed.key_id).await, CASE, "key_account"),
+        None,
+        "store conformance: {CASE}: key_account of a destroyed key must be None"
     );
     assert_eq!(
         get_key(store, &account, &doomed.key_id, CASE).await,

@@ -295,20 +295,27 @@ impl Kms {
 
     /// Finds the key a caller names, from the cache when possible, and
     /// checks that the caller may access it as `access` says
-    /// ([`Kms::authorize`]). Keys of other accounts, other regions and
-    /// unknown aliases are all `NotFound`. A product naming its own default
-    /// key (`alias_<code>`) for an account that has none yet creates it.
+    /// ([`Kms::authorize`]). Keys of other regions, unknown aliases and
+    /// aliases of other accounts are all `NotFound`; so is a key of another
+    /// account, unless the operation may use one and the key is shared with
+    /// the caller ([`Kms::is_shared_with`]). A product naming its own
+    /// default key (`alias_<code>`) for an account that has none yet
+    /// creates it.
     pub(crate) async fn resolve(
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
         access: Access<'_>,
     ) -> Result<Arc<CachedKey>, KmsError> {
-        let key_id = self.resolve_id(caller, key_ref, true).await?;
+        let (account, key_id) = self.resolve_id(caller, key_ref, access, true).await?;
         let key = self
-            .cached_key(&caller.account_id, &key_id)
+            .cached_key(&account, &key_id)
             .await?
             .ok_or_else(|| not_found(key_ref))?;
+        if account != caller.account_id && !self.is_shared_with(caller, &key.record, access).await?
+        {
+            return Err(not_found(key_ref));
+        }
         self.authorize(caller, &key.record, access).await?;
         Ok(key)
     }
@@ -321,12 +328,15 @@ impl Kms {
         key_ref: &KeyRef,
         access: Access<'_>,
     ) -> Result<KeyRecord, KmsError> {
-        let key_id = self.resolve_id(caller, key_ref, false).await?;
+        let (account, key_id) = self.resolve_id(caller, key_ref, access, false).await?;
         let key = self
             .store
-            .get_key(&caller.account_id, &key_id)
+            .get_key(&account, &key_id)
             .await?
             .ok_or_else(|| not_found(key_ref))?;
+        if account != caller.account_id && !self.is_shared_with(caller, &key, access).await? {
+            return Err(not_found(key_ref));
+        }
         self.authorize(caller, &key, access).await?;
         Ok(key)
     }
@@ -446,25 +456,48 @@ impl Kms {
         Ok(Some(entry))
     }
 
+    /// The account and id of the key `key_ref` names. A key ARN may name
+    /// another account when the caller is not a product and `access` is an
+    /// operation AWS allows across accounts ([`cross_account_access`]);
+    /// every other reference resolves in the caller's account.
     async fn resolve_id(
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
+        access: Access<'_>,
         cached: bool,
-    ) -> Result<KeyId, KmsError> {
+    ) -> Result<(AccountId, KeyId), KmsError> {
         match key_ref {
-            KeyRef::Id(id) => Ok(*id),
+            KeyRef::Id(id) => Ok((caller.account_id.clone(), *id)),
             KeyRef::KeyArn {
                 region,
                 account,
                 key,
             } => {
-                if !self.arn_in_scope(caller, region, account) {
+                if region != &self.config.region {
                     return Err(not_found(key_ref));
                 }
-                Ok(*key)
+                if account == caller.account_id.as_str() {
+                    return Ok((caller.account_id.clone(), *key));
+                }
+                if caller.product.is_some() {
+                    return Err(not_found(key_ref));
+                }
+                if !cross_account_access(access) {
+                    return Err(KmsError::NotFound(format!(
+                        "Key '{}' does not exist in account {}: {} cannot use a key of another account",
+                        describe_ref(key_ref),
+                        caller.account_id,
+                        access_name(access)
+                    )));
+                }
+                let account = AccountId::parse(account).map_err(|_| not_found(key_ref))?;
+                Ok((account, *key))
             }
-            KeyRef::Alias(alias) => self.alias_target(caller, alias, key_ref, cached).await,
+            KeyRef::Alias(alias) => Ok((
+                caller.account_id.clone(),
+                self.alias_target(caller, alias, key_ref, cached).await?,
+            )),
             KeyRef::AliasArn {
                 region,
                 account,
@@ -473,7 +506,10 @@ impl Kms {
                 if !self.arn_in_scope(caller, region, account) {
                     return Err(not_found(key_ref));
                 }
-                self.alias_target(caller, alias, key_ref, cached).await
+                Ok((
+                    caller.account_id.clone(),
+                    self.alias_target(caller, alias, key_ref, cached).await?,
+                ))
             }
         }
     }
@@ -729,6 +765,30 @@ impl Kms {
             }
         }
         Err(StoreError::Conflict.into())
+    }
+}
+
+/// Whether AWS lets `access` use a key of another account: cryptographic
+/// operations, DescribeKey, GetKeyRotationStatus and the grant operations
+/// (CreateGrant, ListGrants, RevokeGrant, RetireGrant); not key policies,
+/// tags, aliases or the key's life cycle.
+pub(crate) fn cross_account_access(access: Access<'_>) -> bool {
+    match access {
+        Access::Crypto(..) | Access::RetireGrant => true,
+        Access::Describe(op) => matches!(
+            op,
+            Operation::DescribeKey | Operation::GetKeyRotationStatus | Operation::ListGrants
+        ),
+        Access::Manage(op) => matches!(op, Operation::CreateGrant | Operation::RevokeGrant),
+    }
+}
+
+/// The operation an access is for, as named on the wire.
+fn access_name(access: Access<'_>) -> &'static str {
+    match access {
+        Access::Crypto(op, _) => op.as_str(),
+        Access::Describe(op) | Access::Manage(op) => op.wire_name(),
+        Access::RetireGrant => Operation::RetireGrant.wire_name(),
     }
 }
 

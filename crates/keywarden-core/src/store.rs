@@ -89,6 +89,12 @@ pub trait KeyStore: Send + Sync {
         key: &KeyId,
     ) -> Result<Option<KeyRecord>, StoreError>;
 
+    /// The account that holds the key with this id, whichever it is (key
+    /// ids are unique across accounts). For a Decrypt that names no key:
+    /// the ciphertext names only the key id, and the caller may be allowed
+    /// a key of another account (docs/access-control.md).
+    async fn key_account(&self, key: &KeyId) -> Result<Option<AccountId>, StoreError>;
+
     /// Replaces the key's metadata (every field but `key_id`, `account_id`
     /// and `versions`, including `rotation`, `on_demand_rotations`,
     /// `deletion_protection` and `import`) and adds any versions not yet

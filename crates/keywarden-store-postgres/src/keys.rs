@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use keywarden_core::ids::{AccountId, KeyId};
 use keywarden_core::model::{KeyRecord, KeyState, KeyVersion};
 use keywarden_core::store::{KeyQuery, KeyStore, StoreError};
-use keywarden_core::store_codec::{check_versions, rotation_type_to_sql, KeyColumns, KeyRow};
+use keywarden_core::store_codec::{
+    check_versions, decode_account_id, rotation_type_to_sql, KeyColumns, KeyRow,
+};
 
 use crate::error::Fail;
 use crate::rows::{key_from_row, version_from_row, KEY_COLUMNS, VERSION_COLUMNS};
@@ -187,6 +189,19 @@ impl KeyStore for PgStore {
                 .await?;
             match tx.query_opt(&stmt, &[&key_id, &account.as_str()]).await? {
                 Some(row) => load_keys(&tx, vec![key_from_row(&row)?]).await?.pop(),
+                None => None,
+            }
+        })
+    }
+
+    async fn key_account(&self, key: &KeyId) -> Result<Option<AccountId>, StoreError> {
+        let key_id = key.to_string();
+        transact!(self, Mode::Read, |tx| {
+            let stmt = tx
+                .prepare_cached("SELECT account_id FROM keys WHERE key_id = $1")
+                .await?;
+            match tx.query_opt(&stmt, &[&key_id]).await? {
+                Some(row) => Some(decode_account_id(row.try_get::<_, &str>(0)?)?),
                 None => None,
             }
         })

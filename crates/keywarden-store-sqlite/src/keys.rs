@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use keywarden_core::ids::{AccountId, KeyId};
 use keywarden_core::model::{KeyRecord, KeyState, KeyVersion};
 use keywarden_core::store::{KeyQuery, KeyStore, StoreError};
-use keywarden_core::store_codec::KeyRow;
+use keywarden_core::store_codec::{decode_account_id, KeyRow};
 use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -170,6 +170,18 @@ impl KeyStore for SqliteStore {
                 .query_row([&key_id, &account], key_from_row)
                 .optional()?;
             row.map(|row| load_key(tx, row)).transpose()
+        })
+        .await
+    }
+
+    async fn key_account(&self, key: &KeyId) -> Result<Option<AccountId>, StoreError> {
+        let key_id = key.to_string();
+        self.read(move |tx| {
+            let account: Option<String> = tx
+                .prepare_cached("SELECT account_id FROM keys WHERE key_id = ?1")?
+                .query_row([&key_id], |row| row.get(0))
+                .optional()?;
+            Ok(account.as_deref().map(decode_account_id).transpose()?)
         })
         .await
     }

@@ -50,6 +50,9 @@ impl<H: Hooks> KeyStore for Wrapped<H> {
     async fn get_key(&self, a: &AccountId, k: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         self.inner.get_key(a, k).await
     }
+    async fn key_account(&self, k: &KeyId) -> Result<Option<AccountId>, StoreError> {
+        self.inner.key_account(k).await
+    }
     async fn update_key(&self, key: &KeyRecord, expected: u64) -> Result<(), StoreError> {
         self.inner.update_key(key, expected).await
     }

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::cache::CachedKey;
 use crate::ciphertext;
 use crate::context::EncryptionContext;
 use crate::error::KmsError;
-use crate::ids::KeyRef;
+use crate::ids::{KeyId, KeyRef};
 use crate::kms::{Access, Caller, Kms};
 use crate::model::{CryptoOperation, GrantOperation, KeyRecord};
 use crate::secret::Secret;
@@ -13,8 +14,9 @@ use crate::secret::Secret;
 impl Kms {
     /// Decrypts a blob. The key comes from the blob; if the caller names a
     /// key too, it must be that key (`IncorrectKeyException` otherwise). A
-    /// blob whose key the caller does not own is `InvalidCiphertext`, so a
-    /// foreign blob reveals nothing about other accounts.
+    /// blob whose key is neither the caller's account's nor shared with the
+    /// caller is `InvalidCiphertext`, so a foreign blob reveals nothing
+    /// about other accounts.
     pub async fn decrypt(
         &self,
         caller: &Caller,
@@ -46,26 +48,60 @@ impl Kms {
             return Err(product_must_name_key());
         }
         let parsed = ciphertext::parse(blob)?;
-        if let Some(named) = key_ref {
-            let named = self
-                .resolve(caller, named, Access::Crypto(operation, context))
-                .await?;
-            if named.record.key_id != parsed.key_id {
-                return Err(KmsError::IncorrectKey(
-                    "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
-                ));
+        let access = Access::Crypto(operation, context);
+        let key = match key_ref {
+            Some(named) => {
+                let named = self.resolve(caller, named, access).await?;
+                if named.record.key_id != parsed.key_id {
+                    return Err(KmsError::IncorrectKey(
+                        "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
+                    ));
+                }
+                named
             }
-        }
-        let key = self
-            .cached_key(&caller.account_id, &parsed.key_id)
-            .await?
-            .ok_or(KmsError::InvalidCiphertext)?;
-        self.authorize(caller, &key.record, Access::Crypto(operation, context))
-            .await?;
+            None => {
+                let key = match self.cached_key(&caller.account_id, &parsed.key_id).await? {
+                    Some(key) => key,
+                    None => self
+                        .shared_blob_key(caller, &parsed.key_id, access)
+                        .await?
+                        .ok_or(KmsError::InvalidCiphertext)?,
+                };
+                self.authorize(caller, &key.record, access).await?;
+                key
+            }
+        };
         self.require_usable(&key.record)?;
         let handle = self.handle(&key, parsed.version)?;
         let plaintext = ciphertext::open(handle.as_ref(), &parsed, context)?;
         Ok((key.record.clone(), plaintext))
+    }
+}
+
+impl Kms {
+    /// The key of another account that made a blob, when that key is
+    /// shared with the caller ([`Kms::is_shared_with`]); `None` otherwise,
+    /// so a blob of a key the caller may not see is `InvalidCiphertext`
+    /// whether or not the key exists.
+    async fn shared_blob_key(
+        &self,
+        caller: &Caller,
+        key_id: &KeyId,
+        access: Access<'_>,
+    ) -> Result<Option<Arc<CachedKey>>, KmsError> {
+        let Some(account) = self.store.key_account(key_id).await? else {
+            return Ok(None);
+        };
+        if account == caller.account_id {
+            return Ok(None);
+        }
+        let Some(key) = self.cached_key(&account, key_id).await? else {
+            return Ok(None);
+        };
+        if !self.is_shared_with(caller, &key.record, access).await? {
+            return Ok(None);
+        }
+        Ok(Some(key))
     }
 }
 

@@ -374,11 +374,21 @@ impl Kms {
         let (key_ref, grant_id) = match target {
             RetireTarget::Token(token) => {
                 let (account, key, grant) = parse_grant_token(token)?;
-                // A token of another account names nothing of the caller's.
-                if account != caller.account_id {
+                if account == caller.account_id {
+                    (KeyRef::Id(key), grant)
+                } else if caller.product.is_some() {
+                    // Products act for the account their request names.
                     return Err(KmsError::NotFound(format!("Grant ID {grant} not found")));
+                } else {
+                    // A grant on a key of another account: only its
+                    // retiring principal or grantee may retire it (below).
+                    let key_ref = KeyRef::KeyArn {
+                        region: self.config().region.clone(),
+                        account: account.as_str().to_owned(),
+                        key,
+                    };
+                    (key_ref, grant)
                 }
-                (KeyRef::Id(key), grant)
             }
             RetireTarget::Id { key, grant_id } => {
                 check_grant_id(grant_id)?;
@@ -389,6 +399,22 @@ impl Kms {
             .resolve_fresh(caller, &key_ref, Access::RetireGrant)
             .await?;
         let grant = self.find_grant(&key, &grant_id).await?;
+        if key.account_id != caller.account_id {
+            // Another account's grant: the caller must be named by it, and
+            // a grant that does not name it is "not found" to it.
+            let me = self.principal_info(caller);
+            let mut names = vec![me.arn.clone()];
+            if let crate::kms::Identity::RoleSession { role, .. } = &caller.identity {
+                names.push(self.role_arn(role));
+            }
+            let named = |p: &str| names.iter().any(|n| n == p);
+            let may = grant.retiring_principal.as_deref().is_some_and(named)
+                || (named(&grant.grantee_principal)
+                    && grant.operations.contains(&GrantOperation::RetireGrant));
+            if !may {
+                return Err(KmsError::NotFound(format!("Grant ID {grant_id} not found")));
+            }
+        }
         if let Some(product) = &caller.product {
             let me = self.product_principal_arn(&product.code);
             let may = grant.retiring_principal.as_deref() == Some(me.as_str())
@@ -489,6 +515,35 @@ impl Kms {
         }
     }
 
+    /// The grants of `key` to `grantee` (at most [`MAX_GRANTS_PER_GRANTEE`]),
+    /// from the cache when possible.
+    pub(crate) async fn grants_to(
+        &self,
+        key: &KeyRecord,
+        grantee: &str,
+    ) -> Result<Arc<Vec<GrantRecord>>, KmsError> {
+        Ok(
+            match self.caches.grants(&key.account_id, &key.key_id, grantee) {
+                Some(hit) => hit,
+                None => {
+                    let epoch = self.caches.epoch();
+                    let mut query = GrantQuery::account(&key.account_id, MAX_GRANTS_PER_GRANTEE);
+                    query.key = Some(key.key_id);
+                    query.grantee = Some(grantee.to_owned());
+                    let grants = Arc::new(self.store.list_grants(&query).await?);
+                    self.caches.put_grants(
+                        epoch,
+                        &key.account_id,
+                        &key.key_id,
+                        grantee,
+                        grants.clone(),
+                    );
+                    grants
+                }
+            },
+        )
+    }
+
     /// Whether a grant to `grantee` allows `access` on `key`: some grant
     /// lists the operation and, for operations with an encryption context,
     /// its constraints accept the request's context. From the cache; grant
@@ -505,24 +560,7 @@ impl Kms {
             Access::Crypto(op, context) => (op, Some(context)),
             Access::Manage(_) | Access::RetireGrant => return Ok(false),
         };
-        let grants = match self.caches.grants(&key.account_id, &key.key_id, grantee) {
-            Some(hit) => hit,
-            None => {
-                let epoch = self.caches.epoch();
-                let mut query = GrantQuery::account(&key.account_id, MAX_GRANTS_PER_GRANTEE);
-                query.key = Some(key.key_id);
-                query.grantee = Some(grantee.to_owned());
-                let grants = Arc::new(self.store.list_grants(&query).await?);
-                self.caches.put_grants(
-                    epoch,
-                    &key.account_id,
-                    &key.key_id,
-                    grantee,
-                    grants.clone(),
-                );
-                grants
-            }
-        };
+        let grants = self.grants_to(key, grantee).await?;
         Ok(grants.iter().any(|g| {
             g.operations.contains(&op)
                 && match context {

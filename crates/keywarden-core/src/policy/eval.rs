@@ -146,6 +146,21 @@ pub fn evaluate_document(doc: &PolicyDocument, kind: PolicyKind, req: &Request) 
     }
 }
 
+/// Whether an `Allow` statement of a key policy names `who`, itself or its
+/// account (or everyone), whatever its actions, resources and conditions.
+/// A key is shared with another account exactly when its policy says so:
+/// Keywarden shows a key to a caller of another account only then
+/// (docs/access-control.md, "Cross-account use").
+pub fn key_policy_names(doc: &PolicyDocument, who: &PrincipalInfo) -> bool {
+    doc.statements.iter().any(|st| {
+        st.effect == Effect::Allow
+            && st
+                .principal
+                .as_ref()
+                .is_some_and(|p| principal_applies(p, st.effect, who) != Named::No)
+    })
+}
+
 struct Scan {
     deny: bool,
     /// The strongest way an applicable Allow statement names the caller

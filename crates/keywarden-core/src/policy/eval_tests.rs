@@ -1367,3 +1367,39 @@ fn deny_naming_an_account_denies_all_its_principals() {
         ALLOW_KP
     );
 }
+
+/// Which callers of another account see a key: an Allow statement naming
+/// them or their account, whatever its actions and conditions; a Deny
+/// naming them, or a policy naming only the owner, shows nothing.
+/// (Keywarden's rule, docs/access-control.md "Cross-account use".)
+#[test]
+fn key_policy_names_the_principals_a_key_is_shared_with() {
+    let owner_only = key_policy(doc(json!([{
+        "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{A}:root")},
+        "Action": "kms:*", "Resource": "*"}])));
+    assert!(key_policy_names(&owner_only, &root(A)));
+    assert!(key_policy_names(&owner_only, &user(A, "alice")));
+    assert!(!key_policy_names(&owner_only, &root(B)));
+    assert!(!key_policy_names(&owner_only, &user(B, "alice")));
+
+    let to_account = key_policy(doc(json!([{
+        "Effect": "Allow", "Principal": {"AWS": B}, "Action": "kms:Decrypt", "Resource": "*",
+        "Condition": {"StringEquals": {"kms:EncryptionContext:app": "x"}}}])));
+    assert!(key_policy_names(&to_account, &root(B)));
+    assert!(key_policy_names(&to_account, &session(B, "batch", "s1")));
+
+    let to_user = key_policy(doc(json!([{
+        "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{B}:user/alice")},
+        "Action": "kms:Encrypt", "Resource": "*"}])));
+    assert!(key_policy_names(&to_user, &user(B, "alice")));
+    assert!(!key_policy_names(&to_user, &user(B, "bob")));
+    assert!(!key_policy_names(&to_user, &root(B)));
+
+    let deny_only = key_policy(doc(json!([{
+        "Effect": "Deny", "Principal": {"AWS": B}, "Action": "kms:*", "Resource": "*"}])));
+    assert!(!key_policy_names(&deny_only, &root(B)));
+
+    let everyone = key_policy(doc(json!([{
+        "Effect": "Allow", "Principal": "*", "Action": "kms:DescribeKey", "Resource": "*"}])));
+    assert!(key_policy_names(&everyone, &user(B, "anyone")));
+}

@@ -46,8 +46,8 @@ pub use document::{
     Statement,
 };
 pub use eval::{
-    denial_kind, denial_message, evaluate_document, evaluate_kms, AllowedBy, Decision,
-    ImplicitReason, KmsEvaluation, Outcome, PolicySource, Request,
+    denial_kind, denial_message, evaluate_document, evaluate_kms, key_policy_names, AllowedBy,
+    Decision, ImplicitReason, KmsEvaluation, Outcome, PolicySource, Request,
 };
 pub use wildcard::{action_matches, wildcard_matches};
 
