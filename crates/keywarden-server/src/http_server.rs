@@ -528,11 +528,26 @@ async fn handle(
                 }
             };
             state.kms.product_may_call(product, operation)?;
-            let keys = product_key_refs(&body, &state.kms.config().region)?;
-            let keys: Vec<&KeyRef> = keys.iter().collect();
-            state
-                .kms
-                .product_caller(product, &auth.access_key_id, request_id, operation, &keys)?
+            let refs = product_key_refs(&body, &state.kms.config().region, operation)?;
+            match refs.blob {
+                // A Decrypt naming no key acts for the blob's key's account.
+                Some(blob) if refs.keys.is_empty() => {
+                    state
+                        .kms
+                        .product_blob_caller(product, &auth.access_key_id, request_id, &blob)
+                        .await?
+                }
+                _ => {
+                    let keys: Vec<&KeyRef> = refs.keys.iter().collect();
+                    state.kms.product_caller(
+                        product,
+                        &auth.access_key_id,
+                        request_id,
+                        operation,
+                        &keys,
+                    )?
+                }
+            }
         }
     };
     facts.account = Some(caller.account_id.as_str().to_owned());
@@ -706,9 +721,31 @@ pub async fn serve(
 /// Every key a product's request names (`KeyId`, `SourceKeyId`,
 /// `DestinationKeyId`, and the key a RetireGrant `GrantToken` names),
 /// parsed as the handlers will parse them.
-fn product_key_refs(body: &[u8], region: &str) -> Result<Vec<KeyRef>, ApiError> {
+/// The keys a product's request names, and for a `Decrypt` its ciphertext
+/// blob (decoded), from which a request naming no key finds its account.
+struct ProductRefs {
+    keys: Vec<KeyRef>,
+    blob: Option<Vec<u8>>,
+}
+
+fn product_key_refs(body: &[u8], region: &str, operation: &str) -> Result<ProductRefs, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|_| ApiError::Serialization("The request body is not valid JSON".into()))?;
+    let blob = match value.get("CiphertextBlob") {
+        Some(serde_json::Value::String(b64)) if operation == "Decrypt" => {
+            use base64::Engine as _;
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| {
+                        ApiError::Serialization(
+                            "CiphertextBlob is not a valid base64-encoded string".into(),
+                        )
+                    })?,
+            )
+        }
+        _ => None,
+    };
     let mut keys = Vec::new();
     for field in ["KeyId", "SourceKeyId", "DestinationKeyId"] {
         if let Some(serde_json::Value::String(s)) = value.get(field) {
@@ -723,7 +760,7 @@ fn product_key_refs(body: &[u8], region: &str) -> Result<Vec<KeyRef>, ApiError> 
             key,
         });
     }
-    Ok(keys)
+    Ok(ProductRefs { keys, blob })
 }
 
 #[cfg(test)]

@@ -176,13 +176,45 @@ impl Kms {
         Ok(())
     }
 
+    /// The caller for a product's `Decrypt` that names no key: the account
+    /// is the one holding the key that made the blob (`KeyStore::key_account`;
+    /// key ids are unique across accounts), and the product rules then
+    /// apply to that key exactly as if the product had named its ARN
+    /// (docs/products.md, "Decrypt without a KeyId"). A blob whose key does
+    /// not exist is `InvalidCiphertextException`.
+    pub async fn product_blob_caller(
+        &self,
+        product: &Product,
+        principal: &str,
+        request_id: &str,
+        blob: &[u8],
+    ) -> Result<Caller, KmsError> {
+        self.product_may_call(product, "Decrypt")?;
+        let parsed = crate::ciphertext::parse(blob)?;
+        let account_id = self
+            .store
+            .key_account(&parsed.key_id)
+            .await?
+            .ok_or(KmsError::InvalidCiphertext)?;
+        Ok(Caller {
+            account_id,
+            principal: principal.to_owned(),
+            identity: crate::kms::Identity::Root,
+            product: Some(ProductCaller {
+                code: product.code.clone(),
+                class: product.class,
+            }),
+            request_id: request_id.to_owned(),
+        })
+    }
+
     /// The caller for a request a product signed: the product acts for the
     /// account its key ARNs or alias ARNs name. `keys` are every key the
     /// request names (`KeyId`, `SourceKeyId`, `DestinationKeyId`).
     ///
     /// Refused with `AccessDeniedException`: a disabled product, an
     /// operation outside [`product_operations`], a request naming no key
-    /// (a ciphertext names only a key id, not the account) or naming one
+    /// (except a `Decrypt`: [`Kms::product_blob_caller`]) or naming one
     /// by bare id or alias, keys of two accounts in one request. A key of an
     /// account that does not exist is `NotFoundException` when resolved.
     pub fn product_caller(

@@ -165,7 +165,9 @@ async fn seed_registry_and_product_admin() {
     assert_eq!(common::code(&err), "AccessDeniedException");
     assert!(message(&err).contains("database products"), "{err:?}");
 
-    // Decrypt must name the key: a blob names only a key id.
+    // A Decrypt naming no key acts for the blob's key's account, and the
+    // product rules apply to that key: a CMK's blob is refused as if the
+    // product had named the CMK.
     let blob = tenant
         .encrypt()
         .key_id(cmk.key_id())
@@ -182,7 +184,10 @@ async fn seed_registry_and_product_admin() {
         .await
         .unwrap_err();
     assert_eq!(common::code(&err), "AccessDeniedException");
-    assert!(message(&err).contains("KeyId is required"), "{err:?}");
+    assert!(
+        message(&err).contains("storage products can only use their default key"),
+        "{err:?}"
+    );
     let err = product
         .decrypt()
         .ciphertext_blob(blob)
