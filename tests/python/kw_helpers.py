@@ -72,8 +72,16 @@ class Account:
 class KeywardenServer:
     """A running `keywarden serve` and helpers around it."""
 
-    def __init__(self, bin_path: Path, data_dir: Path, log_path: Path, stdout_path: Path):
+    def __init__(
+        self,
+        bin_path: Path,
+        data_dir: Path,
+        log_path: Path,
+        stdout_path: Path,
+        listen: str = "127.0.0.1:0",
+    ):
         self.bin = bin_path
+        self.listen = listen
         self.data_dir = data_dir
         self.log_path = log_path
         self.stdout_path = stdout_path
@@ -86,7 +94,11 @@ class KeywardenServer:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
-        self._log_file = open(self.log_path, "wb")
+        """Starts the server (again, after `stop`: with a fixed `listen`
+        address it comes back at the same URL)."""
+        self.url = ""
+        self._stdout_lines = queue.Queue()
+        self._log_file = open(self.log_path, "ab")
         env = self.env()
         # Debug-level logs for Keywarden's own crates: secrets must stay out
         # of the log even at this level (test_secrets scans it).
@@ -101,7 +113,7 @@ class KeywardenServer:
             ]
         )
         self.process = subprocess.Popen(
-            [str(self.bin), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"],
+            [str(self.bin), "serve", "--data-dir", str(self.data_dir), "--listen", self.listen],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log_file,
