@@ -19,6 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use keywarden_audit::{self as audit, AuditLog};
 use keywarden_core::ids::KeyRef;
+use keywarden_core::kms::RequestFacts;
 use keywarden_core::ops::accounts::ActiveOwner;
 use keywarden_core::ops::sessions::SessionRefusal;
 use keywarden_core::{Caller, Kms, Namespace, Operation};
@@ -393,7 +394,12 @@ async fn handle_query(
         .quotas
         .check(&account, Budget::UNKNOWN)
         .map_err(ApiError::Throttled)?;
-    let caller = account_caller(&owner, &auth.access_key_id, request_id);
+    let caller = account_caller(
+        &owner,
+        &auth.access_key_id,
+        request_id,
+        &request_facts(&parts),
+    );
     match protocol {
         Protocol::IamQuery => {
             crate::iam::run(&state.kms, &owner, caller.as_ref(), &body, request_id).await
@@ -409,6 +415,26 @@ async fn handle_query(
             )
             .await
         }
+    }
+}
+
+/// Whether a request's connection is TLS, set by [`serve`] on every
+/// request it hands on (`aws:SecureTransport`).
+#[derive(Clone, Copy)]
+struct SecureTransport(bool);
+
+/// The facts of a request that condition keys describe: the TCP peer's
+/// address (never `X-Forwarded-For`, which the client writes) and whether
+/// it came over TLS. Without them (a router driven without [`serve`])
+/// the keys are absent.
+fn request_facts(parts: &http::request::Parts) -> RequestFacts {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+    let tls = parts.extensions.get::<SecureTransport>();
+    match (peer, tls) {
+        // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d;
+        // policies name it as a.b.c.d.
+        (Some(peer), Some(tls)) => RequestFacts::network(peer.0.ip().to_canonical(), tls.0),
+        _ => RequestFacts::default(),
     }
 }
 
@@ -429,7 +455,12 @@ fn principal_arn(kms: &Kms, owner: &ActiveOwner) -> String {
 
 /// The caller an account's root, one of its IAM users or a role session
 /// is; `None` for a product (whose caller depends on the key it names).
-fn account_caller(owner: &ActiveOwner, access_key_id: &str, request_id: &str) -> Option<Caller> {
+fn account_caller(
+    owner: &ActiveOwner,
+    access_key_id: &str,
+    request_id: &str,
+    facts: &RequestFacts,
+) -> Option<Caller> {
     let (account_id, identity) = match owner {
         ActiveOwner::Account(account) => (account.clone(), keywarden_core::kms::Identity::Root),
         ActiveOwner::User(user) => (
@@ -453,6 +484,7 @@ fn account_caller(owner: &ActiveOwner, access_key_id: &str, request_id: &str) ->
         identity,
         product: None,
         request_id: request_id.to_owned(),
+        facts: facts.clone(),
     })
 }
 
@@ -510,9 +542,10 @@ async fn handle(
     // `None` is answered `UnknownOperationException` after the quota, as
     // every request is charged once it is authenticated.
     let operation = Operation::from_target(namespace, op);
+    let request_facts = request_facts(&parts);
     let caller = match &owner {
         ActiveOwner::Account(_) | ActiveOwner::User(_) | ActiveOwner::RoleSession { .. } => {
-            account_caller(&owner, &auth.access_key_id, request_id)
+            account_caller(&owner, &auth.access_key_id, request_id, &request_facts)
                 .ok_or(ApiError::UnrecognizedClient)?
         }
         ActiveOwner::Product(product) => {
@@ -530,9 +563,15 @@ async fn handle(
             state.kms.product_may_call(product, operation)?;
             let keys = product_key_refs(&body, &state.kms.config().region)?;
             let keys: Vec<&KeyRef> = keys.iter().collect();
-            state
-                .kms
-                .product_caller(product, &auth.access_key_id, request_id, operation, &keys)?
+            let mut caller = state.kms.product_caller(
+                product,
+                &auth.access_key_id,
+                request_id,
+                operation,
+                &keys,
+            )?;
+            caller.facts = request_facts;
+            caller
         }
     };
     facts.account = Some(caller.account_id.as_str().to_owned());
@@ -649,9 +688,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let first_request = permit.first_request();
+        let tls = SecureTransport(acceptor.is_some());
         let service = app.clone().map_request(move |mut req: Request<_>| {
             first_request.arrived();
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(tls);
             req
         });
         let service = TowerToHyperService::new(

@@ -2,7 +2,7 @@
 
 use crate::error::KmsError;
 use crate::ids::KeyId;
-use crate::kms::{Caller, Kms};
+use crate::kms::{Caller, Identity, Kms};
 use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, Tag};
 use crate::ops::tag_resource::validate_tags;
 use crate::protector::KeyBinding;
@@ -76,6 +76,13 @@ impl Kms {
             }
         };
         validate_tags(&req.tags)?;
+        // Decided here rather than before the request is read, since an
+        // identity policy may ask about its tags (`aws:RequestTag/<key>`,
+        // `aws:TagKeys`). The root has every identity permission.
+        if caller.product.is_none() && !matches!(caller.identity, Identity::Root) {
+            let tagged = caller.with_operation_keys(crate::authz::request_tag_keys(&req.tags));
+            self.authorize_action(&tagged, "kms:CreateKey", "*").await?;
+        }
         let mut tags: Vec<Tag> = Vec::new();
         for t in req.tags {
             match tags.iter_mut().find(|e| e.key == t.key) {

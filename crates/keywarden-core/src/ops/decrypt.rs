@@ -60,8 +60,15 @@ impl Kms {
             .cached_key(&caller.account_id, &parsed.key_id)
             .await?
             .ok_or(KmsError::InvalidCiphertext)?;
-        self.authorize(caller, &key.record, Access::Crypto(operation, context))
-            .await?;
+        // The key named in the request is the blob's key (checked above):
+        // its alias is `kms:RequestAlias` here too.
+        self.authorize(
+            caller,
+            &key.record,
+            Access::Crypto(operation, context),
+            key_ref,
+        )
+        .await?;
         self.require_usable(&key.record)?;
         let handle = self.handle(&key, parsed.version)?;
         let plaintext = ciphertext::open(handle.as_ref(), &parsed, context)?;

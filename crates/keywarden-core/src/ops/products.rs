@@ -229,6 +229,7 @@ impl Kms {
                 class: product.class,
             }),
             request_id: request_id.to_owned(),
+            facts: Default::default(),
         })
     }
 }
