@@ -24,6 +24,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kw_helpers import REGION, Account, no_retry_config
+from test_tls import client as tls_client
+from test_tls import tls_server  # noqa: F401 (a fixture)
 
 MYSQL = "arn:aws:iam::000000000000:role/keywarden-product/mysql"
 
@@ -149,6 +151,43 @@ def test_secure_transport_is_false_without_tls(server, account, kms):
     assert msg.endswith("with an explicit deny in an identity-based policy"), msg
     msg = denied(refused.create_key)
     assert msg.endswith("with an explicit deny in an identity-based policy"), msg
+
+
+def test_secure_transport_is_true_on_a_tls_listener(tls_server):  # noqa: F811
+    kms = tls_client(tls_server, str(tls_server["cert"]))
+    account = tls_server["acct"]["AccountId"]
+    key = kms.create_key()["KeyMetadata"]
+
+    def deny_when(value):
+        return json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"Bool": {"aws:SecureTransport": value}}},
+        ]})
+
+    kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=deny_when("false"))
+    kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x")
+    kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=deny_when("true"))
+    msg = denied(kms.encrypt, KeyId=key["KeyId"], Plaintext=b"x")
+    assert msg.endswith("with an explicit deny in a resource-based policy"), msg
+
+
+def test_source_ip_in_a_trust_policy(server, account):
+    iam = iam_of(server, account)
+    root_arn = f"arn:aws:iam::{account.account_id}:root"
+
+    def role(name, cidr):
+        doc = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": root_arn}, "Action": "sts:AssumeRole",
+            "Condition": {"IpAddress": {"aws:SourceIp": cidr}},
+        }]}
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(doc))["Role"]["Arn"]
+
+    near, far = role("near-role", "127.0.0.0/8"), role("far-role", "10.0.0.0/8")
+    sts = client("sts", server, account.access_key_id, account.secret_access_key)
+    sts.assume_role(RoleArn=near, RoleSessionName="s1")
+    denied(sts.assume_role, RoleArn=far, RoleSessionName="s1", code="AccessDenied")
 
 
 # ---- kms:RequestAlias, kms:ResourceAliases ----

@@ -3,9 +3,15 @@
 //! [`crate::policy::evaluate_kms`] as AWS KMS decides
 //! (docs/access-control.md).
 //!
-//! Who is evaluated: an account's root and its IAM users. Cloud products
-//! keep the product rules of docs/products.md (`Kms::authorize_principal`),
-//! which are stricter than any policy the account can write.
+//! Who is evaluated: an account's root, its IAM users and role sessions.
+//! Cloud products keep the product rules of docs/products.md
+//! (`Kms::authorize_principal`), which are stricter than any policy the
+//! account can write; on a customer key (through a grant) the key
+//! policy's explicit denies apply to them too (`Kms::product_policy_denies`).
+//!
+//! A request's condition keys are built here: from the key, the caller, the
+//! request's facts (`Caller::facts`: source address, TLS, the operation's
+//! own keys) and how the request named the key.
 //!
 //! Parsed documents are cached: a key's policy by (account, key, revision),
 //! so an update of the key is a new entry and a stale one is never read; a
@@ -411,7 +417,7 @@ impl Kms {
     /// the operation's own (`Caller::with_operation_keys`),
     /// `aws:SourceIp`, `aws:SecureTransport`, and for a product
     /// `kms:ViaService`.
-    fn request_facts(&self, caller: &Caller, ctx: &mut RequestContext) {
+    pub(crate) fn request_facts(&self, caller: &Caller, ctx: &mut RequestContext) {
         if let Some(keys) = caller.facts.operation_keys() {
             ctx.merge(keys);
         }
@@ -622,4 +628,59 @@ fn empty_policy() -> PolicyDocument {
         PolicyKind::Key,
     )
     .expect("a fixed policy parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(key: &str, value: &str) -> Tag {
+        Tag {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn request_tags_are_one_key_per_tag_and_their_keys() {
+        let ctx = request_tag_keys(&[tag("env", "prod"), tag("owner", "ops")]);
+        assert_eq!(ctx.get("aws:RequestTag/env").unwrap(), &["prod".to_owned()]);
+        assert_eq!(
+            ctx.get("aws:requesttag/OWNER").unwrap(),
+            &["ops".to_owned()]
+        );
+        assert_eq!(
+            ctx.get("aws:TagKeys").unwrap(),
+            &["env".to_owned(), "owner".to_owned()]
+        );
+        assert_eq!(ctx.get("aws:RequestTag/team"), None);
+        // No tags: aws:TagKeys is present with no values, so a
+        // ForAllValues condition holds and ForAnyValue does not, as in AWS.
+        assert_eq!(request_tag_keys(&[]).get("aws:TagKeys").unwrap().len(), 0);
+        let removed = removed_tag_keys(&["a".into(), "b".into()]);
+        assert_eq!(removed.get("aws:TagKeys").unwrap().len(), 2);
+        assert_eq!(removed.get("aws:RequestTag/a"), None);
+    }
+
+    #[test]
+    fn via_service_has_the_form_of_aws_services() {
+        let code = ProductCode::parse("mysql").unwrap();
+        assert_eq!(
+            via_service(&code, "eu-west-1"),
+            "mysql.eu-west-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn a_condition_key_is_found_in_parsed_documents_ignoring_case() {
+        let doc = parse_policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
+                "Condition":{"ForAnyValue:StringLike":{"KMS:resourceAliases":"alias/a-*"}}}]}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap();
+        assert!(docs_name(std::slice::from_ref(&doc), "kms:ResourceAliases"));
+        assert!(!docs_name(&[doc], "kms:RequestAlias"));
+        assert!(!docs_name(&[], "kms:ResourceAliases"));
+    }
 }

@@ -161,13 +161,13 @@ async fn authorize(
     // (`aws:RequestTag/<key>`, `aws:TagKeys`).
     let tagged;
     let caller = match action {
-        "CreateUser" | "TagUser" | "CreateRole" | "TagRole" => {
+        "CreateUser" | "TagUser" | "CreateRole" => {
             tagged = caller.with_operation_keys(keywarden_core::authz::request_tag_keys(
                 &params.tags("Tags")?,
             ));
             &tagged
         }
-        "UntagUser" | "UntagRole" => {
+        "UntagUser" => {
             tagged = caller.with_operation_keys(keywarden_core::authz::removed_tag_keys(
                 &params.list("TagKeys"),
             ));

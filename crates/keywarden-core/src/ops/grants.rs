@@ -616,6 +616,26 @@ mod tests {
     }
 
     #[test]
+    fn only_a_product_principal_is_for_an_aws_resource() {
+        assert!(is_product_principal(
+            "aws",
+            "arn:aws:iam::000000000000:role/keywarden-product/mysql"
+        ));
+        for arn in [
+            // Another partition, account, path or an invalid product code.
+            "arn:aws-cn:iam::000000000000:role/keywarden-product/mysql",
+            "arn:aws:iam::111122223333:role/keywarden-product/mysql",
+            "arn:aws:iam::000000000000:role/other/mysql",
+            "arn:aws:iam::000000000000:role/keywarden-product/",
+            "arn:aws:iam::000000000000:role/keywarden-product/MySQL",
+            "arn:aws:iam::000000000000:role/keywarden-product/mysql/x",
+            "arn:aws:iam::111122223333:user/keywarden-product/mysql",
+        ] {
+            assert!(!is_product_principal("aws", arn), "{arn}");
+        }
+    }
+
+    #[test]
     fn constraints_follow_aws_rules() {
         let req = [("Tenant", "a"), ("db", "orders")];
         // Subset: keys without regard to case, values exactly.
