@@ -222,6 +222,11 @@ def test_resource_aliases(server, account, kms):
     denied(user.encrypt, KeyId=tagged["KeyId"], Plaintext=b"x")
     kms.create_alias(AliasName="alias/team-a/cache", TargetKeyId=plain["KeyId"])
     user.encrypt(KeyId=plain["KeyId"], Plaintext=b"x")
+    # Moving the alias moves the permission (both keys' lists were read).
+    denied(user.encrypt, KeyId=tagged["KeyId"], Plaintext=b"x")
+    kms.update_alias(AliasName="alias/team-a/cache", TargetKeyId=tagged["KeyId"])
+    user.encrypt(KeyId=tagged["KeyId"], Plaintext=b"x")
+    denied(user.encrypt, KeyId=plain["KeyId"], Plaintext=b"x")
 
 
 def test_resource_aliases_in_a_key_policy_binds_the_root(server, account, kms):

@@ -35,8 +35,8 @@ use crate::policy::{
     RequestContext,
 };
 
-/// Most aliases read for `kms:ResourceAliases` (AWS's quota of aliases
-/// per key is 50 in practice; this bounds the read).
+/// Most aliases read for `kms:ResourceAliases`, a bound on the read (a
+/// key with more shows the first ones by name).
 const MAX_RESOURCE_ALIASES: usize = 1000;
 
 /// A caller's identity policies, parsed.
@@ -391,19 +391,32 @@ impl Kms {
         }
         if wanted.resource_aliases {
             // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-resource-aliases
-            let aliases = self
-                .store
-                .list_aliases(
-                    &key.account_id,
-                    Some(&key.key_id),
-                    None,
-                    MAX_RESOURCE_ALIASES,
-                )
-                .await?;
-            ctx.insert_multi(
-                "kms:ResourceAliases",
-                aliases.iter().map(|a| a.name.to_string()),
-            );
+            // From the cache: alias changes through this process drop the
+            // key's entry, changes elsewhere move the change stamp.
+            let names = match self.caches.resource_aliases(&key.account_id, &key.key_id) {
+                Some(hit) => hit,
+                None => {
+                    let epoch = self.caches.epoch();
+                    let aliases = self
+                        .store
+                        .list_aliases(
+                            &key.account_id,
+                            Some(&key.key_id),
+                            None,
+                            MAX_RESOURCE_ALIASES,
+                        )
+                        .await?;
+                    let names = Arc::new(aliases.iter().map(|a| a.name.to_string()).collect());
+                    self.caches.put_resource_aliases(
+                        epoch,
+                        &key.account_id,
+                        &key.key_id,
+                        Arc::clone(&names),
+                    );
+                    names
+                }
+            };
+            ctx.insert_multi("kms:ResourceAliases", names.iter().cloned());
         }
         if wanted.network {
             self.request_facts(caller, &mut ctx);
