@@ -791,4 +791,38 @@ mod tests {
             assert_eq!(parse_target(bad), None, "{bad:?}");
         }
     }
+
+    fn parts_with(peer: Option<&str>, tls: Option<bool>) -> http::request::Parts {
+        let mut req = http::Request::new(());
+        if let Some(peer) = peer {
+            let addr: SocketAddr = peer.parse().unwrap();
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        if let Some(tls) = tls {
+            req.extensions_mut().insert(SecureTransport(tls));
+        }
+        req.into_parts().0
+    }
+
+    #[test]
+    fn request_facts_are_the_peer_and_the_listener() {
+        let facts = request_facts(&parts_with(Some("192.0.2.7:40000"), Some(true)));
+        assert_eq!(facts.source_ip, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(facts.secure_transport, Some(true));
+        // An IPv4 client of a dual-stack listener is its IPv4 address.
+        let facts = request_facts(&parts_with(Some("[::ffff:10.1.2.3]:5000"), Some(false)));
+        assert_eq!(facts.source_ip, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(facts.secure_transport, Some(false));
+        let facts = request_facts(&parts_with(Some("[2001:db8::1]:443"), Some(true)));
+        assert_eq!(facts.source_ip, Some("2001:db8::1".parse().unwrap()));
+        // Not served by `serve`: no facts rather than made-up ones.
+        assert_eq!(
+            request_facts(&parts_with(None, None)),
+            RequestFacts::default()
+        );
+        assert_eq!(
+            request_facts(&parts_with(Some("192.0.2.7:1"), None)),
+            RequestFacts::default()
+        );
+    }
 }
