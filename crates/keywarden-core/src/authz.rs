@@ -115,7 +115,7 @@ pub fn via_service(code: &ProductCode, region: &str) -> String {
 }
 
 /// The condition keys of tags a request sets (CreateKey's and
-/// TagResource's `Tags`, IAM's CreateUser, TagUser, CreateRole, TagRole):
+/// TagResource's `Tags`, IAM's CreateUser, TagUser, CreateRole):
 /// `aws:RequestTag/<key>` for each tag and `aws:TagKeys` (every key).
 /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-requesttag>
 pub fn request_tag_keys(tags: &[Tag]) -> RequestContext {
@@ -128,7 +128,7 @@ pub fn request_tag_keys(tags: &[Tag]) -> RequestContext {
 }
 
 /// The condition key of the tag keys a request removes (UntagResource,
-/// IAM's UntagUser and UntagRole): `aws:TagKeys`.
+/// IAM's UntagUser): `aws:TagKeys`.
 pub fn removed_tag_keys(keys: &[String]) -> RequestContext {
     RequestContext::new().with_multi("aws:TagKeys", keys.iter().cloned())
 }
@@ -349,7 +349,7 @@ impl Kms {
     }
 
     /// The condition keys of a request on `key` that `wanted` asks for,
-    /// plus those of the request itself ([`request_facts`]).
+    /// plus those of the request itself (`Kms::request_facts`).
     async fn key_request_context(
         &self,
         caller: &Caller,
@@ -452,8 +452,9 @@ impl Kms {
     /// grant): the product rules allowed it, and the key policy's explicit
     /// `Deny` statements may still refuse it. They are evaluated for the
     /// product's principal acting for the account (`kms:CallerAccount` is
-    /// the account, `kms:ViaService` the product's service); an `Allow`
-    /// there adds nothing to the product rules.
+    /// the account, `kms:ViaService` the product's service), so a `Deny`
+    /// naming `*`, the account or the product's principal ARN applies; an
+    /// `Allow` there adds nothing to the product rules.
     pub(crate) async fn product_policy_denies(
         &self,
         caller: &Caller,
