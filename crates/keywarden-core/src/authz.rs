@@ -3,9 +3,15 @@
 //! [`crate::policy::evaluate_kms`] as AWS KMS decides
 //! (docs/access-control.md).
 //!
-//! Who is evaluated: an account's root and its IAM users. Cloud products
-//! keep the product rules of docs/products.md (`Kms::authorize_principal`),
-//! which are stricter than any policy the account can write.
+//! Who is evaluated: an account's root, its IAM users and role sessions.
+//! Cloud products keep the product rules of docs/products.md
+//! (`Kms::authorize_principal`), which are stricter than any policy the
+//! account can write; on a customer key (through a grant) the key
+//! policy's explicit denies apply to them too (`Kms::product_policy_denies`).
+//!
+//! A request's condition keys are built here: from the key, the caller, the
+//! request's facts (`Caller::facts`: source address, TLS, the operation's
+//! own keys) and how the request named the key.
 //!
 //! Parsed documents are cached: a key's policy by (account, key, revision),
 //! so an update of the key is a new entry and a stale one is never read; a
@@ -15,17 +21,23 @@
 
 use std::sync::Arc;
 
+use crate::context::EncryptionContext;
 use crate::error::KmsError;
 use crate::iam::IamOwner;
-use crate::ids::AccountId;
-use crate::kms::{Access, Caller, Identity, Kms};
-use crate::model::{KeyManager, KeyRecord};
+use crate::ids::{AccountId, KeyRef, ProductCode};
+use crate::kms::{Access, Caller, Identity, Kms, ProductCaller};
+use crate::model::{KeyManager, KeyRecord, Tag};
 use crate::operation::Operation;
 use crate::ops::get_key_policy::{default_key_policy, managed_key_policy};
 use crate::policy::{
-    denial_message, evaluate_kms, key_policy_names, parse_policy, Decision, KmsEvaluation,
-    PolicyDocument, PolicyKind, PrincipalInfo, PrincipalKind, Request, RequestContext,
+    denial_message, evaluate_document, evaluate_kms, key_policy_names, parse_policy, Decision,
+    KmsEvaluation, Outcome, PolicyDocument, PolicyKind, PolicySource, PrincipalInfo, PrincipalKind,
+    Request, RequestContext,
 };
+
+/// Most aliases read for `kms:ResourceAliases`, a bound on the read (a
+/// key with more shows the first ones by name).
+const MAX_RESOURCE_ALIASES: usize = 1000;
 
 /// A caller's identity policies, parsed.
 pub(crate) type IdentityPolicies = Arc<Vec<PolicyDocument>>;
@@ -48,6 +60,88 @@ pub(crate) struct CachedKeyPolicy {
     /// It names `kms:EncryptionContext` (`:<key>` or `Keys`) or
     /// `kms:EncryptionAlgorithm`.
     uses_context: bool,
+    /// It names `aws:SourceIp` or `aws:SecureTransport`.
+    uses_network: bool,
+    /// It names `kms:RequestAlias`.
+    uses_request_alias: bool,
+    /// It names `kms:ResourceAliases`, whose values cost a store read.
+    uses_resource_aliases: bool,
+}
+
+/// Which of a key request's condition keys to build: those a policy can
+/// ask about.
+#[derive(Clone, Copy)]
+struct Wanted {
+    key_facts: bool,
+    time: bool,
+    tags: bool,
+    context: bool,
+    network: bool,
+    request_alias: bool,
+    resource_aliases: bool,
+}
+
+impl Wanted {
+    fn all(resource_aliases: bool) -> Self {
+        Wanted {
+            key_facts: true,
+            time: true,
+            tags: true,
+            context: true,
+            network: true,
+            request_alias: true,
+            resource_aliases,
+        }
+    }
+
+    fn of(policy: &CachedKeyPolicy) -> Self {
+        Wanted {
+            key_facts: policy.uses_key_facts,
+            time: policy.uses_time,
+            tags: policy.uses_tags,
+            context: policy.uses_context,
+            network: policy.uses_network,
+            request_alias: policy.uses_request_alias,
+            resource_aliases: policy.uses_resource_aliases,
+        }
+    }
+}
+
+/// `kms:ViaService` of a product's requests: `<code>.<region>.amazonaws.com`,
+/// the form of AWS's own (`rds.us-east-1.amazonaws.com`), so policies
+/// written for AWS read the same here (docs/access-control.md).
+pub fn via_service(code: &ProductCode, region: &str) -> String {
+    format!("{code}.{region}.amazonaws.com")
+}
+
+/// The condition keys of tags a request sets (CreateKey's and
+/// TagResource's `Tags`, IAM's CreateUser, TagUser, CreateRole):
+/// `aws:RequestTag/<key>` for each tag and `aws:TagKeys` (every key).
+/// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-requesttag>
+pub fn request_tag_keys(tags: &[Tag]) -> RequestContext {
+    let mut ctx = RequestContext::new();
+    for t in tags {
+        ctx.insert(format!("aws:RequestTag/{}", t.key), t.value.clone());
+    }
+    ctx.insert_multi("aws:TagKeys", tags.iter().map(|t| t.key.clone()));
+    ctx
+}
+
+/// The condition key of the tag keys a request removes (UntagResource,
+/// IAM's UntagUser): `aws:TagKeys`.
+pub fn removed_tag_keys(keys: &[String]) -> RequestContext {
+    RequestContext::new().with_multi("aws:TagKeys", keys.iter().cloned())
+}
+
+/// Whether any condition of `docs` is on `key` (ignoring case).
+fn docs_name(docs: &[PolicyDocument], key: &str) -> bool {
+    docs.iter().any(|d| {
+        d.statements.iter().any(|st| {
+            st.conditions
+                .iter()
+                .any(|c| c.key.eq_ignore_ascii_case(key))
+        })
+    })
 }
 
 impl Kms {
@@ -130,6 +224,9 @@ impl Kms {
             uses_tags: lower.contains("aws:resourcetag/"),
             uses_context: lower.contains("kms:encryptioncontext")
                 || lower.contains("kms:encryptionalgorithm"),
+            uses_network: lower.contains("aws:sourceip") || lower.contains("aws:securetransport"),
+            uses_request_alias: lower.contains("kms:requestalias"),
+            uses_resource_aliases: lower.contains("kms:resourcealiases"),
         });
         self.caches
             .put_key_policy(&key.key_id, key.revision, policy.clone());
@@ -182,12 +279,14 @@ impl Kms {
         }
     }
 
-    /// Decides the policies for a root or user caller on `key`.
+    /// Decides the policies for a root or user caller on `key`, which the
+    /// request named as `named`.
     pub(crate) async fn authorize_policies(
         &self,
         caller: &Caller,
         key: &KeyRecord,
         access: Access<'_>,
+        named: Option<&KeyRef>,
     ) -> Result<(), KmsError> {
         let (action, context) = match access {
             // Who may retire a grant is the grant's business.
@@ -211,33 +310,17 @@ impl Kms {
         let resource = self.key_arn(&key.account_id, &key.key_id);
         // Condition keys only when a policy can ask for them: the key's
         // (`CachedKeyPolicy`), or any identity policy (the root, the common
-        // caller, has none).
-        let all = identity.is_some();
-        let mut ctx = RequestContext::new();
-        if all || policy.uses_key_facts {
-            ctx.insert("kms:KeyOrigin", key.origin.as_str())
-                .insert("kms:KeySpec", "SYMMETRIC_DEFAULT")
-                .insert("kms:KeyUsage", "ENCRYPT_DECRYPT");
-        }
-        if all || policy.uses_time {
-            let now = self.clock.now();
-            ctx.insert("aws:CurrentTime", crate::clock::iso8601(now))
-                .insert("aws:EpochTime", (now.0 / 1000).to_string());
-        }
-        if all || policy.uses_tags {
-            for tag in &key.tags {
-                ctx.insert(format!("aws:ResourceTag/{}", tag.key), tag.value.clone());
+        // caller, has none). The key's aliases cost a store read, so only
+        // when some policy names them.
+        let wanted = match &identity {
+            Some(docs) => {
+                Wanted::all(policy.uses_resource_aliases || docs_name(docs, "kms:ResourceAliases"))
             }
-        }
-        if let Some(context) = context.filter(|_| all || policy.uses_context) {
-            let mut keys = Vec::new();
-            for (k, v) in context.pairs() {
-                ctx.insert(format!("kms:EncryptionContext:{k}"), v);
-                keys.push(k);
-            }
-            ctx.insert_multi("kms:EncryptionContextKeys", keys);
-            ctx.insert("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
-        }
+            None => Wanted::of(&policy),
+        };
+        let ctx = self
+            .key_request_context(caller, key, context, named, wanted)
+            .await?;
         let request = Request {
             principal: &principal,
             action: &action,
@@ -268,6 +351,164 @@ impl Kms {
         }
     }
 
+    /// The condition keys of a request on `key` that `wanted` asks for,
+    /// plus those of the request itself (`Kms::request_facts`).
+    async fn key_request_context(
+        &self,
+        caller: &Caller,
+        key: &KeyRecord,
+        context: Option<&EncryptionContext>,
+        named: Option<&KeyRef>,
+        wanted: Wanted,
+    ) -> Result<RequestContext, KmsError> {
+        let mut ctx = RequestContext::new();
+        if wanted.key_facts {
+            ctx.insert("kms:KeyOrigin", key.origin.as_str())
+                .insert("kms:KeySpec", "SYMMETRIC_DEFAULT")
+                .insert("kms:KeyUsage", "ENCRYPT_DECRYPT");
+        }
+        if wanted.time {
+            let now = self.clock.now();
+            ctx.insert("aws:CurrentTime", crate::clock::iso8601(now))
+                .insert("aws:EpochTime", (now.0 / 1000).to_string());
+        }
+        if wanted.tags {
+            for tag in &key.tags {
+                ctx.insert(format!("aws:ResourceTag/{}", tag.key), tag.value.clone());
+            }
+        }
+        if let Some(context) = context.filter(|_| wanted.context) {
+            let mut keys = Vec::new();
+            for (k, v) in context.pairs() {
+                ctx.insert(format!("kms:EncryptionContext:{k}"), v);
+                keys.push(k);
+            }
+            ctx.insert_multi("kms:EncryptionContextKeys", keys);
+            ctx.insert("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        }
+        if wanted.request_alias {
+            // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-request-alias
+            if let Some(KeyRef::Alias(alias) | KeyRef::AliasArn { alias, .. }) = named {
+                ctx.insert("kms:RequestAlias", alias.to_string());
+            }
+        }
+        if wanted.resource_aliases {
+            // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-resource-aliases
+            // From the cache: alias changes through this process drop the
+            // key's entry, changes elsewhere move the change stamp.
+            let names = match self.caches.resource_aliases(&key.account_id, &key.key_id) {
+                Some(hit) => hit,
+                None => {
+                    let epoch = self.caches.epoch();
+                    let aliases = self
+                        .store
+                        .list_aliases(
+                            &key.account_id,
+                            Some(&key.key_id),
+                            None,
+                            MAX_RESOURCE_ALIASES,
+                        )
+                        .await?;
+                    let names = Arc::new(aliases.iter().map(|a| a.name.to_string()).collect());
+                    self.caches.put_resource_aliases(
+                        epoch,
+                        &key.account_id,
+                        &key.key_id,
+                        Arc::clone(&names),
+                    );
+                    names
+                }
+            };
+            ctx.insert_multi("kms:ResourceAliases", names.iter().cloned());
+        }
+        if wanted.network {
+            self.request_facts(caller, &mut ctx);
+        } else if let Some(keys) = caller.facts.operation_keys() {
+            ctx.merge(keys);
+        }
+        Ok(ctx)
+    }
+
+    /// Adds the condition keys every request carries when they apply:
+    /// the operation's own (`Caller::with_operation_keys`),
+    /// `aws:SourceIp`, `aws:SecureTransport`, and for a product
+    /// `kms:ViaService`.
+    pub(crate) fn request_facts(&self, caller: &Caller, ctx: &mut RequestContext) {
+        if let Some(keys) = caller.facts.operation_keys() {
+            ctx.merge(keys);
+        }
+        if let Some(ip) = caller.facts.source_ip {
+            ctx.insert("aws:SourceIp", ip.to_string());
+        }
+        if let Some(tls) = caller.facts.secure_transport {
+            ctx.insert("aws:SecureTransport", if tls { "true" } else { "false" });
+        }
+        if let Some(product) = &caller.product {
+            ctx.insert(
+                "kms:ViaService",
+                via_service(&product.code, &self.config.region),
+            );
+        }
+    }
+
+    /// A product using a customer key (a database product, through a
+    /// grant): the product rules allowed it, and the key policy's explicit
+    /// `Deny` statements may still refuse it. They are evaluated for the
+    /// product's principal acting for the account (`kms:CallerAccount` is
+    /// the account, `kms:ViaService` the product's service), so a `Deny`
+    /// naming `*`, the account or the product's principal ARN applies; an
+    /// `Allow` there adds nothing to the product rules.
+    pub(crate) async fn product_policy_denies(
+        &self,
+        caller: &Caller,
+        product: &ProductCaller,
+        key: &KeyRecord,
+        access: Access<'_>,
+        named: Option<&KeyRef>,
+    ) -> Result<(), KmsError> {
+        let (action, context) = match access {
+            Access::RetireGrant => return Ok(()),
+            Access::Describe(op) | Access::Manage(op) => (op.wire_name(), None),
+            Access::Crypto(op, context) => (op.as_str(), Some(context)),
+        };
+        // The default key policy has no Deny statement.
+        if key.policy.is_none() {
+            return Ok(());
+        }
+        let policy = self.key_policy_document(key);
+        let arn = self.product_principal_arn(&product.code);
+        let principal = PrincipalInfo {
+            arn: arn.clone(),
+            account: caller.account_id.as_str().to_owned(),
+            kind: PrincipalKind::Service {
+                name: format!("{}.amazonaws.com", product.code),
+            },
+            user_id: arn,
+            username: None,
+            tags: Vec::new(),
+        };
+        let mut wanted = Wanted::of(&policy);
+        wanted.network = true;
+        let ctx = self
+            .key_request_context(caller, key, context, named, wanted)
+            .await?;
+        let action = format!("kms:{action}");
+        let resource = self.key_arn(&key.account_id, &key.key_id);
+        let request = Request {
+            principal: &principal,
+            action: &action,
+            resource: &resource,
+            context: &ctx,
+        };
+        if evaluate_document(&policy.doc, PolicyKind::Key, &request) != Outcome::Deny {
+            return Ok(());
+        }
+        let decision = Decision::ExplicitDeny(PolicySource::KeyPolicy);
+        Err(KmsError::AccessDenied(
+            denial_message(&decision, &request).unwrap_or_default(),
+        ))
+    }
+
     /// Decides identity policies for an operation that names no key
     /// ([`names_no_key`]: CreateKey, ListKeys, GenerateRandom, ...): the
     /// account's root and products (their own rules) may call them; a user
@@ -278,7 +519,10 @@ impl Kms {
         caller: &Caller,
         operation: Operation,
     ) -> Result<(), KmsError> {
-        if caller.product.is_some() || !names_no_key(operation) {
+        // CreateKey is decided by `Kms::create_key`, which knows its tags
+        // (`aws:RequestTag/<key>`).
+        if caller.product.is_some() || !names_no_key(operation) || operation == Operation::CreateKey
+        {
             return Ok(());
         }
         self.authorize_action(caller, &format!("kms:{}", operation.wire_name()), "*")
@@ -348,7 +592,8 @@ impl Kms {
             return Ok(());
         };
         let principal = self.principal_info(caller);
-        let ctx = RequestContext::new();
+        let mut ctx = RequestContext::new();
+        self.request_facts(caller, &mut ctx);
         let request = Request {
             principal: &principal,
             action,
@@ -384,7 +629,8 @@ impl Kms {
     ) -> Result<(), KmsError> {
         let identity = self.caller_identity_policies(caller).await?;
         let principal = self.principal_info(caller);
-        let ctx = RequestContext::new();
+        let mut ctx = RequestContext::new();
+        self.request_facts(caller, &mut ctx);
         let request = Request {
             principal: &principal,
             action: "kms:PutKeyPolicy",
@@ -449,4 +695,59 @@ fn empty_policy() -> PolicyDocument {
         PolicyKind::Key,
     )
     .expect("a fixed policy parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(key: &str, value: &str) -> Tag {
+        Tag {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn request_tags_are_one_key_per_tag_and_their_keys() {
+        let ctx = request_tag_keys(&[tag("env", "prod"), tag("owner", "ops")]);
+        assert_eq!(ctx.get("aws:RequestTag/env").unwrap(), &["prod".to_owned()]);
+        assert_eq!(
+            ctx.get("aws:requesttag/OWNER").unwrap(),
+            &["ops".to_owned()]
+        );
+        assert_eq!(
+            ctx.get("aws:TagKeys").unwrap(),
+            &["env".to_owned(), "owner".to_owned()]
+        );
+        assert_eq!(ctx.get("aws:RequestTag/team"), None);
+        // No tags: aws:TagKeys is present with no values, so a
+        // ForAllValues condition holds and ForAnyValue does not, as in AWS.
+        assert_eq!(request_tag_keys(&[]).get("aws:TagKeys").unwrap().len(), 0);
+        let removed = removed_tag_keys(&["a".into(), "b".into()]);
+        assert_eq!(removed.get("aws:TagKeys").unwrap().len(), 2);
+        assert_eq!(removed.get("aws:RequestTag/a"), None);
+    }
+
+    #[test]
+    fn via_service_has_the_form_of_aws_services() {
+        let code = ProductCode::parse("mysql").unwrap();
+        assert_eq!(
+            via_service(&code, "eu-west-1"),
+            "mysql.eu-west-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn a_condition_key_is_found_in_parsed_documents_ignoring_case() {
+        let doc = parse_policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*",
+                "Condition":{"ForAnyValue:StringLike":{"KMS:resourceAliases":"alias/a-*"}}}]}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap();
+        assert!(docs_name(std::slice::from_ref(&doc), "kms:ResourceAliases"));
+        assert!(!docs_name(&[doc], "kms:RequestAlias"));
+        assert!(!docs_name(&[], "kms:ResourceAliases"));
+    }
 }

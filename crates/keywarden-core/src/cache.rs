@@ -56,6 +56,8 @@ type KeyPolicyMap = HashMap<(KeyId, u64), Arc<crate::authz::CachedKeyPolicy>>;
 /// Parsed identity policies by account and user or role.
 type IdentityPolicyMap =
     HashMap<(AccountId, crate::iam::IamOwner), Arc<Vec<crate::policy::PolicyDocument>>>;
+/// The names of the aliases pointing at a key (`kms:ResourceAliases`).
+type ResourceAliasMap = HashMap<(AccountId, KeyId), Arc<Vec<String>>>;
 /// A key's grants to one grantee principal.
 type GrantMap = HashMap<(AccountId, KeyId, String), Arc<Vec<GrantRecord>>>;
 
@@ -64,6 +66,7 @@ pub(crate) struct Caches {
     epoch: AtomicU64,
     keys: RwLock<KeyMap>,
     aliases: RwLock<AliasMap>,
+    resource_aliases: RwLock<ResourceAliasMap>,
     key_policies: RwLock<KeyPolicyMap>,
     identity_policies: RwLock<IdentityPolicyMap>,
     credentials: RwLock<HashMap<String, Arc<ActiveCredential>>>,
@@ -120,6 +123,31 @@ impl Caches {
         let mut map = write(&self.aliases);
         if self.epoch() == epoch {
             bounded_insert(&mut map, (account.clone(), alias.clone()), key);
+        }
+    }
+
+    /// The aliases pointing at a key, if cached.
+    pub(crate) fn resource_aliases(
+        &self,
+        account: &AccountId,
+        key: &KeyId,
+    ) -> Option<Arc<Vec<String>>> {
+        read(&self.resource_aliases)
+            .get(&(account.clone(), *key))
+            .cloned()
+    }
+
+    /// Inserts unless an invalidation happened since `epoch` was read.
+    pub(crate) fn put_resource_aliases(
+        &self,
+        epoch: u64,
+        account: &AccountId,
+        key: &KeyId,
+        names: Arc<Vec<String>>,
+    ) {
+        let mut map = write(&self.resource_aliases);
+        if self.epoch() == epoch {
+            bounded_insert(&mut map, (account.clone(), *key), names);
         }
     }
 
@@ -192,18 +220,24 @@ impl Caches {
         grants.retain(|(a, k, _), _| !(a == account && k == key));
     }
 
-    /// Drops one alias (after this process changed or deleted it).
+    /// Drops one alias (after this process created, changed or deleted
+    /// it), and the alias lists of the account's keys (the alias may have
+    /// left one key for another).
     pub(crate) fn invalidate_alias(&self, account: &AccountId, alias: &AliasName) {
         let mut map = write(&self.aliases);
+        let mut lists = write(&self.resource_aliases);
         self.bump();
         map.remove(&(account.clone(), alias.clone()));
+        lists.retain(|(a, _), _| a != account);
     }
 
     /// Drops every alias of an account pointing at `key` (its destruction).
     pub(crate) fn invalidate_aliases_of(&self, account: &AccountId, key: &KeyId) {
         let mut map = write(&self.aliases);
+        let mut lists = write(&self.resource_aliases);
         self.bump();
         map.retain(|(a, _), target| !(a == account && target == key));
+        lists.remove(&(account.clone(), *key));
     }
 
     /// Drops one credential (after revocation).
@@ -259,6 +293,7 @@ impl Caches {
     pub(crate) fn clear(&self) {
         let mut k = write(&self.keys);
         let mut a = write(&self.aliases);
+        let mut ra = write(&self.resource_aliases);
         let mut c = write(&self.credentials);
         let mut g = write(&self.grants);
         let mut f = write(&self.frozen);
@@ -267,6 +302,7 @@ impl Caches {
         ip.clear();
         k.clear();
         a.clear();
+        ra.clear();
         c.clear();
         g.clear();
         f.clear();
@@ -353,5 +389,35 @@ mod tests {
         assert!(c.key(&a, &KeyId::from_bytes([3; 16])).is_some());
         assert!(c.observe_stamp(6));
         assert!(c.key(&a, &KeyId::from_bytes([3; 16])).is_none());
+    }
+
+    #[test]
+    fn alias_lists_go_with_any_alias_change_in_their_account() {
+        let c = Caches::default();
+        let a = AccountId::parse("111122223333").unwrap();
+        let b = AccountId::parse("444455556666").unwrap();
+        let (k1, k2) = (KeyId::from_bytes([4; 16]), KeyId::from_bytes([5; 16]));
+        let names = || Arc::new(vec!["alias/x".to_owned()]);
+        c.put_resource_aliases(c.epoch(), &a, &k1, names());
+        c.put_resource_aliases(c.epoch(), &a, &k2, names());
+        c.put_resource_aliases(c.epoch(), &b, &k1, names());
+        // An alias of account a moved: every list of a goes, b's stays.
+        c.invalidate_alias(&a, &AliasName::parse_user("alias/y").unwrap());
+        assert!(c.resource_aliases(&a, &k1).is_none());
+        assert!(c.resource_aliases(&a, &k2).is_none());
+        assert!(c.resource_aliases(&b, &k1).is_some());
+        // A list read before an alias change is not cached.
+        let epoch = c.epoch();
+        c.invalidate_alias(&b, &AliasName::parse_user("alias/z").unwrap());
+        c.put_resource_aliases(epoch, &a, &k1, names());
+        assert!(c.resource_aliases(&a, &k1).is_none());
+        // A key's destruction and a moved stamp drop them too.
+        c.put_resource_aliases(c.epoch(), &a, &k1, names());
+        c.invalidate_aliases_of(&a, &k1);
+        assert!(c.resource_aliases(&a, &k1).is_none());
+        c.put_resource_aliases(c.epoch(), &a, &k2, names());
+        assert!(!c.observe_stamp(1));
+        assert!(c.observe_stamp(2));
+        assert!(c.resource_aliases(&a, &k2).is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! operations share: key resolution, state checks, compare-and-set updates.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cache::{CachedKey, Caches};
@@ -16,6 +17,7 @@ use crate::model::{
 };
 use crate::operation::Operation;
 use crate::ops::billing::BillingConfig;
+use crate::policy::RequestContext;
 use crate::protector::{
     KeyBinding, KeyHandle, KeyImporter, KeyProtector, SecretSealer, SecureRandom,
 };
@@ -59,6 +61,56 @@ pub struct Caller {
     /// use (`GetKeyLastUsage`); empty outside a request (operator CLI,
     /// tests).
     pub request_id: String,
+    /// What policy conditions may ask about the request besides who sent
+    /// it: where from, and the keys its operation's parameters set.
+    pub facts: RequestFacts,
+}
+
+/// The facts of one request that condition keys describe, besides the
+/// caller and the key (docs/access-control.md, "Condition keys a KMS
+/// request carries").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// The TCP peer's address, `aws:SourceIp` (never a forwarded-for
+    /// header, which the client controls); `None` outside a request
+    /// (operator CLI, tests).
+    pub source_ip: Option<IpAddr>,
+    /// Whether the request arrived on a TLS listener,
+    /// `aws:SecureTransport`; `None` outside a request.
+    pub secure_transport: Option<bool>,
+    /// The condition keys of the operation's own parameters
+    /// (`aws:RequestTag/<key>`, `aws:TagKeys`, `kms:GrantOperations`, ...),
+    /// set with [`Caller::with_operation_keys`].
+    operation_keys: Option<Arc<RequestContext>>,
+}
+
+impl RequestFacts {
+    /// The facts of a request that arrived from `source_ip`, over TLS or
+    /// not.
+    pub fn network(source_ip: IpAddr, secure_transport: bool) -> Self {
+        RequestFacts {
+            source_ip: Some(source_ip),
+            secure_transport: Some(secure_transport),
+            operation_keys: None,
+        }
+    }
+
+    /// The operation's own condition keys, if it set any.
+    pub(crate) fn operation_keys(&self) -> Option<&RequestContext> {
+        self.operation_keys.as_deref()
+    }
+}
+
+impl Caller {
+    /// This caller, for a request whose parameters set `keys`
+    /// (`aws:RequestTag/<key>` of CreateKey or TagUser, `kms:GrantOperations`
+    /// of CreateGrant, ...); they replace any set before. Keys describing
+    /// the principal cannot be set this way (the evaluator derives them).
+    pub fn with_operation_keys(&self, keys: RequestContext) -> Caller {
+        let mut caller = self.clone();
+        caller.facts.operation_keys = Some(Arc::new(keys));
+        caller
+    }
 }
 
 /// The IAM identity behind a [`Caller`].
@@ -316,7 +368,8 @@ impl Kms {
         {
             return Err(not_found(key_ref));
         }
-        self.authorize(caller, &key.record, access).await?;
+        self.authorize(caller, &key.record, access, Some(key_ref))
+            .await?;
         Ok(key)
     }
 
@@ -337,7 +390,7 @@ impl Kms {
         if account != caller.account_id && !self.is_shared_with(caller, &key, access).await? {
             return Err(not_found(key_ref));
         }
-        self.authorize(caller, &key, access).await?;
+        self.authorize(caller, &key, access, Some(key_ref)).await?;
         Ok(key)
     }
 
@@ -349,14 +402,19 @@ impl Kms {
     ///   `UnsupportedOperationException`);
     /// - products: their own default key; storage products nothing else;
     ///   database products a customer key of the account only through a
-    ///   grant to their principal that allows the operation.
+    ///   grant to their principal that allows the operation, unless the
+    ///   key policy denies it (`Kms::product_policy_denies`).
+    ///
+    /// `named` is how the request named the key, if it did (an alias
+    /// there is `kms:RequestAlias`).
     pub(crate) async fn authorize(
         &self,
         caller: &Caller,
         key: &KeyRecord,
         access: Access<'_>,
+        named: Option<&KeyRef>,
     ) -> Result<(), KmsError> {
-        self.authorize_principal(caller, key, access).await?;
+        self.authorize_principal(caller, key, access, named).await?;
         if let Access::Crypto(..) = access {
             self.require_not_frozen(key).await?;
         }
@@ -368,6 +426,7 @@ impl Kms {
         caller: &Caller,
         key: &KeyRecord,
         access: Access<'_>,
+        named: Option<&KeyRef>,
     ) -> Result<(), KmsError> {
         let arn = || self.key_arn(&key.account_id, &key.key_id);
         let owner = || {
@@ -377,10 +436,10 @@ impl Kms {
         };
         let Some(product) = &caller.product else {
             if key.key_manager == KeyManager::Customer {
-                return self.authorize_policies(caller, key, access).await;
+                return self.authorize_policies(caller, key, access, named).await;
             }
             return match access {
-                Access::Describe(_) => self.authorize_policies(caller, key, access).await,
+                Access::Describe(_) => self.authorize_policies(caller, key, access, named).await,
                 Access::RetireGrant => Ok(()),
                 Access::Crypto(op, _) => Err(KmsError::AccessDenied(format!(
                     "{} is the default key of {}; only that product can use it for cryptographic operations ({} refused)",
@@ -421,7 +480,10 @@ impl Kms {
             ProductClass::Database => {
                 let principal = self.product_principal_arn(&product.code);
                 if self.grant_allows(key, &principal, access).await? {
-                    return Ok(());
+                    // The grant allows; the key policy may still deny.
+                    return self
+                        .product_policy_denies(caller, product, key, access, named)
+                        .await;
                 }
                 let what = match access {
                     Access::Describe(op) => op.wire_name(),

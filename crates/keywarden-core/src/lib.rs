@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod authz;
+pub mod authz;
 pub mod billing;
 mod cache;
 pub mod ciphertext;
@@ -36,5 +36,5 @@ mod usage;
 pub mod conformance;
 
 pub use error::KmsError;
-pub use kms::{Caller, Kms, KmsConfig, Page, ProductCaller};
+pub use kms::{Caller, Kms, KmsConfig, Page, ProductCaller, RequestFacts};
 pub use operation::{Namespace, Operation, QuotaClass};

@@ -99,6 +99,7 @@ fn operations(c: &mut Criterion) {
         principal: issued.access_key_id.clone(),
         identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
+        facts: Default::default(),
     };
     let created = rt
         .block_on(dispatch(&kms, &caller, "CreateKey", b"{}"))

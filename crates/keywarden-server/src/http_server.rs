@@ -19,6 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use keywarden_audit::{self as audit, AuditLog};
 use keywarden_core::ids::KeyRef;
+use keywarden_core::kms::RequestFacts;
 use keywarden_core::ops::accounts::ActiveOwner;
 use keywarden_core::ops::sessions::SessionRefusal;
 use keywarden_core::{Caller, Kms, Namespace, Operation};
@@ -393,7 +394,12 @@ async fn handle_query(
         .quotas
         .check(&account, Budget::UNKNOWN)
         .map_err(ApiError::Throttled)?;
-    let caller = account_caller(&owner, &auth.access_key_id, request_id);
+    let caller = account_caller(
+        &owner,
+        &auth.access_key_id,
+        request_id,
+        &request_facts(&parts),
+    );
     match protocol {
         Protocol::IamQuery => {
             crate::iam::run(&state.kms, &owner, caller.as_ref(), &body, request_id).await
@@ -409,6 +415,26 @@ async fn handle_query(
             )
             .await
         }
+    }
+}
+
+/// Whether a request's connection is TLS, set by [`serve`] on every
+/// request it hands on (`aws:SecureTransport`).
+#[derive(Clone, Copy)]
+struct SecureTransport(bool);
+
+/// The facts of a request that condition keys describe: the TCP peer's
+/// address (never `X-Forwarded-For`, which the client writes) and whether
+/// it came over TLS. Without them (a router driven without [`serve`])
+/// the keys are absent.
+fn request_facts(parts: &http::request::Parts) -> RequestFacts {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+    let tls = parts.extensions.get::<SecureTransport>();
+    match (peer, tls) {
+        // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d;
+        // policies name it as a.b.c.d.
+        (Some(peer), Some(tls)) => RequestFacts::network(peer.0.ip().to_canonical(), tls.0),
+        _ => RequestFacts::default(),
     }
 }
 
@@ -429,7 +455,12 @@ fn principal_arn(kms: &Kms, owner: &ActiveOwner) -> String {
 
 /// The caller an account's root, one of its IAM users or a role session
 /// is; `None` for a product (whose caller depends on the key it names).
-fn account_caller(owner: &ActiveOwner, access_key_id: &str, request_id: &str) -> Option<Caller> {
+fn account_caller(
+    owner: &ActiveOwner,
+    access_key_id: &str,
+    request_id: &str,
+    facts: &RequestFacts,
+) -> Option<Caller> {
     let (account_id, identity) = match owner {
         ActiveOwner::Account(account) => (account.clone(), keywarden_core::kms::Identity::Root),
         ActiveOwner::User(user) => (
@@ -453,6 +484,7 @@ fn account_caller(owner: &ActiveOwner, access_key_id: &str, request_id: &str) ->
         identity,
         product: None,
         request_id: request_id.to_owned(),
+        facts: facts.clone(),
     })
 }
 
@@ -510,9 +542,10 @@ async fn handle(
     // `None` is answered `UnknownOperationException` after the quota, as
     // every request is charged once it is authenticated.
     let operation = Operation::from_target(namespace, op);
+    let request_facts = request_facts(&parts);
     let caller = match &owner {
         ActiveOwner::Account(_) | ActiveOwner::User(_) | ActiveOwner::RoleSession { .. } => {
-            account_caller(&owner, &auth.access_key_id, request_id)
+            account_caller(&owner, &auth.access_key_id, request_id, &request_facts)
                 .ok_or(ApiError::UnrecognizedClient)?
         }
         ActiveOwner::Product(product) => {
@@ -529,7 +562,7 @@ async fn handle(
             };
             state.kms.product_may_call(product, operation)?;
             let refs = product_key_refs(&body, &state.kms.config().region, operation)?;
-            match refs.blob {
+            let mut caller = match refs.blob {
                 // A Decrypt naming no key acts for the blob's key's account.
                 Some(blob) if refs.keys.is_empty() => {
                     state
@@ -547,7 +580,9 @@ async fn handle(
                         &keys,
                     )?
                 }
-            }
+            };
+            caller.facts = request_facts;
+            caller
         }
     };
     facts.account = Some(caller.account_id.as_str().to_owned());
@@ -664,9 +699,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let first_request = permit.first_request();
+        let tls = SecureTransport(acceptor.is_some());
         let service = app.clone().map_request(move |mut req: Request<_>| {
             first_request.arrived();
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(tls);
             req
         });
         let service = TowerToHyperService::new(
@@ -786,5 +823,39 @@ mod tests {
         ] {
             assert_eq!(parse_target(bad), None, "{bad:?}");
         }
+    }
+
+    fn parts_with(peer: Option<&str>, tls: Option<bool>) -> http::request::Parts {
+        let mut req = http::Request::new(());
+        if let Some(peer) = peer {
+            let addr: SocketAddr = peer.parse().unwrap();
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        if let Some(tls) = tls {
+            req.extensions_mut().insert(SecureTransport(tls));
+        }
+        req.into_parts().0
+    }
+
+    #[test]
+    fn request_facts_are_the_peer_and_the_listener() {
+        let facts = request_facts(&parts_with(Some("192.0.2.7:40000"), Some(true)));
+        assert_eq!(facts.source_ip, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(facts.secure_transport, Some(true));
+        // An IPv4 client of a dual-stack listener is its IPv4 address.
+        let facts = request_facts(&parts_with(Some("[::ffff:10.1.2.3]:5000"), Some(false)));
+        assert_eq!(facts.source_ip, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(facts.secure_transport, Some(false));
+        let facts = request_facts(&parts_with(Some("[2001:db8::1]:443"), Some(true)));
+        assert_eq!(facts.source_ip, Some("2001:db8::1".parse().unwrap()));
+        // Not served by `serve`: no facts rather than made-up ones.
+        assert_eq!(
+            request_facts(&parts_with(None, None)),
+            RequestFacts::default()
+        );
+        assert_eq!(
+            request_facts(&parts_with(Some("192.0.2.7:1"), None)),
+            RequestFacts::default()
+        );
     }
 }

@@ -157,6 +157,24 @@ async fn authorize(
         }
     };
     let resource = resource_arn(kms, &caller.account_id, action, params).await;
+    // The tags a request sets or removes are condition keys
+    // (`aws:RequestTag/<key>`, `aws:TagKeys`).
+    let tagged;
+    let caller = match action {
+        "CreateUser" | "TagUser" | "CreateRole" => {
+            tagged = caller.with_operation_keys(keywarden_core::authz::request_tag_keys(
+                &params.tags("Tags")?,
+            ));
+            &tagged
+        }
+        "UntagUser" => {
+            tagged = caller.with_operation_keys(keywarden_core::authz::removed_tag_keys(
+                &params.list("TagKeys"),
+            ));
+            &tagged
+        }
+        _ => caller,
+    };
     kms.authorize_action(caller, &format!("iam:{action}"), &resource)
         .await
         .map_err(|e| match e {

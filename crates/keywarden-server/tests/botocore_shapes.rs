@@ -123,6 +123,7 @@ impl World {
             principal: issued.access_key_id.clone(),
             identity: keywarden_core::kms::Identity::Root,
             request_id: "shapes-request".into(),
+            facts: Default::default(),
         };
         World {
             rt,

@@ -88,6 +88,7 @@ fn world() -> World {
         principal: issued.access_key_id.clone(),
         identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
+        facts: Default::default(),
     };
     World {
         rt,

@@ -49,6 +49,7 @@ pub async fn account(kms: &Kms, name: &str) -> Caller {
         principal: issued.access_key_id,
         identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
+        facts: Default::default(),
     }
 }
 

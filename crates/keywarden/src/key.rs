@@ -183,6 +183,7 @@ async fn open(tenant: &Tenant) -> Result<(Arc<Kms>, Caller)> {
         principal: OPERATOR.into(),
         identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
+        facts: Default::default(),
     };
     Ok((kms, caller))
 }

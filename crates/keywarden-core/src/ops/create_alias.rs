@@ -29,7 +29,11 @@ impl Kms {
             updated_at: now,
             revision: 1,
         };
-        match self.store.create_alias(&alias).await {
+        let result = self.store.create_alias(&alias).await;
+        // The key's cached alias list (`kms:ResourceAliases`) is stale now.
+        self.caches
+            .invalidate_alias(&caller.account_id, &alias.name);
+        match result {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists) => Err(KmsError::AlreadyExists(format!(
                 "An alias with the name {} already exists",

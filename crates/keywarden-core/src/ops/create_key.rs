@@ -2,7 +2,7 @@
 
 use crate::error::KmsError;
 use crate::ids::KeyId;
-use crate::kms::{Caller, Kms};
+use crate::kms::{Caller, Identity, Kms};
 use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, Tag};
 use crate::ops::tag_resource::validate_tags;
 use crate::protector::KeyBinding;
@@ -49,6 +49,15 @@ impl Kms {
                 "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to {MAX_DESCRIPTION}"
             )));
         }
+        validate_tags(&req.tags)?;
+        // Decided here, once the tags are checked and before the key store
+        // is looked at: an identity policy may ask about the tags
+        // (`aws:RequestTag/<key>`, `aws:TagKeys`). The root has every
+        // identity permission.
+        if caller.product.is_none() && !matches!(caller.identity, Identity::Root) {
+            let tagged = caller.with_operation_keys(crate::authz::request_tag_keys(&req.tags));
+            self.authorize_action(&tagged, "kms:CreateKey", "*").await?;
+        }
         let protector = match (req.origin, &req.custom_key_store_id) {
             (Origin::AwsKms, None) => self.default_protector.clone(),
             (Origin::External, None) => {
@@ -75,7 +84,6 @@ impl Kms {
                 ))
             }
         };
-        validate_tags(&req.tags)?;
         let mut tags: Vec<Tag> = Vec::new();
         for t in req.tags {
             match tags.iter_mut().find(|e| e.key == t.key) {

@@ -64,7 +64,7 @@ impl Kms {
                         .await?
                         .ok_or(KmsError::InvalidCiphertext)?,
                 };
-                self.authorize(caller, &key.record, access).await?;
+                self.authorize(caller, &key.record, access, None).await?;
                 key
             }
         };

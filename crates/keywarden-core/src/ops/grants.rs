@@ -17,6 +17,7 @@ use crate::ids::{truncate_for_message, AccountId, KeyId, KeyRef};
 use crate::kms::{Access, Caller, Kms, Page};
 use crate::model::{GrantConstraints, GrantOperation, GrantRecord, KeyRecord};
 use crate::operation::Operation;
+use crate::policy::RequestContext;
 use crate::store::{GrantQuery, StoreError};
 
 /// Most grants one key may have (AWS's quota).
@@ -236,6 +237,7 @@ impl Kms {
             }
         }
 
+        let caller = &caller.with_operation_keys(self.grant_request_keys(&req, &operations));
         let key = self
             .resolve_fresh(caller, &req.key, Access::Manage(Operation::CreateGrant))
             .await?;
@@ -571,6 +573,51 @@ impl Kms {
     }
 }
 
+impl Kms {
+    /// The condition keys of a CreateGrant request:
+    /// `kms:GrantOperations`, `kms:GranteePrincipal`,
+    /// `kms:RetiringPrincipal` (when given) and `kms:GrantIsForAWSResource`
+    /// (<https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html>).
+    /// The last means in Keywarden: the grantee is a cloud product's
+    /// principal, so the grant lets a product use the key for the
+    /// account's resources.
+    fn grant_request_keys(
+        &self,
+        req: &CreateGrantRequest,
+        operations: &[GrantOperation],
+    ) -> RequestContext {
+        let mut ctx = RequestContext::new();
+        ctx.insert_multi(
+            "kms:GrantOperations",
+            operations.iter().map(|op| op.as_str()),
+        )
+        .insert("kms:GranteePrincipal", req.grantee_principal.clone())
+        .insert(
+            "kms:GrantIsForAWSResource",
+            if is_product_principal(&self.config.partition, &req.grantee_principal) {
+                "true"
+            } else {
+                "false"
+            },
+        );
+        if let Some(r) = &req.retiring_principal {
+            ctx.insert("kms:RetiringPrincipal", r.clone());
+        }
+        ctx
+    }
+}
+
+/// Whether `arn` is a cloud product's principal
+/// ([`crate::ids::product_principal_arn`] of a well-formed product code).
+pub(crate) fn is_product_principal(partition: &str, arn: &str) -> bool {
+    let prefix = format!(
+        "arn:{partition}:iam::{}:role/keywarden-product/",
+        crate::ids::PRODUCT_SERVICE_ACCOUNT
+    );
+    arn.strip_prefix(&prefix)
+        .is_some_and(|code| crate::ids::ProductCode::parse(code).is_ok())
+}
+
 fn sorted(ops: &[GrantOperation]) -> Vec<GrantOperation> {
     let mut v = ops.to_vec();
     v.sort();
@@ -603,6 +650,26 @@ mod tests {
         GrantConstraints {
             subset: (!subset.is_empty()).then(|| map(subset)),
             equals: equals.map(map),
+        }
+    }
+
+    #[test]
+    fn only_a_product_principal_is_for_an_aws_resource() {
+        assert!(is_product_principal(
+            "aws",
+            "arn:aws:iam::000000000000:role/keywarden-product/mysql"
+        ));
+        for arn in [
+            // Another partition, account, path or an invalid product code.
+            "arn:aws-cn:iam::000000000000:role/keywarden-product/mysql",
+            "arn:aws:iam::111122223333:role/keywarden-product/mysql",
+            "arn:aws:iam::000000000000:role/other/mysql",
+            "arn:aws:iam::000000000000:role/keywarden-product/",
+            "arn:aws:iam::000000000000:role/keywarden-product/MySQL",
+            "arn:aws:iam::000000000000:role/keywarden-product/mysql/x",
+            "arn:aws:iam::111122223333:user/keywarden-product/mysql",
+        ] {
+            assert!(!is_product_principal("aws", arn), "{arn}");
         }
     }
 

@@ -205,6 +205,7 @@ impl Kms {
                 class: product.class,
             }),
             request_id: request_id.to_owned(),
+            facts: Default::default(),
         })
     }
 
@@ -261,6 +262,7 @@ impl Kms {
                 class: product.class,
             }),
             request_id: request_id.to_owned(),
+            facts: Default::default(),
         })
     }
 }

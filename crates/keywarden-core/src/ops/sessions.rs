@@ -159,7 +159,8 @@ impl Kms {
             .map_err(IamError::Kms)?;
         let principal = self.principal_info(caller);
         let role_arn_exact = self.role_arn(&role);
-        let ctx = RequestContext::new();
+        let mut ctx = RequestContext::new();
+        self.request_facts(caller, &mut ctx);
         let request = Request {
             principal: &principal,
             action: "sts:AssumeRole",

@@ -47,6 +47,7 @@ impl Kms {
         tags: &[Tag],
     ) -> Result<(), KmsError> {
         validate_tags(tags)?;
+        let caller = &caller.with_operation_keys(crate::authz::request_tag_keys(tags));
         self.update_key_with(caller, key_ref, Operation::TagResource, |kms, key| {
             kms.require_not_pending_deletion(key)?;
             for t in tags {

@@ -17,6 +17,7 @@ impl Kms {
         for k in tag_keys {
             validate_tag_key(k)?;
         }
+        let caller = &caller.with_operation_keys(crate::authz::removed_tag_keys(tag_keys));
         self.update_key_with(caller, key_ref, Operation::UntagResource, |kms, key| {
             kms.require_not_pending_deletion(key)?;
             key.tags.retain(|t| !tag_keys.contains(&t.key));

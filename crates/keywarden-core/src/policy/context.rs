@@ -112,6 +112,14 @@ impl RequestContext {
         self
     }
 
+    /// Sets every key of `other`, replacing earlier values of the same keys.
+    pub fn merge(&mut self, other: &RequestContext) -> &mut Self {
+        for (k, v) in &other.entries {
+            self.insert_multi(k.clone(), v.iter().cloned());
+        }
+        self
+    }
+
     /// The values of `key` (ignoring ASCII case), if the request has it.
     pub fn get(&self, key: &str) -> Option<&[String]> {
         self.entries
@@ -141,5 +149,22 @@ mod tests {
         let ctx = ctx.with_multi("kms:EncryptionContextKeys", ["a", "b"]);
         assert_eq!(ctx.get("kms:encryptioncontextkeys").unwrap().len(), 2);
         assert_eq!(ctx.get("kms:CallerAccount"), None);
+    }
+
+    #[test]
+    fn merge_replaces_keys_of_the_same_name_and_keeps_the_rest() {
+        let mut ctx = RequestContext::new()
+            .with("aws:SourceIp", "10.0.0.1")
+            .with("kms:ViaService", "rds.us-east-1.amazonaws.com");
+        let other = RequestContext::new()
+            .with("AWS:sourceip", "127.0.0.1")
+            .with_multi("aws:TagKeys", ["a", "b"]);
+        ctx.merge(&other);
+        assert_eq!(ctx.get("aws:SourceIp").unwrap(), &["127.0.0.1".to_owned()]);
+        assert_eq!(ctx.get("aws:TagKeys").unwrap().len(), 2);
+        assert_eq!(
+            ctx.get("kms:ViaService").unwrap(),
+            &["rds.us-east-1.amazonaws.com".to_owned()]
+        );
     }
 }

@@ -227,6 +227,7 @@ mod tests {
             principal: issued.access_key_id,
             identity: keywarden_core::kms::Identity::Root,
             request_id: String::new(),
+            facts: Default::default(),
         };
         (kms, caller)
     }
