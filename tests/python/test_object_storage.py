@@ -411,6 +411,13 @@ def test_objects_survive_restarts_of_seaweedfs_and_keywarden(zos):
         stored[name] = body
     sw.restart()
     assert kw.stop() == 0
+    # Keywarden down: encrypted objects can be neither read nor written.
+    a = zos["tenants"]["tenant-a"]
+    with pytest.raises(ClientError) as info:
+        sw.client(a["s3"]).get_object(Bucket=a["bucket"], Key="survivor.bin")["Body"].read()
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    with pytest.raises(ClientError):
+        sw.client(a["s3"]).put_object(Bucket=a["bucket"], Key="while-down.bin", Body=b"x")
     kw.start()
     for name, t in zos["tenants"].items():
         got = sw.client(t["s3"]).get_object(Bucket=t["bucket"], Key="survivor.bin")
