@@ -79,9 +79,11 @@ class KeywardenServer:
         log_path: Path,
         stdout_path: Path,
         listen: str = "127.0.0.1:0",
+        debug_logs: bool = True,
     ):
         self.bin = bin_path
         self.listen = listen
+        self.debug_logs = debug_logs
         self.data_dir = data_dir
         self.log_path = log_path
         self.stdout_path = stdout_path
@@ -102,16 +104,17 @@ class KeywardenServer:
         env = self.env()
         # Debug-level logs for Keywarden's own crates: secrets must stay out
         # of the log even at this level (test_secrets scans it).
-        env["KEYWARDEN_LOG"] = ",".join(
-            [
-                "info",
-                "keywarden=debug",
-                "keywarden_server=debug",
-                "keywarden_core=debug",
-                "keywarden_store_sqlite=debug",
-                "keywarden_protector_soft=debug",
-            ]
-        )
+        if self.debug_logs:
+            env["KEYWARDEN_LOG"] = ",".join(
+                [
+                    "info",
+                    "keywarden=debug",
+                    "keywarden_server=debug",
+                    "keywarden_core=debug",
+                    "keywarden_store_sqlite=debug",
+                    "keywarden_protector_soft=debug",
+                ]
+            )
         self.process = subprocess.Popen(
             [str(self.bin), "serve", "--data-dir", str(self.data_dir), "--listen", self.listen],
             stdin=subprocess.DEVNULL,
