@@ -496,3 +496,43 @@ def test_malformed_query_bodies_on_the_iam_endpoint(server, account):
     assert r.status_code == 413, r.text[:300]
     assert_alive(server)
     assert iam.list_users()["Users"] == users_before
+
+
+def test_control_characters_in_tags_and_descriptions_are_refused(server, account):
+    """Tag keys and values (IAM's pattern `[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*`,
+    https://docs.aws.amazon.com/IAM/latest/APIReference/API_Tag.html) and
+    descriptions take no control characters: stored, a NUL made every
+    answer listing them unparseable XML."""
+    iam = client("iam", server, account)
+    trust = quote(valid("trust", account.account_id), safe="")
+    identity = quote(valid("identity", account.account_id), safe="")
+    iam.create_user(UserName="holder", Tags=[{"Key": "team", "Value": "pay 東京"}])
+    iam.create_role(RoleName="holder", AssumeRolePolicyDocument=valid("trust", account.account_id))
+    cases = []
+    for bad in ("%00", "%01", "%1B", "%7F", "%C2%85", "%0A"):
+        cases += [
+            f"Action=TagUser&UserName=holder&Tags.member.1.Key=k&Tags.member.1.Value=a{bad}b",
+            f"Action=TagUser&UserName=holder&Tags.member.1.Key=k{bad}&Tags.member.1.Value=v",
+            f"Action=CreateRole&RoleName=made&Tags.member.1.Key=k&Tags.member.1.Value=a{bad}b"
+            f"&AssumeRolePolicyDocument={trust}",
+            f"Action=CreateUser&UserName=made&Tags.member.1.Key=k&Tags.member.1.Value={bad}",
+        ]
+        if bad != "%0A":  # a line feed is allowed in descriptions
+            cases += [
+                f"Action=CreateRole&RoleName=made&Description=a{bad}b&AssumeRolePolicyDocument={trust}",
+                f"Action=CreatePolicy&PolicyName=made&Description=a{bad}b&PolicyDocument={identity}",
+            ]
+    for body in cases:
+        r = signed_iam_post(server, account, f"Version=2010-05-08&{body}".encode())
+        assert r.status_code == 400 and "<Code>ValidationError</Code>" in r.text, (body[:90], r.text)
+    assert_alive(server)
+    assert iam.list_user_tags(UserName="holder")["Tags"] == [{"Key": "team", "Value": "pay 東京"}]
+    assert iam.list_role_tags(RoleName="holder")["Tags"] == []
+    assert [u["UserName"] for u in iam.list_users()["Users"]] == ["holder"]
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["holder"]
+    assert iam.list_policies(Scope="Local")["Policies"] == []
+    # What IAM allows still goes in.
+    iam.tag_user(UserName="holder", Tags=[{"Key": "Cost Center", "Value": "a_b.c:d/e=f+g-h@i"}])
+    iam.create_role(RoleName="made", AssumeRolePolicyDocument=valid("trust", account.account_id),
+                    Description="deploys\tthe\nservice, «vite»")
+    assert iam.get_role(RoleName="made")["Role"]["Description"] == "deploys\tthe\nservice, «vite»"
