@@ -1357,3 +1357,192 @@ async fn iam_changes_through_one_node_reach_the_others_within_a_second() {
         Some("UnrecognizedClientException")
     );
 }
+
+/// How long until every client's Encrypt under `key` answers `want`
+/// (`None`: succeeds), measured from one start for all of them.
+async fn time_until_all_encrypt(clients: &[&Client], key: &str, want: Option<&str>) -> Duration {
+    time_until(|| {
+        let clients: Vec<Client> = clients.iter().map(|c| (*c).clone()).collect();
+        let key = key.to_owned();
+        async move {
+            for client in clients {
+                if encrypt_outcome(client, key.clone()).await.as_deref() != want {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await
+}
+
+/// The other IAM documents that decide access, changed through one node
+/// of three: managed policies and their attachments, an explicit deny, the
+/// key policy (by revision), and a role's trust policy; honoured by the
+/// other two within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_policy_changes_through_one_node_reach_the_others_within_a_second() {
+    let cluster = TestCluster::start();
+    let d = deploy(&cluster, "iam_policy_coherence", 3);
+    let (a, b, c) = (&d.nodes[0], &d.nodes[1], &d.nodes[2]);
+    let root = a.account("tenant");
+    let root_on_a = a.client(&root);
+    let key = common::create_key(&root_on_a).await;
+    let account = root.account_id.clone();
+
+    iam_ok(a, &root, "Action=CreateUser&UserName=app").await;
+    let xml = iam_ok(a, &root, "Action=CreateAccessKey&UserName=app").await;
+    let user = Account {
+        account_id: account.clone(),
+        access_key_id: xml_text(&xml, "AccessKeyId").unwrap().to_owned(),
+        secret_access_key: xml_text(&xml, "SecretAccessKey").unwrap().to_owned(),
+    };
+    let (user_on_b, user_on_c) = (
+        client_without_retries(b, &user),
+        client_without_retries(c, &user),
+    );
+    let others = [&user_on_b, &user_on_c];
+    // Warm B's and C's caches with the user refused (no policy yet).
+    for client in others {
+        assert_eq!(
+            encrypt_outcome(client.clone(), key.clone())
+                .await
+                .as_deref(),
+            Some("AccessDeniedException")
+        );
+    }
+
+    // A managed policy attached on A allows on B and C.
+    let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}"#;
+    let xml = iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=CreatePolicy&PolicyName=crypto&PolicyDocument={}",
+            form(allow)
+        ),
+    )
+    .await;
+    let policy_arn = xml_text(&xml, "Arn").unwrap().to_owned();
+    let attach = format!("UserName=app&PolicyArn={}", form(&policy_arn));
+    iam_ok(a, &root, &format!("Action=AttachUserPolicy&{attach}")).await;
+    let took = time_until_all_encrypt(&others, &key, None).await;
+    eprintln!("attached managed policy honoured on B and C after {took:?}");
+    assert!(
+        took < BOUND,
+        "attached managed policy honoured after {took:?}"
+    );
+
+    // An explicit deny put on A wins on B and C; deleted, access is back.
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*"}]}"#;
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=PutUserPolicy&UserName=app&PolicyName=deny&PolicyDocument={}",
+            form(deny)
+        ),
+    )
+    .await;
+    let took = time_until_all_encrypt(&others, &key, Some("AccessDeniedException")).await;
+    eprintln!("explicit deny honoured on B and C after {took:?}");
+    assert!(took < BOUND, "explicit deny honoured after {took:?}");
+    iam_ok(
+        a,
+        &root,
+        "Action=DeleteUserPolicy&UserName=app&PolicyName=deny",
+    )
+    .await;
+    let took = time_until_all_encrypt(&others, &key, None).await;
+    assert!(took < BOUND, "deleted deny honoured after {took:?}");
+
+    // A key policy put on A that denies the user by ARN: B and C refuse;
+    // the previous policy back: they allow again.
+    let default_policy = root_on_a
+        .get_key_policy()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    let denying = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"Root","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"kms:*","Resource":"*"}},{{"Sid":"NotApp","Effect":"Deny","Principal":{{"AWS":"arn:aws:iam::{account}:user/app"}},"Action":"kms:Encrypt","Resource":"*"}}]}}"#
+    );
+    root_on_a
+        .put_key_policy()
+        .key_id(&key)
+        .policy(denying)
+        .send()
+        .await
+        .unwrap();
+    let took = time_until_all_encrypt(&others, &key, Some("AccessDeniedException")).await;
+    eprintln!("key policy denial honoured on B and C after {took:?}");
+    assert!(took < BOUND, "key policy denial honoured after {took:?}");
+    root_on_a
+        .put_key_policy()
+        .key_id(&key)
+        .policy(default_policy)
+        .send()
+        .await
+        .unwrap();
+    let took = time_until_all_encrypt(&others, &key, None).await;
+    assert!(took < BOUND, "restored key policy honoured after {took:?}");
+
+    // Detached on A: B and C deny.
+    iam_ok(a, &root, &format!("Action=DetachUserPolicy&{attach}")).await;
+    let took = time_until_all_encrypt(&others, &key, Some("AccessDeniedException")).await;
+    eprintln!("detached managed policy honoured on B and C after {took:?}");
+    assert!(
+        took < BOUND,
+        "detached managed policy honoured after {took:?}"
+    );
+
+    // A trust policy changed on A: AssumeRole through B and C follows it.
+    let trust = |effect: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"{effect}","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+        )
+    };
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=CreateRole&RoleName=worker&AssumeRolePolicyDocument={}",
+            form(&trust("Allow"))
+        ),
+    )
+    .await;
+    let assume = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName=batch",
+        form(&format!("arn:aws:iam::{account}:role/worker"))
+    );
+    let assume_status = |node: &Server| {
+        let url = node.url.clone();
+        let root = root.clone();
+        let assume = assume.clone();
+        async move { common::query_post(&url, &root, "sts", &assume).await.0 }
+    };
+    let took = time_until(|| {
+        let (on_b, on_c) = (assume_status(b), assume_status(c));
+        async move { on_b.await == 200 && on_c.await == 200 }
+    })
+    .await;
+    assert!(took < BOUND, "new role assumable after {took:?}");
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=UpdateAssumeRolePolicy&RoleName=worker&PolicyDocument={}",
+            form(&trust("Deny"))
+        ),
+    )
+    .await;
+    let took = time_until(|| {
+        let (on_b, on_c) = (assume_status(b), assume_status(c));
+        async move { on_b.await == 403 && on_c.await == 403 }
+    })
+    .await;
+    eprintln!("trust policy change honoured on B and C after {took:?}");
+    assert!(took < BOUND, "trust policy change honoured after {took:?}");
+}
