@@ -536,3 +536,61 @@ def test_control_characters_in_tags_and_descriptions_are_refused(server, account
     iam.create_role(RoleName="made", AssumeRolePolicyDocument=valid("trust", account.account_id),
                     Description="deploys\tthe\nservice, «vite»")
     assert iam.get_role(RoleName="made")["Role"]["Description"] == "deploys\tthe\nservice, «vite»"
+
+
+def costly_patterns(n: int) -> list[str]:
+    """StringLike patterns that each insert the context value `p` and are
+    matched against the context value `v`: with `p` 1,500 and `v` 6,000
+    characters, about 6.75 million matching steps each if evaluated fully."""
+    return [f"*${{kms:EncryptionContext:p}}b{i}" for i in range(n)]
+
+
+COSTLY_CONTEXT = {"p": "a" * 1_500, "v": "a" * 6_000}
+
+
+def test_a_policy_too_costly_to_evaluate_denies_at_once(server, account):
+    """A 30 KB key policy whose never-matching Deny would take billions of
+    matching steps per request (minutes of CPU in a debug build), and an
+    identity policy whose Allow would only match after millions: each
+    decision is bounded (policy/wildcard.rs, DECISION_STEPS), and one cut
+    short denies, never allows."""
+    import time
+
+    kms = client("kms", server, account)
+    iam = client("iam", server, account)
+    aid = account.account_id
+    costly_deny = {"Version": "2012-10-17", "Statement": [
+        statement("key", aid),
+        {"Sid": "Costly", "Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringLike": {"kms:EncryptionContext:v": costly_patterns(800)}}},
+    ]}
+    assert 25_000 < len(json.dumps(costly_deny)) < 32_768
+    key = kms.create_key(Policy=json.dumps(costly_deny))["KeyMetadata"]["KeyId"]
+    kms.encrypt(KeyId=key, Plaintext=b"x", EncryptionContext={"p": "a", "v": "a"})
+    start = time.monotonic()
+    got = error_of(lambda: kms.encrypt(KeyId=key, Plaintext=b"x", EncryptionContext=COSTLY_CONTEXT))
+    took = time.monotonic() - start
+    assert got is not None and got[0] == "AccessDeniedException", got
+    assert took < 10, f"the costly decision took {took:.1f} s"
+    assert_alive(server)
+    kms.encrypt(KeyId=key, Plaintext=b"x", EncryptionContext={"p": "a", "v": "a"})
+
+    # An identity policy that would allow, after 50 costly patterns, by its last one.
+    iam.create_user(UserName="costly")
+    doc = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+        "Condition": {"StringLike": {"kms:EncryptionContext:v": costly_patterns(50) + ["*"]}}}]}
+    iam.put_user_policy(UserName="costly", PolicyName="p", PolicyDocument=json.dumps(doc, separators=(",", ":")))
+    ak = iam.create_access_key(UserName="costly")["AccessKey"]
+    user_kms = boto3.client("kms", endpoint_url=server.url, region_name=REGION,
+                            aws_access_key_id=ak["AccessKeyId"], aws_secret_access_key=ak["SecretAccessKey"],
+                            config=no_retry_config())
+    default_key = kms.create_key()["KeyMetadata"]["KeyId"]
+    deadline = time.monotonic() + 5
+    while error_of(lambda: user_kms.encrypt(KeyId=default_key, Plaintext=b"x",
+                                            EncryptionContext={"p": "a", "v": "a"})) is not None:
+        assert time.monotonic() < deadline, "the user's policy never allowed"
+        time.sleep(0.05)
+    got = error_of(lambda: user_kms.encrypt(KeyId=default_key, Plaintext=b"x", EncryptionContext=COSTLY_CONTEXT))
+    assert got is not None and got[0] == "AccessDeniedException", got
+    assert_alive(server)
