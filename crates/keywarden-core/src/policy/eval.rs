@@ -470,7 +470,7 @@ fn pattern<'p>(text: &'p str, vars: bool, req: &Request, budget: &Budget) -> Res
                 };
                 // What variables insert is bounded by the decision's budget,
                 // which also bounds the memory resolved patterns hold.
-                if !budget.spend(inserted.len() as u64) {
+                if !budget.spend_copy(inserted.len()) {
                     return Resolved::Unresolved;
                 }
                 out.extend(inserted.chars().map(Sym::Char));

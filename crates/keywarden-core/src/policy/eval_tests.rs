@@ -1410,6 +1410,31 @@ fn a_policy_too_costly_to_evaluate_denies_and_stops_early() {
         "took {:?}",
         start.elapsed()
     );
+    // Without variables too: 25 patterns of 1,000 literal characters after
+    // a `*`, each about 7 million steps against 8,000 characters.
+    let plain: Vec<String> = (0..25)
+        .map(|i| format!("*{}b{i}", "a".repeat(1_000)))
+        .collect();
+    let kp_plain = key_policy(doc(json!([
+        {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Costly", "Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringLike": {"kms:EncryptionContext:v": plain}}}
+    ])));
+    let long = ctx().with("kms:EncryptionContext:v", "a".repeat(8_000));
+    assert_eq!(
+        Case::new(&kp_plain, root(A), "kms:Encrypt")
+            .ctx(long)
+            .decide(),
+        DENY_KP
+    );
+    let short = ctx().with("kms:EncryptionContext:v", "a".repeat(1_000));
+    assert_eq!(
+        Case::new(&kp_plain, root(A), "kms:Encrypt")
+            .ctx(short)
+            .decide(),
+        ALLOW_ID
+    );
     // Other actions do not reach the costly statement.
     assert_eq!(
         Case::new(&kp, root(A), "kms:Decrypt")

@@ -16,9 +16,13 @@
 
 use std::cell::Cell;
 
-/// How many matcher steps (value characters examined, and characters
-/// policy variables insert) one policy decision may take: a few
-/// milliseconds of one core in a release build. A realistic decision takes
+/// How many matcher steps one policy decision may take: a few
+/// milliseconds of one core in a release build. A step is a value
+/// character examined; a character copied into a symbol pattern (what
+/// policy variables insert, a value matched against such a pattern) costs
+/// the bytes its [`Sym`] takes, so the patterns one decision holds stay
+/// under `DECISION_STEPS` bytes (4 MB) however many variables a policy
+/// has. A realistic decision takes
 /// a few hundred to a few thousand; even a 32 KB document of plain
 /// patterns against an 8 KB encryption context stays far below this unless
 /// its patterns are built to force the quadratic case.
@@ -57,6 +61,12 @@ impl Budget {
         }
         self.left.set(left - n);
         true
+    }
+
+    /// Takes the steps of copying `chars` characters into [`Sym`]s.
+    pub(crate) fn spend_copy(&self, chars: usize) -> bool {
+        let bytes = chars.saturating_mul(std::mem::size_of::<Sym>());
+        self.spend(u64::try_from(bytes).unwrap_or(u64::MAX))
     }
 
     /// Whether matching was cut short: some match answered `false` without
@@ -181,7 +191,7 @@ pub(crate) enum Sym {
 /// [`wildcard_matches`] for a pattern already split into symbols.
 pub(crate) fn symbols_match(pattern: &[Sym], value: &str, budget: &Budget) -> bool {
     // The copy of the value is work too.
-    if !budget.spend(value.len() as u64) {
+    if !budget.spend_copy(value.len()) {
         return false;
     }
     let v: Vec<Sym> = value.chars().map(Sym::Char).collect();
@@ -253,9 +263,9 @@ mod tests {
             assert!(!wildcard_matches(&pattern, &value));
         }
         assert!(wildcard_matches(&matching, &value));
-        // Inserted text counts too.
-        let budget = Budget::new(10);
-        assert!(budget.spend(10));
+        // Copies count by the bytes they take.
+        let budget = Budget::new(10 * std::mem::size_of::<Sym>() as u64);
+        assert!(budget.spend_copy(10));
         assert!(!budget.exhausted());
         assert!(!budget.spend(1));
         assert!(budget.exhausted());
