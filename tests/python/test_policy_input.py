@@ -12,7 +12,10 @@ that are not JSON objects must each get AWS's error kind (KMS:
 MalformedPolicyDocumentException, LimitExceededException for a key policy over
 32 KB; IAM: MalformedPolicyDocument, LimitExceeded over IAM's quota), leave
 the server answering, and change nothing: the previous document is still
-the stored one, and no key, role or policy was made.
+the stored one, and no key, role or policy was made. A valid policy built to
+be costly to evaluate is bounded per decision and denies. Malformed Query
+bodies on the IAM endpoint, and control characters in IAM tags and
+descriptions, are refused the same way.
 
 Limits: key policies 32,768 bytes
 (https://docs.aws.amazon.com/kms/latest/developerguide/resource-limits.html);
@@ -24,6 +27,7 @@ inline policies 10,240, managed policies 6,144, trust policies 2,048
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import quote
@@ -36,7 +40,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from kw_helpers import JSON_CT, REGION, no_retry_config, raw_post
+from kw_helpers import REGION, no_retry_config, raw_post
 
 NESTING_LIMIT = 32
 KMS_MALFORMED = "MalformedPolicyDocumentException"
@@ -554,8 +558,6 @@ def test_a_policy_too_costly_to_evaluate_denies_at_once(server, account):
     identity policy whose Allow would only match after millions: each
     decision is bounded (policy/wildcard.rs, DECISION_STEPS), and one cut
     short denies, never allows."""
-    import time
-
     kms = client("kms", server, account)
     iam = client("iam", server, account)
     aid = account.account_id
