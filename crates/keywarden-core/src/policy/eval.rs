@@ -579,13 +579,18 @@ fn condition_holds(c: &Condition, req: &Request, vars: bool, budget: &Budget) ->
     } else {
         &[]
     };
+    // Each comparison is a step too: a multi-valued key's values times a
+    // condition's values is a product, whatever the operator.
     let one = |r: &str| {
         if has_vars {
-            policy.iter().any(|p| compare(kind, r, p, budget))
+            policy
+                .iter()
+                .any(|p| budget.spend(1) && compare(kind, r, p, budget))
         } else {
             c.values.iter().any(|v| {
-                PolicyValue::new(v, kind, false, req, budget)
-                    .is_some_and(|p| compare(kind, r, &p, budget))
+                budget.spend(1)
+                    && PolicyValue::new(v, kind, false, req, budget)
+                        .is_some_and(|p| compare(kind, r, &p, budget))
             })
         }
     };

@@ -1482,6 +1482,27 @@ fn a_costly_allow_never_allows() {
             .decide(),
         DENY_ID
     );
+    // Plain comparisons count too: 2,500 condition values against 2,000
+    // context keys (5 million comparisons), the last value matching.
+    let mut keys: Vec<String> = (0..2_500).map(|i| format!("no{i}")).collect();
+    keys.push("k1999".into());
+    let iam_keys = identity_policy(doc(json!([
+        {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": keys}}}
+    ])));
+    let many = ctx().with_multi(
+        "kms:EncryptionContextKeys",
+        (0..2_000).map(|i| format!("k{i}")),
+    );
+    let few = ctx().with_multi("kms:EncryptionContextKeys", ["k1999"]);
+    let decide = |c: RequestContext| {
+        Case::new(&default_key_policy(), user(A, "alice"), "kms:Encrypt")
+            .ids(&[&iam_keys])
+            .ctx(c)
+            .decide()
+    };
+    assert_eq!(decide(few), ALLOW_ID);
+    assert_eq!(decide(many), DENY_ID);
     // One decision's spending does not carry over to the next.
     let iam_any = iam_allow(json!("kms:Encrypt"));
     assert_eq!(

@@ -18,7 +18,8 @@ use std::cell::Cell;
 
 /// How many matcher steps one policy decision may take: a few
 /// milliseconds of one core in a release build. A step is a value
-/// character examined; a character copied into a symbol pattern (what
+/// character examined by the matcher, or one comparison of a request value
+/// with a condition value (`evaluate_kms`); a character copied into a symbol pattern (what
 /// policy variables insert, a value matched against such a pattern) costs
 /// the bytes its [`Sym`] takes, so the patterns one decision holds stay
 /// under `DECISION_STEPS` bytes (4 MB) however many variables a policy
