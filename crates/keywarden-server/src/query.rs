@@ -171,7 +171,12 @@ impl Params {
     }
 }
 
-/// Escapes text for an XML element.
+/// Escapes text for an XML element. Characters XML 1.0 cannot carry at
+/// all, not even as character references (the C0 controls other than tab,
+/// line feed and carriage return, U+FFFE, U+FFFF), become U+FFFD: they
+/// reach messages that quote what a client sent (a policy's `Sid` with a
+/// `\u0000` escape), and one of them would make the whole answer
+/// unparseable (<https://www.w3.org/TR/xml/#charsets>).
 pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -181,6 +186,8 @@ pub fn xml_escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -284,6 +291,17 @@ pub fn iso_date(millis: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_escape_leaves_no_character_xml_cannot_carry() {
+        assert_eq!(xml_escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
+        assert_eq!(xml_escape("tab\tlf\ncr\r"), "tab\tlf\ncr\r");
+        assert_eq!(
+            xml_escape("nul\u{0}bel\u{7}esc\u{1b}us\u{1f}\u{fffe}\u{ffff}"),
+            "nul\u{fffd}bel\u{fffd}esc\u{fffd}us\u{fffd}\u{fffd}\u{fffd}"
+        );
+        assert_eq!(xml_escape("é€\u{10000}"), "é€\u{10000}");
+    }
 
     #[test]
     fn params_refuse_repeats_and_read_lists() {

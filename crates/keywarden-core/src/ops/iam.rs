@@ -163,12 +163,50 @@ pub fn check_tags(tags: &[Tag]) -> Result<(), IamError> {
                 "1 validation error detected: tag keys must have length between 1 and 128 and values between 0 and 256".to_owned(),
             ));
         }
+        if !t.key.chars().chain(t.value.chars()).all(is_tag_char) {
+            return Err(IamError::Validation(
+                "1 validation error detected: tag keys and values must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*".to_owned(),
+            ));
+        }
         if tags[..i].iter().any(|o| o.key.eq_ignore_ascii_case(&t.key)) {
             return Err(IamError::InvalidInput(format!(
                 "Duplicate tag keys found. Please note that Tag keys are case insensitive. ({})",
                 crate::ids::truncate_for_message(&t.key)
             )));
         }
+    }
+    Ok(())
+}
+
+/// A character IAM allows in tag keys and values, `[\p{L}\p{Z}\p{N}_.:/=+\-@]`
+/// (<https://docs.aws.amazon.com/IAM/latest/APIReference/API_Tag.html>):
+/// letters and digits (Rust's alphanumeric, a close superset of `L` and
+/// `N`), separators (white space that is not a control character) and
+/// seven signs. Control characters are what matters: they were stored and
+/// then could not be carried by the XML answers that list tags.
+fn is_tag_char(c: char) -> bool {
+    c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+}
+
+/// Checks a role's or managed policy's description: at most 1,000
+/// characters, none of them a control character other than tab, line feed
+/// and carriage return (IAM's patterns allow none; an XML answer cannot
+/// carry most of them).
+pub fn check_description(description: Option<&str>) -> Result<(), IamError> {
+    let Some(d) = description else {
+        return Ok(());
+    };
+    if d.chars().count() > 1000 {
+        return Err(IamError::Validation(
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000".to_owned(),
+        ));
+    }
+    if d.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(IamError::Validation(
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must not contain control characters".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -671,11 +709,7 @@ impl Kms {
                 "1 validation error detected: Value at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200".to_owned(),
             ));
         }
-        if description.is_some_and(|d| d.chars().count() > 1000) {
-            return Err(IamError::Validation(
-                "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000".to_owned(),
-            ));
-        }
+        check_description(description)?;
         let role = IamRole {
             account_id: account.clone(),
             name: name.to_owned(),
@@ -913,11 +947,7 @@ impl Kms {
         let path = path.unwrap_or("/");
         check_path(path)?;
         check_identity_policy(document, MAX_MANAGED_POLICY)?;
-        if description.is_some_and(|d| d.chars().count() > 1000) {
-            return Err(IamError::Validation(
-                "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000".to_owned(),
-            ));
-        }
+        check_description(description)?;
         let policy = IamManagedPolicy {
             account_id: account.clone(),
             name: name.to_owned(),
@@ -1138,5 +1168,54 @@ impl Kms {
             }
         }
         Ok(docs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(key: &str, value: &str) -> Tag {
+        Tag {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+
+    #[test]
+    fn tags_allow_iam_characters_and_refuse_control_characters() {
+        check_tags(&[tag("team", "pay"), tag("Cost Center", "a_b.c:d/e=f+g-h@i")]).unwrap();
+        check_tags(&[tag("équipe", "Zürich 東京 ٣"), tag("k", "")]).unwrap();
+        for (k, v) in [
+            ("k", "a\u{0}b"),
+            ("k\u{1}", "v"),
+            ("k", "line\nbreak"),
+            ("k", "del\u{7f}"),
+            ("k", "c1\u{85}"),
+            ("k", "<b>"),
+            ("k", "a,b"),
+        ] {
+            assert!(
+                matches!(check_tags(&[tag(k, v)]), Err(IamError::Validation(_))),
+                "{k:?}={v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn descriptions_refuse_control_characters_but_not_white_space() {
+        check_description(None).unwrap();
+        check_description(Some("deploys\tthe\r\nservice, «vite»")).unwrap();
+        check_description(Some(&"d".repeat(1000))).unwrap();
+        for bad in ["a\u{0}b", "esc\u{1b}[31m", "del\u{7f}", "c1\u{9b}"] {
+            assert!(
+                matches!(check_description(Some(bad)), Err(IamError::Validation(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            check_description(Some(&"d".repeat(1001))),
+            Err(IamError::Validation(_))
+        ));
     }
 }

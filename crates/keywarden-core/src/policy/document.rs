@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::condition::ConditionOperator;
-use super::wildcard::{action_matches, wildcard_matches};
+use super::wildcard::{action_matches_within, wildcard_matches, Budget};
 
 /// A parsed, valid policy document.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,11 +166,19 @@ pub enum ActionMatcher {
 impl ActionMatcher {
     /// Whether the statement applies to `action` (e.g. `kms:Encrypt`).
     pub fn matches(&self, action: &str) -> bool {
+        self.matches_within(action, &Budget::unlimited())
+    }
+
+    /// [`ActionMatcher::matches`] within a decision's budget.
+    pub(crate) fn matches_within(&self, action: &str, budget: &Budget) -> bool {
+        let any = |patterns: &[String]| {
+            patterns
+                .iter()
+                .any(|p| action_matches_within(p, action, budget))
+        };
         match self {
-            ActionMatcher::Action(patterns) => patterns.iter().any(|p| action_matches(p, action)),
-            ActionMatcher::NotAction(patterns) => {
-                !patterns.iter().any(|p| action_matches(p, action))
-            }
+            ActionMatcher::Action(patterns) => any(patterns),
+            ActionMatcher::NotAction(patterns) => !any(patterns),
         }
     }
 }

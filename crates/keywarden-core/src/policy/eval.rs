@@ -25,7 +25,7 @@ use super::document::{
     AwsPrincipal, Condition, ConditionValue, Effect, PolicyDocument, PolicyVersion, Principal,
     PrincipalArn, PrincipalArnKind, PrincipalMatcher, ResourceMatcher, Statement,
 };
-use super::wildcard::{symbols_match, wildcard_matches, Sym};
+use super::wildcard::{symbols_match, wildcard_matches_within, Budget, Sym, DECISION_STEPS};
 use super::PolicyKind;
 
 /// One request, as the evaluator sees it.
@@ -136,8 +136,10 @@ enum Named {
 /// that names the caller's account counts as allowing here; what that
 /// delegation means for the decision is [`evaluate_kms`]'s business.
 pub fn evaluate_document(doc: &PolicyDocument, kind: PolicyKind, req: &Request) -> Outcome {
-    let scan = scan(doc, kind, req);
-    if scan.deny {
+    let budget = Budget::new(DECISION_STEPS);
+    let scan = scan(doc, kind, req, &budget);
+    // A document too costly to evaluate denies (see `evaluate_kms`).
+    if scan.deny || budget.exhausted() {
         Outcome::Deny
     } else if scan.allow > Named::No {
         Outcome::Allow
@@ -168,7 +170,7 @@ struct Scan {
     allow: Named,
 }
 
-fn scan(doc: &PolicyDocument, kind: PolicyKind, req: &Request) -> Scan {
+fn scan(doc: &PolicyDocument, kind: PolicyKind, req: &Request, budget: &Budget) -> Scan {
     let vars = doc.version == Some(PolicyVersion::V2012_10_17);
     let mut allow = Named::No;
     for st in &doc.statements {
@@ -177,7 +179,7 @@ fn scan(doc: &PolicyDocument, kind: PolicyKind, req: &Request) -> Scan {
         if st.effect == Effect::Allow && allow == Named::Directly {
             continue;
         }
-        let named = applies(st, kind, req, vars);
+        let named = applies(st, kind, req, vars, budget);
         if named == Named::No {
             continue;
         }
@@ -190,8 +192,8 @@ fn scan(doc: &PolicyDocument, kind: PolicyKind, req: &Request) -> Scan {
 }
 
 /// Whether `st` applies to the request, and how it names the caller.
-fn applies(st: &Statement, kind: PolicyKind, req: &Request, vars: bool) -> Named {
-    if !st.action.matches(req.action) {
+fn applies(st: &Statement, kind: PolicyKind, req: &Request, vars: bool, budget: &Budget) -> Named {
+    if !st.action.matches_within(req.action, budget) {
         return Named::No;
     }
     let named = match (&st.principal, kind) {
@@ -204,10 +206,14 @@ fn applies(st: &Statement, kind: PolicyKind, req: &Request, vars: bool) -> Named
     if named == Named::No {
         return Named::No;
     }
-    if !resource_applies(st.resource.as_ref(), kind, req, vars) {
+    if !resource_applies(st.resource.as_ref(), kind, req, vars, budget) {
         return Named::No;
     }
-    if !st.conditions.iter().all(|c| condition_holds(c, req, vars)) {
+    if !st
+        .conditions
+        .iter()
+        .all(|c| condition_holds(c, req, vars, budget))
+    {
         return Named::No;
     }
     named
@@ -323,6 +329,7 @@ fn resource_applies(
     kind: PolicyKind,
     req: &Request,
     vars: bool,
+    budget: &Budget,
 ) -> bool {
     let any = |patterns: &[String]| {
         patterns.iter().any(|p| {
@@ -331,9 +338,9 @@ fn resource_applies(
             if p == "*" {
                 return true;
             }
-            match pattern(p, vars, req) {
-                Resolved::Plain(p) => wildcard_matches(p, req.resource),
-                Resolved::Symbols(s) => symbols_match(&s, req.resource),
+            match pattern(p, vars, req, budget) {
+                Resolved::Plain(p) => wildcard_matches_within(p, req.resource, budget),
+                Resolved::Symbols(s) => symbols_match(&s, req.resource, budget),
                 Resolved::Unresolved => false,
             }
         })
@@ -448,7 +455,7 @@ enum Resolved<'p> {
 
 /// Substitutes the variables of `text` (only in 2012-10-17 policies; in
 /// older ones `${...}` is literal text).
-fn pattern<'p>(text: &'p str, vars: bool, req: &Request) -> Resolved<'p> {
+fn pattern<'p>(text: &'p str, vars: bool, req: &Request, budget: &Budget) -> Resolved<'p> {
     if !vars || !text.contains("${") {
         return Resolved::Plain(text);
     }
@@ -471,11 +478,17 @@ fn pattern<'p>(text: &'p str, vars: bool, req: &Request) -> Resolved<'p> {
                     },
                     None => (body, None),
                 };
-                match (lookup(req, name).and_then(Values::single), default) {
-                    (Some(v), _) => out.extend(v.chars().map(Sym::Char)),
-                    (None, Some(d)) => out.extend(d.chars().map(Sym::Char)),
+                let inserted = match (lookup(req, name).and_then(Values::single), &default) {
+                    (Some(v), _) => v,
+                    (None, Some(d)) => d.as_str(),
                     (None, None) => return Resolved::Unresolved,
+                };
+                // What variables insert is bounded by the decision's budget,
+                // which also bounds the memory resolved patterns hold.
+                if !budget.spend_copy(inserted.len()) {
+                    return Resolved::Unresolved;
                 }
+                out.extend(inserted.chars().map(Sym::Char));
             }
         }
         rest = &body_and_more[end + 1..];
@@ -541,7 +554,7 @@ fn positive(kind: OperatorKind) -> (OperatorKind, bool) {
     }
 }
 
-fn condition_holds(c: &Condition, req: &Request, vars: bool) -> bool {
+fn condition_holds(c: &Condition, req: &Request, vars: bool, budget: &Budget) -> bool {
     let op = c.operator;
     let values = lookup(req, &c.key).filter(|v| !v.is_empty());
     if op.kind == OperatorKind::Null {
@@ -572,7 +585,7 @@ fn condition_holds(c: &Condition, req: &Request, vars: bool) -> bool {
         resolved = c
             .values
             .iter()
-            .filter_map(|v| PolicyValue::new(v, kind, vars, req))
+            .filter_map(|v| PolicyValue::new(v, kind, vars, req, budget))
             .collect();
         if resolved.is_empty() {
             return false;
@@ -581,12 +594,18 @@ fn condition_holds(c: &Condition, req: &Request, vars: bool) -> bool {
     } else {
         &[]
     };
+    // Each comparison is a step too: a multi-valued key's values times a
+    // condition's values is a product, whatever the operator.
     let one = |r: &str| {
         if has_vars {
-            policy.iter().any(|p| compare(kind, r, p))
+            policy
+                .iter()
+                .any(|p| budget.spend(1) && compare(kind, r, p, budget))
         } else {
             c.values.iter().any(|v| {
-                PolicyValue::new(v, kind, false, req).is_some_and(|p| compare(kind, r, &p))
+                budget.spend(1)
+                    && PolicyValue::new(v, kind, false, req, budget)
+                        .is_some_and(|p| compare(kind, r, &p, budget))
             })
         }
     };
@@ -608,11 +627,17 @@ enum PolicyValue<'p> {
 }
 
 impl<'p> PolicyValue<'p> {
-    fn new(v: &'p ConditionValue, kind: OperatorKind, vars: bool, req: &Request) -> Option<Self> {
+    fn new(
+        v: &'p ConditionValue,
+        kind: OperatorKind,
+        vars: bool,
+        req: &Request,
+        budget: &Budget,
+    ) -> Option<Self> {
         Some(match (kind.family(), v) {
             (OperatorFamily::Bool, v) => PolicyValue::Bool(as_bool(v)?),
             (OperatorFamily::String | OperatorFamily::Arn, ConditionValue::String(s)) => {
-                match pattern(s, vars, req) {
+                match pattern(s, vars, req, budget) {
                     Resolved::Plain(p) => PolicyValue::Text(Cow::Borrowed(p)),
                     Resolved::Symbols(s) => PolicyValue::Symbols(s),
                     Resolved::Unresolved => return None,
@@ -639,7 +664,7 @@ fn as_bool(v: &ConditionValue) -> Option<bool> {
 }
 
 /// The positive comparison `kind` of request value `r` with policy value `p`.
-fn compare(kind: OperatorKind, r: &str, p: &PolicyValue) -> bool {
+fn compare(kind: OperatorKind, r: &str, p: &PolicyValue, budget: &Budget) -> bool {
     use OperatorKind as K;
     match (kind, p) {
         (K::Bool, PolicyValue::Bool(b)) => {
@@ -648,9 +673,9 @@ fn compare(kind: OperatorKind, r: &str, p: &PolicyValue) -> bool {
         (_, PolicyValue::Bool(_)) => false,
         (K::StringEquals, p) => text_equals(p, r, false),
         (K::StringEqualsIgnoreCase, p) => text_equals(p, r, true),
-        (K::StringLike, PolicyValue::Text(t)) => wildcard_matches(t, r),
-        (K::StringLike, PolicyValue::Symbols(s)) => symbols_match(s, r),
-        (K::ArnEquals | K::ArnLike, p) => arn_matches(p, r),
+        (K::StringLike, PolicyValue::Text(t)) => wildcard_matches_within(t, r, budget),
+        (K::StringLike, PolicyValue::Symbols(s)) => symbols_match(s, r, budget),
+        (K::ArnEquals | K::ArnLike, p) => arn_matches(p, r, budget),
         (K::BinaryEquals, PolicyValue::Text(t)) => t.as_ref() == r,
         (K::IpAddress, PolicyValue::Text(t)) => ip_in(r, t),
         (
@@ -731,13 +756,13 @@ fn text_equals(p: &PolicyValue, r: &str, ignore_case: bool) -> bool {
 /// own, with wildcards (the operators page: "Each of the six
 /// colon-delimited components of the ARN is checked separately"). A pattern
 /// of fewer components lets its last one cover the rest of the ARN.
-fn arn_matches(p: &PolicyValue, r: &str) -> bool {
+fn arn_matches(p: &PolicyValue, r: &str, budget: &Budget) -> bool {
     match p {
         PolicyValue::Text(t) => {
             let n = t.splitn(6, ':').count();
             let mut rs = r.splitn(n, ':');
             t.splitn(6, ':').all(|pc| match rs.next() {
-                Some(rc) => wildcard_matches(pc, rc),
+                Some(rc) => wildcard_matches_within(pc, rc, budget),
                 None => false,
             })
         }
@@ -746,7 +771,7 @@ fn arn_matches(p: &PolicyValue, r: &str) -> bool {
             let n = s.splitn(6, |c| *c == colon).count();
             let mut rs = r.splitn(n, ':');
             s.splitn(6, |c| *c == colon).all(|pc| match rs.next() {
-                Some(rc) => symbols_match(pc, rc),
+                Some(rc) => symbols_match(pc, rc, budget),
                 None => false,
             })
         }
@@ -821,14 +846,22 @@ fn instant(s: &str) -> Option<i128> {
 /// which have none: a key policy naming a service allows it). Requests without a key
 /// are decided by identity policies alone.
 pub fn evaluate_kms(eval: &KmsEvaluation, req: &Request) -> Decision {
-    let key = eval.key_policy.map(|doc| scan(doc, PolicyKind::Key, req));
-    if key.as_ref().is_some_and(|k| k.deny) {
+    // Matching is bounded per decision (`wildcard.rs`): patterns built to
+    // be quadratic, or variables inserting kilobytes of the request into
+    // hundreds of patterns, would otherwise cost seconds of CPU per request.
+    // A policy whose evaluation runs out of steps denies, as if it held a
+    // matching Deny: what was cut short can never allow.
+    let budget = Budget::new(DECISION_STEPS);
+    let key = eval
+        .key_policy
+        .map(|doc| scan(doc, PolicyKind::Key, req, &budget));
+    if key.as_ref().is_some_and(|k| k.deny) || budget.exhausted() {
         return Decision::ExplicitDeny(PolicySource::KeyPolicy);
     }
     let mut identity_allows = eval.principal_is_root;
     for doc in eval.identity_policies {
-        let s = scan(doc, PolicyKind::Identity, req);
-        if s.deny {
+        let s = scan(doc, PolicyKind::Identity, req, &budget);
+        if s.deny || budget.exhausted() {
             return Decision::ExplicitDeny(PolicySource::IdentityPolicy);
         }
         identity_allows |= s.allow > Named::No;

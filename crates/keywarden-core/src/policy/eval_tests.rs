@@ -1403,3 +1403,148 @@ fn key_policy_names_the_principals_a_key_is_shared_with() {
         "Effect": "Allow", "Principal": "*", "Action": "kms:DescribeKey", "Resource": "*"}])));
     assert!(key_policy_names(&everyone, &user(B, "anyone")));
 }
+
+// ---- the cost of one decision ----
+
+/// `n` StringLike patterns that each insert the context value `p` and are
+/// matched against the context value `v`: with `p` 1,500 and `v` 6,000
+/// characters, about 6.75 million steps each.
+fn costly_patterns(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("*${{kms:EncryptionContext:p}}b{i}"))
+        .collect()
+}
+
+fn costly_context() -> RequestContext {
+    ctx()
+        .with("kms:EncryptionContext:p", "a".repeat(1_500))
+        .with("kms:EncryptionContext:v", "a".repeat(6_000))
+}
+
+#[test]
+fn a_policy_too_costly_to_evaluate_denies_and_stops_early() {
+    // A Deny that never matches, but costs 400 × 6.75 million steps (about
+    // 2.7 billion, seconds of CPU even in a release build) to find so.
+    let kp = key_policy(doc(json!([
+        {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Costly", "Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringLike": {"kms:EncryptionContext:v": costly_patterns(400)}}}
+    ])));
+    let benign = ctx()
+        .with("kms:EncryptionContext:p", "a")
+        .with("kms:EncryptionContext:v", "a");
+    assert_eq!(
+        Case::new(&kp, root(A), "kms:Encrypt").ctx(benign).decide(),
+        ALLOW_ID
+    );
+    let start = std::time::Instant::now();
+    let costly = Case::new(&kp, root(A), "kms:Encrypt").ctx(costly_context());
+    assert_eq!(costly.decide(), DENY_KP);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    // Without variables too: 25 patterns of 1,000 literal characters after
+    // a `*`, each about 7 million steps against 8,000 characters.
+    let plain: Vec<String> = (0..25)
+        .map(|i| format!("*{}b{i}", "a".repeat(1_000)))
+        .collect();
+    let kp_plain = key_policy(doc(json!([
+        {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Costly", "Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringLike": {"kms:EncryptionContext:v": plain}}}
+    ])));
+    let long = ctx().with("kms:EncryptionContext:v", "a".repeat(8_000));
+    assert_eq!(
+        Case::new(&kp_plain, root(A), "kms:Encrypt")
+            .ctx(long)
+            .decide(),
+        DENY_KP
+    );
+    let short = ctx().with("kms:EncryptionContext:v", "a".repeat(1_000));
+    assert_eq!(
+        Case::new(&kp_plain, root(A), "kms:Encrypt")
+            .ctx(short)
+            .decide(),
+        ALLOW_ID
+    );
+    // Other actions do not reach the costly statement.
+    assert_eq!(
+        Case::new(&kp, root(A), "kms:Decrypt")
+            .ctx(costly_context())
+            .decide(),
+        ALLOW_ID
+    );
+}
+
+#[test]
+fn a_costly_allow_never_allows() {
+    // Evaluated to the end, the last pattern (`*`) would allow; cut short,
+    // the decision denies rather than guess.
+    let mut patterns = costly_patterns(400);
+    patterns.push("*".into());
+    let kp = key_policy(doc(json!([
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"},
+         "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringLike": {"kms:EncryptionContext:v": patterns}}}
+    ])));
+    let short = ctx()
+        .with("kms:EncryptionContext:p", "a")
+        .with("kms:EncryptionContext:v", "a");
+    assert_eq!(
+        Case::new(&kp, user(A, "alice"), "kms:Encrypt")
+            .ctx(short)
+            .decide(),
+        ALLOW_KP
+    );
+    assert_eq!(
+        Case::new(&kp, user(A, "alice"), "kms:Encrypt")
+            .ctx(costly_context())
+            .decide(),
+        DENY_KP
+    );
+    // The same in an identity policy denies as the identity policy.
+    let iam = identity_policy(doc(json!([
+        {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringLike": {"kms:EncryptionContext:v": costly_patterns(400)}}}
+    ])));
+    assert_eq!(
+        Case::new(&default_key_policy(), user(A, "alice"), "kms:Encrypt")
+            .ids(&[&iam])
+            .ctx(costly_context())
+            .decide(),
+        DENY_ID
+    );
+    // Plain comparisons count too: 2,500 condition values against 2,000
+    // context keys (5 million comparisons), the last value matching.
+    let mut keys: Vec<String> = (0..2_500).map(|i| format!("no{i}")).collect();
+    keys.push("k1999".into());
+    let iam_keys = identity_policy(doc(json!([
+        {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": keys}}}
+    ])));
+    let many = ctx().with_multi(
+        "kms:EncryptionContextKeys",
+        (0..2_000).map(|i| format!("k{i}")),
+    );
+    let few = ctx().with_multi("kms:EncryptionContextKeys", ["k1999"]);
+    let decide = |c: RequestContext| {
+        Case::new(&default_key_policy(), user(A, "alice"), "kms:Encrypt")
+            .ids(&[&iam_keys])
+            .ctx(c)
+            .decide()
+    };
+    assert_eq!(decide(few), ALLOW_ID);
+    assert_eq!(decide(many), DENY_ID);
+    // One decision's spending does not carry over to the next.
+    let iam_any = iam_allow(json!("kms:Encrypt"));
+    assert_eq!(
+        Case::new(&default_key_policy(), user(A, "alice"), "kms:Encrypt")
+            .ids(&[&iam_any])
+            .decide(),
+        ALLOW_ID
+    );
+}

@@ -3,7 +3,9 @@
 //! the others within one second, races across nodes create one default
 //! key, a node with another root key refuses to start, and a database
 //! outage under load gives clear errors, keeps cached crypto going, loses
-//! no acknowledged write and heals by itself.
+//! no acknowledged write and heals by itself. IAM users, access keys,
+//! inline policies and roles (with their STS sessions) changed through one
+//! node are honoured by the others within the same bound.
 
 use crate::common;
 
@@ -14,7 +16,7 @@ use aws_sdk_kms::config::retry::RetryConfig;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, GrantOperation};
 use aws_sdk_kms::Client;
-use common::{admin_json, code, parse_account, product_credential, Account, Server};
+use common::{admin_json, code, parse_account, product_credential, xml_text, Account, Server};
 use keywarden_testpg::TestCluster;
 
 /// Nodes with their own data dirs holding copies of one root key, as on
@@ -1075,4 +1077,472 @@ async fn a_node_reaches_postgres_over_verified_tls_and_a_wrong_ca_is_refused() {
         "{err}"
     );
     assert!(!err.contains("tls-pa55word"), "{err}");
+}
+
+/// `value` percent-encoded for a form body (everything but ASCII letters
+/// and digits), so policy documents survive the Query protocol intact.
+fn form(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// An IAM Query action through `node` as `who`; panics unless it answers
+/// 200, and returns the XML.
+async fn iam_ok(node: &Server, who: &Account, body: &str) -> String {
+    let (status, xml) =
+        common::query_post(&node.url, who, "iam", &format!("Version=2010-05-08&{body}")).await;
+    assert_eq!(status, 200, "{body}: {xml}");
+    xml
+}
+
+/// A KMS client for a role session's temporary credentials.
+fn session_client(node: &Server, akid: &str, secret: &str, token: &str) -> Client {
+    let creds = aws_sdk_kms::config::Credentials::new(
+        akid,
+        secret,
+        Some(token.to_owned()),
+        None,
+        "keywarden-test-session",
+    );
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(&node.url)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+/// The AWS error code of an Encrypt with `client` under `key`, `None` when
+/// it succeeds.
+async fn encrypt_outcome(client: Client, key: String) -> Option<String> {
+    match client
+        .encrypt()
+        .key_id(key)
+        .plaintext(Blob::new(b"x".to_vec()))
+        .send()
+        .await
+    {
+        Ok(_) => None,
+        Err(e) => Some(code(&e)),
+    }
+}
+
+/// How long until an Encrypt with `client` answers `want` (`None`: succeeds).
+async fn time_until_encrypt(client: &Client, key: &str, want: Option<&str>) -> Duration {
+    time_until(|| {
+        let client = client.clone();
+        let key = key.to_owned();
+        async move { encrypt_outcome(client, key).await.as_deref() == want }
+    })
+    .await
+}
+
+/// Issue 18's IAM through one node, used through another: users, access
+/// keys, inline policies and roles changed on A are honoured on B within
+/// the bound of docs/operations.md ("Coherence between nodes"), with B's
+/// caches warm before each change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_changes_through_one_node_reach_the_others_within_a_second() {
+    let cluster = TestCluster::start();
+    let d = deploy(&cluster, "iam_coherence", 2);
+    let (a, b) = (&d.nodes[0], &d.nodes[1]);
+    let root = a.account("tenant");
+    let key = common::create_key(&a.client(&root)).await;
+    let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*"}]}"#;
+
+    // A user with an access key and an inline policy, made through A; the
+    // key's default policy delegates to IAM, so the user encrypts on B.
+    iam_ok(a, &root, "Action=CreateUser&UserName=app").await;
+    let xml = iam_ok(a, &root, "Action=CreateAccessKey&UserName=app").await;
+    let user = Account {
+        account_id: root.account_id.clone(),
+        access_key_id: xml_text(&xml, "AccessKeyId").unwrap().to_owned(),
+        secret_access_key: xml_text(&xml, "SecretAccessKey").unwrap().to_owned(),
+    };
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=PutUserPolicy&UserName=app&PolicyName=crypto&PolicyDocument={}",
+            form(allow)
+        ),
+    )
+    .await;
+    let user_on_b = client_without_retries(b, &user);
+    let took = time_until_encrypt(&user_on_b, &key, None).await;
+    eprintln!("new user's access key and policy usable on B after {took:?}");
+    assert!(took < BOUND, "new user usable on B after {took:?}");
+    // Warm B's caches (credential, user, identity policies, key).
+    for _ in 0..3 {
+        assert_eq!(encrypt_outcome(user_on_b.clone(), key.clone()).await, None);
+    }
+
+    // The access key deactivated on A: refused on B; active again: works.
+    let update = |status: &str| {
+        format!(
+            "Action=UpdateAccessKey&UserName=app&AccessKeyId={}&Status={status}",
+            user.access_key_id
+        )
+    };
+    iam_ok(a, &root, &update("Inactive")).await;
+    let took = time_until_encrypt(&user_on_b, &key, Some("UnrecognizedClientException")).await;
+    eprintln!("deactivated access key refused on B after {took:?}");
+    assert!(
+        took < BOUND,
+        "deactivated access key refused on B after {took:?}"
+    );
+    iam_ok(a, &root, &update("Active")).await;
+    let took = time_until_encrypt(&user_on_b, &key, None).await;
+    eprintln!("reactivated access key accepted on B after {took:?}");
+    assert!(
+        took < BOUND,
+        "reactivated access key accepted on B after {took:?}"
+    );
+    for _ in 0..3 {
+        assert_eq!(encrypt_outcome(user_on_b.clone(), key.clone()).await, None);
+    }
+
+    // The inline policy deleted on A: B denies (the key still authenticates).
+    iam_ok(
+        a,
+        &root,
+        "Action=DeleteUserPolicy&UserName=app&PolicyName=crypto",
+    )
+    .await;
+    let took = time_until_encrypt(&user_on_b, &key, Some("AccessDeniedException")).await;
+    eprintln!("deleted user policy denied on B after {took:?}");
+    assert!(
+        took < BOUND,
+        "deleted user policy denied on B after {took:?}"
+    );
+
+    // The access key deleted on A: B no longer knows it.
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=DeleteAccessKey&UserName=app&AccessKeyId={}",
+            user.access_key_id
+        ),
+    )
+    .await;
+    let took = time_until_encrypt(&user_on_b, &key, Some("UnrecognizedClientException")).await;
+    eprintln!("deleted access key refused on B after {took:?}");
+    assert!(
+        took < BOUND,
+        "deleted access key refused on B after {took:?}"
+    );
+
+    // A role made on A, assumed through B, its session used on B.
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{}:root"}},"Action":"sts:AssumeRole"}}]}}"#,
+        root.account_id
+    );
+    let xml = iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=CreateRole&RoleName=worker&AssumeRolePolicyDocument={}",
+            form(&trust)
+        ),
+    )
+    .await;
+    let role_arn = xml_text(&xml, "Arn").unwrap().to_owned();
+    assert_eq!(
+        role_arn,
+        format!("arn:aws:iam::{}:role/worker", root.account_id)
+    );
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=PutRolePolicy&RoleName=worker&PolicyName=crypto&PolicyDocument={}",
+            form(allow)
+        ),
+    )
+    .await;
+    let assume = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName=batch",
+        form(&role_arn)
+    );
+    let assumed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let took = time_until(|| {
+        let assume = assume.clone();
+        let root = root.clone();
+        let url = b.url.clone();
+        let assumed = assumed.clone();
+        async move {
+            let (status, xml) = common::query_post(&url, &root, "sts", &assume).await;
+            let ok = status == 200;
+            *assumed.lock().unwrap() = Some(xml);
+            ok
+        }
+    })
+    .await;
+    eprintln!("new role assumable on B after {took:?}");
+    assert!(took < BOUND, "new role assumable on B after {took:?}");
+    let xml = assumed.lock().unwrap().take().unwrap();
+    let session_on_b = session_client(
+        b,
+        xml_text(&xml, "AccessKeyId").unwrap(),
+        xml_text(&xml, "SecretAccessKey").unwrap(),
+        xml_text(&xml, "SessionToken").unwrap(),
+    );
+    let took = time_until_encrypt(&session_on_b, &key, None).await;
+    assert!(took < BOUND, "role session usable on B after {took:?}");
+    for _ in 0..3 {
+        assert_eq!(
+            encrypt_outcome(session_on_b.clone(), key.clone()).await,
+            None
+        );
+    }
+
+    // The role's policy deleted on A: the session is denied on B; the role
+    // deleted on A: the session no longer authenticates on B (the role is
+    // read on every use, docs of ops/sessions.rs).
+    iam_ok(
+        a,
+        &root,
+        "Action=DeleteRolePolicy&RoleName=worker&PolicyName=crypto",
+    )
+    .await;
+    let took = time_until_encrypt(&session_on_b, &key, Some("AccessDeniedException")).await;
+    eprintln!("deleted role policy denied on B after {took:?}");
+    assert!(
+        took < BOUND,
+        "deleted role policy denied on B after {took:?}"
+    );
+    iam_ok(a, &root, "Action=DeleteRole&RoleName=worker").await;
+    let took = time_until_encrypt(&session_on_b, &key, Some("UnrecognizedClientException")).await;
+    eprintln!("deleted role's session refused on B after {took:?}");
+    assert!(
+        took < BOUND,
+        "deleted role's session refused on B after {took:?}"
+    );
+
+    // A role made again under the same name does not revive the session.
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=CreateRole&RoleName=worker&AssumeRolePolicyDocument={}",
+            form(&trust)
+        ),
+    )
+    .await;
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=PutRolePolicy&RoleName=worker&PolicyName=crypto&PolicyDocument={}",
+            form(allow)
+        ),
+    )
+    .await;
+    tokio::time::sleep(BOUND).await;
+    assert_eq!(
+        encrypt_outcome(session_on_b.clone(), key.clone())
+            .await
+            .as_deref(),
+        Some("UnrecognizedClientException")
+    );
+}
+
+/// How long until every client's Encrypt under `key` answers `want`
+/// (`None`: succeeds), measured from one start for all of them.
+async fn time_until_all_encrypt(clients: &[&Client], key: &str, want: Option<&str>) -> Duration {
+    time_until(|| {
+        let clients: Vec<Client> = clients.iter().map(|c| (*c).clone()).collect();
+        let key = key.to_owned();
+        async move {
+            for client in clients {
+                if encrypt_outcome(client, key.clone()).await.as_deref() != want {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await
+}
+
+/// The other IAM documents that decide access, changed through one node
+/// of three: managed policies and their attachments, an explicit deny, the
+/// key policy (by revision), and a role's trust policy; honoured by the
+/// other two within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_policy_changes_through_one_node_reach_the_others_within_a_second() {
+    let cluster = TestCluster::start();
+    let d = deploy(&cluster, "iam_policy_coherence", 3);
+    let (a, b, c) = (&d.nodes[0], &d.nodes[1], &d.nodes[2]);
+    let root = a.account("tenant");
+    let root_on_a = a.client(&root);
+    let key = common::create_key(&root_on_a).await;
+    let account = root.account_id.clone();
+
+    iam_ok(a, &root, "Action=CreateUser&UserName=app").await;
+    let xml = iam_ok(a, &root, "Action=CreateAccessKey&UserName=app").await;
+    let user = Account {
+        account_id: account.clone(),
+        access_key_id: xml_text(&xml, "AccessKeyId").unwrap().to_owned(),
+        secret_access_key: xml_text(&xml, "SecretAccessKey").unwrap().to_owned(),
+    };
+    let (user_on_b, user_on_c) = (
+        client_without_retries(b, &user),
+        client_without_retries(c, &user),
+    );
+    let others = [&user_on_b, &user_on_c];
+    // Warm B's and C's caches with the user refused (no policy yet).
+    for client in others {
+        assert_eq!(
+            encrypt_outcome(client.clone(), key.clone())
+                .await
+                .as_deref(),
+            Some("AccessDeniedException")
+        );
+    }
+
+    // A managed policy attached on A allows on B and C.
+    let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}"#;
+    let xml = iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=CreatePolicy&PolicyName=crypto&PolicyDocument={}",
+            form(allow)
+        ),
+    )
+    .await;
+    let policy_arn = xml_text(&xml, "Arn").unwrap().to_owned();
+    let attach = format!("UserName=app&PolicyArn={}", form(&policy_arn));
+    iam_ok(a, &root, &format!("Action=AttachUserPolicy&{attach}")).await;
+    let took = time_until_all_encrypt(&others, &key, None).await;
+    eprintln!("attached managed policy honoured on B and C after {took:?}");
+    assert!(
+        took < BOUND,
+        "attached managed policy honoured after {took:?}"
+    );
+
+    // An explicit deny put on A wins on B and C; deleted, access is back.
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"kms:Encrypt","Resource":"*"}]}"#;
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=PutUserPolicy&UserName=app&PolicyName=deny&PolicyDocument={}",
+            form(deny)
+        ),
+    )
+    .await;
+    let took = time_until_all_encrypt(&others, &key, Some("AccessDeniedException")).await;
+    eprintln!("explicit deny honoured on B and C after {took:?}");
+    assert!(took < BOUND, "explicit deny honoured after {took:?}");
+    iam_ok(
+        a,
+        &root,
+        "Action=DeleteUserPolicy&UserName=app&PolicyName=deny",
+    )
+    .await;
+    let took = time_until_all_encrypt(&others, &key, None).await;
+    assert!(took < BOUND, "deleted deny honoured after {took:?}");
+
+    // A key policy put on A that denies the user by ARN: B and C refuse;
+    // the previous policy back: they allow again.
+    let default_policy = root_on_a
+        .get_key_policy()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    let denying = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"Root","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"kms:*","Resource":"*"}},{{"Sid":"NotApp","Effect":"Deny","Principal":{{"AWS":"arn:aws:iam::{account}:user/app"}},"Action":"kms:Encrypt","Resource":"*"}}]}}"#
+    );
+    root_on_a
+        .put_key_policy()
+        .key_id(&key)
+        .policy(denying)
+        .send()
+        .await
+        .unwrap();
+    let took = time_until_all_encrypt(&others, &key, Some("AccessDeniedException")).await;
+    eprintln!("key policy denial honoured on B and C after {took:?}");
+    assert!(took < BOUND, "key policy denial honoured after {took:?}");
+    root_on_a
+        .put_key_policy()
+        .key_id(&key)
+        .policy(default_policy)
+        .send()
+        .await
+        .unwrap();
+    let took = time_until_all_encrypt(&others, &key, None).await;
+    assert!(took < BOUND, "restored key policy honoured after {took:?}");
+
+    // Detached on A: B and C deny.
+    iam_ok(a, &root, &format!("Action=DetachUserPolicy&{attach}")).await;
+    let took = time_until_all_encrypt(&others, &key, Some("AccessDeniedException")).await;
+    eprintln!("detached managed policy honoured on B and C after {took:?}");
+    assert!(
+        took < BOUND,
+        "detached managed policy honoured after {took:?}"
+    );
+
+    // A trust policy changed on A: AssumeRole through B and C follows it.
+    let trust = |effect: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"{effect}","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+        )
+    };
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=CreateRole&RoleName=worker&AssumeRolePolicyDocument={}",
+            form(&trust("Allow"))
+        ),
+    )
+    .await;
+    let assume = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName=batch",
+        form(&format!("arn:aws:iam::{account}:role/worker"))
+    );
+    let assume_status = |node: &Server| {
+        let url = node.url.clone();
+        let root = root.clone();
+        let assume = assume.clone();
+        async move { common::query_post(&url, &root, "sts", &assume).await.0 }
+    };
+    let took = time_until(|| {
+        let (on_b, on_c) = (assume_status(b), assume_status(c));
+        async move { on_b.await == 200 && on_c.await == 200 }
+    })
+    .await;
+    assert!(took < BOUND, "new role assumable after {took:?}");
+    iam_ok(
+        a,
+        &root,
+        &format!(
+            "Action=UpdateAssumeRolePolicy&RoleName=worker&PolicyDocument={}",
+            form(&trust("Deny"))
+        ),
+    )
+    .await;
+    let took = time_until(|| {
+        let (on_b, on_c) = (assume_status(b), assume_status(c));
+        async move { on_b.await == 403 && on_c.await == 403 }
+    })
+    .await;
+    eprintln!("trust policy change honoured on B and C after {took:?}");
+    assert!(took < BOUND, "trust policy change honoured after {took:?}");
 }
