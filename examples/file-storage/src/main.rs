@@ -1,4 +1,4 @@
-//! `keywarden-sfs`: file systems of the scalable file service (product code
+//! `keywarden-sfs`: file systems of the elastic file service (product code
 //! `sfs`) encrypted with the kernel's fscrypt (ext4, v2 policies), whose
 //! key is a data key from Keywarden, through `keywarden-product`.
 //!
