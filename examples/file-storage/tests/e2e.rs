@@ -392,6 +392,34 @@ fn file_systems_round_trip_encrypted_rekey_and_refuse_cleanly() {
     ]);
     assert!(err.contains("already exists"), "{err}");
 
+    // A create that fails after mounting (fscrypt missing) unmounts and
+    // leaves nothing behind.
+    let failed = images.join("failed.img");
+    let out = sfs
+        .command(&[
+            "create",
+            "--account",
+            &alice,
+            "--image",
+            failed.to_str().unwrap(),
+            "--size",
+            "64M",
+        ])
+        .env("KEYWARDEN_FSCRYPT", "false")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("could not create") && err.contains("false failed"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(names_in(&images), ["fs.img", "fs.img.kwsfs"]);
+    assert!(!std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .contains(images.to_str().unwrap()));
+
     // Mounted but locked: nothing can be created in data/.
     sfs.ok(&args(&mount_alice));
     assert!(is_mounted(&mnt));
