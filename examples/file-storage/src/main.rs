@@ -583,7 +583,7 @@ impl KeyInput {
 }
 
 /// Runs a system tool, the product credential removed from its
-/// environment, `key` (if any) as its standard input; fails with the
+/// environment, `keys` (if any) as its standard input; fails with the
 /// tool's own error message, on one line, when it exits non-zero.
 fn run_tool(program: &Path, args: &[OsString], keys: Option<KeyInput>) -> Result<Output> {
     let mut command = Process::new(program);
