@@ -59,6 +59,8 @@ const PROTECTOR_PREFIX: &str = "keywarden-sfs-";
 const RAW_KEY_LEN: usize = 32;
 /// fscrypt's global configuration; the CLI has no option to name another.
 const FSCRYPT_CONF: &str = "/etc/fscrypt.conf";
+/// How often `umount` is retried while the file system is busy, 100 ms apart.
+const UMOUNT_BUSY_RETRIES: u32 = 20;
 /// Environment variables the system tools never need: the product's credential.
 const CREDENTIAL_VARS: [&str; 3] = [
     "AWS_ACCESS_KEY_ID",
@@ -382,7 +384,19 @@ fn mount(fs_args: &FileSystem, dir: &Path) -> Result<()> {
 }
 
 fn umount(dir: &Path) -> Result<()> {
-    run_checked(Path::new("umount"), &[dir.into()])
+    // A file system just mounted or just used can be busy for a moment
+    // (a process still closing a file in it); retry that briefly, nothing
+    // else.
+    let mut attempts = 0;
+    loop {
+        match run_checked(Path::new("umount"), &[dir.into()]) {
+            Err(e) if attempts < UMOUNT_BUSY_RETRIES && format!("{e:#}").contains("busy") => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
 }
 
 async fn unlock(config: &Config, fs_args: &FileSystem, dir: &Path) -> Result<()> {
