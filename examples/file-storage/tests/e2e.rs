@@ -592,6 +592,47 @@ fn file_systems_round_trip_encrypted_rekey_and_refuse_cleanly() {
     assert!(err.contains("no protector named"), "{err}");
     std::fs::write(&kwsfs, &new_kwsfs).unwrap();
 
+    // What fscrypt is given: a wrapper records its arguments and
+    // environment, then runs the real fscrypt. Neither holds the key (the
+    // scan of every file at the end covers the record) nor the product's
+    // credential.
+    let record_file = tmp.path().join("fscrypt-argv-env.txt");
+    let wrapper = tmp.path().join("fscrypt-wrapper.sh");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&wrapper)
+            .unwrap();
+        write!(
+            f,
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{0}'\nenv >> '{0}'\nexec fscrypt \"$@\"\n",
+            record_file.display()
+        )
+        .unwrap();
+    }
+    let out = sfs
+        .command(&args(&unlock_alice))
+        .env("KEYWARDEN_FSCRYPT", &wrapper)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(data.join(NAME_MARKER)).unwrap(), MARKER);
+    sfs.ok(&["lock", "--dir", mnt_s]);
+    let recorded = std::fs::read_to_string(&record_file).unwrap();
+    assert!(
+        recorded.contains("unlock") && recorded.contains("--unlock-with="),
+        "{recorded}"
+    );
+    assert!(!recorded.contains("--key"), "{recorded}");
+    assert!(
+        !recorded.contains(&sfs.secret_access_key),
+        "the credential reached fscrypt"
+    );
+    assert!(!recorded.contains("AWS_ACCESS_KEY_ID"), "{recorded}");
+
     // The operator disables the sfs product: unlock and rekey fail with
     // the AWS error, within the server's refresh interval.
     admin_json(&server.admin(&["product", "disable", "--code", "sfs"]));
