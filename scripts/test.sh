@@ -25,6 +25,10 @@ command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
 [ -e /usr/lib/mysql/plugin/hashicorp_key_management.so ] || missing+=(mariadb-plugin-hashicorp-key-management)
 # qemu-img, qemu-io, qemu-nbd: the block-volume example (examples/block-volume).
 command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+# fscrypt and mkfs.ext4: the file storage example (examples/file-storage);
+# its test also needs root, loop devices and ext4 encryption in the kernel.
+command -v fscrypt >/dev/null 2>&1 || missing+=(fscrypt)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq
