@@ -19,6 +19,7 @@
 //! clear (IAM changes clear the caches here, and on other nodes through the
 //! change feed).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::context::EncryptionContext;
@@ -51,6 +52,9 @@ pub(crate) type IdentityPolicies = Arc<Vec<PolicyDocument>>;
 /// building them costs allocations on every request.
 pub(crate) struct CachedKeyPolicy {
     doc: PolicyDocument,
+    /// The key's ARN, the request's resource (made once per key revision,
+    /// not per request).
+    key_arn: String,
     /// It names `aws:CurrentTime` or `aws:EpochTime`.
     uses_time: bool,
     /// It names `kms:KeyOrigin`, `kms:KeySpec` or `kms:KeyUsage`.
@@ -217,6 +221,7 @@ impl Kms {
         // (stored by an older version) allows nothing (fail closed).
         let policy = Arc::new(CachedKeyPolicy {
             doc: parse_policy(&text, PolicyKind::Key).unwrap_or_else(|_| empty_policy()),
+            key_arn: self.key_arn(&key.account_id, &key.key_id),
             uses_time: lower.contains("aws:currenttime") || lower.contains("aws:epochtime"),
             uses_key_facts: lower.contains("kms:keyorigin")
                 || lower.contains("kms:keyspec")
@@ -306,8 +311,12 @@ impl Kms {
         let policy = self.key_policy_document(key);
         let identity = self.caller_identity_policies(caller).await?;
         let principal = self.principal_info(caller);
-        let action = format!("kms:{action}");
-        let resource = self.key_arn(&key.account_id, &key.key_id);
+        let action = match access {
+            Access::Crypto(op, _) => op.kms_action().map(Cow::Borrowed),
+            _ => None,
+        }
+        .unwrap_or_else(|| Cow::Owned(format!("kms:{action}")));
+        let resource = policy.key_arn.as_str();
         // Condition keys only when a policy can ask for them: the key's
         // (`CachedKeyPolicy`), or any identity policy (the root, the common
         // caller, has none). The key's aliases cost a store read, so only
@@ -324,7 +333,7 @@ impl Kms {
         let request = Request {
             principal: &principal,
             action: &action,
-            resource: &resource,
+            resource,
             context: &ctx,
         };
         let docs: Vec<&PolicyDocument> = identity

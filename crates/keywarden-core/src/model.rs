@@ -526,6 +526,22 @@ pub enum GrantOperation {
 }
 
 impl GrantOperation {
+    /// The policy action of the cryptographic operations (`kms:<name>`),
+    /// without formatting it per request; `None` for the others.
+    pub fn kms_action(self) -> Option<&'static str> {
+        Some(match self {
+            GrantOperation::Decrypt => "kms:Decrypt",
+            GrantOperation::Encrypt => "kms:Encrypt",
+            GrantOperation::GenerateDataKey => "kms:GenerateDataKey",
+            GrantOperation::GenerateDataKeyWithoutPlaintext => {
+                "kms:GenerateDataKeyWithoutPlaintext"
+            }
+            GrantOperation::ReEncryptFrom => "kms:ReEncryptFrom",
+            GrantOperation::ReEncryptTo => "kms:ReEncryptTo",
+            _ => return None,
+        })
+    }
+
     /// Every operation, in AWS's documentation order.
     pub const ALL: [GrantOperation; 17] = [
         GrantOperation::Decrypt,
