@@ -20,6 +20,7 @@ pub mod dump;
 pub mod error;
 pub mod iam;
 pub mod ids;
+pub mod key_spec;
 pub mod kms;
 mod metering;
 pub mod model;

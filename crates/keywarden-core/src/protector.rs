@@ -9,6 +9,10 @@
 use std::fmt;
 
 use crate::ids::KeyId;
+use crate::key_spec::{
+    DataKeyPairSpec, EncryptionAlgorithm, KeySpec, KeyUsageType, MacAlgorithm, MessageType,
+    SigningAlgorithm,
+};
 use crate::secret::Secret;
 
 /// Failures of a key protector. Messages never contain key material.
@@ -26,6 +30,15 @@ pub enum ProtectorError {
     /// The cryptographic library reported an error.
     #[error("cryptographic failure in {0}")]
     Crypto(&'static str),
+    /// The protector does not implement this key spec or algorithm (an HSM
+    /// without the mechanism). Becomes `UnsupportedOperationException`.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A caller-supplied input (a peer's public key, a ciphertext of the
+    /// wrong length) is malformed. Becomes `ValidationException`; the
+    /// message names the field, never key material.
+    #[error("{0}")]
+    InvalidInput(String),
 }
 
 /// What a key version's material is bound to. A protector must bind both
@@ -98,6 +111,174 @@ pub trait KeyProtector: Send + Sync {
     fn available(&self) -> bool {
         true
     }
+
+    /// Generates material of a spec other than `SYMMETRIC_DEFAULT` (which
+    /// is [`KeyProtector::generate`]) for `binding`: the stored form and,
+    /// for asymmetric specs, the public key as DER `SubjectPublicKeyInfo`.
+    /// May take seconds (RSA-4096); the caller runs it on a blocking pool.
+    /// Protectors without such keys answer [`ProtectorError::Unsupported`].
+    fn generate_spec(
+        &self,
+        binding: KeyBinding<'_>,
+        spec: KeySpec,
+    ) -> Result<GeneratedMaterial, ProtectorError> {
+        let _ = binding;
+        Err(ProtectorError::Unsupported(format!(
+            "This key store does not support keys of KeySpec {spec}"
+        )))
+    }
+
+    /// Turns a stored form made by [`KeyProtector::generate_spec`] (or an
+    /// import) back into a handle for the operations of `usage`.
+    fn load_spec(
+        &self,
+        binding: KeyBinding<'_>,
+        spec: KeySpec,
+        usage: KeyUsageType,
+        stored: &[u8],
+    ) -> Result<SpecHandle, ProtectorError> {
+        let _ = (binding, usage, stored);
+        Err(ProtectorError::Unsupported(format!(
+            "This key store does not support keys of KeySpec {spec}"
+        )))
+    }
+}
+
+/// What [`KeyProtector::generate_spec`] made.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GeneratedMaterial {
+    /// The stored form (wrapped, or an object reference).
+    pub stored: Vec<u8>,
+    /// DER `SubjectPublicKeyInfo`; `None` for HMAC keys.
+    pub public_key: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for GeneratedMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedMaterial")
+            .field("stored", &format_args!("{} bytes", self.stored.len()))
+            .field("public_key", &self.public_key.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// A loaded key of a spec other than `SYMMETRIC_DEFAULT`, by usage: each
+/// variant does the private-key operations of that usage. Public-key
+/// operations (Verify, asymmetric Encrypt, Encapsulate) need no handle:
+/// they run on the stored public key through [`PublicKeyCrypto`].
+pub enum SpecHandle {
+    /// `SIGN_VERIFY`.
+    Sign(Box<dyn Signer>),
+    /// `GENERATE_VERIFY_MAC`.
+    Mac(Box<dyn MacKey>),
+    /// `ENCRYPT_DECRYPT` with an asymmetric spec.
+    Decrypt(Box<dyn Decrypter>),
+    /// `KEY_AGREEMENT`.
+    Agree(Box<dyn KeyAgreement>),
+    /// `ENCAPSULATE_DECAPSULATE`.
+    Kem(Box<dyn Decapsulator>),
+}
+
+impl fmt::Debug for SpecHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SpecHandle::Sign(_) => "SpecHandle::Sign",
+            SpecHandle::Mac(_) => "SpecHandle::Mac",
+            SpecHandle::Decrypt(_) => "SpecHandle::Decrypt",
+            SpecHandle::Agree(_) => "SpecHandle::Agree",
+            SpecHandle::Kem(_) => "SpecHandle::Kem",
+        })
+    }
+}
+
+/// A private signing key.
+pub trait Signer: Send + Sync {
+    /// Signs `message`, read as `message_type` says (the caller has checked
+    /// that the algorithm belongs to the key and a DIGEST's length). The
+    /// signature is in AWS's encoding (DER for ECDSA and SM2).
+    fn sign(
+        &self,
+        algorithm: SigningAlgorithm,
+        message_type: MessageType,
+        message: &[u8],
+    ) -> Result<Vec<u8>, ProtectorError>;
+}
+
+/// An HMAC key.
+pub trait MacKey: Send + Sync {
+    /// The MAC of `message`.
+    fn mac(&self, algorithm: MacAlgorithm, message: &[u8]) -> Result<Vec<u8>, ProtectorError>;
+
+    /// Whether `mac` is the MAC of `message`, compared in constant time.
+    fn verify_mac(
+        &self,
+        algorithm: MacAlgorithm,
+        message: &[u8],
+        mac: &[u8],
+    ) -> Result<bool, ProtectorError>;
+}
+
+/// A private decryption key (RSA-OAEP, SM2PKE).
+pub trait Decrypter: Send + Sync {
+    /// Decrypts; [`ProtectorError::Authentication`] for any ciphertext that
+    /// does not decrypt.
+    fn decrypt(
+        &self,
+        algorithm: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Secret, ProtectorError>;
+}
+
+/// A private key-agreement key (ECDH).
+pub trait KeyAgreement: Send + Sync {
+    /// The shared secret with the peer whose public key is `peer` (DER
+    /// `SubjectPublicKeyInfo`); [`ProtectorError::InvalidInput`] when it is
+    /// malformed or on another curve.
+    fn derive(&self, peer: &[u8]) -> Result<Secret, ProtectorError>;
+}
+
+/// A private ML-KEM decapsulation key.
+pub trait Decapsulator: Send + Sync {
+    /// The shared secret in `ciphertext`; [`ProtectorError::InvalidInput`]
+    /// when its length is not the parameter set's.
+    fn decapsulate(&self, ciphertext: &[u8]) -> Result<Secret, ProtectorError>;
+}
+
+/// Public-key cryptography in the clear, and data key pairs: what needs no
+/// protected material. Set on the `Kms` by the binary (the core links no
+/// cryptographic library).
+pub trait PublicKeyCrypto: Send + Sync {
+    /// Whether `signature` is valid for `message` under `public_key`.
+    /// Malformed signatures are `Ok(false)`.
+    fn verify(
+        &self,
+        spec: KeySpec,
+        public_key: &[u8],
+        algorithm: SigningAlgorithm,
+        message_type: MessageType,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, ProtectorError>;
+
+    /// Encrypts `plaintext` to `public_key` (RSA-OAEP, SM2PKE).
+    fn encrypt(
+        &self,
+        spec: KeySpec,
+        public_key: &[u8],
+        algorithm: EncryptionAlgorithm,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, ProtectorError>;
+
+    /// ML-KEM encapsulation to `public_key`: (ciphertext, shared secret).
+    fn encapsulate(
+        &self,
+        spec: KeySpec,
+        public_key: &[u8],
+    ) -> Result<(Vec<u8>, Secret), ProtectorError>;
+
+    /// A fresh key pair: (private key as PKCS#8 DER, public key as DER
+    /// `SubjectPublicKeyInfo`). May take seconds (RSA-4096).
+    fn generate_pair(&self, spec: DataKeyPairSpec) -> Result<(Secret, Vec<u8>), ProtectorError>;
 }
 
 /// A cryptographically secure random source.
