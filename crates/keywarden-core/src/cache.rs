@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use crate::ids::{AccountId, AliasName, KeyId};
 use crate::model::{GrantRecord, KeyRecord};
 use crate::ops::accounts::ActiveCredential;
-use crate::protector::KeyHandle;
+use crate::protector::{KeyHandle, SpecHandle};
 
 /// Entries per map before the map is emptied (a crude bound on memory).
 const MAX_ENTRIES: usize = 100_000;
@@ -29,6 +29,8 @@ const MAX_ENTRIES: usize = 100_000;
 pub(crate) struct CachedKey {
     pub(crate) record: Arc<KeyRecord>,
     handles: RwLock<HashMap<u32, Arc<dyn KeyHandle>>>,
+    /// The loaded private key of a key of another spec (one version).
+    spec_handle: std::sync::OnceLock<Arc<SpecHandle>>,
 }
 
 impl CachedKey {
@@ -36,7 +38,16 @@ impl CachedKey {
         CachedKey {
             record: Arc::new(record),
             handles: RwLock::new(HashMap::new()),
+            spec_handle: std::sync::OnceLock::new(),
         }
+    }
+
+    pub(crate) fn spec_handle(&self) -> Option<Arc<SpecHandle>> {
+        self.spec_handle.get().cloned()
+    }
+
+    pub(crate) fn put_spec_handle(&self, handle: Arc<SpecHandle>) -> Arc<SpecHandle> {
+        self.spec_handle.get_or_init(|| handle).clone()
     }
 
     pub(crate) fn handle(&self, version: u32) -> Option<Arc<dyn KeyHandle>> {
@@ -347,6 +358,7 @@ mod tests {
             deletion_protection: false,
             import: None,
             default_for: None,
+            kind: crate::key_spec::KeyKind::default(),
         }
     }
 

@@ -515,6 +515,7 @@ async fn metering(store: &dyn Store, ids: &Ids) {
     let default_key = KeyRecord {
         key_manager: KeyManager::Aws,
         default_for: Some(code.clone()),
+        kind: crate::key_spec::KeyKind::default(),
         created_at: UnixMillis(t + 2_000),
         ..plain_key(ids, &account)
     };
@@ -2581,6 +2582,7 @@ async fn default_keys(store: &dyn Store, ids: &Ids) {
         .map(|_| KeyRecord {
             key_manager: KeyManager::Aws,
             default_for: Some(code.clone()),
+            kind: crate::key_spec::KeyKind::default(),
             ..plain_key(ids, &account)
         })
         .collect();
@@ -2639,6 +2641,7 @@ async fn default_keys(store: &dyn Store, ids: &Ids) {
     let other = KeyRecord {
         key_manager: KeyManager::Aws,
         default_for: Some(other_code.clone()),
+        kind: crate::key_spec::KeyKind::default(),
         ..plain_key(ids, &account)
     };
     ok(
@@ -2652,6 +2655,7 @@ async fn default_keys(store: &dyn Store, ids: &Ids) {
     let elsewhere = KeyRecord {
         key_manager: KeyManager::Aws,
         default_for: Some(code.clone()),
+        kind: crate::key_spec::KeyKind::default(),
         ..plain_key(ids, &second_account)
     };
     ok(
@@ -3068,6 +3072,7 @@ fn full_key(ids: &Ids, account: &AccountId) -> KeyRecord {
             expiration: Some(MaterialExpiration::ValidTo(UnixMillis(1_800_000_000_000))),
         }),
         default_for: Some(ProductCode::parse("evs").unwrap()),
+        kind: crate::key_spec::KeyKind::default(),
     }
 }
 
@@ -3092,6 +3097,7 @@ fn plain_key(ids: &Ids, account: &AccountId) -> KeyRecord {
         deletion_protection: false,
         import: None,
         default_for: None,
+        kind: crate::key_spec::KeyKind::default(),
     }
 }
 

@@ -107,4 +107,27 @@ pub enum KmsError {
     /// The key protector failed (internal).
     #[error("key protector: {0}")]
     Protector(#[source] ProtectorError),
+    /// Verify: the signature is not valid for the message and key
+    /// (`KMSInvalidSignatureException`).
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// VerifyMac: the MAC is not valid for the message and key
+    /// (`KMSInvalidMacException`).
+    #[error("{0}")]
+    InvalidMac(String),
+}
+
+impl KmsError {
+    /// A protector's failure as the caller should see it: what the
+    /// protector does not implement is `UnsupportedOperationException`,
+    /// malformed caller input `ValidationException`, a ciphertext that does
+    /// not decrypt `InvalidCiphertextException`; the rest is internal.
+    pub fn from_protector(e: ProtectorError) -> KmsError {
+        match e {
+            ProtectorError::Unsupported(m) => KmsError::Unsupported(m),
+            ProtectorError::InvalidInput(m) => KmsError::Validation(m),
+            ProtectorError::Authentication => KmsError::InvalidCiphertext,
+            other => KmsError::Protector(other),
+        }
+    }
 }

@@ -198,6 +198,8 @@ pub struct Kms {
     pub(crate) config: KmsConfig,
     pub(crate) caches: Caches,
     pub(crate) importer: Option<Arc<dyn KeyImporter>>,
+    pub(crate) public_crypto: Option<Arc<dyn crate::protector::PublicKeyCrypto>>,
+    pub(crate) keygen_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) usage: UsageTracker,
     pub(crate) metering: MeterTracker,
     pub(crate) billing: BillingConfig,
@@ -251,6 +253,10 @@ impl Kms {
             config: parts.config,
             caches: Caches::default(),
             importer: None,
+            public_crypto: None,
+            keygen_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
             usage: UsageTracker::default(),
         }
     }
@@ -269,6 +275,25 @@ impl Kms {
     pub fn with_importer(mut self, importer: Arc<dyn KeyImporter>) -> Self {
         self.importer = Some(importer);
         self
+    }
+
+    /// Enables keys of specs other than `SYMMETRIC_DEFAULT`: the public-key
+    /// operations and data key pairs run on `crypto`.
+    pub fn with_public_key_crypto(
+        mut self,
+        crypto: Arc<dyn crate::protector::PublicKeyCrypto>,
+    ) -> Self {
+        self.public_crypto = Some(crypto);
+        self
+    }
+
+    /// The public-key cryptography, or `UnsupportedOperationException`.
+    pub(crate) fn public_crypto(
+        &self,
+    ) -> Result<&Arc<dyn crate::protector::PublicKeyCrypto>, KmsError> {
+        self.public_crypto.as_ref().ok_or_else(|| {
+            KmsError::Unsupported("Asymmetric and HMAC keys are not enabled on this server".into())
+        })
     }
 
     /// The importer, or `UnsupportedOperationException` if none is configured.
@@ -682,6 +707,13 @@ impl Kms {
         manage: bool,
     ) -> Result<(), KmsError> {
         let arn = || self.key_arn(&key.account_id, &key.key_id);
+        if !key.kind.is_symmetric_encryption() {
+            return Err(KmsError::Unsupported(format!(
+                "{} is a KeySpec {} key; only symmetric encryption keys (SYMMETRIC_DEFAULT) rotate.",
+                arn(),
+                key.kind.spec
+            )));
+        }
         match key.origin {
             Origin::AwsKms => {}
             Origin::External => {
@@ -756,6 +788,14 @@ impl Kms {
             return Ok(h);
         }
         let record = &key.record;
+        if !record.kind.is_symmetric_encryption() {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} key usage is {} (KeySpec {}), which is not valid for symmetric encryption (EncryptionAlgorithm SYMMETRIC_DEFAULT).",
+                self.key_arn(&record.account_id, &record.key_id),
+                record.kind.usage,
+                record.kind.spec
+            )));
+        }
         let v = record.version(version).ok_or(KmsError::InvalidCiphertext)?;
         let protector = self.protectors.get(&v.protector).ok_or_else(|| {
             KmsError::Protector(crate::protector::ProtectorError::Unavailable(format!(

@@ -229,6 +229,8 @@ pub struct KeyRecord {
     /// The product a default key (`KeyManager::Aws`) belongs to: only that
     /// product uses it for cryptography. `None` for customer keys.
     pub default_for: Option<ProductCode>,
+    /// The key's spec, usage and public key.
+    pub kind: crate::key_spec::KeyKind,
 }
 
 impl KeyRecord {
@@ -355,9 +357,48 @@ pub enum CryptoOperation {
     GenerateDataKey,
     /// `GenerateDataKeyWithoutPlaintext`.
     GenerateDataKeyWithoutPlaintext,
+    /// `Sign`.
+    Sign,
+    /// `Verify`.
+    Verify,
+    /// `GetPublicKey`.
+    GetPublicKey,
+    /// `GenerateMac`.
+    GenerateMac,
+    /// `VerifyMac`.
+    VerifyMac,
+    /// `GenerateDataKeyPair`.
+    GenerateDataKeyPair,
+    /// `GenerateDataKeyPairWithoutPlaintext`.
+    GenerateDataKeyPairWithoutPlaintext,
+    /// `DeriveSharedSecret`.
+    DeriveSharedSecret,
+    /// `Encapsulate`.
+    Encapsulate,
+    /// `Decapsulate`.
+    Decapsulate,
 }
 
 impl CryptoOperation {
+    /// Every value.
+    pub const ALL: [CryptoOperation; 15] = [
+        CryptoOperation::Encrypt,
+        CryptoOperation::Decrypt,
+        CryptoOperation::ReEncrypt,
+        CryptoOperation::GenerateDataKey,
+        CryptoOperation::GenerateDataKeyWithoutPlaintext,
+        CryptoOperation::Sign,
+        CryptoOperation::Verify,
+        CryptoOperation::GetPublicKey,
+        CryptoOperation::GenerateMac,
+        CryptoOperation::VerifyMac,
+        CryptoOperation::GenerateDataKeyPair,
+        CryptoOperation::GenerateDataKeyPairWithoutPlaintext,
+        CryptoOperation::DeriveSharedSecret,
+        CryptoOperation::Encapsulate,
+        CryptoOperation::Decapsulate,
+    ];
+
     /// The API operation.
     pub fn operation(self) -> Operation {
         match self {
@@ -368,6 +409,18 @@ impl CryptoOperation {
             CryptoOperation::GenerateDataKeyWithoutPlaintext => {
                 Operation::GenerateDataKeyWithoutPlaintext
             }
+            CryptoOperation::Sign => Operation::Sign,
+            CryptoOperation::Verify => Operation::Verify,
+            CryptoOperation::GetPublicKey => Operation::GetPublicKey,
+            CryptoOperation::GenerateMac => Operation::GenerateMac,
+            CryptoOperation::VerifyMac => Operation::VerifyMac,
+            CryptoOperation::GenerateDataKeyPair => Operation::GenerateDataKeyPair,
+            CryptoOperation::GenerateDataKeyPairWithoutPlaintext => {
+                Operation::GenerateDataKeyPairWithoutPlaintext
+            }
+            CryptoOperation::DeriveSharedSecret => Operation::DeriveSharedSecret,
+            CryptoOperation::Encapsulate => Operation::Encapsulate,
+            CryptoOperation::Decapsulate => Operation::Decapsulate,
         }
     }
 
@@ -378,15 +431,9 @@ impl CryptoOperation {
 
     /// Parses the AWS spelling.
     pub fn parse(s: &str) -> Option<CryptoOperation> {
-        [
-            CryptoOperation::Encrypt,
-            CryptoOperation::Decrypt,
-            CryptoOperation::ReEncrypt,
-            CryptoOperation::GenerateDataKey,
-            CryptoOperation::GenerateDataKeyWithoutPlaintext,
-        ]
-        .into_iter()
-        .find(|op| op.as_str() == s)
+        CryptoOperation::ALL
+            .into_iter()
+            .find(|op| op.as_str() == s)
     }
 }
 
@@ -484,9 +531,9 @@ impl Product {
     }
 }
 
-/// An operation a grant can allow, named as AWS names them. Keywarden's
-/// keys are symmetric encryption keys, so only the operations such a key
-/// supports can be granted (`GrantOperation::applies_to_symmetric`).
+/// An operation a grant can allow, named as AWS names them. Only the
+/// operations a key's spec and usage
+/// supports can be granted (`GrantOperation::applies_to`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GrantOperation {
     /// `Decrypt`.
@@ -523,6 +570,10 @@ pub enum GrantOperation {
     VerifyMac,
     /// `DeriveSharedSecret` (key agreement keys only).
     DeriveSharedSecret,
+    /// `Encapsulate` (ML-KEM keys only).
+    Encapsulate,
+    /// `Decapsulate` (ML-KEM keys only).
+    Decapsulate,
 }
 
 impl GrantOperation {
@@ -538,12 +589,24 @@ impl GrantOperation {
             }
             GrantOperation::ReEncryptFrom => "kms:ReEncryptFrom",
             GrantOperation::ReEncryptTo => "kms:ReEncryptTo",
+            GrantOperation::Sign => "kms:Sign",
+            GrantOperation::Verify => "kms:Verify",
+            GrantOperation::GetPublicKey => "kms:GetPublicKey",
+            GrantOperation::GenerateDataKeyPair => "kms:GenerateDataKeyPair",
+            GrantOperation::GenerateDataKeyPairWithoutPlaintext => {
+                "kms:GenerateDataKeyPairWithoutPlaintext"
+            }
+            GrantOperation::GenerateMac => "kms:GenerateMac",
+            GrantOperation::VerifyMac => "kms:VerifyMac",
+            GrantOperation::DeriveSharedSecret => "kms:DeriveSharedSecret",
+            GrantOperation::Encapsulate => "kms:Encapsulate",
+            GrantOperation::Decapsulate => "kms:Decapsulate",
             _ => return None,
         })
     }
 
     /// Every operation, in AWS's documentation order.
-    pub const ALL: [GrantOperation; 17] = [
+    pub const ALL: [GrantOperation; 19] = [
         GrantOperation::Decrypt,
         GrantOperation::Encrypt,
         GrantOperation::GenerateDataKey,
@@ -561,6 +624,8 @@ impl GrantOperation {
         GrantOperation::GenerateMac,
         GrantOperation::VerifyMac,
         GrantOperation::DeriveSharedSecret,
+        GrantOperation::Encapsulate,
+        GrantOperation::Decapsulate,
     ];
 
     /// The AWS spelling.
@@ -579,18 +644,18 @@ impl GrantOperation {
             GrantOperation::DescribeKey => Operation::DescribeKey.wire_name(),
             GrantOperation::CreateGrant => Operation::CreateGrant.wire_name(),
             GrantOperation::RetireGrant => Operation::RetireGrant.wire_name(),
-            // Operations of asymmetric and HMAC keys, which Keywarden does
-            // not serve.
-            GrantOperation::Sign => "Sign",
-            GrantOperation::Verify => "Verify",
-            GrantOperation::GetPublicKey => "GetPublicKey",
-            GrantOperation::GenerateDataKeyPair => "GenerateDataKeyPair",
+            GrantOperation::Sign => Operation::Sign.wire_name(),
+            GrantOperation::Verify => Operation::Verify.wire_name(),
+            GrantOperation::GetPublicKey => Operation::GetPublicKey.wire_name(),
+            GrantOperation::GenerateDataKeyPair => Operation::GenerateDataKeyPair.wire_name(),
             GrantOperation::GenerateDataKeyPairWithoutPlaintext => {
-                "GenerateDataKeyPairWithoutPlaintext"
+                Operation::GenerateDataKeyPairWithoutPlaintext.wire_name()
             }
-            GrantOperation::GenerateMac => "GenerateMac",
-            GrantOperation::VerifyMac => "VerifyMac",
-            GrantOperation::DeriveSharedSecret => "DeriveSharedSecret",
+            GrantOperation::GenerateMac => Operation::GenerateMac.wire_name(),
+            GrantOperation::VerifyMac => Operation::VerifyMac.wire_name(),
+            GrantOperation::DeriveSharedSecret => Operation::DeriveSharedSecret.wire_name(),
+            GrantOperation::Encapsulate => Operation::Encapsulate.wire_name(),
+            GrantOperation::Decapsulate => Operation::Decapsulate.wire_name(),
         }
     }
 
@@ -599,22 +664,39 @@ impl GrantOperation {
         GrantOperation::ALL.into_iter().find(|op| op.as_str() == s)
     }
 
-    /// Whether a symmetric encryption key supports the operation.
-    pub fn applies_to_symmetric(self) -> bool {
-        matches!(
-            self,
-            GrantOperation::Decrypt
-                | GrantOperation::Encrypt
-                | GrantOperation::GenerateDataKey
-                | GrantOperation::GenerateDataKeyWithoutPlaintext
-                | GrantOperation::ReEncryptFrom
-                | GrantOperation::ReEncryptTo
-                | GrantOperation::DescribeKey
-                | GrantOperation::CreateGrant
-                | GrantOperation::RetireGrant
-                | GrantOperation::GenerateDataKeyPair
-                | GrantOperation::GenerateDataKeyPairWithoutPlaintext
-        )
+    /// Whether a key of `kind` supports the operation (AWS's table of grant
+    /// operations by key type).
+    pub fn applies_to(self, kind: &crate::key_spec::KeyKind) -> bool {
+        use crate::key_spec::KeyUsageType as U;
+        use GrantOperation as G;
+        if matches!(self, G::DescribeKey | G::CreateGrant | G::RetireGrant) {
+            return true;
+        }
+        if kind.is_symmetric_encryption() {
+            return matches!(
+                self,
+                G::Decrypt
+                    | G::Encrypt
+                    | G::GenerateDataKey
+                    | G::GenerateDataKeyWithoutPlaintext
+                    | G::ReEncryptFrom
+                    | G::ReEncryptTo
+                    | G::GenerateDataKeyPair
+                    | G::GenerateDataKeyPairWithoutPlaintext
+            );
+        }
+        match kind.usage {
+            U::EncryptDecrypt => matches!(
+                self,
+                G::Decrypt | G::Encrypt | G::ReEncryptFrom | G::ReEncryptTo | G::GetPublicKey
+            ),
+            U::SignVerify => matches!(self, G::Sign | G::Verify | G::GetPublicKey),
+            U::GenerateVerifyMac => matches!(self, G::GenerateMac | G::VerifyMac),
+            U::KeyAgreement => matches!(self, G::DeriveSharedSecret | G::GetPublicKey),
+            U::EncapsulateDecapsulate => {
+                matches!(self, G::Encapsulate | G::Decapsulate | G::GetPublicKey)
+            }
+        }
     }
 
     /// Whether the operation takes an encryption context, so grant

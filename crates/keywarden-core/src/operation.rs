@@ -113,6 +113,27 @@ operations! {
     GenerateDataKeyWithoutPlaintext = Trent "GenerateDataKeyWithoutPlaintext", Crypto, products: true;
     /// `GenerateRandom`.
     GenerateRandom = Trent "GenerateRandom", Crypto, products: false;
+    // asymmetric, HMAC, key agreement and KEM keys (docs/key-specs.md)
+    /// `Sign`.
+    Sign = Trent "Sign", Crypto, products: false;
+    /// `Verify`.
+    Verify = Trent "Verify", Crypto, products: false;
+    /// `GetPublicKey`.
+    GetPublicKey = Trent "GetPublicKey", Crypto, products: false;
+    /// `GenerateMac`.
+    GenerateMac = Trent "GenerateMac", Crypto, products: false;
+    /// `VerifyMac`.
+    VerifyMac = Trent "VerifyMac", Crypto, products: false;
+    /// `GenerateDataKeyPair`.
+    GenerateDataKeyPair = Trent "GenerateDataKeyPair", Crypto, products: false;
+    /// `GenerateDataKeyPairWithoutPlaintext`.
+    GenerateDataKeyPairWithoutPlaintext = Trent "GenerateDataKeyPairWithoutPlaintext", Crypto, products: false;
+    /// `DeriveSharedSecret`.
+    DeriveSharedSecret = Trent "DeriveSharedSecret", Crypto, products: false;
+    /// `Encapsulate`.
+    Encapsulate = Trent "Encapsulate", Crypto, products: false;
+    /// `Decapsulate`.
+    Decapsulate = Trent "Decapsulate", Crypto, products: false;
     // keys
     /// `CreateKey`.
     CreateKey = Trent "CreateKey", Manage, products: false;
@@ -295,7 +316,7 @@ mod tests {
             // The wire name is the variant's name (AWS's spelling).
             assert_eq!(format!("{op:?}"), op.wire_name());
         }
-        assert_eq!(Operation::ALL.len(), 49);
+        assert_eq!(Operation::ALL.len(), 59);
     }
 
     #[test]
@@ -360,7 +381,17 @@ mod tests {
                 "ReEncrypt",
                 "GenerateDataKey",
                 "GenerateDataKeyWithoutPlaintext",
-                "GenerateRandom"
+                "GenerateRandom",
+                "Sign",
+                "Verify",
+                "GetPublicKey",
+                "GenerateMac",
+                "VerifyMac",
+                "GenerateDataKeyPair",
+                "GenerateDataKeyPairWithoutPlaintext",
+                "DeriveSharedSecret",
+                "Encapsulate",
+                "Decapsulate"
             ]
         );
     }
@@ -390,7 +421,9 @@ mod tests {
                 "GenerateDataKeyPairWithoutPlaintext",
                 "GenerateMac",
                 "VerifyMac",
-                "DeriveSharedSecret"
+                "DeriveSharedSecret",
+                "Encapsulate",
+                "Decapsulate"
             ]
         );
         for op in GrantOperation::ALL {

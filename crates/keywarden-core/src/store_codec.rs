@@ -17,6 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::key_spec::{KeyKind, KeySpec, KeyUsageType};
 use crate::billing::{LedgerEntry, LedgerKind, Month};
 use crate::clock::UnixMillis;
 use crate::iam::IamEntity;
@@ -92,6 +93,15 @@ struct MetaOut<'a> {
     /// The product a default key belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     default_for: Option<&'a ProductCode>,
+    /// The key spec and usage; absent for symmetric encryption keys, so
+    /// their meta is what it was before other specs existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_spec: Option<KeySpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_usage: Option<KeyUsageType>,
+    /// DER `SubjectPublicKeyInfo`, hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
 }
 
 /// `meta.import`. `expiration` is `null` while the material is deleted,
@@ -127,6 +137,12 @@ struct MetaIn {
     import: Option<ImportMeta>,
     #[serde(default)]
     default_for: Option<ProductCode>,
+    #[serde(default)]
+    key_spec: Option<KeySpec>,
+    #[serde(default)]
+    key_usage: Option<KeyUsageType>,
+    #[serde(default)]
+    public_key: Option<String>,
 }
 
 /// The columns of `keys` a key record is written to (its versions go to
@@ -171,6 +187,9 @@ impl KeyColumns {
                 expiration: i.expiration.map(|e| e.model_str().to_owned()),
             }),
             default_for: key.default_for.as_ref(),
+            key_spec: (!key.kind.is_symmetric_encryption()).then_some(key.kind.spec),
+            key_usage: (!key.kind.is_symmetric_encryption()).then_some(key.kind.usage),
+            public_key: key.kind.public_key.as_ref().map(hex::encode),
         })?;
         Ok(KeyColumns {
             key_id: key.key_id.to_string(),
@@ -272,6 +291,17 @@ impl KeyRow {
             deletion_protection: meta.deletion_protection,
             import,
             default_for: meta.default_for,
+            kind: KeyKind {
+                spec: meta.key_spec.unwrap_or(KeySpec::SymmetricDefault),
+                usage: meta.key_usage.unwrap_or(KeyUsageType::EncryptDecrypt),
+                public_key: match meta.public_key {
+                    None => None,
+                    Some(h) => Some(
+                        hex::decode(h)
+                            .map_err(|_| CodecError::invalid("stored public key is not hex"))?,
+                    ),
+                },
+            },
         })
     }
 }
@@ -961,6 +991,7 @@ mod tests {
                 expiration: Some(MaterialExpiration::ValidTo(UnixMillis(11))),
             }),
             default_for: None,
+            kind: crate::key_spec::KeyKind::default(),
         }
     }
 

@@ -102,6 +102,8 @@ impl ApiError {
                 KmsError::Protector(ProtectorError::Unavailable(_)) => "KeyUnavailableException",
                 KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
                 KmsError::DryRun => "DryRunOperationException",
+                KmsError::InvalidSignature(_) => "KMSInvalidSignatureException",
+                KmsError::InvalidMac(_) => "KMSInvalidMacException",
                 KmsError::Store(StoreError::Unavailable(_)) => "DependencyTimeoutException",
                 KmsError::Store(_) | KmsError::Protector(_) => "KMSInternalException",
             },

@@ -490,7 +490,17 @@ mod tests {
             let name = op.wire_name();
             if Budget::of(op) == Budget::Crypto {
                 assert!(
-                    name.starts_with("Generate") || name.contains("crypt"),
+                    name.starts_with("Generate")
+                        || name.contains("crypt")
+                        || name.contains("capsulate")
+                        || [
+                            "Sign",
+                            "Verify",
+                            "GetPublicKey",
+                            "VerifyMac",
+                            "DeriveSharedSecret"
+                        ]
+                        .contains(&name),
                     "{op} is not cryptographic"
                 );
                 assert_eq!(op.namespace(), keywarden_core::Namespace::Trent, "{op}");

@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use keywarden_core::key_spec::{
+    EncryptionAlgorithm, KeyAgreementAlgorithm, KeySpec, KeyUsageType, MacAlgorithm,
+    SigningAlgorithm,
+};
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
 use keywarden_core::model::{KeyRecord, KeyState, Tag};
@@ -64,6 +68,48 @@ pub fn check_enum(value: &str, field: &str, allowed: &[&str]) -> Result<(), ApiE
     }
 }
 
+/// The deprecated `CustomerMasterKeySpec` of a key: the spec, for the specs
+/// AWS's model enumerates there (not ML-DSA, ML-KEM or Ed25519).
+pub fn customer_master_key_spec(spec: KeySpec) -> Option<&'static str> {
+    (!matches!(
+        spec,
+        KeySpec::MlDsa44
+            | KeySpec::MlDsa65
+            | KeySpec::MlDsa87
+            | KeySpec::EccNistEdwards25519
+            | KeySpec::MlKem512
+            | KeySpec::MlKem768
+            | KeySpec::MlKem1024
+    ))
+    .then_some(spec.as_str())
+}
+
+/// `ValidationException` for `value` outside the enum `allowed`.
+pub fn invalid_enum<T: std::fmt::Display>(value: &str, field: &str, allowed: &[T]) -> KmsError {
+    KmsError::Validation(format!(
+        "1 validation error detected: Value '{}' at '{field}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+        keywarden_core::ids::truncate_for_message(value),
+        allowed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// A string field naming one of `allowed` (an AWS enum of the core).
+pub fn parse_enum<T: Copy + PartialEq + std::fmt::Display>(
+    value: &str,
+    field: &str,
+    allowed: &[T],
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, ApiError> {
+    match parse(value) {
+        Some(v) if allowed.contains(&v) => Ok(v),
+        _ => Err(invalid_enum(value, field, allowed).into()),
+    }
+}
+
 /// An integer field within bounds.
 pub fn check_range(value: i64, field: &str, min: i64, max: i64) -> Result<(), ApiError> {
     if value < min {
@@ -103,23 +149,29 @@ pub fn context(map: Option<BTreeMap<String, String>>) -> Result<EncryptionContex
 /// The encryption algorithms every operation takes; only SYMMETRIC_DEFAULT
 /// applies to symmetric keys.
 pub fn check_encryption_algorithm(value: Option<&str>, field: &str) -> Result<(), ApiError> {
-    let Some(v) = value else { return Ok(()) };
-    check_enum(
-        v,
-        field,
-        &[
-            "SYMMETRIC_DEFAULT",
-            "RSAES_OAEP_SHA_1",
-            "RSAES_OAEP_SHA_256",
-            "SM2PKE",
-        ],
-    )?;
-    if v != "SYMMETRIC_DEFAULT" {
-        return Err(ApiError::Kms(KmsError::InvalidKeyUsage(format!(
-            "The encryption algorithm {v} is not valid for a symmetric encryption key"
-        ))));
+    match encryption_algorithm(value, field)? {
+        None | Some(EncryptionAlgorithm::SymmetricDefault) => Ok(()),
+        Some(v) => Err(ApiError::Kms(KmsError::Unsupported(format!(
+            "ReEncrypt with EncryptionAlgorithm {v} is not supported yet; decrypt and encrypt instead"
+        )))),
     }
-    Ok(())
+}
+
+/// An `EncryptionAlgorithm` field: `None` when absent (symmetric).
+pub fn encryption_algorithm(
+    value: Option<&str>,
+    field: &str,
+) -> Result<Option<EncryptionAlgorithm>, ApiError> {
+    value
+        .map(|v| {
+            parse_enum(
+                v,
+                field,
+                EncryptionAlgorithm::ALL,
+                EncryptionAlgorithm::parse,
+            )
+        })
+        .transpose()
 }
 
 /// `GrantTokens`: checked (at most 10, 1-8192 characters each) and
@@ -233,7 +285,8 @@ pub struct KeyMetadata {
     creation_date: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     custom_key_store_id: Option<String>,
-    customer_master_key_spec: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_master_key_spec: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     deletion_date: Option<f64>,
     /// A Keywarden extension (`docs/api-extensions.md`); AWS clients skip
@@ -241,7 +294,14 @@ pub struct KeyMetadata {
     deletion_protection_enabled: bool,
     description: String,
     enabled: bool,
-    encryption_algorithms: [&'static str; 1],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    encryption_algorithms: &'static [EncryptionAlgorithm],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    signing_algorithms: &'static [SigningAlgorithm],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    mac_algorithms: &'static [MacAlgorithm],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    key_agreement_algorithms: &'static [KeyAgreementAlgorithm],
     /// Keys with imported material (origin `EXTERNAL`) while it is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     expiration_model: Option<&'static str>,
@@ -264,6 +324,7 @@ pub struct KeyMetadata {
 impl KeyMetadata {
     /// Renders a key's metadata.
     pub fn of(kms: &Kms, key: &KeyRecord) -> Self {
+        let (spec, usage) = (key.kind.spec, key.kind.usage);
         KeyMetadata {
             aws_account_id: key.account_id.to_string(),
             key_id: key.key_id.to_string(),
@@ -271,7 +332,7 @@ impl KeyMetadata {
             creation_date: key.created_at.as_epoch_seconds(),
             enabled: key.state == KeyState::Enabled,
             description: key.description.clone(),
-            key_usage: "ENCRYPT_DECRYPT",
+            key_usage: usage.as_str(),
             key_state: key.state.as_str(),
             deletion_date: key.deletion_date.map(|d| d.as_epoch_seconds()),
             pending_deletion_window_in_days: key.pending_window_days,
@@ -281,9 +342,17 @@ impl KeyMetadata {
                 .custom_key_store_id()
                 .map(|id| format!("keywarden-pkcs11-{id}")),
             key_manager: key.key_manager.as_str(),
-            customer_master_key_spec: "SYMMETRIC_DEFAULT",
-            key_spec: "SYMMETRIC_DEFAULT",
-            encryption_algorithms: ["SYMMETRIC_DEFAULT"],
+            // The deprecated field exists for the specs it enumerates.
+            customer_master_key_spec: customer_master_key_spec(spec),
+            key_spec: spec.as_str(),
+            encryption_algorithms: spec.encryption_algorithms(usage),
+            signing_algorithms: spec.signing_algorithms(usage),
+            mac_algorithms: if usage == KeyUsageType::GenerateVerifyMac {
+                spec.mac_algorithms()
+            } else {
+                &[]
+            },
+            key_agreement_algorithms: spec.key_agreement_algorithms(usage),
             multi_region: false,
             deletion_protection_enabled: key.deletion_protection,
             protection_level: if key.custom_key_store_id().is_some() {

@@ -348,6 +348,7 @@ mod tests {
                 deletion_protection: false,
                 import: None,
                 default_for: None,
+                kind: keywarden_core::key_spec::KeyKind::default(),
             }
         );
         let version: i64 = lock(&store.inner.writer)

@@ -49,6 +49,7 @@ fn key(n: u128, account: &AccountId) -> KeyRecord {
         deletion_protection: false,
         import: None,
         default_for: None,
+        kind: keywarden_core::key_spec::KeyKind::default(),
     }
 }
 

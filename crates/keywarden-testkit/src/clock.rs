@@ -63,6 +63,8 @@ pub fn key_request(origin: Origin) -> CreateKeyRequest {
         policy: None,
         bypass_policy_lockout_safety_check: false,
         custom_key_store_id: None,
+        key_spec: keywarden_core::key_spec::KeySpec::SymmetricDefault,
+        key_usage: None,
     }
 }
 

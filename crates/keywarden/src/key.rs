@@ -245,6 +245,8 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
                         policy: None,
                         bypass_policy_lockout_safety_check: false,
                         custom_key_store_id,
+                        key_spec: keywarden_core::key_spec::KeySpec::SymmetricDefault,
+                        key_usage: None,
                     },
                 )
                 .await

@@ -88,6 +88,8 @@ async fn hsm_objects_are_destroyed_with_their_key_and_not_before() {
         policy: None,
         bypass_policy_lockout_safety_check: false,
         custom_key_store_id: Some("cks-clock".into()),
+        key_spec: keywarden_core::key_spec::KeySpec::SymmetricDefault,
+        key_usage: None,
     };
     let ctx = EncryptionContext::empty();
 

@@ -1,6 +1,7 @@
 //! CreateKey: a new symmetric customer master key.
 
 use crate::error::KmsError;
+use crate::key_spec::{KeyKind, KeySpec, KeyUsageType};
 use crate::ids::KeyId;
 use crate::kms::{Caller, Identity, Kms};
 use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, Tag};
@@ -29,6 +30,60 @@ pub struct CreateKeyRequest {
     pub bypass_policy_lockout_safety_check: bool,
     /// The custom key store (with `Origin` `AWS_CLOUDHSM`).
     pub custom_key_store_id: Option<String>,
+    /// `KeySpec`.
+    pub key_spec: KeySpec,
+    /// `KeyUsage`; `None` picks the spec's default (or is refused when the
+    /// spec has none).
+    pub key_usage: Option<KeyUsageType>,
+}
+
+impl CreateKeyRequest {
+    /// A request for a symmetric encryption key with the given origin and
+    /// nothing else set.
+    pub fn symmetric(origin: Origin) -> Self {
+        CreateKeyRequest {
+            description: String::new(),
+            origin,
+            tags: Vec::new(),
+            policy: None,
+            bypass_policy_lockout_safety_check: false,
+            custom_key_store_id: None,
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: None,
+        }
+    }
+}
+
+/// AWS's rules for `KeySpec` and `KeyUsage` together: the usage the key
+/// gets, or `ValidationException`.
+pub fn check_spec_and_usage(
+    spec: KeySpec,
+    usage: Option<KeyUsageType>,
+) -> Result<KeyUsageType, KmsError> {
+    let usage = match usage.or(spec.default_usage()) {
+        Some(u) => u,
+        None => {
+            return Err(KmsError::Validation(format!(
+                "You must specify a KeyUsage value for a KMS key with KeySpec {spec} (one of {})",
+                join(spec.usages())
+            )))
+        }
+    };
+    if !spec.usages().contains(&usage) {
+        return Err(KmsError::Validation(format!(
+            "KeyUsage {usage} is not compatible with KeySpec {spec}; it supports {}",
+            join(spec.usages())
+        )));
+    }
+    Ok(usage)
+}
+
+fn join(usages: &[KeyUsageType]) -> String {
+    usages
+        .iter()
+        .map(|u| u.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Kms {
@@ -50,6 +105,17 @@ impl Kms {
             )));
         }
         validate_tags(&req.tags)?;
+        let usage = check_spec_and_usage(req.key_spec, req.key_usage)?;
+        let kind = KeyKind::new(req.key_spec, usage);
+        if !kind.is_symmetric_encryption() {
+            self.public_crypto()?;
+            if req.origin == Origin::External {
+                return Err(KmsError::Unsupported(format!(
+                    "Imported key material (Origin EXTERNAL) is supported for KeySpec SYMMETRIC_DEFAULT only, not {}",
+                    req.key_spec
+                )));
+            }
+        }
         // Decided here, once the tags are checked and before the key store
         // is looked at: an identity policy may ask about the tags
         // (`aws:RequestTag/<key>`, `aws:TagKeys`). The root has every
@@ -101,15 +167,24 @@ impl Kms {
                 self.check_lockout(caller, &arn, &caller.account_id, doc)
                     .await?;
             }
+            let mut kind = kind.clone();
             let (state, versions) = if req.origin == Origin::External {
                 (KeyState::PendingImport, Vec::new())
             } else {
-                let material = protector
-                    .generate(KeyBinding {
-                        key_id: &key_id,
-                        version: 1,
-                    })
-                    .map_err(KmsError::Protector)?;
+                let material = if kind.is_symmetric_encryption() {
+                    protector
+                        .generate(KeyBinding {
+                            key_id: &key_id,
+                            version: 1,
+                        })
+                        .map_err(KmsError::Protector)?
+                } else {
+                    let generated = self
+                        .generate_on_pool(protector.clone(), key_id, kind.spec)
+                        .await?;
+                    kind.public_key = generated.public_key;
+                    generated.stored
+                };
                 (
                     KeyState::Enabled,
                     vec![KeyVersion {
@@ -140,6 +215,7 @@ impl Kms {
                 deletion_protection: false,
                 import: None,
                 default_for: None,
+                kind,
             };
             match self.store.insert_key(&key).await {
                 Ok(()) => return Ok(key),
@@ -148,5 +224,35 @@ impl Kms {
             }
         }
         Err(StoreError::AlreadyExists.into())
+    }
+
+    /// Runs a protector's `generate_spec` (seconds for RSA-4096, tens of
+    /// milliseconds for ML-DSA) on tokio's blocking pool, at most one per
+    /// CPU at a time, so a burst of CreateKey cannot starve the event loop
+    /// or fill the blocking pool.
+    pub(crate) async fn generate_on_pool(
+        &self,
+        protector: std::sync::Arc<dyn crate::protector::KeyProtector>,
+        key_id: KeyId,
+        spec: KeySpec,
+    ) -> Result<crate::protector::GeneratedMaterial, KmsError> {
+        let _permit = self
+            .keygen_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| KmsError::Protector(crate::protector::ProtectorError::Crypto("key generation pool")))?;
+        tokio::task::spawn_blocking(move || {
+            protector.generate_spec(
+                KeyBinding {
+                    key_id: &key_id,
+                    version: 1,
+                },
+                spec,
+            )
+        })
+        .await
+        .map_err(|_| KmsError::Protector(crate::protector::ProtectorError::Crypto("key generation task")))?
+        .map_err(KmsError::from_protector)
     }
 }

@@ -68,6 +68,7 @@ impl Kms {
             deletion_protection: false,
             import: None,
             default_for: Some(product.code.clone()),
+            kind: crate::key_spec::KeyKind::default(),
         };
         let alias = AliasRecord {
             account_id: caller.account_id.clone(),

@@ -223,12 +223,6 @@ impl Kms {
                 "1 validation error detected: Value at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1".into(),
             ));
         }
-        if let Some(op) = req.operations.iter().find(|op| !op.applies_to_symmetric()) {
-            return Err(KmsError::Validation(format!(
-                "Grant operation {} is not supported on symmetric encryption keys (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT)",
-                op.as_str()
-            )));
-        }
         check_constraints(&req.constraints)?;
         let mut operations: Vec<GrantOperation> = Vec::new();
         for op in &req.operations {
@@ -242,6 +236,14 @@ impl Kms {
             .resolve_fresh(caller, &req.key, Access::Manage(Operation::CreateGrant))
             .await?;
         self.require_not_pending_deletion(&key)?;
+        if let Some(op) = operations.iter().find(|op| !op.applies_to(&key.kind)) {
+            return Err(KmsError::Validation(format!(
+                "Grant operation {} is not supported on keys of KeySpec {} and KeyUsage {}",
+                op.as_str(),
+                key.kind.spec,
+                key.kind.usage
+            )));
+        }
         if req.dry_run {
             return Err(KmsError::DryRun);
         }

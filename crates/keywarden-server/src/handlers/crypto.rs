@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
 use keywarden_core::secret::Secret;
-use keywarden_core::{Caller, Kms};
+use keywarden_core::key_spec::EncryptionAlgorithm;
+use keywarden_core::{Caller, Kms, KmsError};
 use serde::{Deserialize, Serialize};
 
 use super::{check_blob, refuse_recipient};
 use crate::error::ApiError;
 use crate::wire::{
-    check_encryption_algorithm, check_grant_tokens, context, decode, encode, key_ref, required,
+    check_encryption_algorithm, check_grant_tokens, context, decode, encode, encryption_algorithm,
+    key_ref, required,
     Blob, SecretBlob, SecretField,
 };
 
@@ -44,8 +46,25 @@ pub(super) async fn encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
     let key = key_ref(&required(req.key_id, "keyId")?)?;
     let plaintext = required(req.plaintext, "plaintext")?;
     check_grant_tokens(req.grant_tokens.as_ref())?;
-    check_encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+    let algorithm = encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
     let ctx = context(req.encryption_context)?;
+    if let Some(algorithm) = algorithm.filter(|a| *a != EncryptionAlgorithm::SymmetricDefault) {
+        refuse_context(&ctx)?;
+        let (key, ciphertext) = kms
+            .encrypt_asymmetric(
+                caller,
+                &key,
+                algorithm,
+                plaintext.0.expose(),
+                req.dry_run.unwrap_or(false),
+            )
+            .await?;
+        return Ok(encode(&EncryptOut {
+            ciphertext_blob: Blob(ciphertext),
+            encryption_algorithm: algorithm.as_str(),
+            key_id: kms.key_arn(&key.account_id, &key.key_id),
+        }));
+    }
     let (key, blob) = kms
         .encrypt(
             caller,
@@ -79,7 +98,22 @@ pub(crate) struct DecryptRequest {
     blob: Blob,
     context: EncryptionContext,
     key: Option<KeyRef>,
+    /// An asymmetric algorithm (`None` for SYMMETRIC_DEFAULT).
+    algorithm: Option<EncryptionAlgorithm>,
     dry_run: bool,
+}
+
+/// Asymmetric encryption binds no encryption context; a request that
+/// gives one is refused rather than silently ignored.
+fn refuse_context(ctx: &EncryptionContext) -> Result<(), ApiError> {
+    if ctx.is_empty() {
+        Ok(())
+    } else {
+        Err(KmsError::Validation(
+            "EncryptionContext is not supported with asymmetric encryption algorithms".into(),
+        )
+        .into())
+    }
 }
 
 pub(crate) fn decode_decrypt_request(body: &[u8]) -> Result<DecryptRequest, ApiError> {
@@ -87,12 +121,25 @@ pub(crate) fn decode_decrypt_request(body: &[u8]) -> Result<DecryptRequest, ApiE
     let blob = required(req.ciphertext_blob, "ciphertextBlob")?;
     check_blob(&blob, "ciphertextBlob")?;
     check_grant_tokens(req.grant_tokens.as_ref())?;
-    check_encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+    let algorithm = encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?
+        .filter(|a| *a != EncryptionAlgorithm::SymmetricDefault);
     refuse_recipient(req.recipient.as_ref())?;
+    let key = req.key_id.as_deref().map(key_ref).transpose()?;
+    let context = context(req.encryption_context)?;
+    if algorithm.is_some() {
+        refuse_context(&context)?;
+        if key.is_none() {
+            return Err(KmsError::Validation(
+                "KeyId is required to decrypt with an asymmetric encryption algorithm".into(),
+            )
+            .into());
+        }
+    }
     Ok(DecryptRequest {
-        key: req.key_id.as_deref().map(key_ref).transpose()?,
-        context: context(req.encryption_context)?,
+        key,
+        context,
         blob,
+        algorithm,
         dry_run: req.dry_run.unwrap_or(false),
     })
 }
@@ -116,6 +163,16 @@ pub(crate) fn encode_decrypt_response(arn: String, plaintext: &Secret) -> Vec<u8
 
 pub(super) async fn decrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let req = decode_decrypt_request(body)?;
+    if let (Some(algorithm), Some(key)) = (req.algorithm, req.key.as_ref()) {
+        let (key, plaintext) = kms
+            .decrypt_asymmetric(caller, key, algorithm, &req.blob.0, req.dry_run)
+            .await?;
+        return Ok(encode(&DecryptOut {
+            encryption_algorithm: algorithm.as_str(),
+            key_id: kms.key_arn(&key.account_id, &key.key_id),
+            plaintext: SecretField(&plaintext),
+        }));
+    }
     let (key, plaintext) = kms
         .decrypt(
             caller,

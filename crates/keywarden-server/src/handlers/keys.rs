@@ -3,6 +3,7 @@
 //! ScheduleKeyDeletion, CancelKeyDeletion, GetKeyLastUsage, and the
 //! deletion protection extensions.
 
+use keywarden_core::key_spec::{KeySpec, KeyUsageType};
 use keywarden_core::model::Origin;
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::{Caller, Kms, KmsError};
@@ -12,8 +13,26 @@ use super::{key_id_only, key_id_response, ListIn, EMPTY};
 use crate::error::ApiError;
 use crate::wire::{
     check_enum, check_grant_tokens, check_len, check_range, decode, encode, key_ref, limit, marker,
-    required, tags, KeyMetadata, WireTag,
+    required, tags, invalid_enum, parse_enum, KeyMetadata, WireTag,
 };
+
+/// The values of the deprecated `CustomerMasterKeySpec` (AWS's model has
+/// no ML-DSA, ML-KEM or Ed25519 there).
+const CUSTOMER_MASTER_KEY_SPECS: &[KeySpec] = &[
+    KeySpec::Rsa2048,
+    KeySpec::Rsa3072,
+    KeySpec::Rsa4096,
+    KeySpec::EccNistP256,
+    KeySpec::EccNistP384,
+    KeySpec::EccNistP521,
+    KeySpec::EccSecgP256k1,
+    KeySpec::SymmetricDefault,
+    KeySpec::Hmac224,
+    KeySpec::Hmac256,
+    KeySpec::Hmac384,
+    KeySpec::Hmac512,
+    KeySpec::Sm2,
+];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -31,28 +50,6 @@ struct CreateKeyIn {
     xks_key_id: Option<String>,
 }
 
-const KEY_SPECS: &[&str] = &[
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "ECC_NIST_P256",
-    "ECC_NIST_P384",
-    "ECC_NIST_P521",
-    "ECC_SECG_P256K1",
-    "SYMMETRIC_DEFAULT",
-    "HMAC_224",
-    "HMAC_256",
-    "HMAC_384",
-    "HMAC_512",
-    "SM2",
-    "ML_DSA_44",
-    "ML_DSA_65",
-    "ML_DSA_87",
-    "ECC_NIST_EDWARDS25519",
-    "ML_KEM_512",
-    "ML_KEM_768",
-    "ML_KEM_1024",
-];
 
 /// AWS's `CreateKeyResponse` and `DescribeKeyResponse`.
 #[derive(Serialize)]
@@ -79,23 +76,27 @@ pub(super) async fn create_key(
         )
         .into());
     }
-    let spec = req.key_spec.or(req.customer_master_key_spec);
-    if let Some(spec) = &spec {
-        check_enum(spec, "keySpec", KEY_SPECS)?;
-    }
-    if let Some(usage) = &req.key_usage {
-        check_enum(
-            usage,
-            "keyUsage",
-            &[
-                "SIGN_VERIFY",
-                "ENCRYPT_DECRYPT",
-                "GENERATE_VERIFY_MAC",
-                "KEY_AGREEMENT",
-                "ENCAPSULATE_DECAPSULATE",
-            ],
-        )?;
-    }
+    let key_spec = match (&req.key_spec, &req.customer_master_key_spec) {
+        (Some(spec), _) => parse_enum::<KeySpec>(spec, "keySpec", KeySpec::ALL, KeySpec::parse)?,
+        (None, Some(spec)) => {
+            let cmk_spec = parse_enum::<KeySpec>(
+                spec,
+                "customerMasterKeySpec",
+                CUSTOMER_MASTER_KEY_SPECS,
+                KeySpec::parse,
+            )?;
+            if !CUSTOMER_MASTER_KEY_SPECS.contains(&cmk_spec) {
+                return Err(invalid_enum(spec, "customerMasterKeySpec", CUSTOMER_MASTER_KEY_SPECS).into());
+            }
+            cmk_spec
+        }
+        (None, None) => KeySpec::SymmetricDefault,
+    };
+    let key_usage = req
+        .key_usage
+        .as_deref()
+        .map(|u| parse_enum(u, "keyUsage", KeyUsageType::ALL, KeyUsageType::parse))
+        .transpose()?;
     let origin = match req.origin.as_deref() {
         None | Some("AWS_KMS") => Origin::AwsKms,
         Some("EXTERNAL") => Origin::External,
@@ -112,18 +113,6 @@ pub(super) async fn create_key(
             .into());
         }
     };
-    if let Some(spec) = spec.as_deref().filter(|s| *s != "SYMMETRIC_DEFAULT") {
-        return Err(KmsError::Unsupported(format!(
-            "KeySpec {spec} is not supported; Keywarden keys are SYMMETRIC_DEFAULT (AES-256-GCM)"
-        ))
-        .into());
-    }
-    if let Some(usage) = req.key_usage.as_deref().filter(|u| *u != "ENCRYPT_DECRYPT") {
-        return Err(KmsError::Validation(format!(
-            "KeyUsage {usage} is not compatible with KeySpec SYMMETRIC_DEFAULT"
-        ))
-        .into());
-    }
     if req.multi_region == Some(true) {
         return Err(KmsError::Unsupported("Multi-Region keys are not supported".into()).into());
     }
@@ -145,6 +134,8 @@ pub(super) async fn create_key(
                     .bypass_policy_lockout_safety_check
                     .unwrap_or(false),
                 custom_key_store_id: req.custom_key_store_id.clone(),
+                key_spec,
+                key_usage,
             },
         )
         .await?;

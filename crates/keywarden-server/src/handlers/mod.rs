@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::wire::{decode, encode, key_ref, required, Blob};
 
 mod account;
+mod asymmetric;
 mod aliases;
 mod crypto;
 mod data_keys;
@@ -81,6 +82,20 @@ pub async fn run(
             data_keys::generate_data_key(kms, caller, body, false).await
         }
         Op::GenerateRandom => data_keys::generate_random(kms, caller, body),
+        Op::Sign => asymmetric::sign(kms, caller, body).await,
+        Op::Verify => asymmetric::verify(kms, caller, body).await,
+        Op::GetPublicKey => asymmetric::get_public_key(kms, caller, body).await,
+        Op::GenerateMac => asymmetric::generate_mac(kms, caller, body).await,
+        Op::VerifyMac => asymmetric::verify_mac(kms, caller, body).await,
+        Op::GenerateDataKeyPair => {
+            asymmetric::generate_data_key_pair(kms, caller, body, true).await
+        }
+        Op::GenerateDataKeyPairWithoutPlaintext => {
+            asymmetric::generate_data_key_pair(kms, caller, body, false).await
+        }
+        Op::DeriveSharedSecret => asymmetric::derive_shared_secret(kms, caller, body).await,
+        Op::Encapsulate => asymmetric::encapsulate(kms, caller, body).await,
+        Op::Decapsulate => asymmetric::decapsulate(kms, caller, body).await,
         Op::CreateKey => keys::create_key(kms, caller, body).await,
         Op::DescribeKey => keys::describe_key(kms, caller, body).await,
         Op::ListKeys => keys::list_keys(kms, caller, body).await,

@@ -96,6 +96,7 @@ pub fn key(account: &AccountId) -> KeyRecord {
         deletion_protection: false,
         import: None,
         default_for: None,
+        kind: keywarden_core::key_spec::KeyKind::default(),
     }
 }
 
@@ -104,6 +105,7 @@ pub fn default_key(account: &AccountId, code: &ProductCode) -> (KeyRecord, Alias
     let key = KeyRecord {
         key_manager: KeyManager::Aws,
         default_for: Some(code.clone()),
+        kind: keywarden_core::key_spec::KeyKind::default(),
         ..key(account)
     };
     let alias = AliasRecord {
