@@ -373,8 +373,8 @@ impl Kms {
         let mut ctx = RequestContext::new();
         if wanted.key_facts {
             ctx.insert("kms:KeyOrigin", key.origin.as_str())
-                .insert("kms:KeySpec", "SYMMETRIC_DEFAULT")
-                .insert("kms:KeyUsage", "ENCRYPT_DECRYPT");
+                .insert("kms:KeySpec", key.kind.spec.as_str())
+                .insert("kms:KeyUsage", key.kind.usage.as_str());
         }
         if wanted.time {
             let now = self.clock.now();
@@ -393,7 +393,9 @@ impl Kms {
                 keys.push(k);
             }
             ctx.insert_multi("kms:EncryptionContextKeys", keys);
-            ctx.insert("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+            if key.kind.is_symmetric_encryption() {
+                ctx.insert("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+            }
         }
         if wanted.request_alias {
             // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-request-alias

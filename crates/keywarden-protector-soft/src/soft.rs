@@ -5,8 +5,10 @@ use std::sync::Arc;
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::SecureRandom as _;
 use keywarden_core::ids::KeyId;
+use keywarden_core::key_spec::{KeySpec, KeyUsageType};
 use keywarden_core::protector::{
-    KeyBinding, KeyHandle, KeyProtector, ProtectorError, Sealed, SecureRandom,
+    GeneratedMaterial, KeyBinding, KeyHandle, KeyProtector, ProtectorError, Sealed, SecureRandom,
+    SpecHandle,
 };
 use keywarden_core::secret::Secret;
 
@@ -69,9 +71,57 @@ impl SoftwareProtector {
     }
 }
 
+/// The AAD of material of a spec other than `SYMMETRIC_DEFAULT`: the spec
+/// is bound too, so a stored form cannot be loaded as another spec.
+fn spec_aad(binding: KeyBinding<'_>, spec: KeySpec) -> Vec<u8> {
+    let mut aad = b"keywarden/soft/v2/".to_vec();
+    aad.extend_from_slice(spec.as_str().as_bytes());
+    aad.push(b'/');
+    aad.extend_from_slice(binding.key_id.as_bytes());
+    aad.extend_from_slice(&binding.version.to_be_bytes());
+    aad
+}
+
 impl KeyProtector for SoftwareProtector {
     fn id(&self) -> &str {
         SOFTWARE_PROTECTOR_ID
+    }
+
+    fn generate_spec(
+        &self,
+        binding: KeyBinding<'_>,
+        spec: KeySpec,
+    ) -> Result<GeneratedMaterial, ProtectorError> {
+        if spec == KeySpec::SymmetricDefault {
+            return Ok(GeneratedMaterial {
+                stored: self.generate(binding)?,
+                public_key: None,
+            });
+        }
+        let (private, public_key) = keywarden_crypto::generate(spec)?;
+        Ok(GeneratedMaterial {
+            stored: self
+                .root
+                .wrap(&spec_aad(binding, spec), private.expose())?,
+            public_key,
+        })
+    }
+
+    fn load_spec(
+        &self,
+        binding: KeyBinding<'_>,
+        spec: KeySpec,
+        usage: KeyUsageType,
+        stored: &[u8],
+    ) -> Result<SpecHandle, ProtectorError> {
+        let private = self
+            .root
+            .unwrap(&spec_aad(binding, spec), stored)
+            .map_err(|e| match e {
+                ProtectorError::Authentication => ProtectorError::MalformedMaterial,
+                other => other,
+            })?;
+        keywarden_crypto::load(spec, usage, &private)
     }
 
     fn generate(&self, binding: KeyBinding<'_>) -> Result<Vec<u8>, ProtectorError> {
