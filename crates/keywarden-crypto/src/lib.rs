@@ -37,7 +37,9 @@
 #![warn(missing_docs)]
 
 mod ecc;
+mod ed25519;
 mod hmac;
+
 mod rsa;
 mod spki;
 
@@ -68,6 +70,10 @@ pub fn generate(spec: KeySpec) -> Result<(Secret, Option<Vec<u8>>), ProtectorErr
         | KeySpec::EccNistP521
         | KeySpec::EccSecgP256k1 => {
             let (private, public) = ecc::generate(spec)?;
+            (private, Some(public))
+        }
+        KeySpec::EccNistEdwards25519 => {
+            let (private, public) = ed25519::generate()?;
             (private, Some(public))
         }
         other => return Err(unsupported_spec(other)),
@@ -116,6 +122,9 @@ pub fn load(
         (KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521, _) => {
             Ok(SpecHandle::Agree(Box::new(ecc::Ecdh::load(spec, body)?)))
         }
+        (KeySpec::EccNistEdwards25519, _) => Ok(SpecHandle::Sign(Box::new(
+            ed25519::Ed25519Signer::load(body)?,
+        ))),
         (other, _) => Err(unsupported_spec(other)),
     }
 }
@@ -137,6 +146,7 @@ pub fn public_key(spec: KeySpec, private: &Secret) -> Result<Option<Vec<u8>>, Pr
         | KeySpec::EccNistP384
         | KeySpec::EccNistP521
         | KeySpec::EccSecgP256k1 => ecc::public_key(spec, body).map(Some),
+        KeySpec::EccNistEdwards25519 => ed25519::public_key(body).map(Some),
         other => Err(unsupported_spec(other)),
     }
 }
@@ -178,6 +188,9 @@ impl PublicKeyCrypto for Crypto {
             | KeySpec::EccNistP521
             | KeySpec::EccSecgP256k1 => {
                 ecc::verify(spec, public_key, message_type, message, signature)
+            }
+            KeySpec::EccNistEdwards25519 => {
+                ed25519::verify(public_key, algorithm, message_type, message, signature)
             }
             other => Err(unsupported_spec(other)),
         }
@@ -227,6 +240,7 @@ impl PublicKeyCrypto for Crypto {
             | KeySpec::EccNistP384
             | KeySpec::EccNistP521
             | KeySpec::EccSecgP256k1) => ecc::generate(key_spec),
+            KeySpec::EccNistEdwards25519 => ed25519::generate_pair(),
             other => Err(unsupported_spec(other)),
         }
     }
@@ -264,6 +278,10 @@ fn digest_of(
 
 fn external_mu_only_ml_dsa() -> ProtectorError {
     ProtectorError::InvalidInput("MessageType EXTERNAL_MU is only valid for ML-DSA keys".into())
+}
+
+fn digest_not_allowed() -> ProtectorError {
+    ProtectorError::InvalidInput("MessageType DIGEST is not valid for this algorithm".into())
 }
 
 fn bad_peer_key() -> ProtectorError {
