@@ -431,9 +431,7 @@ impl CryptoOperation {
 
     /// Parses the AWS spelling.
     pub fn parse(s: &str) -> Option<CryptoOperation> {
-        CryptoOperation::ALL
-            .into_iter()
-            .find(|op| op.as_str() == s)
+        CryptoOperation::ALL.into_iter().find(|op| op.as_str() == s)
     }
 }
 

@@ -17,11 +17,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::key_spec::{KeyKind, KeySpec, KeyUsageType};
 use crate::billing::{LedgerEntry, LedgerKind, Month};
 use crate::clock::UnixMillis;
 use crate::iam::IamEntity;
 use crate::ids::{AccountId, AliasName, KeyId, KeyringId, ProductCode};
+use crate::key_spec::{KeyKind, KeySpec, KeyUsageType};
 use crate::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
     CryptoOperation, GrantConstraints, GrantOperation, GrantRecord, ImportState, KeyManager,

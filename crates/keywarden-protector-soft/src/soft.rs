@@ -100,9 +100,7 @@ impl KeyProtector for SoftwareProtector {
         }
         let (private, public_key) = keywarden_crypto::generate(spec)?;
         Ok(GeneratedMaterial {
-            stored: self
-                .root
-                .wrap(&spec_aad(binding, spec), private.expose())?,
+            stored: self.root.wrap(&spec_aad(binding, spec), private.expose())?,
             public_key,
         })
     }

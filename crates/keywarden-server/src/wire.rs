@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use keywarden_core::context::EncryptionContext;
+use keywarden_core::ids::KeyRef;
 use keywarden_core::key_spec::{
     EncryptionAlgorithm, KeyAgreementAlgorithm, KeySpec, KeyUsageType, MacAlgorithm,
     SigningAlgorithm,
 };
-use keywarden_core::context::EncryptionContext;
-use keywarden_core::ids::KeyRef;
 use keywarden_core::model::{KeyRecord, KeyState, Tag};
 use keywarden_core::secret::Secret;
 use keywarden_core::{Kms, KmsError};

@@ -245,6 +245,7 @@ pub async fn open_with(args: &DataArgs, mode: Mode) -> Result<Opened> {
         },
     })
     .with_importer(Arc::new(importer))
+    .with_public_key_crypto(Arc::new(keywarden_crypto::Crypto))
     .with_billing(config.billing.to_core());
     let mut kms = kms;
     // Stores come from the configuration file; "created" is when this

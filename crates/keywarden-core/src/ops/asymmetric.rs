@@ -292,7 +292,11 @@ impl Kms {
         Ok(key.record.clone())
     }
 
-    fn check_mac_algorithm(&self, key: &KeyRecord, algorithm: MacAlgorithm) -> Result<(), KmsError> {
+    fn check_mac_algorithm(
+        &self,
+        key: &KeyRecord,
+        algorithm: MacAlgorithm,
+    ) -> Result<(), KmsError> {
         if key.kind.spec.mac_algorithms().contains(&algorithm) {
             Ok(())
         } else {
@@ -323,7 +327,9 @@ impl Kms {
             return Err(KmsError::DryRun);
         }
         let mac = match self.spec_handle(&key)?.as_ref() {
-            SpecHandle::Mac(m) => m.mac(algorithm, message).map_err(KmsError::from_protector)?,
+            SpecHandle::Mac(m) => m
+                .mac(algorithm, message)
+                .map_err(KmsError::from_protector)?,
             _ => return Err(self.wrong_usage(&key.record, "GenerateMac")),
         };
         self.record_use(caller, &key.record, CryptoOperation::GenerateMac);
@@ -501,8 +507,17 @@ impl Kms {
         Ok((key.record.clone(), secret))
     }
 
-    fn check_kem(&self, key: &KeyRecord, algorithm: EncapsulationAlgorithm) -> Result<(), KmsError> {
-        if key.kind.spec.encapsulation_algorithms().contains(&algorithm) {
+    fn check_kem(
+        &self,
+        key: &KeyRecord,
+        algorithm: EncapsulationAlgorithm,
+    ) -> Result<(), KmsError> {
+        if key
+            .kind
+            .spec
+            .encapsulation_algorithms()
+            .contains(&algorithm)
+        {
             Ok(())
         } else {
             Err(self.wrong_algorithm(key, algorithm.as_str()))
@@ -610,10 +625,18 @@ impl Kms {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| KmsError::Protector(crate::protector::ProtectorError::Crypto("key generation pool")))?;
+            .map_err(|_| {
+                KmsError::Protector(crate::protector::ProtectorError::Crypto(
+                    "key generation pool",
+                ))
+            })?;
         let (private, public_key) = tokio::task::spawn_blocking(move || crypto.generate_pair(spec))
             .await
-            .map_err(|_| KmsError::Protector(crate::protector::ProtectorError::Crypto("key generation task")))?
+            .map_err(|_| {
+                KmsError::Protector(crate::protector::ProtectorError::Crypto(
+                    "key generation task",
+                ))
+            })?
             .map_err(KmsError::from_protector)?;
         let private_blob = self.seal_with_current(&key, context, private.expose())?;
         self.record_use(caller, &key.record, operation);

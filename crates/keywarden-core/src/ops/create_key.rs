@@ -1,8 +1,8 @@
 //! CreateKey: a new symmetric customer master key.
 
 use crate::error::KmsError;
-use crate::key_spec::{KeyKind, KeySpec, KeyUsageType};
 use crate::ids::KeyId;
+use crate::key_spec::{KeyKind, KeySpec, KeyUsageType};
 use crate::kms::{Caller, Identity, Kms};
 use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, Tag};
 use crate::ops::tag_resource::validate_tags;
@@ -241,7 +241,11 @@ impl Kms {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| KmsError::Protector(crate::protector::ProtectorError::Crypto("key generation pool")))?;
+            .map_err(|_| {
+                KmsError::Protector(crate::protector::ProtectorError::Crypto(
+                    "key generation pool",
+                ))
+            })?;
         tokio::task::spawn_blocking(move || {
             protector.generate_spec(
                 KeyBinding {
@@ -252,7 +256,11 @@ impl Kms {
             )
         })
         .await
-        .map_err(|_| KmsError::Protector(crate::protector::ProtectorError::Crypto("key generation task")))?
+        .map_err(|_| {
+            KmsError::Protector(crate::protector::ProtectorError::Crypto(
+                "key generation task",
+            ))
+        })?
         .map_err(KmsError::from_protector)
     }
 }

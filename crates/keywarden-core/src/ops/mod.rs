@@ -8,8 +8,8 @@
 //! `execute_material_expirations`) and the flush of recorded key usage
 //! (`flush_key_usage`).
 
-pub mod asymmetric;
 pub mod accounts;
+pub mod asymmetric;
 pub mod billing;
 pub mod cancel_key_deletion;
 pub mod check;

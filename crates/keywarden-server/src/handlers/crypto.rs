@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
-use keywarden_core::secret::Secret;
 use keywarden_core::key_spec::EncryptionAlgorithm;
+use keywarden_core::secret::Secret;
 use keywarden_core::{Caller, Kms, KmsError};
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +14,7 @@ use super::{check_blob, refuse_recipient};
 use crate::error::ApiError;
 use crate::wire::{
     check_encryption_algorithm, check_grant_tokens, context, decode, encode, encryption_algorithm,
-    key_ref, required,
-    Blob, SecretBlob, SecretField,
+    key_ref, required, Blob, SecretBlob, SecretField,
 };
 
 /// The only encryption algorithm of symmetric keys.
@@ -46,7 +45,8 @@ pub(super) async fn encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
     let key = key_ref(&required(req.key_id, "keyId")?)?;
     let plaintext = required(req.plaintext, "plaintext")?;
     check_grant_tokens(req.grant_tokens.as_ref())?;
-    let algorithm = encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
+    let algorithm =
+        encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?;
     let ctx = context(req.encryption_context)?;
     if let Some(algorithm) = algorithm.filter(|a| *a != EncryptionAlgorithm::SymmetricDefault) {
         refuse_context(&ctx)?;
@@ -121,8 +121,9 @@ pub(crate) fn decode_decrypt_request(body: &[u8]) -> Result<DecryptRequest, ApiE
     let blob = required(req.ciphertext_blob, "ciphertextBlob")?;
     check_blob(&blob, "ciphertextBlob")?;
     check_grant_tokens(req.grant_tokens.as_ref())?;
-    let algorithm = encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?
-        .filter(|a| *a != EncryptionAlgorithm::SymmetricDefault);
+    let algorithm =
+        encryption_algorithm(req.encryption_algorithm.as_deref(), "encryptionAlgorithm")?
+            .filter(|a| *a != EncryptionAlgorithm::SymmetricDefault);
     refuse_recipient(req.recipient.as_ref())?;
     let key = req.key_id.as_deref().map(key_ref).transpose()?;
     let context = context(req.encryption_context)?;

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::{key_id_only, key_id_response, ListIn, EMPTY};
 use crate::error::ApiError;
 use crate::wire::{
-    check_enum, check_grant_tokens, check_len, check_range, decode, encode, key_ref, limit, marker,
-    required, tags, invalid_enum, parse_enum, KeyMetadata, WireTag,
+    check_enum, check_grant_tokens, check_len, check_range, decode, encode, invalid_enum, key_ref,
+    limit, marker, parse_enum, required, tags, KeyMetadata, WireTag,
 };
 
 /// The values of the deprecated `CustomerMasterKeySpec` (AWS's model has
@@ -50,7 +50,6 @@ struct CreateKeyIn {
     xks_key_id: Option<String>,
 }
 
-
 /// AWS's `CreateKeyResponse` and `DescribeKeyResponse`.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -86,7 +85,9 @@ pub(super) async fn create_key(
                 KeySpec::parse,
             )?;
             if !CUSTOMER_MASTER_KEY_SPECS.contains(&cmk_spec) {
-                return Err(invalid_enum(spec, "customerMasterKeySpec", CUSTOMER_MASTER_KEY_SPECS).into());
+                return Err(
+                    invalid_enum(spec, "customerMasterKeySpec", CUSTOMER_MASTER_KEY_SPECS).into(),
+                );
             }
             cmk_spec
         }

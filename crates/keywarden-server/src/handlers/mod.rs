@@ -19,8 +19,8 @@ use crate::error::ApiError;
 use crate::wire::{decode, encode, key_ref, required, Blob};
 
 mod account;
-mod asymmetric;
 mod aliases;
+mod asymmetric;
 mod crypto;
 mod data_keys;
 mod grants;
