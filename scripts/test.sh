@@ -29,6 +29,9 @@ command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 # its test also needs root, loop devices and ext4 encryption in the kernel.
 command -v fscrypt >/dev/null 2>&1 || missing+=(fscrypt)
 command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+# Node.js and npm: the AWS SDK for JavaScript test (tests/js, test_js_sdk.py).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq
@@ -90,6 +93,9 @@ cargo test --workspace --locked
 
 step "build keywarden for the Python tests"
 cargo build --locked --bin keywarden
+
+step "JavaScript SDK (tests/js: npm ci from package-lock.json)"
+(cd tests/js && npm ci --no-audit --no-fund)
 
 step "Python client tests"
 scripts/python-tests.sh

@@ -173,3 +173,42 @@ def test_cli_errors(aws, tmp_path):
     aws("enable-key", "--key-id", key_id)
     _, out, _ = aws("generate-random", "--number-of-bytes", "16", "--output", "text", "--query", "Plaintext")
     assert len(base64.b64decode(out.strip())) == 16
+
+
+def test_cli_sign_and_verify_with_fileb_and_openssl(aws, tmp_path):
+    """`aws kms sign`/`verify` with `fileb://` inputs; the signature checks
+    out with `openssl dgst -verify` on GetPublicKey's DER."""
+    _, out, _ = aws(
+        "create-key", "--key-spec", "ECC_NIST_P256", "--key-usage", "SIGN_VERIFY", "--output", "json"
+    )
+    key_id = json.loads(out)["KeyMetadata"]["KeyId"]
+    message = tmp_path / "message.bin"
+    message.write_bytes(b"signed by the aws cli\x00\xff")
+    _, out, _ = aws(
+        "sign", "--key-id", key_id, "--message", "fileb://message.bin", "--message-type", "RAW",
+        "--signing-algorithm", "ECDSA_SHA_256", "--output", "text", "--query", "Signature",
+    )
+    (tmp_path / "sig.bin").write_bytes(base64.b64decode(out.strip()))
+    _, out, _ = aws("get-public-key", "--key-id", key_id, "--output", "text", "--query", "PublicKey")
+    (tmp_path / "pub.der").write_bytes(base64.b64decode(out.strip()))
+    conv = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-inform", "DER", "-in", "pub.der", "-out", "pub.pem"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert conv.returncode == 0, conv.stderr
+    ok = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.bin", "message.bin"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert ok.returncode == 0 and "Verified OK" in ok.stdout, ok.stdout + ok.stderr
+    _, out, _ = aws(
+        "verify", "--key-id", key_id, "--message", "fileb://message.bin", "--signature",
+        "fileb://sig.bin", "--signing-algorithm", "ECDSA_SHA_256", "--output", "json",
+    )
+    assert json.loads(out)["SignatureValid"] is True
+    message.write_bytes(b"another message")
+    code, _, err = aws(
+        "verify", "--key-id", key_id, "--message", "fileb://message.bin", "--signature",
+        "fileb://sig.bin", "--signing-algorithm", "ECDSA_SHA_256", check=False,
+    )
+    assert code != 0 and "KMSInvalidSignatureException" in err, err

@@ -296,20 +296,18 @@ pub struct KeyMetadata {
     enabled: bool,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     encryption_algorithms: &'static [EncryptionAlgorithm],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    signing_algorithms: &'static [SigningAlgorithm],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    mac_algorithms: &'static [MacAlgorithm],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    key_agreement_algorithms: &'static [KeyAgreementAlgorithm],
     /// Keys with imported material (origin `EXTERNAL`) while it is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     expiration_model: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    key_agreement_algorithms: &'static [KeyAgreementAlgorithm],
     key_id: String,
     key_manager: &'static str,
     key_spec: &'static str,
     key_state: &'static str,
     key_usage: &'static str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    mac_algorithms: &'static [MacAlgorithm],
     multi_region: bool,
     origin: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -317,6 +315,8 @@ pub struct KeyMetadata {
     /// A Keywarden extension: `HARDWARE` for keys in a custom key store
     /// (HSM), `SOFTWARE` otherwise (the seed's two protection levels).
     protection_level: &'static str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    signing_algorithms: &'static [SigningAlgorithm],
     #[serde(skip_serializing_if = "Option::is_none")]
     valid_to: Option<f64>,
 }

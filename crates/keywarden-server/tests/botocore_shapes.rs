@@ -114,7 +114,8 @@ impl World {
             clock: Arc::new(SystemClock),
             config: KmsConfig::default(),
         })
-        .with_importer(Arc::new(importer));
+        .with_importer(Arc::new(importer))
+        .with_public_key_crypto(Arc::new(keywarden_crypto::Crypto));
         let issued = rt.block_on(kms.create_account("shapes")).unwrap();
         rt.block_on(kms.register_seed_products()).unwrap();
         let caller = Caller {
@@ -304,6 +305,7 @@ fn workload(w: &mut World) {
     w.ok(Op::DescribeKey, json!({"KeyId": other}));
     w.ok(Op::CancelKeyDeletion, json!({"KeyId": other}));
     w.ok(Op::DescribeCustomKeyStores, json!({}));
+    other_specs(w);
     w.ok(Op::DeleteAlias, json!({"AliasName": "alias/shapes"}));
 
     // The extensions: no AWS model, but the same ordering rule.
@@ -325,6 +327,80 @@ fn workload(w: &mut World) {
     w.ok(Op::ListKeyrings, json!({}));
     w.ok(Op::CreateKeyringToken, json!({"KeyringId": keyring}));
     w.ok(Op::DeleteKeyring, json!({"KeyringId": keyring}));
+}
+
+/// The operations of keys of other specs, each with a key that fills its
+/// response's optional members.
+fn other_specs(w: &mut World) {
+    use Operation as Op;
+    let create = |w: &mut World, spec: &str, usage: &str| {
+        let meta = w.ok(Op::CreateKey, json!({"KeySpec": spec, "KeyUsage": usage}));
+        str_of(&meta["KeyMetadata"], "KeyId")
+    };
+    let message = B64.encode(b"shapes message");
+    let signer = create(w, "ECC_NIST_P256", "SIGN_VERIFY");
+    w.ok(Op::DescribeKey, json!({"KeyId": signer}));
+    let signed = w.ok(
+        Op::Sign,
+        json!({"KeyId": signer, "Message": message, "SigningAlgorithm": "ECDSA_SHA_256"}),
+    );
+    w.ok(
+        Op::Verify,
+        json!({"KeyId": signer, "Message": message, "MessageType": "RAW",
+               "Signature": str_of(&signed, "Signature"), "SigningAlgorithm": "ECDSA_SHA_256"}),
+    );
+    w.ok(Op::GetPublicKey, json!({"KeyId": signer}));
+    let rsa = create(w, "RSA_2048", "ENCRYPT_DECRYPT");
+    w.ok(Op::GetPublicKey, json!({"KeyId": rsa}));
+    let enc = w.ok(
+        Op::Encrypt,
+        json!({"KeyId": rsa, "Plaintext": message, "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    );
+    w.ok(
+        Op::Decrypt,
+        json!({"KeyId": rsa, "CiphertextBlob": str_of(&enc, "CiphertextBlob"),
+               "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    );
+    let mac_key = create(w, "HMAC_256", "GENERATE_VERIFY_MAC");
+    w.ok(Op::DescribeKey, json!({"KeyId": mac_key}));
+    let mac = w.ok(
+        Op::GenerateMac,
+        json!({"KeyId": mac_key, "Message": message, "MacAlgorithm": "HMAC_SHA_256"}),
+    );
+    w.ok(
+        Op::VerifyMac,
+        json!({"KeyId": mac_key, "Message": message, "MacAlgorithm": "HMAC_SHA_256",
+               "Mac": str_of(&mac, "Mac")}),
+    );
+    let agreer = create(w, "ECC_NIST_P256", "KEY_AGREEMENT");
+    w.ok(Op::DescribeKey, json!({"KeyId": agreer}));
+    let peer = w.ok(Op::GetPublicKey, json!({"KeyId": signer}));
+    w.ok(
+        Op::DeriveSharedSecret,
+        json!({"KeyId": agreer, "KeyAgreementAlgorithm": "ECDH",
+               "PublicKey": str_of(&peer, "PublicKey")}),
+    );
+    let kem = create(w, "ML_KEM_768", "ENCAPSULATE_DECAPSULATE");
+    w.ok(Op::GetPublicKey, json!({"KeyId": kem}));
+    let encapsulated = w.ok(
+        Op::Encapsulate,
+        json!({"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM"}),
+    );
+    w.ok(
+        Op::Decapsulate,
+        json!({"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM",
+               "CiphertextBlob": str_of(&encapsulated, "SharedSecretCiphertextBlob")}),
+    );
+    let symmetric = create(w, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT");
+    w.ok(
+        Op::GenerateDataKeyPair,
+        json!({"KeyId": symmetric, "KeyPairSpec": "ECC_NIST_P256",
+               "EncryptionContext": {"purpose": "shapes"}}),
+    );
+    w.ok(
+        Op::GenerateDataKeyPairWithoutPlaintext,
+        json!({"KeyId": symmetric, "KeyPairSpec": "RSA_2048"}),
+    );
 }
 
 /// 32 bytes of key material wrapped with RSAES_OAEP_SHA_256 under the

@@ -144,20 +144,20 @@ struct GetPublicKeyIn {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct GetPublicKeyOut {
-    key_id: String,
-    public_key: Blob,
     #[serde(skip_serializing_if = "Option::is_none")]
     customer_master_key_spec: Option<KeySpec>,
-    key_spec: KeySpec,
-    key_usage: KeyUsageType,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    encapsulation_algorithms: &'static [EncapsulationAlgorithm],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     encryption_algorithms: &'static [keywarden_core::key_spec::EncryptionAlgorithm],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    signing_algorithms: &'static [SigningAlgorithm],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     key_agreement_algorithms: &'static [KeyAgreementAlgorithm],
+    key_id: String,
+    key_spec: KeySpec,
+    key_usage: KeyUsageType,
+    public_key: Blob,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    encapsulation_algorithms: &'static [EncapsulationAlgorithm],
+    signing_algorithms: &'static [SigningAlgorithm],
 }
 
 pub(super) async fn get_public_key(
@@ -234,8 +234,8 @@ pub(super) async fn generate_mac(
 #[serde(rename_all = "PascalCase")]
 struct VerifyMacOut {
     key_id: String,
-    mac_valid: bool,
     mac_algorithm: MacAlgorithm,
+    mac_valid: bool,
 }
 
 pub(super) async fn verify_mac(
@@ -281,10 +281,10 @@ struct DeriveSharedSecretIn {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct DeriveSharedSecretOut<'a> {
-    key_id: String,
-    shared_secret: SecretField<'a>,
     key_agreement_algorithm: KeyAgreementAlgorithm,
+    key_id: String,
     key_origin: &'static str,
+    shared_secret: SecretField<'a>,
 }
 
 pub(super) async fn derive_shared_secret(
@@ -345,10 +345,10 @@ struct KemIn {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct EncapsulateOut<'a> {
+    encapsulation_algorithm: EncapsulationAlgorithm,
     key_id: String,
     shared_secret: SecretField<'a>,
     shared_secret_ciphertext_blob: Blob,
-    encapsulation_algorithm: EncapsulationAlgorithm,
 }
 
 pub(super) async fn encapsulate(
@@ -375,9 +375,9 @@ pub(super) async fn encapsulate(
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct DecapsulateOut<'a> {
+    encapsulation_algorithm: EncapsulationAlgorithm,
     key_id: String,
     shared_secret: SecretField<'a>,
-    encapsulation_algorithm: EncapsulationAlgorithm,
 }
 
 pub(super) async fn decapsulate(
