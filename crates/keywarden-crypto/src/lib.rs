@@ -39,7 +39,9 @@
 mod ecc;
 mod ed25519;
 mod hmac;
-
+mod mldsa;
+mod mlkem;
+mod rng;
 mod rsa;
 mod spki;
 
@@ -74,6 +76,14 @@ pub fn generate(spec: KeySpec) -> Result<(Secret, Option<Vec<u8>>), ProtectorErr
         }
         KeySpec::EccNistEdwards25519 => {
             let (private, public) = ed25519::generate()?;
+            (private, Some(public))
+        }
+        KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
+            let (private, public) = mldsa::generate(spec)?;
+            (private, Some(public))
+        }
+        KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024 => {
+            let (private, public) = mlkem::generate(spec)?;
             (private, Some(public))
         }
         other => return Err(unsupported_spec(other)),
@@ -125,6 +135,12 @@ pub fn load(
         (KeySpec::EccNistEdwards25519, _) => Ok(SpecHandle::Sign(Box::new(
             ed25519::Ed25519Signer::load(body)?,
         ))),
+        (KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87, _) => Ok(SpecHandle::Sign(
+            Box::new(mldsa::MlDsaSigner::load(spec, body)?),
+        )),
+        (KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024, _) => Ok(SpecHandle::Kem(
+            Box::new(mlkem::MlKemKey::load(spec, body)?),
+        )),
         (other, _) => Err(unsupported_spec(other)),
     }
 }
@@ -147,6 +163,12 @@ pub fn public_key(spec: KeySpec, private: &Secret) -> Result<Option<Vec<u8>>, Pr
         | KeySpec::EccNistP521
         | KeySpec::EccSecgP256k1 => ecc::public_key(spec, body).map(Some),
         KeySpec::EccNistEdwards25519 => ed25519::public_key(body).map(Some),
+        KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
+            mldsa::public_key(spec, body).map(Some)
+        }
+        KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024 => {
+            mlkem::public_key(spec, body).map(Some)
+        }
         other => Err(unsupported_spec(other)),
     }
 }
@@ -192,6 +214,9 @@ impl PublicKeyCrypto for Crypto {
             KeySpec::EccNistEdwards25519 => {
                 ed25519::verify(public_key, algorithm, message_type, message, signature)
             }
+            KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
+                mldsa::verify(spec, public_key, message_type, message, signature)
+            }
             other => Err(unsupported_spec(other)),
         }
     }
@@ -225,10 +250,14 @@ impl PublicKeyCrypto for Crypto {
         spec: KeySpec,
         public_key: &[u8],
     ) -> Result<(Vec<u8>, Secret), ProtectorError> {
-        let _ = public_key;
-        Err(ProtectorError::Unsupported(format!(
-            "KeySpec {spec} cannot encapsulate"
-        )))
+        match spec {
+            KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024 => {
+                mlkem::encapsulate(spec, public_key)
+            }
+            other => Err(ProtectorError::Unsupported(format!(
+                "KeySpec {other} cannot encapsulate"
+            ))),
+        }
     }
 
     fn generate_pair(&self, spec: DataKeyPairSpec) -> Result<(Secret, Vec<u8>), ProtectorError> {
@@ -241,6 +270,9 @@ impl PublicKeyCrypto for Crypto {
             | KeySpec::EccNistP521
             | KeySpec::EccSecgP256k1) => ecc::generate(key_spec),
             KeySpec::EccNistEdwards25519 => ed25519::generate_pair(),
+            key_spec @ (KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024) => {
+                mlkem::generate_pair(key_spec)
+            }
             other => Err(unsupported_spec(other)),
         }
     }

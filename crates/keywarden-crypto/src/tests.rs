@@ -460,3 +460,98 @@ fn debug_output_holds_no_key_bytes() {
     assert_eq!(format!("{handle:?}"), "SpecHandle::Mac");
     assert_eq!(format!("{private:?}"), "Secret(33 bytes)");
 }
+
+fn kem(spec: KeySpec, private: &Secret) -> Box<dyn keywarden_core::protector::Decapsulator> {
+    match load(spec, KeyUsageType::EncapsulateDecapsulate, private).unwrap() {
+        SpecHandle::Kem(k) => k,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ml_kem_round_trips_and_checks_ciphertext_length() {
+    for (spec, ct_len) in [
+        (KeySpec::MlKem512, 768),
+        (KeySpec::MlKem768, 1088),
+        (KeySpec::MlKem1024, 1568),
+    ] {
+        let (private, public) = key(spec);
+        let (ct, shared) = Crypto.encapsulate(spec, &public).unwrap();
+        assert_eq!(ct.len(), ct_len);
+        assert_eq!(shared.len(), 32);
+        let k = kem(spec, &private);
+        assert_eq!(
+            k.decapsulate(&ct).unwrap().expose(),
+            shared.expose(),
+            "{spec}"
+        );
+        // Implicit rejection: an altered ciphertext gives another secret.
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert_ne!(k.decapsulate(&bad).unwrap().expose(), shared.expose());
+        for wrong in [ct_len - 1, ct_len + 1, 0] {
+            let r = k.decapsulate(&vec![0u8; wrong]);
+            assert!(
+                matches!(r, Err(ProtectorError::InvalidInput(_))),
+                "{spec} {wrong}: {r:?}"
+            );
+        }
+        // Another parameter set's public key, and garbage, are malformed.
+        let other = if spec == KeySpec::MlKem768 {
+            KeySpec::MlKem512
+        } else {
+            KeySpec::MlKem768
+        };
+        let (_, other_public) = key(other);
+        for bad in [&other_public[..], b"garbage", &public[..public.len() - 1]] {
+            let r = Crypto.encapsulate(spec, bad);
+            assert!(
+                matches!(r, Err(ProtectorError::MalformedMaterial)),
+                "{spec}: {r:?}"
+            );
+        }
+    }
+}
+
+/// The SPKI encodings name the NIST OIDs with absent parameters.
+#[test]
+fn post_quantum_spkis_carry_the_nist_oids() {
+    // DER of OID 2.16.840.1.101.3.4.<arc>.<n>: 06 09 60 86 48 01 65 03 04 <arc> <n>
+    for (spec, arc, n) in [
+        (KeySpec::MlDsa44, 3, 17),
+        (KeySpec::MlDsa65, 3, 18),
+        (KeySpec::MlDsa87, 3, 19),
+        (KeySpec::MlKem512, 4, 1),
+        (KeySpec::MlKem768, 4, 2),
+        (KeySpec::MlKem1024, 4, 3),
+    ] {
+        let (_, public) = key(spec);
+        let algorithm_identifier = [
+            0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, arc, n,
+        ];
+        assert!(
+            public
+                .windows(13)
+                .take(8)
+                .any(|w| w == algorithm_identifier),
+            "{spec}: {}",
+            hex::encode(&public[..20])
+        );
+    }
+}
+
+#[test]
+fn ml_kem_data_key_pairs_are_seed_form_pkcs8() {
+    use ml_kem::pkcs8::DecodePrivateKey;
+    use ml_kem::KeyExport;
+    let (private, public) = Crypto.generate_pair(DataKeyPairSpec::MlKem768).unwrap();
+    let dk =
+        ml_kem::DecapsulationKey::<ml_kem::MlKem768>::from_pkcs8_der(private.expose()).unwrap();
+    // Seed form: the 64-byte seed inside [0] IMPLICIT OCTET STRING (80 40).
+    assert!(private.expose().windows(2).any(|w| w == [0x80, 0x40]));
+    let (ct, shared) = Crypto.encapsulate(KeySpec::MlKem768, &public).unwrap();
+    let mut seed_encoding = vec![FORMAT_V1];
+    seed_encoding.extend_from_slice(&dk.to_bytes());
+    let k = kem(KeySpec::MlKem768, &Secret::new(seed_encoding));
+    assert_eq!(k.decapsulate(&ct).unwrap().expose(), shared.expose());
+}
