@@ -43,6 +43,7 @@ mod mldsa;
 mod mlkem;
 mod rng;
 mod rsa;
+mod sm2;
 mod spki;
 
 use keywarden_core::key_spec::{
@@ -86,7 +87,10 @@ pub fn generate(spec: KeySpec) -> Result<(Secret, Option<Vec<u8>>), ProtectorErr
             let (private, public) = mlkem::generate(spec)?;
             (private, Some(public))
         }
-        other => return Err(unsupported_spec(other)),
+        KeySpec::Sm2 => {
+            let (private, public) = sm2::generate()?;
+            (private, Some(public))
+        }
     };
     Ok((with_format(body.expose()), public))
 }
@@ -141,6 +145,13 @@ pub fn load(
         (KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024, _) => Ok(SpecHandle::Kem(
             Box::new(mlkem::MlKemKey::load(spec, body)?),
         )),
+        (KeySpec::Sm2, KeyUsageType::SignVerify) => {
+            Ok(SpecHandle::Sign(Box::new(sm2::Sm2Signer::load(body)?)))
+        }
+        (KeySpec::Sm2, KeyUsageType::EncryptDecrypt) => Ok(SpecHandle::Decrypt(Box::new(
+            sm2::Sm2Decrypter::load(body)?,
+        ))),
+        (KeySpec::Sm2, _) => Ok(SpecHandle::Agree(Box::new(sm2::Sm2Ecdh::load(body)?))),
         (other, _) => Err(unsupported_spec(other)),
     }
 }
@@ -169,7 +180,7 @@ pub fn public_key(spec: KeySpec, private: &Secret) -> Result<Option<Vec<u8>>, Pr
         KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024 => {
             mlkem::public_key(spec, body).map(Some)
         }
-        other => Err(unsupported_spec(other)),
+        KeySpec::Sm2 => sm2::public_key(body).map(Some),
     }
 }
 
@@ -217,6 +228,7 @@ impl PublicKeyCrypto for Crypto {
             KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
                 mldsa::verify(spec, public_key, message_type, message, signature)
             }
+            KeySpec::Sm2 => sm2::verify(public_key, message_type, message, signature),
             other => Err(unsupported_spec(other)),
         }
     }
@@ -241,6 +253,7 @@ impl PublicKeyCrypto for Crypto {
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 rsa::encrypt(spec, public_key, algorithm, plaintext)
             }
+            KeySpec::Sm2 => sm2::encrypt(public_key, algorithm, plaintext),
             other => Err(unsupported_spec(other)),
         }
     }
@@ -273,6 +286,7 @@ impl PublicKeyCrypto for Crypto {
             key_spec @ (KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024) => {
                 mlkem::generate_pair(key_spec)
             }
+            KeySpec::Sm2 => sm2::generate(),
             other => Err(unsupported_spec(other)),
         }
     }

@@ -142,7 +142,29 @@ fn malformed_public_keys_are_malformed_material() {
     let (_, p256) = key(KeySpec::EccNistP256);
     let (_, p384) = key(KeySpec::EccNistP384);
     let (_, rsa) = key(KeySpec::Rsa2048);
+    let (_, ed) = key(KeySpec::EccNistEdwards25519);
+    let (_, sm2) = key(KeySpec::Sm2);
+    let (_, ml44) = key(KeySpec::MlDsa44);
     let cases: &[(KeySpec, &[u8], SigningAlgorithm)] = &[
+        (KeySpec::Sm2, &p256, SigningAlgorithm::Sm2Dsa),
+        (KeySpec::EccNistP256, &sm2, SigningAlgorithm::EcdsaSha256),
+        (
+            KeySpec::EccNistEdwards25519,
+            &p256,
+            SigningAlgorithm::Ed25519Sha512,
+        ),
+        (
+            KeySpec::EccNistEdwards25519,
+            &p256,
+            SigningAlgorithm::Ed25519PhSha512,
+        ),
+        (
+            KeySpec::EccNistEdwards25519,
+            &ed[..ed.len() - 1],
+            SigningAlgorithm::Ed25519PhSha512,
+        ),
+        (KeySpec::MlDsa65, &ml44, SigningAlgorithm::MlDsaShake256),
+        (KeySpec::MlDsa44, &ed, SigningAlgorithm::MlDsaShake256),
         (
             KeySpec::EccNistP256,
             b"not a key",
@@ -344,13 +366,14 @@ fn ecdh_between_two_keys_agrees_and_rejects_bad_peers() {
         let field = match spec {
             KeySpec::EccNistP256 => 32,
             KeySpec::EccNistP384 => 48,
-            _ => 66,
+            KeySpec::EccNistP521 => 66,
+            _ => 32,
         };
         assert_eq!(ab.len(), field);
-        let other_curve = if spec == KeySpec::EccNistP256 {
-            KeySpec::EccNistP384
-        } else {
-            KeySpec::EccNistP256
+        // P-256 and SM2 keys have the same size: each is the other's wrong curve.
+        let other_curve = match spec {
+            KeySpec::EccNistP256 => KeySpec::Sm2,
+            _ => KeySpec::EccNistP256,
         };
         let (_, wrong) = key(other_curve);
         for peer in [&b"garbage"[..], &wrong, &[]] {
@@ -441,6 +464,7 @@ fn data_key_pairs_are_pkcs8_and_spki() {
                 | KeySpec::EccNistP384
                 | KeySpec::EccNistP521
                 | KeySpec::EccSecgP256k1
+                | KeySpec::Sm2
         ) {
             let mut encoding = vec![FORMAT_V1];
             encoding.extend_from_slice(private.expose());
@@ -451,6 +475,17 @@ fn data_key_pairs_are_pkcs8_and_spki() {
             );
         }
     }
+}
+
+#[test]
+fn ed25519_data_key_pairs_are_pkcs8_of_the_public_key() {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    let (private, public) = Crypto
+        .generate_pair(DataKeyPairSpec::EccNistEdwards25519)
+        .unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(private.expose()).unwrap();
+    assert!(public.ends_with(pair.public_key().as_ref()));
+    assert_eq!(public.len(), 44);
 }
 
 #[test]
@@ -554,4 +589,64 @@ fn ml_kem_data_key_pairs_are_seed_form_pkcs8() {
     seed_encoding.extend_from_slice(&dk.to_bytes());
     let k = kem(KeySpec::MlKem768, &Secret::new(seed_encoding));
     assert_eq!(k.decapsulate(&ct).unwrap().expose(), shared.expose());
+}
+
+/// Every spec but SYMMETRIC_DEFAULT generates, and loads for each of its
+/// usages as the handle of that usage.
+#[test]
+fn every_spec_and_usage_loads_as_its_handle() {
+    for spec in KeySpec::ALL.iter().copied() {
+        if spec == KeySpec::SymmetricDefault {
+            assert!(!implemented(spec));
+            continue;
+        }
+        assert!(implemented(spec), "{spec}");
+        let (private, public) = key(spec);
+        assert_eq!(!public.is_empty(), spec.has_public_key(), "{spec}");
+        for usage in spec.usages().iter().copied() {
+            let handle = load(spec, usage, &private).unwrap();
+            let ok = matches!(
+                (usage, &handle),
+                (KeyUsageType::SignVerify, SpecHandle::Sign(_))
+                    | (KeyUsageType::GenerateVerifyMac, SpecHandle::Mac(_))
+                    | (KeyUsageType::EncryptDecrypt, SpecHandle::Decrypt(_))
+                    | (KeyUsageType::KeyAgreement, SpecHandle::Agree(_))
+                    | (KeyUsageType::EncapsulateDecapsulate, SpecHandle::Kem(_))
+            );
+            assert!(ok, "{spec} {usage}: {handle:?}");
+        }
+        for usage in KeyUsageType::ALL.iter().copied() {
+            if !spec.usages().contains(&usage) {
+                assert!(matches!(
+                    load(spec, usage, &private),
+                    Err(ProtectorError::Unsupported(_))
+                ));
+            }
+        }
+    }
+}
+
+#[test]
+fn sm2_encrypts_through_crypto_and_decrypts_through_the_handle() {
+    let (private, public) = key(KeySpec::Sm2);
+    let alg = EncryptionAlgorithm::Sm2Pke;
+    let ct = Crypto
+        .encrypt(KeySpec::Sm2, &public, alg, b"plaintext")
+        .unwrap();
+    let SpecHandle::Decrypt(d) =
+        load(KeySpec::Sm2, KeyUsageType::EncryptDecrypt, &private).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(d.decrypt(alg, &ct).unwrap().expose(), b"plaintext");
+    // RSA algorithms are not SM2's.
+    assert!(matches!(
+        Crypto.encrypt(
+            KeySpec::Sm2,
+            &public,
+            EncryptionAlgorithm::RsaesOaepSha256,
+            b"p"
+        ),
+        Err(ProtectorError::Unsupported(_))
+    ));
 }
