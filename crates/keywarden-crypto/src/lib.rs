@@ -23,7 +23,7 @@
 //!
 //! | spec | after the format byte |
 //! | --- | --- |
-//! | `HMAC_224/256/384/512` | the raw HMAC key: 28, 32, 48 or 64 bytes |
+//! | `HMAC_224/256/384/512` | the raw HMAC key: generated 28, 32, 48 or 64 bytes long; loads from that length up to one hash block (64 bytes for HMAC_224/256, 128 for HMAC_384/512), so imported keys fit |
 //! | `RSA_*`, `ECC_NIST_P*`, `ECC_SECG_P256K1` | PKCS#8 v1 DER (`PrivateKeyInfo`) as aws-lc-rs writes it |
 //! | `ECC_NIST_EDWARDS25519` | the 32-byte RFC 8032 seed |
 //! | `ML_DSA_44/65/87` | the 32-byte FIPS 204 seed ξ |
@@ -32,6 +32,18 @@
 //!
 //! The format byte lets a later version change an encoding (a new byte)
 //! while old material keeps loading.
+//!
+//! # Algorithms
+//!
+//! AWS's semantics throughout: RSASSA-PSS with MGF1 of the message hash
+//! and a salt as long as the hash; RSAES-OAEP without label; ECDSA, SM2DSA
+//! signatures in DER; `DIGEST` messages are the hash the algorithm would
+//! have computed (for SM2DSA, e = SM3(Z_A ‖ M) with the distinguishing ID
+//! [`SM2_DISTINGUISHING_ID`]); Ed25519ph has an empty context; ML-DSA is
+//! pure ML-DSA with an empty context, `EXTERNAL_MU` the 64-byte μ; ECDH
+//! returns the raw x-coordinate; SM2PKE ciphertexts are DER C1C3C2.
+//! Data key pairs ([`Crypto`]'s `generate_pair`) are PKCS#8 v1 DER, seed
+//! form for ML-KEM.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -51,6 +63,8 @@ use keywarden_core::key_spec::{
 };
 use keywarden_core::protector::{ProtectorError, PublicKeyCrypto, SpecHandle};
 use keywarden_core::secret::Secret;
+
+pub use sm2::DISTINGUISHING_ID as SM2_DISTINGUISHING_ID;
 
 /// The first byte of every private encoding this version writes.
 pub const FORMAT_V1: u8 = 1;
