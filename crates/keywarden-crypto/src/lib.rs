@@ -23,7 +23,7 @@
 //!
 //! | spec | after the format byte |
 //! | --- | --- |
-//! | `HMAC_224/256/384/512` | the raw HMAC key: 28, 32, 48 or 64 bytes |
+//! | `HMAC_224/256/384/512` | the raw HMAC key: generated 28, 32, 48 or 64 bytes long; loads from that length up to one hash block (64 bytes for HMAC_224/256, 128 for HMAC_384/512), so imported keys fit |
 //! | `RSA_*`, `ECC_NIST_P*`, `ECC_SECG_P256K1` | PKCS#8 v1 DER (`PrivateKeyInfo`) as aws-lc-rs writes it |
 //! | `ECC_NIST_EDWARDS25519` | the 32-byte RFC 8032 seed |
 //! | `ML_DSA_44/65/87` | the 32-byte FIPS 204 seed ξ |
@@ -32,6 +32,18 @@
 //!
 //! The format byte lets a later version change an encoding (a new byte)
 //! while old material keeps loading.
+//!
+//! # Algorithms
+//!
+//! AWS's semantics throughout: RSASSA-PSS with MGF1 of the message hash
+//! and a salt as long as the hash; RSAES-OAEP without label; ECDSA, SM2DSA
+//! signatures in DER; `DIGEST` messages are the hash the algorithm would
+//! have computed (for SM2DSA, e = SM3(Z_A ‖ M) with the distinguishing ID
+//! [`SM2_DISTINGUISHING_ID`]); Ed25519ph has an empty context; ML-DSA is
+//! pure ML-DSA with an empty context, `EXTERNAL_MU` the 64-byte μ; ECDH
+//! returns the raw x-coordinate; SM2PKE ciphertexts are DER C1C3C2.
+//! Data key pairs ([`Crypto`]'s `generate_pair`) are PKCS#8 v1 DER, seed
+//! form for ML-KEM.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -39,8 +51,11 @@
 mod ecc;
 mod ed25519;
 mod hmac;
-
+mod mldsa;
+mod mlkem;
+mod rng;
 mod rsa;
+mod sm2;
 mod spki;
 
 use keywarden_core::key_spec::{
@@ -48,6 +63,8 @@ use keywarden_core::key_spec::{
 };
 use keywarden_core::protector::{ProtectorError, PublicKeyCrypto, SpecHandle};
 use keywarden_core::secret::Secret;
+
+pub use sm2::DISTINGUISHING_ID as SM2_DISTINGUISHING_ID;
 
 /// The first byte of every private encoding this version writes.
 pub const FORMAT_V1: u8 = 1;
@@ -76,7 +93,18 @@ pub fn generate(spec: KeySpec) -> Result<(Secret, Option<Vec<u8>>), ProtectorErr
             let (private, public) = ed25519::generate()?;
             (private, Some(public))
         }
-        other => return Err(unsupported_spec(other)),
+        KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
+            let (private, public) = mldsa::generate(spec)?;
+            (private, Some(public))
+        }
+        KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024 => {
+            let (private, public) = mlkem::generate(spec)?;
+            (private, Some(public))
+        }
+        KeySpec::Sm2 => {
+            let (private, public) = sm2::generate()?;
+            (private, Some(public))
+        }
     };
     Ok((with_format(body.expose()), public))
 }
@@ -125,6 +153,19 @@ pub fn load(
         (KeySpec::EccNistEdwards25519, _) => Ok(SpecHandle::Sign(Box::new(
             ed25519::Ed25519Signer::load(body)?,
         ))),
+        (KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87, _) => Ok(SpecHandle::Sign(
+            Box::new(mldsa::MlDsaSigner::load(spec, body)?),
+        )),
+        (KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024, _) => Ok(SpecHandle::Kem(
+            Box::new(mlkem::MlKemKey::load(spec, body)?),
+        )),
+        (KeySpec::Sm2, KeyUsageType::SignVerify) => {
+            Ok(SpecHandle::Sign(Box::new(sm2::Sm2Signer::load(body)?)))
+        }
+        (KeySpec::Sm2, KeyUsageType::EncryptDecrypt) => Ok(SpecHandle::Decrypt(Box::new(
+            sm2::Sm2Decrypter::load(body)?,
+        ))),
+        (KeySpec::Sm2, _) => Ok(SpecHandle::Agree(Box::new(sm2::Sm2Ecdh::load(body)?))),
         (other, _) => Err(unsupported_spec(other)),
     }
 }
@@ -147,7 +188,13 @@ pub fn public_key(spec: KeySpec, private: &Secret) -> Result<Option<Vec<u8>>, Pr
         | KeySpec::EccNistP521
         | KeySpec::EccSecgP256k1 => ecc::public_key(spec, body).map(Some),
         KeySpec::EccNistEdwards25519 => ed25519::public_key(body).map(Some),
-        other => Err(unsupported_spec(other)),
+        KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
+            mldsa::public_key(spec, body).map(Some)
+        }
+        KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024 => {
+            mlkem::public_key(spec, body).map(Some)
+        }
+        KeySpec::Sm2 => sm2::public_key(body).map(Some),
     }
 }
 
@@ -192,6 +239,10 @@ impl PublicKeyCrypto for Crypto {
             KeySpec::EccNistEdwards25519 => {
                 ed25519::verify(public_key, algorithm, message_type, message, signature)
             }
+            KeySpec::MlDsa44 | KeySpec::MlDsa65 | KeySpec::MlDsa87 => {
+                mldsa::verify(spec, public_key, message_type, message, signature)
+            }
+            KeySpec::Sm2 => sm2::verify(public_key, message_type, message, signature),
             other => Err(unsupported_spec(other)),
         }
     }
@@ -216,6 +267,7 @@ impl PublicKeyCrypto for Crypto {
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
                 rsa::encrypt(spec, public_key, algorithm, plaintext)
             }
+            KeySpec::Sm2 => sm2::encrypt(public_key, algorithm, plaintext),
             other => Err(unsupported_spec(other)),
         }
     }
@@ -225,10 +277,14 @@ impl PublicKeyCrypto for Crypto {
         spec: KeySpec,
         public_key: &[u8],
     ) -> Result<(Vec<u8>, Secret), ProtectorError> {
-        let _ = public_key;
-        Err(ProtectorError::Unsupported(format!(
-            "KeySpec {spec} cannot encapsulate"
-        )))
+        match spec {
+            KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024 => {
+                mlkem::encapsulate(spec, public_key)
+            }
+            other => Err(ProtectorError::Unsupported(format!(
+                "KeySpec {other} cannot encapsulate"
+            ))),
+        }
     }
 
     fn generate_pair(&self, spec: DataKeyPairSpec) -> Result<(Secret, Vec<u8>), ProtectorError> {
@@ -241,6 +297,10 @@ impl PublicKeyCrypto for Crypto {
             | KeySpec::EccNistP521
             | KeySpec::EccSecgP256k1) => ecc::generate(key_spec),
             KeySpec::EccNistEdwards25519 => ed25519::generate_pair(),
+            key_spec @ (KeySpec::MlKem512 | KeySpec::MlKem768 | KeySpec::MlKem1024) => {
+                mlkem::generate_pair(key_spec)
+            }
+            KeySpec::Sm2 => sm2::generate(),
             other => Err(unsupported_spec(other)),
         }
     }

@@ -142,7 +142,29 @@ fn malformed_public_keys_are_malformed_material() {
     let (_, p256) = key(KeySpec::EccNistP256);
     let (_, p384) = key(KeySpec::EccNistP384);
     let (_, rsa) = key(KeySpec::Rsa2048);
+    let (_, ed) = key(KeySpec::EccNistEdwards25519);
+    let (_, sm2) = key(KeySpec::Sm2);
+    let (_, ml44) = key(KeySpec::MlDsa44);
     let cases: &[(KeySpec, &[u8], SigningAlgorithm)] = &[
+        (KeySpec::Sm2, &p256, SigningAlgorithm::Sm2Dsa),
+        (KeySpec::EccNistP256, &sm2, SigningAlgorithm::EcdsaSha256),
+        (
+            KeySpec::EccNistEdwards25519,
+            &p256,
+            SigningAlgorithm::Ed25519Sha512,
+        ),
+        (
+            KeySpec::EccNistEdwards25519,
+            &p256,
+            SigningAlgorithm::Ed25519PhSha512,
+        ),
+        (
+            KeySpec::EccNistEdwards25519,
+            &ed[..ed.len() - 1],
+            SigningAlgorithm::Ed25519PhSha512,
+        ),
+        (KeySpec::MlDsa65, &ml44, SigningAlgorithm::MlDsaShake256),
+        (KeySpec::MlDsa44, &ed, SigningAlgorithm::MlDsaShake256),
         (
             KeySpec::EccNistP256,
             b"not a key",
@@ -344,13 +366,14 @@ fn ecdh_between_two_keys_agrees_and_rejects_bad_peers() {
         let field = match spec {
             KeySpec::EccNistP256 => 32,
             KeySpec::EccNistP384 => 48,
-            _ => 66,
+            KeySpec::EccNistP521 => 66,
+            _ => 32,
         };
         assert_eq!(ab.len(), field);
-        let other_curve = if spec == KeySpec::EccNistP256 {
-            KeySpec::EccNistP384
-        } else {
-            KeySpec::EccNistP256
+        // P-256 and SM2 keys have the same size: each is the other's wrong curve.
+        let other_curve = match spec {
+            KeySpec::EccNistP256 => KeySpec::Sm2,
+            _ => KeySpec::EccNistP256,
         };
         let (_, wrong) = key(other_curve);
         for peer in [&b"garbage"[..], &wrong, &[]] {
@@ -441,6 +464,7 @@ fn data_key_pairs_are_pkcs8_and_spki() {
                 | KeySpec::EccNistP384
                 | KeySpec::EccNistP521
                 | KeySpec::EccSecgP256k1
+                | KeySpec::Sm2
         ) {
             let mut encoding = vec![FORMAT_V1];
             encoding.extend_from_slice(private.expose());
@@ -454,9 +478,175 @@ fn data_key_pairs_are_pkcs8_and_spki() {
 }
 
 #[test]
+fn ed25519_data_key_pairs_are_pkcs8_of_the_public_key() {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    let (private, public) = Crypto
+        .generate_pair(DataKeyPairSpec::EccNistEdwards25519)
+        .unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(private.expose()).unwrap();
+    assert!(public.ends_with(pair.public_key().as_ref()));
+    assert_eq!(public.len(), 44);
+}
+
+#[test]
 fn debug_output_holds_no_key_bytes() {
     let (private, _) = generate(KeySpec::Hmac256).unwrap();
     let handle = load(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac, &private).unwrap();
     assert_eq!(format!("{handle:?}"), "SpecHandle::Mac");
     assert_eq!(format!("{private:?}"), "Secret(33 bytes)");
+}
+
+fn kem(spec: KeySpec, private: &Secret) -> Box<dyn keywarden_core::protector::Decapsulator> {
+    match load(spec, KeyUsageType::EncapsulateDecapsulate, private).unwrap() {
+        SpecHandle::Kem(k) => k,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ml_kem_round_trips_and_checks_ciphertext_length() {
+    for (spec, ct_len) in [
+        (KeySpec::MlKem512, 768),
+        (KeySpec::MlKem768, 1088),
+        (KeySpec::MlKem1024, 1568),
+    ] {
+        let (private, public) = key(spec);
+        let (ct, shared) = Crypto.encapsulate(spec, &public).unwrap();
+        assert_eq!(ct.len(), ct_len);
+        assert_eq!(shared.len(), 32);
+        let k = kem(spec, &private);
+        assert_eq!(
+            k.decapsulate(&ct).unwrap().expose(),
+            shared.expose(),
+            "{spec}"
+        );
+        // Implicit rejection: an altered ciphertext gives another secret.
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert_ne!(k.decapsulate(&bad).unwrap().expose(), shared.expose());
+        for wrong in [ct_len - 1, ct_len + 1, 0] {
+            let r = k.decapsulate(&vec![0u8; wrong]);
+            assert!(
+                matches!(r, Err(ProtectorError::InvalidInput(_))),
+                "{spec} {wrong}: {r:?}"
+            );
+        }
+        // Another parameter set's public key, and garbage, are malformed.
+        let other = if spec == KeySpec::MlKem768 {
+            KeySpec::MlKem512
+        } else {
+            KeySpec::MlKem768
+        };
+        let (_, other_public) = key(other);
+        for bad in [&other_public[..], b"garbage", &public[..public.len() - 1]] {
+            let r = Crypto.encapsulate(spec, bad);
+            assert!(
+                matches!(r, Err(ProtectorError::MalformedMaterial)),
+                "{spec}: {r:?}"
+            );
+        }
+    }
+}
+
+/// The SPKI encodings name the NIST OIDs with absent parameters.
+#[test]
+fn post_quantum_spkis_carry_the_nist_oids() {
+    // DER of OID 2.16.840.1.101.3.4.<arc>.<n>: 06 09 60 86 48 01 65 03 04 <arc> <n>
+    for (spec, arc, n) in [
+        (KeySpec::MlDsa44, 3, 17),
+        (KeySpec::MlDsa65, 3, 18),
+        (KeySpec::MlDsa87, 3, 19),
+        (KeySpec::MlKem512, 4, 1),
+        (KeySpec::MlKem768, 4, 2),
+        (KeySpec::MlKem1024, 4, 3),
+    ] {
+        let (_, public) = key(spec);
+        let algorithm_identifier = [
+            0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, arc, n,
+        ];
+        assert!(
+            public
+                .windows(13)
+                .take(8)
+                .any(|w| w == algorithm_identifier),
+            "{spec}: {}",
+            hex::encode(&public[..20])
+        );
+    }
+}
+
+#[test]
+fn ml_kem_data_key_pairs_are_seed_form_pkcs8() {
+    use ml_kem::pkcs8::DecodePrivateKey;
+    use ml_kem::KeyExport;
+    let (private, public) = Crypto.generate_pair(DataKeyPairSpec::MlKem768).unwrap();
+    let dk =
+        ml_kem::DecapsulationKey::<ml_kem::MlKem768>::from_pkcs8_der(private.expose()).unwrap();
+    // Seed form: the 64-byte seed inside [0] IMPLICIT OCTET STRING (80 40).
+    assert!(private.expose().windows(2).any(|w| w == [0x80, 0x40]));
+    let (ct, shared) = Crypto.encapsulate(KeySpec::MlKem768, &public).unwrap();
+    let mut seed_encoding = vec![FORMAT_V1];
+    seed_encoding.extend_from_slice(&dk.to_bytes());
+    let k = kem(KeySpec::MlKem768, &Secret::new(seed_encoding));
+    assert_eq!(k.decapsulate(&ct).unwrap().expose(), shared.expose());
+}
+
+/// Every spec but SYMMETRIC_DEFAULT generates, and loads for each of its
+/// usages as the handle of that usage.
+#[test]
+fn every_spec_and_usage_loads_as_its_handle() {
+    for spec in KeySpec::ALL.iter().copied() {
+        if spec == KeySpec::SymmetricDefault {
+            assert!(!implemented(spec));
+            continue;
+        }
+        assert!(implemented(spec), "{spec}");
+        let (private, public) = key(spec);
+        assert_eq!(!public.is_empty(), spec.has_public_key(), "{spec}");
+        for usage in spec.usages().iter().copied() {
+            let handle = load(spec, usage, &private).unwrap();
+            let ok = matches!(
+                (usage, &handle),
+                (KeyUsageType::SignVerify, SpecHandle::Sign(_))
+                    | (KeyUsageType::GenerateVerifyMac, SpecHandle::Mac(_))
+                    | (KeyUsageType::EncryptDecrypt, SpecHandle::Decrypt(_))
+                    | (KeyUsageType::KeyAgreement, SpecHandle::Agree(_))
+                    | (KeyUsageType::EncapsulateDecapsulate, SpecHandle::Kem(_))
+            );
+            assert!(ok, "{spec} {usage}: {handle:?}");
+        }
+        for usage in KeyUsageType::ALL.iter().copied() {
+            if !spec.usages().contains(&usage) {
+                assert!(matches!(
+                    load(spec, usage, &private),
+                    Err(ProtectorError::Unsupported(_))
+                ));
+            }
+        }
+    }
+}
+
+#[test]
+fn sm2_encrypts_through_crypto_and_decrypts_through_the_handle() {
+    let (private, public) = key(KeySpec::Sm2);
+    let alg = EncryptionAlgorithm::Sm2Pke;
+    let ct = Crypto
+        .encrypt(KeySpec::Sm2, &public, alg, b"plaintext")
+        .unwrap();
+    let SpecHandle::Decrypt(d) =
+        load(KeySpec::Sm2, KeyUsageType::EncryptDecrypt, &private).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(d.decrypt(alg, &ct).unwrap().expose(), b"plaintext");
+    // RSA algorithms are not SM2's.
+    assert!(matches!(
+        Crypto.encrypt(
+            KeySpec::Sm2,
+            &public,
+            EncryptionAlgorithm::RsaesOaepSha256,
+            b"p"
+        ),
+        Err(ProtectorError::Unsupported(_))
+    ));
 }
