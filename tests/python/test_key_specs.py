@@ -302,18 +302,18 @@ def test_ml_kem_local_encapsulation_decapsulates_on_the_server(kms, spec, cls, c
     assert isinstance(pub, cls)
     secret, ciphertext = pub.encapsulate()
     assert len(ciphertext) == ct_len
-    got = kms.decapsulate(KeyId=key, CiphertextBlob=ciphertext, EncapsulationAlgorithm="ML_KEM")
+    got = kms.decapsulate(KeyId=key, SharedSecretCiphertextBlob=ciphertext, EncapsulationAlgorithm="ML_KEM")
     assert got["SharedSecret"] == secret
     enc = kms.encapsulate(KeyId=key, EncapsulationAlgorithm="ML_KEM")
-    assert kms.decapsulate(KeyId=key, CiphertextBlob=enc["SharedSecretCiphertextBlob"], EncapsulationAlgorithm="ML_KEM")["SharedSecret"] == enc["SharedSecret"]
-    expect_error("InvalidCiphertextException", kms.decapsulate, KeyId=key, CiphertextBlob=ciphertext[:-1], EncapsulationAlgorithm="ML_KEM")
+    assert kms.decapsulate(KeyId=key, SharedSecretCiphertextBlob=enc["SharedSecretCiphertextBlob"], EncapsulationAlgorithm="ML_KEM")["SharedSecret"] == enc["SharedSecret"]
+    expect_error("InvalidCiphertextException", kms.decapsulate, KeyId=key, SharedSecretCiphertextBlob=ciphertext[:-1], EncapsulationAlgorithm="ML_KEM")
 
 
 def test_ml_kem_512_round_trip(kms):
     key = create(kms, "ML_KEM_512", "ENCAPSULATE_DECAPSULATE")
     enc = kms.encapsulate(KeyId=key, EncapsulationAlgorithm="ML_KEM")
     assert len(enc["SharedSecretCiphertextBlob"]) == 768
-    assert kms.decapsulate(KeyId=key, CiphertextBlob=enc["SharedSecretCiphertextBlob"], EncapsulationAlgorithm="ML_KEM")["SharedSecret"] == enc["SharedSecret"]
+    assert kms.decapsulate(KeyId=key, SharedSecretCiphertextBlob=enc["SharedSecretCiphertextBlob"], EncapsulationAlgorithm="ML_KEM")["SharedSecret"] == enc["SharedSecret"]
 
 
 PAIR_SPECS = ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519", "SM2", "ML_KEM_768"]
@@ -426,3 +426,49 @@ def test_public_key_is_stable_and_keys_list_with_their_specs(kms):
     assert public_key(kms, key).key_size == 3072
     kms.update_key_description(KeyId=key, Description="still the same key")
     assert kms.get_public_key(KeyId=key)["PublicKey"] == first
+
+
+def test_rsa_4096_generation_burst_does_not_starve_other_requests(kms, new_client):
+    """20 RSA_4096 CreateKey calls at once (seconds of key generation, run
+    on a bounded blocking pool) while another client keeps calling
+    DescribeKey: every key is made and DescribeKey keeps being answered
+    throughout. The bounds are generous completion bounds, not timings."""
+    import threading
+    import time
+
+    probe_key = create(kms, "SYMMETRIC_DEFAULT")
+    clients = [new_client() for _ in range(20)]
+    made: list[tuple] = []
+    errors: list[BaseException] = []
+
+    def make(client):
+        try:
+            meta = client.create_key(KeySpec="RSA_4096", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+            made.append((client, meta["KeyId"]))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=make, args=(c,)) for c in clients]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    answered, slowest = 0, 0.0
+    prober = kms
+    while any(t.is_alive() for t in threads):
+        t0 = time.monotonic()
+        assert prober.describe_key(KeyId=probe_key)["KeyMetadata"]["KeyState"] == "Enabled"
+        slowest = max(slowest, time.monotonic() - t0)
+        answered += 1
+        assert time.monotonic() - started < 600, "RSA_4096 burst did not finish"
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len({key for _, key in made}) == 20
+    burst = time.monotonic() - started
+    # Other requests were answered while the keys were generated: at least
+    # one DescribeKey per two seconds of burst, none waiting for the burst.
+    assert answered >= max(3, int(burst / 2)), (answered, burst)
+    assert slowest < burst / 2 or slowest < 1.0, (slowest, burst)
+    client, key = made[0]
+    spki = client.get_public_key(KeyId=key)["PublicKey"]
+    assert serialization.load_der_public_key(spki).key_size == 4096

@@ -390,7 +390,7 @@ impl SigningAlgorithm {
 
 impl MacAlgorithm {
     /// The MAC's length in bytes.
-    pub fn len(self) -> usize {
+    pub fn mac_len(self) -> usize {
         match self {
             MacAlgorithm::HmacSha224 => 28,
             MacAlgorithm::HmacSha256 => 32,

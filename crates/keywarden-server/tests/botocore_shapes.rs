@@ -389,7 +389,7 @@ fn other_specs(w: &mut World) {
     w.ok(
         Op::Decapsulate,
         json!({"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM",
-               "CiphertextBlob": str_of(&encapsulated, "SharedSecretCiphertextBlob")}),
+               "SharedSecretCiphertextBlob": str_of(&encapsulated, "SharedSecretCiphertextBlob")}),
     );
     let symmetric = create(w, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT");
     w.ok(

@@ -78,7 +78,8 @@ fn world() -> World {
         clock: Arc::new(SystemClock),
         config: KmsConfig::default(),
     })
-    .with_importer(Arc::new(importer));
+    .with_importer(Arc::new(importer))
+    .with_public_key_crypto(Arc::new(keywarden_crypto::Crypto));
     let issued = rt.block_on(kms.create_account("fuzz")).unwrap();
     // The seed products (`mysql` for the keyring operations).
     rt.block_on(kms.register_seed_products()).unwrap();
@@ -170,10 +171,77 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
         .as_str()
         .unwrap()
         .to_owned();
+    let spec_key = |spec: &str, usage: &str| {
+        key_id(&w.ok("CreateKey", json!({"KeySpec": spec, "KeyUsage": usage})))
+    };
+    let signer = spec_key("ECC_NIST_P256", "SIGN_VERIFY");
+    let rsa = spec_key("RSA_2048", "ENCRYPT_DECRYPT");
+    let mac_key = spec_key("HMAC_256", "GENERATE_VERIFY_MAC");
+    let agreer = spec_key("ECC_NIST_P256", "KEY_AGREEMENT");
+    let kem = spec_key("ML_KEM_512", "ENCAPSULATE_DECAPSULATE");
+    let message = B64.encode(b"fuzz message");
+    let signature = w.ok(
+        "Sign",
+        json!({"KeyId": signer, "Message": message, "SigningAlgorithm": "ECDSA_SHA_256"}),
+    )["Signature"]
+        .clone();
+    let mac = w.ok(
+        "GenerateMac",
+        json!({"KeyId": mac_key, "Message": message, "MacAlgorithm": "HMAC_SHA_256"}),
+    )["Mac"]
+        .clone();
+    let public_key = w.ok("GetPublicKey", json!({"KeyId": signer}))["PublicKey"].clone();
+    let encapsulated = w.ok(
+        "Encapsulate",
+        json!({"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM"}),
+    )["SharedSecretCiphertextBlob"]
+        .clone();
     let blob0 = B64.encode(&blobs[0].blob);
     let blob1 = B64.encode(&blobs[1].blob);
 
     let seeds = vec![
+        (
+            "Sign",
+            json!({"KeyId": signer, "Message": message, "MessageType": "RAW",
+                   "SigningAlgorithm": "ECDSA_SHA_256", "GrantTokens": [], "DryRun": false}),
+        ),
+        (
+            "Verify",
+            json!({"KeyId": signer, "Message": message, "MessageType": "RAW",
+                   "Signature": signature, "SigningAlgorithm": "ECDSA_SHA_256"}),
+        ),
+        ("GetPublicKey", json!({"KeyId": rsa})),
+        (
+            "GenerateMac",
+            json!({"KeyId": mac_key, "Message": message, "MacAlgorithm": "HMAC_SHA_256"}),
+        ),
+        (
+            "VerifyMac",
+            json!({"KeyId": mac_key, "Message": message, "MacAlgorithm": "HMAC_SHA_256",
+                   "Mac": mac}),
+        ),
+        (
+            "GenerateDataKeyPair",
+            json!({"KeyId": crypto, "KeyPairSpec": "ECC_NIST_P256",
+                   "EncryptionContext": {"a": "b"}}),
+        ),
+        (
+            "GenerateDataKeyPairWithoutPlaintext",
+            json!({"KeyId": crypto, "KeyPairSpec": "ECC_NIST_EDWARDS25519"}),
+        ),
+        (
+            "DeriveSharedSecret",
+            json!({"KeyId": agreer, "KeyAgreementAlgorithm": "ECDH", "PublicKey": public_key}),
+        ),
+        (
+            "Encapsulate",
+            json!({"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM"}),
+        ),
+        (
+            "Decapsulate",
+            json!({"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM",
+                   "SharedSecretCiphertextBlob": encapsulated}),
+        ),
         ("CancelKeyDeletion", json!({"KeyId": managed})),
         (
             "CreateAlias",

@@ -562,7 +562,7 @@ impl Kms {
         ciphertext: &[u8],
         dry_run: bool,
     ) -> Result<(Arc<KeyRecord>, Secret), KmsError> {
-        check_len("ciphertextBlob", ciphertext, MAX_BLOB)?;
+        check_len("sharedSecretCiphertextBlob", ciphertext, MAX_BLOB)?;
         let key = self
             .resolve_kind(
                 caller,

@@ -336,7 +336,7 @@ fn encapsulation_algorithm(value: Option<String>) -> Result<EncapsulationAlgorit
 struct KemIn {
     key_id: Option<String>,
     encapsulation_algorithm: Option<String>,
-    ciphertext_blob: Option<Blob>,
+    shared_secret_ciphertext_blob: Option<Blob>,
     grant_tokens: Option<Vec<String>>,
     dry_run: Option<bool>,
 }
@@ -388,7 +388,10 @@ pub(super) async fn decapsulate(
     let req: KemIn = decode(body)?;
     let key = key_ref(&required(req.key_id, "keyId")?)?;
     let algorithm = encapsulation_algorithm(req.encapsulation_algorithm)?;
-    let ciphertext = required(req.ciphertext_blob, "ciphertextBlob")?;
+    let ciphertext = required(
+        req.shared_secret_ciphertext_blob,
+        "sharedSecretCiphertextBlob",
+    )?;
     check_grant_tokens(req.grant_tokens.as_ref())?;
     let (key, secret) = kms
         .decapsulate(
