@@ -269,12 +269,27 @@ def test_rsa_oaep_local_ciphertexts_decrypt_and_limits(kms, spec, max_sha1, max_
     expect_error("InvalidKeyUsageException", kms.encrypt, KeyId=key, Plaintext=b"x", EncryptionAlgorithm="SM2PKE")
 
 
-def test_sm2_encryption_round_trip(kms):
+def test_sm2_encryption_round_trip_and_openssl_ciphertexts(kms, tmp_path):
     key = create(kms, "SM2", "ENCRYPT_DECRYPT")
     plaintext = os.urandom(1024)
     ct = kms.encrypt(KeyId=key, Plaintext=plaintext, EncryptionAlgorithm="SM2PKE")["CiphertextBlob"]
     assert kms.decrypt(KeyId=key, CiphertextBlob=ct, EncryptionAlgorithm="SM2PKE")["Plaintext"] == plaintext
     expect_error("ValidationException", kms.encrypt, KeyId=key, Plaintext=os.urandom(1025), EncryptionAlgorithm="SM2PKE")
+    # A ciphertext made by the openssl command line with GetPublicKey's DER
+    # (GM/T 0009 DER, C1C3C2) decrypts through the server.
+    (tmp_path / "pub.der").write_bytes(kms.get_public_key(KeyId=key)["PublicKey"])
+    (tmp_path / "pt").write_bytes(b"encrypted by openssl")
+    proc = subprocess.run(
+        ["openssl", "pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", "pub.der",
+         "-in", "pt", "-out", "ct"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = kms.decrypt(KeyId=key, CiphertextBlob=(tmp_path / "ct").read_bytes(), EncryptionAlgorithm="SM2PKE")
+    assert got["Plaintext"] == b"encrypted by openssl"
+    bad = bytearray((tmp_path / "ct").read_bytes())
+    bad[-1] ^= 1
+    expect_error("InvalidCiphertextException", kms.decrypt, KeyId=key, CiphertextBlob=bytes(bad), EncryptionAlgorithm="SM2PKE")
 
 
 @pytest.mark.parametrize("spec,curve", [("ECC_NIST_P256", ec.SECP256R1), ("ECC_NIST_P384", ec.SECP384R1), ("ECC_NIST_P521", ec.SECP521R1)])

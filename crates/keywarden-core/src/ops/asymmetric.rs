@@ -617,6 +617,14 @@ impl Kms {
         if !key.record.kind.is_symmetric_encryption() {
             return Err(self.wrong_usage(&key.record, grant.as_str()));
         }
+        // AWS: "You cannot use an asymmetric KMS key or a KMS key in a
+        // custom key store" to wrap a data key pair.
+        if let Some(store) = key.record.custom_key_store_id() {
+            return Err(KmsError::Unsupported(format!(
+                "{} is in custom key store {store}; data key pairs need a KMS key outside custom key stores.",
+                self.key_arn(&key.record.account_id, &key.record.key_id)
+            )));
+        }
         if dry_run {
             return Err(KmsError::DryRun);
         }

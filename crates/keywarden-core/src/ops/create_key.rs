@@ -121,7 +121,14 @@ impl Kms {
         // (`aws:RequestTag/<key>`, `aws:TagKeys`). The root has every
         // identity permission.
         if caller.product.is_none() && !matches!(caller.identity, Identity::Root) {
-            let tagged = caller.with_operation_keys(crate::authz::request_tag_keys(&req.tags));
+            // AWS's CreateKey condition keys: the request's tags and the
+            // key it would make (kms:KeySpec, kms:KeyUsage, kms:KeyOrigin).
+            let mut facts = crate::authz::request_tag_keys(&req.tags);
+            facts
+                .insert("kms:KeySpec", kind.spec.as_str())
+                .insert("kms:KeyUsage", kind.usage.as_str())
+                .insert("kms:KeyOrigin", req.origin.as_str());
+            let tagged = caller.with_operation_keys(facts);
             self.authorize_action(&tagged, "kms:CreateKey", "*").await?;
         }
         let protector = match (req.origin, &req.custom_key_store_id) {
