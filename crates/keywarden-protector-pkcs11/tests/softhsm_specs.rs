@@ -70,6 +70,8 @@ fn softhsm_key_specs() {
     stored_forms_are_bound(&p, &next_key(), &next_key());
     unsupported_specs_are_refused(&p, &next_key());
     aes_keys_still_work(&p, &next_key());
+    // Last: it logs the whole application out.
+    lost_login_is_recovered(&raw, &next_key());
 }
 
 /// The private object of a generated pair (or the HMAC key): a token
@@ -515,4 +517,26 @@ fn aes_keys_still_work(p: &Pkcs11Protector, k: &KeyId) {
     );
     p.destroy(b, &generated.stored).unwrap();
     assert!(p.load(b, &generated.stored).is_err());
+}
+
+/// Spec handles recover from a lost login like AES handles: the object
+/// handle is invisible once logged out, the pool reconnects and the call
+/// is retried.
+fn lost_login_is_recovered(raw: &Session, k: &KeyId) {
+    let p = Pkcs11Protector::new(common::config(common::LABEL, common::PIN, 2)).unwrap();
+    let b = binding(k, 1);
+    let spec = KeySpec::EccNistP256;
+    let generated = p.generate_spec(b, spec).unwrap();
+    let public = generated.public_key.unwrap();
+    let SpecHandle::Sign(s) = signer(&p, b, spec, &generated.stored) else {
+        panic!("a signer")
+    };
+    let algorithm = SigningAlgorithm::EcdsaSha256;
+    s.sign(algorithm, MessageType::Raw, b"before").unwrap();
+    raw.logout().unwrap();
+    let sig = s.sign(algorithm, MessageType::Raw, b"after").unwrap();
+    assert!(Crypto
+        .verify(spec, &public, algorithm, MessageType::Raw, b"after", &sig)
+        .unwrap());
+    assert!(p.available());
 }
