@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::MechanismType;
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
@@ -119,6 +120,8 @@ struct Live {
     idle: Vec<Session>,
     /// Sessions of this connection open now (idle or leased).
     open: usize,
+    /// What the token's `C_GetMechanismList` answered at connection.
+    mechanisms: Arc<[MechanismType]>,
 }
 
 struct State {
@@ -229,6 +232,11 @@ impl Connection {
                 state.refused = true;
             }
         })?;
+        let mechanisms: Arc<[MechanismType]> = ctx
+            .get_mechanism_list(slot)
+            .map_err(|e| unavailable(&e, "pkcs11 mechanism list"))?
+            .into();
+        tracing::debug!(count = mechanisms.len(), "pkcs11 token mechanisms listed");
         state.generation += 1;
         state.last_failure = None;
         state.live = Some(Live {
@@ -236,6 +244,7 @@ impl Connection {
             slot,
             idle: vec![session],
             open: 1,
+            mechanisms,
         });
         tracing::info!("pkcs11 token connected");
         Ok(())
@@ -265,6 +274,20 @@ impl Connection {
             }
             Err(e) => Err(unavailable(&e, "pkcs11 login")),
         }
+    }
+
+    /// The mechanisms the connected token lists (`C_GetMechanismList`, read
+    /// once per connection), connecting first if needed.
+    pub(crate) fn mechanisms(&self) -> Result<Arc<[MechanismType]>, ProtectorError> {
+        let mut state = lock(&self.state);
+        if state.live.is_none() {
+            self.connect_rate_limited(&mut state)?;
+        }
+        state
+            .live
+            .as_ref()
+            .map(|live| Arc::clone(&live.mechanisms))
+            .ok_or_else(|| ProtectorError::Unavailable("pkcs11 token unreachable".into()))
     }
 
     /// A session from the pool, connecting first if needed; waits while all

@@ -1,5 +1,7 @@
 //! Keywarden's HSM key protector: AES-256 keys generated inside a PKCS#11
-//! token and used there (AES-256-GCM), through the `cryptoki` binding.
+//! token and used there (AES-256-GCM), through the `cryptoki` binding; and
+//! RSA, ECC and HMAC keys, whose private operations (signing, OAEP
+//! decryption, ECDH, HMAC) the token performs.
 //!
 //! The material never leaves the token (`CKA_SENSITIVE`, not
 //! `CKA_EXTRACTABLE`); what Keywarden stores for a key version is only the
@@ -11,7 +13,9 @@
 
 mod config;
 mod connection;
+mod encoding;
 mod protector;
+mod spec;
 mod stored;
 
 pub use config::Pkcs11Config;

@@ -12,12 +12,15 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState};
 use cryptoki::types::Ulong;
-use keywarden_core::protector::{KeyBinding, KeyHandle, KeyProtector, ProtectorError, Sealed};
+use keywarden_core::key_spec::{KeySpec, KeyUsageType};
+use keywarden_core::protector::{
+    GeneratedMaterial, KeyBinding, KeyHandle, KeyProtector, ProtectorError, Sealed, SpecHandle,
+};
 use keywarden_core::secret::Secret;
 
 use crate::config::Pkcs11Config;
 use crate::connection::{classify, Connection, Failure};
-use crate::stored;
+use crate::{spec, stored};
 
 /// How often a disconnected protector tries the token again.
 pub const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
@@ -39,9 +42,9 @@ pub struct Pkcs11Protector {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    conn: Connection,
-    rng: SystemRandom,
+pub(crate) struct Inner {
+    pub(crate) conn: Connection,
+    pub(crate) rng: SystemRandom,
 }
 
 impl fmt::Debug for Pkcs11Protector {
@@ -87,7 +90,7 @@ impl Pkcs11Protector {
 impl Inner {
     /// Runs `op` on a pooled session; after a connection failure, reconnects
     /// and runs it once more.
-    fn with_session<T>(
+    pub(crate) fn with_session<T>(
         &self,
         mut op: impl FnMut(&Session, u64) -> Result<T, Failure>,
     ) -> Result<T, ProtectorError> {
@@ -119,12 +122,24 @@ impl Inner {
         }
     }
 
-    fn find(&self, session: &Session, id: &[u8]) -> Result<Option<ObjectHandle>, Failure> {
+    /// A fresh random tail for a `CKA_ID`.
+    pub(crate) fn nonce(&self) -> Result<[u8; stored::NONCE_LEN], ProtectorError> {
+        let mut nonce = [0u8; stored::NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| ProtectorError::Crypto("random"))?;
+        Ok(nonce)
+    }
+
+    /// The one object of `class` with `CKA_ID` `id`, if any.
+    pub(crate) fn find(
+        &self,
+        session: &Session,
+        class: ObjectClass,
+        id: &[u8],
+    ) -> Result<Option<ObjectHandle>, Failure> {
         let found = session
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Id(id.to_vec()),
-            ])
+            .find_objects(&[Attribute::Class(class), Attribute::Id(id.to_vec())])
             .map_err(|e| classify(&e, "pkcs11 find object"))?;
         match found.as_slice() {
             [] => Ok(None),
@@ -143,11 +158,7 @@ impl KeyProtector for Pkcs11Protector {
     }
 
     fn generate(&self, binding: KeyBinding<'_>) -> Result<Vec<u8>, ProtectorError> {
-        let mut nonce = [0u8; stored::NONCE_LEN];
-        self.inner
-            .rng
-            .fill(&mut nonce)
-            .map_err(|_| ProtectorError::Crypto("random"))?;
+        let nonce = self.inner.nonce()?;
         let id = stored::object_id(binding, &nonce);
         let label = format!("keywarden/{}#{}", binding.key_id, binding.version);
         let template = [
@@ -182,32 +193,53 @@ impl KeyProtector for Pkcs11Protector {
         stored: &[u8],
     ) -> Result<Box<dyn KeyHandle>, ProtectorError> {
         let id = stored::decode(binding, stored)?.to_vec();
-        let (generation, object) = self.inner.with_session(|session, generation| {
-            match self.inner.find(session, &id)? {
-                Some(object) => Ok((generation, object)),
-                None => Err(Failure::Operation(ProtectorError::Crypto(
-                    "pkcs11 key object not found",
-                ))),
-            }
-        })?;
-        Ok(Box::new(Pkcs11Handle {
-            inner: Arc::clone(&self.inner),
-            id,
-            object: Mutex::new((generation, object)),
-        }))
+        let key = TokenObject::find(&self.inner, ObjectClass::SECRET_KEY, id)?;
+        Ok(Box::new(Pkcs11Handle { key }))
     }
 
+    /// Destroys every object whose `CKA_ID` the stored form names: the AES
+    /// key, the HMAC key, or both halves of a key pair (this protector
+    /// keeps only the private half on the token, but a public half made
+    /// by another version or tool under the same `CKA_ID` goes too).
     fn destroy(&self, binding: KeyBinding<'_>, stored: &[u8]) -> Result<(), ProtectorError> {
-        let id = stored::decode(binding, stored)?;
-        self.inner
-            .with_session(|session, _| match self.inner.find(session, id)? {
-                None => Ok(()),
-                Some(object) => match session.destroy_object(object) {
+        let id = stored::decode_any(binding, stored)?;
+        self.inner.with_session(|session, _| {
+            let objects = session
+                .find_objects(&[Attribute::Id(id.to_vec())])
+                .map_err(|e| classify(&e, "pkcs11 find object"))?;
+            for object in objects {
+                match session.destroy_object(object) {
                     // Destroyed concurrently: the goal is reached.
-                    Ok(()) | Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => Ok(()),
-                    Err(e) => Err(classify(&e, "pkcs11 destroy object")),
-                },
-            })
+                    Ok(()) | Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => {}
+                    Err(e) => return Err(classify(&e, "pkcs11 destroy object")),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn generate_spec(
+        &self,
+        binding: KeyBinding<'_>,
+        spec: KeySpec,
+    ) -> Result<GeneratedMaterial, ProtectorError> {
+        if spec == KeySpec::SymmetricDefault {
+            return Ok(GeneratedMaterial {
+                stored: self.generate(binding)?,
+                public_key: None,
+            });
+        }
+        spec::generate(&self.inner, binding, spec)
+    }
+
+    fn load_spec(
+        &self,
+        binding: KeyBinding<'_>,
+        spec: KeySpec,
+        usage: KeyUsageType,
+        stored: &[u8],
+    ) -> Result<SpecHandle, ProtectorError> {
+        spec::load(&self.inner, binding, spec, usage, stored)
     }
 
     fn available(&self) -> bool {
@@ -215,21 +247,64 @@ impl KeyProtector for Pkcs11Protector {
     }
 }
 
-/// A key version in the token: its `CKA_ID` and the object handle found for
-/// the current connection (found again after a reconnection).
-struct Pkcs11Handle {
-    inner: Arc<Inner>,
+/// A key object in the token: its class, its `CKA_ID` and the object
+/// handle found for the current connection (found again after a
+/// reconnection).
+pub(crate) struct TokenObject {
+    pub(crate) inner: Arc<Inner>,
+    class: ObjectClass,
     id: Vec<u8>,
     object: Mutex<(u64, ObjectHandle)>,
 }
 
-impl Pkcs11Handle {
-    fn object(&self, session: &Session, generation: u64) -> Result<ObjectHandle, Failure> {
+impl TokenObject {
+    /// Finds the object of `class` with `CKA_ID` `id`; a missing object is
+    /// [`ProtectorError::Crypto`] (the key's material is gone).
+    pub(crate) fn find(
+        inner: &Arc<Inner>,
+        class: ObjectClass,
+        id: Vec<u8>,
+    ) -> Result<Self, ProtectorError> {
+        let (generation, object) =
+            inner.with_session(
+                |session, generation| match inner.find(session, class, &id)? {
+                    Some(object) => Ok((generation, object)),
+                    None => Err(Failure::Operation(ProtectorError::Crypto(
+                        "pkcs11 key object not found",
+                    ))),
+                },
+            )?;
+        Ok(TokenObject {
+            inner: Arc::clone(inner),
+            class,
+            id,
+            object: Mutex::new((generation, object)),
+        })
+    }
+
+    /// Runs `op` with the object's handle on a pooled session (reconnecting
+    /// as [`Inner::with_session`] does).
+    pub(crate) fn with_object<T>(
+        &self,
+        mut op: impl FnMut(&Session, ObjectHandle) -> Result<T, Failure>,
+    ) -> Result<T, ProtectorError> {
+        self.inner.with_session(|session, generation| {
+            let object = self.object(session, generation)?;
+            op(session, object)
+        })
+    }
+
+    /// The object's handle in the session of connection `generation`.
+    pub(crate) fn object(
+        &self,
+        session: &Session,
+        generation: u64,
+    ) -> Result<ObjectHandle, Failure> {
         let mut cached = self.object.lock().unwrap_or_else(PoisonError::into_inner);
         if cached.0 == generation {
             return Ok(cached.1);
         }
-        match self.inner.find(session, &self.id)? {
+        match self.inner.find(session, self.class, &self.id)? {
             Some(object) => {
                 *cached = (generation, object);
                 Ok(object)
@@ -245,7 +320,7 @@ impl Pkcs11Handle {
     /// of this process logged out, or the token restarted), and the token
     /// then calls the handle invalid: that is a lost connection, not a
     /// missing key.
-    fn failure(&self, session: &Session, e: &CkError, what: &'static str) -> Failure {
+    pub(crate) fn failure(&self, session: &Session, e: &CkError, what: &'static str) -> Failure {
         if let CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _) = e {
             let logged_in = session.get_session_info().is_ok_and(|info| {
                 matches!(
@@ -266,23 +341,29 @@ impl Pkcs11Handle {
     }
 }
 
+/// An AES key version in the token.
+struct Pkcs11Handle {
+    key: TokenObject,
+}
+
 impl KeyHandle for Pkcs11Handle {
     fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, ProtectorError> {
         // The caller picks the IV: tokens such as SoftHSM2 do not generate
         // GCM IVs, and a random 96-bit IV is what the soft protector uses.
         let mut nonce = [0u8; NONCE_LEN];
-        self.inner
+        self.key
+            .inner
             .rng
             .fill(&mut nonce)
             .map_err(|_| ProtectorError::Crypto("random"))?;
-        let ciphertext = self.inner.with_session(|session, generation| {
-            let object = self.object(session, generation)?;
+        let ciphertext = self.key.inner.with_session(|session, generation| {
+            let object = self.key.object(session, generation)?;
             let mut iv = nonce;
             let params = GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS))
                 .map_err(|_| Failure::Operation(ProtectorError::Crypto("pkcs11 gcm params")))?;
             session
                 .encrypt(&Mechanism::AesGcm(params), object, plaintext)
-                .map_err(|e| self.failure(session, &e, "pkcs11 encrypt"))
+                .map_err(|e| self.key.failure(session, &e, "pkcs11 encrypt"))
         })?;
         if ciphertext.len() != plaintext.len() + TAG_LEN {
             return Err(ProtectorError::Crypto("pkcs11 encrypt length"));
@@ -299,8 +380,8 @@ impl KeyHandle for Pkcs11Handle {
         if ciphertext.len() < TAG_LEN {
             return Err(ProtectorError::Authentication);
         }
-        self.inner.with_session(|session, generation| {
-            let object = self.object(session, generation)?;
+        self.key.inner.with_session(|session, generation| {
+            let object = self.key.object(session, generation)?;
             let mut iv = *nonce;
             let params = GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS))
                 .map_err(|_| Failure::Operation(ProtectorError::Crypto("pkcs11 gcm params")))?;
@@ -316,7 +397,7 @@ impl KeyHandle for Pkcs11Handle {
                 Err(CkError::Pkcs11(RvError::GeneralError, Function::Decrypt)) => {
                     Err(Failure::Operation(ProtectorError::Authentication))
                 }
-                Err(e) => Err(self.failure(session, &e, "pkcs11 decrypt")),
+                Err(e) => Err(self.key.failure(session, &e, "pkcs11 decrypt")),
             }
         })
     }

@@ -428,3 +428,183 @@ pin_file = "{}"
         );
     }
 }
+
+/// Keys of other specs in the custom key store: generated in SoftHSM2,
+/// signing and MACs in the token, Verify and VerifyMac over the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_asymmetric_and_hmac_keys_through_the_aws_api() {
+    use aws_sdk_kms::types::{
+        KeySpec, KeyUsageType, MacAlgorithmSpec, MessageType, SigningAlgorithmSpec,
+    };
+
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = softhsm::token(tmp.path(), "kw-e2e-specs", "1234");
+    let config = tmp.path().join("keywarden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[custom_key_stores]]
+id = "cks-specs"
+name = "softhsm-specs"
+module = "{MODULE}"
+token_label = "kw-e2e-specs"
+pin_env = "KW_E2E_HSM_PIN"
+sessions = 2
+"#
+        ),
+    )
+    .unwrap();
+    let server = Server::start_opts(
+        common::BIN,
+        &tmp.path().join("data"),
+        tmp.path().join("server.log"),
+        Options::new()
+            .args(&["--config", config.to_str().unwrap()])
+            .env("SOFTHSM2_CONF", &conf)
+            .env("KW_E2E_HSM_PIN", "1234"),
+    );
+    let acct = server.account("tenant");
+    let kms = server.client(&acct);
+
+    let create = |spec: KeySpec, usage: KeyUsageType| {
+        kms.create_key()
+            .origin(OriginType::AwsCloudhsm)
+            .custom_key_store_id("cks-specs")
+            .key_spec(spec)
+            .key_usage(usage)
+            .send()
+    };
+
+    // Signing keys: RSA and ECDSA, signed in the token, verified by the
+    // server on the stored public key, and by aws-lc-rs on GetPublicKey's.
+    let message = b"signed by the HSM".to_vec();
+    for (spec, algorithm, verifier) in [
+        (
+            KeySpec::Rsa2048,
+            SigningAlgorithmSpec::RsassaPssSha256,
+            &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256
+                as &dyn aws_lc_rs::signature::VerificationAlgorithm,
+        ),
+        (
+            KeySpec::EccNistP256,
+            SigningAlgorithmSpec::EcdsaSha256,
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        ),
+    ] {
+        let meta = create(spec.clone(), KeyUsageType::SignVerify)
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        let key = meta.key_id().to_owned();
+        let described = kms
+            .describe_key()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        assert_eq!(described.origin(), Some(&OriginType::AwsCloudhsm));
+        assert_eq!(described.custom_key_store_id(), Some("cks-specs"));
+        assert_eq!(described.key_spec(), Some(&spec));
+        assert!(described.signing_algorithms().contains(&algorithm));
+
+        let signature = kms
+            .sign()
+            .key_id(&key)
+            .message(Blob::new(message.clone()))
+            .message_type(MessageType::Raw)
+            .signing_algorithm(algorithm.clone())
+            .send()
+            .await
+            .unwrap()
+            .signature
+            .unwrap();
+        let verified = kms
+            .verify()
+            .key_id(&key)
+            .message(Blob::new(message.clone()))
+            .message_type(MessageType::Raw)
+            .signature(signature.clone())
+            .signing_algorithm(algorithm.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(verified.signature_valid(), "{spec}");
+        let public = kms
+            .get_public_key()
+            .key_id(&key)
+            .send()
+            .await
+            .unwrap()
+            .public_key
+            .unwrap();
+        aws_lc_rs::signature::ParsedPublicKey::new(verifier, public.as_ref())
+            .unwrap()
+            .verify_sig(&message, signature.as_ref())
+            .unwrap();
+        let err = kms
+            .verify()
+            .key_id(&key)
+            .message(Blob::new(b"another message".to_vec()))
+            .message_type(MessageType::Raw)
+            .signature(signature)
+            .signing_algorithm(algorithm)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "KMSInvalidSignatureException", "{spec}");
+    }
+
+    // An HMAC key: GenerateMac in the token, VerifyMac with C_Verify.
+    let key = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac)
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id()
+        .to_owned();
+    let mac = kms
+        .generate_mac()
+        .key_id(&key)
+        .message(Blob::new(b"mac me".to_vec()))
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap()
+        .mac
+        .unwrap();
+    assert_eq!(mac.as_ref().len(), 32);
+    let ok = kms
+        .verify_mac()
+        .key_id(&key)
+        .message(Blob::new(b"mac me".to_vec()))
+        .mac(mac.clone())
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(ok.mac_valid());
+    let err = kms
+        .verify_mac()
+        .key_id(&key)
+        .message(Blob::new(b"mac you".to_vec()))
+        .mac(mac)
+        .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "KMSInvalidMacException");
+
+    // A spec the HSM does not keep.
+    let err = create(KeySpec::MlDsa65, KeyUsageType::SignVerify)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "UnsupportedOperationException");
+    let err = create(KeySpec::EccNistEdwards25519, KeyUsageType::SignVerify)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "UnsupportedOperationException");
+}
