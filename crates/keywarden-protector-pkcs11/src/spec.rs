@@ -780,7 +780,7 @@ impl MacKey for HmacKey {
                 .sign(&hmac_mechanism(algorithm).1, object, message)
                 .map_err(|e| self.key.failure(session, &e, "pkcs11 HMAC"))
         })?;
-        if mac.len() != algorithm.len() {
+        if mac.len() != algorithm.mac_len() {
             return Err(ProtectorError::Crypto("pkcs11 HMAC length"));
         }
         Ok(mac)
