@@ -206,3 +206,99 @@ def test_bad_input(server, account, kms):
             **extra,
         )
     assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingImport"
+
+
+# -- asymmetric and HMAC material (docs/key-specs.md "Imported material") -----
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: E402
+
+from cryptography.hazmat.primitives import hmac as crypto_hmac  # noqa: E402
+
+
+def pkcs8(private) -> bytes:
+    return private.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def spki(public) -> bytes:
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def external_spec_key(kms, spec: str, usage: str) -> str:
+    meta = kms.create_key(Origin="EXTERNAL", KeySpec=spec, KeyUsage=usage)["KeyMetadata"]
+    assert meta["KeyState"] == "PendingImport" and meta["KeySpec"] == spec
+    return meta["KeyId"]
+
+
+@pytest.mark.parametrize(
+    "spec,make,algorithm,signing",
+    [
+        ("RSA_2048", lambda: rsa.generate_private_key(65537, 2048), "RSA_AES_KEY_WRAP_SHA_256", "RSASSA_PSS_SHA_256"),
+        ("ECC_NIST_P256", lambda: ec.generate_private_key(ec.SECP256R1()), "RSAES_OAEP_SHA_256", "ECDSA_SHA_256"),
+        ("ECC_NIST_P384", lambda: ec.generate_private_key(ec.SECP384R1()), "RSA_AES_KEY_WRAP_SHA_256", "ECDSA_SHA_384"),
+        ("ECC_SECG_P256K1", lambda: ec.generate_private_key(ec.SECP256K1()), "RSAES_OAEP_SHA_256", "ECDSA_SHA_256"),
+        ("ECC_NIST_EDWARDS25519", ed25519.Ed25519PrivateKey.generate, "RSAES_OAEP_SHA_256", "ED25519_SHA_512"),
+    ],
+)
+def test_imported_private_key_signs_and_has_its_public_key(kms, spec, make, algorithm, signing):
+    key_id = external_spec_key(kms, spec, "SIGN_VERIFY")
+    private = make()
+    import_material(kms, key_id, pkcs8(private), algorithm)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+    assert kms.get_public_key(KeyId=key_id)["PublicKey"] == spki(private.public_key())
+    message = b"signed with imported material"
+    sig = kms.sign(KeyId=key_id, Message=message, SigningAlgorithm=signing)["Signature"]
+    pub = private.public_key()
+    if signing.startswith("RSASSA_PSS"):
+        pub.verify(sig, message, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+    elif signing.startswith("ECDSA"):
+        pub.verify(sig, message, ec.ECDSA({"ECDSA_SHA_256": hashes.SHA256(), "ECDSA_SHA_384": hashes.SHA384()}[signing]))
+    else:
+        pub.verify(sig, message)
+    # Deleting and re-importing takes only the same key.
+    kms.delete_imported_key_material(KeyId=key_id)
+    expect_error("KMSInvalidStateException", kms.sign, KeyId=key_id, Message=message, SigningAlgorithm=signing)
+    expect_error("IncorrectKeyMaterialException", import_material, kms, key_id, pkcs8(make()), algorithm)
+    import_material(kms, key_id, pkcs8(private), algorithm)
+    assert kms.verify(KeyId=key_id, Message=message, Signature=sig, SigningAlgorithm=signing)["SignatureValid"]
+
+
+def test_imported_rsa_decrypts_local_oaep(kms):
+    key_id = external_spec_key(kms, "RSA_3072", "ENCRYPT_DECRYPT")
+    private = rsa.generate_private_key(65537, 3072)
+    import_material(kms, key_id, pkcs8(private), "RSA_AES_KEY_WRAP_SHA_256")
+    ct = private.public_key().encrypt(b"to the imported key", OAEP_256)
+    assert kms.decrypt(KeyId=key_id, CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"] == b"to the imported key"
+
+
+@pytest.mark.parametrize("spec,algorithm,length,hash_cls", [("HMAC_256", "HMAC_SHA_256", 32, hashes.SHA256), ("HMAC_512", "HMAC_SHA_512", 64, hashes.SHA512)])
+def test_imported_hmac_key_macs_like_local_hmac(kms, spec, algorithm, length, hash_cls):
+    key_id = external_spec_key(kms, spec, "GENERATE_VERIFY_MAC")
+    material = os.urandom(length)
+    import_material(kms, key_id, material)
+    message = b"mac me"
+    local = crypto_hmac.HMAC(material, hash_cls())
+    local.update(message)
+    expected = local.finalize()
+    assert kms.generate_mac(KeyId=key_id, Message=message, MacAlgorithm=algorithm)["Mac"] == expected
+    assert kms.verify_mac(KeyId=key_id, Message=message, Mac=expected, MacAlgorithm=algorithm)["MacValid"]
+
+
+def test_imported_material_of_the_wrong_kind_is_refused(kms):
+    # A P-384 key into a P-256 key, an RSA-2048 key into RSA_3072, garbage,
+    # an HMAC key too short: IncorrectKeyMaterialException, nothing stored.
+    cases = [
+        ("ECC_NIST_P256", "SIGN_VERIFY", pkcs8(ec.generate_private_key(ec.SECP384R1())), "RSA_AES_KEY_WRAP_SHA_256"),
+        ("RSA_3072", "SIGN_VERIFY", pkcs8(rsa.generate_private_key(65537, 2048)), "RSA_AES_KEY_WRAP_SHA_256"),
+        ("ECC_NIST_P256", "SIGN_VERIFY", os.urandom(120), "RSAES_OAEP_SHA_256"),
+        ("HMAC_256", "GENERATE_VERIFY_MAC", os.urandom(16), "RSAES_OAEP_SHA_256"),
+    ]
+    for spec, usage, material, algorithm in cases:
+        key_id = external_spec_key(kms, spec, usage)
+        expect_error("IncorrectKeyMaterialException", import_material, kms, key_id, material, algorithm)
+        assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingImport"
+        expect_error("KMSInvalidStateException", kms.get_public_key, KeyId=key_id) if spec != "HMAC_256" else None
+    # ML-DSA and ML-KEM material cannot be imported.
+    expect_error("UnsupportedOperationException", kms.create_key, Origin="EXTERNAL", KeySpec="ML_DSA_65", KeyUsage="SIGN_VERIFY")
+    expect_error("UnsupportedOperationException", kms.create_key, Origin="EXTERNAL", KeySpec="ML_KEM_768", KeyUsage="ENCAPSULATE_DECAPSULATE")

@@ -281,6 +281,20 @@ impl KeySpec {
         self == KeySpec::SymmetricDefault
     }
 
+    /// Whether keys of this spec may take imported material (Origin
+    /// `EXTERNAL`): every spec but ML-DSA and ML-KEM.
+    pub fn importable(self) -> bool {
+        !matches!(
+            self,
+            KeySpec::MlDsa44
+                | KeySpec::MlDsa65
+                | KeySpec::MlDsa87
+                | KeySpec::MlKem512
+                | KeySpec::MlKem768
+                | KeySpec::MlKem1024
+        )
+    }
+
     /// Whether the key has a public half (GetPublicKey answers).
     pub fn has_public_key(self) -> bool {
         !matches!(

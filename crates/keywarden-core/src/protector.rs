@@ -338,6 +338,9 @@ pub struct ImportedMaterial {
     /// about the material to whoever reads the store. Compared in constant
     /// time.
     pub fingerprint: Vec<u8>,
+    /// The public key (DER `SubjectPublicKeyInfo`) of imported asymmetric
+    /// material; `None` for symmetric and HMAC material.
+    pub public_key: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for ImportedMaterial {
@@ -365,8 +368,10 @@ pub enum ImportError {
     /// The encrypted material does not decrypt under the token's wrapping key.
     #[error("the encrypted key material could not be decrypted")]
     InvalidCiphertext,
-    /// The material decrypted but is not 256-bit symmetric material.
-    #[error("the imported key material is not 256-bit symmetric key material")]
+    /// The material decrypted but is not key material of the key's spec
+    /// (256-bit symmetric material, an HMAC key of an allowed length, a
+    /// PKCS#8 private key of the spec).
+    #[error("the imported key material is not valid key material for the key's KeySpec")]
     IncorrectKeyMaterial,
     /// The importer itself failed (internal).
     #[error(transparent)]
@@ -392,11 +397,13 @@ pub trait KeyImporter: Send + Sync {
 
     /// `ImportKeyMaterial`: opens `encrypted` with the private key inside
     /// `import_token` (which must have been issued for `binding.key_id` and
-    /// not have expired at `now`) and returns the material's stored form for
-    /// `binding` and its fingerprint.
+    /// not have expired at `now`), checks it is material of `spec`, and
+    /// returns the material's stored form for `binding`, its fingerprint and
+    /// (asymmetric specs) its public key.
     async fn import(
         &self,
         binding: KeyBinding<'_>,
+        spec: KeySpec,
         import_token: &[u8],
         encrypted: &[u8],
         now: crate::clock::UnixMillis,

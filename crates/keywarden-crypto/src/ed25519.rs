@@ -75,6 +75,18 @@ pub(crate) fn public_key(seed: &[u8]) -> Result<Vec<u8>, ProtectorError> {
     Ok(der.as_ref().to_vec())
 }
 
+/// The 32-byte seed of an imported PKCS#8 (v1 or v2) Ed25519 private key.
+pub(crate) fn seed_from_pkcs8(pkcs8: &[u8]) -> Result<Secret, ProtectorError> {
+    use aws_lc_rs::encoding::{AsBigEndian, Curve25519SeedBin};
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+        .map_err(|_| ProtectorError::MalformedMaterial)?;
+    let seed = pair.seed().map_err(|_| ProtectorError::MalformedMaterial)?;
+    let bin: Curve25519SeedBin<'_> = seed
+        .as_be_bytes()
+        .map_err(|_| ProtectorError::MalformedMaterial)?;
+    Ok(Secret::new(bin.as_ref().to_vec()))
+}
+
 /// A data key pair: (PKCS#8 v1 DER, SPKI DER).
 pub(crate) fn generate_pair() -> Result<(Secret, Vec<u8>), ProtectorError> {
     let (seed, public) = generate()?;

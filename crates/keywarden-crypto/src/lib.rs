@@ -170,6 +170,36 @@ pub fn load(
     }
 }
 
+/// The private encoding of imported key material for a key of `spec`, and
+/// its public key: an HMAC key's raw bytes (of a length the spec allows), or
+/// a PKCS#8 private key (RSA of the spec's size, ECC on the spec's curve,
+/// SM2, Ed25519). Material that is not such a key is
+/// [`ProtectorError::MalformedMaterial`]; specs whose material cannot be
+/// imported (ML-DSA, ML-KEM) are [`ProtectorError::Unsupported`].
+pub fn import(spec: KeySpec, material: &[u8]) -> Result<(Secret, Option<Vec<u8>>), ProtectorError> {
+    let private = match spec {
+        KeySpec::SymmetricDefault => return Err(symmetric()),
+        KeySpec::MlDsa44
+        | KeySpec::MlDsa65
+        | KeySpec::MlDsa87
+        | KeySpec::MlKem512
+        | KeySpec::MlKem768
+        | KeySpec::MlKem1024 => {
+            return Err(ProtectorError::Unsupported(format!(
+                "Key material of KeySpec {spec} cannot be imported"
+            )))
+        }
+        KeySpec::EccNistEdwards25519 => {
+            let seed = ed25519::seed_from_pkcs8(material)?;
+            with_format(seed.expose())
+        }
+        _ => with_format(material),
+    };
+    // Parsing the key proves it is one of this spec (size, curve).
+    let public = public_key(spec, &private)?;
+    Ok((private, public))
+}
+
 /// The public key (DER `SubjectPublicKeyInfo`) of a private encoding;
 /// `None` for HMAC keys.
 pub fn public_key(spec: KeySpec, private: &Secret) -> Result<Option<Vec<u8>>, ProtectorError> {

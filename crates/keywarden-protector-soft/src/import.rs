@@ -374,12 +374,13 @@ impl Importer {
 
     /// `ImportKeyMaterial`: checks that `import_token` was issued for
     /// `key_id` and has not expired at `now`, decrypts `encrypted_material`
-    /// with its private key under its algorithm, and returns the 32-byte
-    /// material. Accepts any bytes without panicking.
+    /// with its private key under its algorithm, and returns the material,
+    /// whatever its length (the caller checks it against the key's spec).
+    /// Accepts any bytes without panicking.
     ///
     /// Costs one AES-GCM open, a PKCS#8 parse and one RSA private-key
     /// operation: measured about 0.7 ms at 2048 bits and 3 ms at 4096 bits.
-    pub fn unwrap_material(
+    pub fn unwrap_any(
         &self,
         key_id: &KeyId,
         import_token: &[u8],
@@ -418,7 +419,19 @@ impl Importer {
         let key =
             OaepPrivateDecryptingKey::new(key).map_err(|_| ImportError::Crypto("RSA-OAEP key"))?;
 
-        let material = decrypt(&key, alg, encrypted_material)?;
+        decrypt(&key, alg, encrypted_material)
+    }
+
+    /// [`Importer::unwrap_any`] for symmetric material: exactly
+    /// [`IMPORTED_MATERIAL_LEN`] bytes.
+    pub fn unwrap_material(
+        &self,
+        key_id: &KeyId,
+        import_token: &[u8],
+        encrypted_material: &[u8],
+        now: UnixMillis,
+    ) -> Result<Secret, ImportError> {
+        let material = self.unwrap_any(key_id, import_token, encrypted_material, now)?;
         if material.len() != IMPORTED_MATERIAL_LEN {
             return Err(ImportError::IncorrectKeyMaterial);
         }

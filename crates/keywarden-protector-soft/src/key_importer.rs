@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use keywarden_core::clock::UnixMillis;
 use keywarden_core::ids::KeyId;
+use keywarden_core::key_spec::KeySpec;
 use keywarden_core::protector::{
     ImportError as CoreImportError, ImportParameters, ImportedMaterial, KeyBinding, KeyImporter,
     KeyProtector, ProtectorError,
@@ -89,6 +90,7 @@ impl KeyImporter for SoftKeyImporter {
     async fn import(
         &self,
         binding: KeyBinding<'_>,
+        spec: KeySpec,
         import_token: &[u8],
         encrypted: &[u8],
         now: UnixMillis,
@@ -101,13 +103,30 @@ impl KeyImporter for SoftKeyImporter {
         let encrypted = encrypted.to_vec();
         // One RSA private-key operation (about a millisecond or more).
         tokio::task::spawn_blocking(move || {
-            let material = importer
-                .unwrap_material(&key_id, &token, &encrypted, now)
-                .map_err(map_error)?;
             let binding = KeyBinding {
                 key_id: &key_id,
                 version,
             };
+            if spec != KeySpec::SymmetricDefault {
+                let material = importer
+                    .unwrap_any(&key_id, &token, &encrypted, now)
+                    .map_err(map_error)?;
+                let (private, public_key) = keywarden_crypto::import(spec, material.expose())
+                    .map_err(|e| match e {
+                        ProtectorError::MalformedMaterial => CoreImportError::IncorrectKeyMaterial,
+                        ProtectorError::Unsupported(m) => CoreImportError::Unsupported(m),
+                        other => CoreImportError::Failed(other),
+                    })?;
+                return Ok(ImportedMaterial {
+                    protector: protector.id().to_owned(),
+                    stored: protector.wrap_spec_material(binding, spec, &private)?,
+                    fingerprint: protector.fingerprint_material(&key_id, material.expose()),
+                    public_key,
+                });
+            }
+            let material = importer
+                .unwrap_material(&key_id, &token, &encrypted, now)
+                .map_err(map_error)?;
             let stored = protector
                 .wrap_material(binding, material.expose())
                 .map_err(|e| match e {
@@ -118,6 +137,7 @@ impl KeyImporter for SoftKeyImporter {
                 protector: protector.id().to_owned(),
                 stored,
                 fingerprint: protector.fingerprint_material(&key_id, material.expose()),
+                public_key: None,
             })
         })
         .await

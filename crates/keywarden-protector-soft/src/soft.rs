@@ -57,6 +57,19 @@ impl SoftwareProtector {
         self.root.wrap(&binding_aad(binding), material)
     }
 
+    /// Wraps the private encoding of imported material of `spec` for
+    /// `binding`, as `generate_spec` wraps generated material.
+    pub fn wrap_spec_material(
+        &self,
+        binding: KeyBinding<'_>,
+        spec: KeySpec,
+        private: &Secret,
+    ) -> Result<Vec<u8>, keywarden_core::protector::ImportError> {
+        self.root
+            .wrap(&spec_aad(binding, spec), private.expose())
+            .map_err(keywarden_core::protector::ImportError::Failed)
+    }
+
     /// The fingerprint of imported `material` for `key_id`: HMAC-SHA256
     /// under a key derived from the root key, over the key id and the
     /// material. Equal material in the same key gives equal fingerprints;

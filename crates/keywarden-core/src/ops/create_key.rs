@@ -109,9 +109,9 @@ impl Kms {
         let kind = KeyKind::new(req.key_spec, usage);
         if !kind.is_symmetric_encryption() {
             self.public_crypto()?;
-            if req.origin == Origin::External {
+            if req.origin == Origin::External && !req.key_spec.importable() {
                 return Err(KmsError::Unsupported(format!(
-                    "Imported key material (Origin EXTERNAL) is supported for KeySpec SYMMETRIC_DEFAULT only, not {}",
+                    "Imported key material (Origin EXTERNAL) is not supported for KeySpec {}",
                     req.key_spec
                 )));
             }

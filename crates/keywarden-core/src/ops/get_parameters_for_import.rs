@@ -65,7 +65,7 @@ impl Kms {
             ),
             E::InvalidCiphertext => KmsError::InvalidCiphertext,
             E::IncorrectKeyMaterial => KmsError::IncorrectKeyMaterial(
-                "The key material must be 256-bit symmetric key material.".into(),
+                "The key material is not valid for the key's KeySpec: 256-bit symmetric key material for SYMMETRIC_DEFAULT, an HMAC key of the spec's allowed length, or a PKCS#8 private key of the spec's size or curve.".into(),
             ),
             E::Failed(p) => KmsError::Protector(p),
         }

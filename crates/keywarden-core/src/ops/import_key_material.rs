@@ -57,6 +57,7 @@ impl Kms {
                     key_id: &key.key_id,
                     version: IMPORTED_VERSION,
                 },
+                key.kind.spec,
                 import_token,
                 encrypted,
                 now,
@@ -92,6 +93,9 @@ impl Kms {
                     created_at: now,
                     rotation: None,
                 }),
+            }
+            if key.kind.public_key.is_none() {
+                key.kind.public_key = imported.public_key.clone();
             }
             key.import = Some(ImportState {
                 fingerprint: imported.fingerprint.clone(),
