@@ -15,4 +15,4 @@ mod protector;
 mod stored;
 
 pub use config::Pkcs11Config;
-pub use protector::{Pkcs11Protector, DEFAULT_RECONNECT_INTERVAL};
+pub use protector::{OpenError, Pkcs11Protector, DEFAULT_RECONNECT_INTERVAL};
