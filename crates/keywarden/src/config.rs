@@ -521,6 +521,51 @@ mod tests {
     }
 
     #[test]
+    fn hsm_clusters_are_checked() {
+        let cluster = |id: &str, extra: &str| {
+            format!(
+                "[[hsm_clusters]]\nid = \"{id}\"\nmodule = \"/m.so\"\ntoken_label = \"t\"\n{extra}"
+            )
+        };
+        let c = parse(&cluster("cluster-abc123def45", "")).unwrap();
+        assert_eq!(c.hsm_clusters[0].sessions, 4);
+        assert!(c.hsm_clusters[0].trust_anchor_file.is_none());
+        for bad in [
+            cluster("cluster-abc", ""),
+            cluster("cluster-ABC123DEF45", ""),
+            cluster("clusterx-abc123def45", ""),
+            cluster("cluster-abc123def45678901", ""),
+            cluster("cluster-abc123def45", "sessions = 0\n"),
+            cluster(
+                "cluster-abc123def45",
+                "trust_anchor_file = \"missing.pem\"\n",
+            ),
+            cluster("cluster-abc123def45", "pin_file = \"pin\"\n"),
+            format!(
+                "{}{}",
+                cluster("cluster-abc123def45", ""),
+                cluster("cluster-abc123def45", "")
+            ),
+        ] {
+            assert!(parse(&bad).is_err(), "{bad}");
+        }
+        // A relative trust anchor file is beside the configuration file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "pem").unwrap();
+        let p = dir.path().join("k.toml");
+        std::fs::write(
+            &p,
+            cluster("cluster-abc123def45", "trust_anchor_file = \"ca.pem\"\n"),
+        )
+        .unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(
+            c.hsm_clusters[0].trust_anchor_file.as_deref(),
+            Some(dir.path().join("ca.pem").as_path())
+        );
+    }
+
+    #[test]
     fn malformed_files_are_refused() {
         for bad in [
             "[billing\nenabled = true",
