@@ -80,7 +80,11 @@ class KeywardenServer:
         stdout_path: Path,
         listen: str = "127.0.0.1:0",
         debug_logs: bool = True,
+        extra_env: dict[str, str] | None = None,
     ):
+        # Set for the server and the admin/key commands it runs (a
+        # configuration file as KEYWARDEN_CONFIG, SOFTHSM2_CONF, ...).
+        self.extra_env = dict(extra_env or {})
         self.bin = bin_path
         self.listen = listen
         self.debug_logs = debug_logs
@@ -195,10 +199,13 @@ class KeywardenServer:
 
     # -- helpers -----------------------------------------------------------
 
-    @staticmethod
-    def env() -> dict[str, str]:
-        """The process environment without AWS/Keywarden settings of this machine."""
-        return {k: v for k, v in os.environ.items() if not k.startswith(LEAKY_ENV_PREFIXES)}
+    def env(self: "KeywardenServer | None" = None) -> dict[str, str]:
+        """The process environment without AWS/Keywarden settings of this
+        machine, plus the server's `extra_env` (when called on one)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(LEAKY_ENV_PREFIXES)}
+        if self is not None:
+            env.update(self.extra_env)
+        return env
 
     def log_text(self) -> str:
         try:

@@ -17,14 +17,9 @@ import botocore
 
 from kw_helpers import raw_post
 
-# Operations not served yet (issue 20: multi-Region keys, custom key store
-# management). Shrinks as they land.
+# Operations not served yet (issue 20: multi-Region keys). Shrinks as they
+# land.
 NOT_YET = {
-    "ConnectCustomKeyStore",
-    "CreateCustomKeyStore",
-    "DeleteCustomKeyStore",
-    "DisconnectCustomKeyStore",
-    "UpdateCustomKeyStore",
     "ReplicateKey",
     "UpdatePrimaryRegion",
 }

@@ -687,6 +687,11 @@ pub fn names_no_key(operation: Operation) -> bool {
             | Op::ListRetirableGrants
             | Op::DeleteAlias
             | Op::DescribeCustomKeyStores
+            | Op::CreateCustomKeyStore
+            | Op::ConnectCustomKeyStore
+            | Op::DisconnectCustomKeyStore
+            | Op::UpdateCustomKeyStore
+            | Op::DeleteCustomKeyStore
             | Op::GetAccountBalance
             | Op::CreateKeyring
             | Op::DescribeKeyring

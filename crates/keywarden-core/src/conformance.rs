@@ -45,6 +45,7 @@ use crate::model::{
     KeyRecord, KeyState, KeyUsage, KeyVersion, KeyringKeyVersion, KeyringRecord,
     MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
 };
+use crate::model::{ConnectionErrorCode, ConnectionState, CustomKeyStoreRecord};
 use crate::store::{GrantQuery, IamQuery, KeyQuery, Store, StoreError};
 
 /// Runs every conformance case against `store`, panicking with a message
@@ -191,6 +192,7 @@ macro_rules! store_conformance_tests {
             iam_entities_create_get_list_delete
             iam_entity_changes_move_the_change_stamp
             user_credentials_roundtrip_and_status
+            custom_key_stores
         ]);
     };
     (@cases [$($case:ident)*]) => {
@@ -4239,6 +4241,243 @@ impl Ids {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Custom key stores
+
+fn custom_key_store_of(ids: &Ids, account: &AccountId, name: &str) -> CustomKeyStoreRecord {
+    CustomKeyStoreRecord {
+        id: format!("cks-{:017x}", ids.next() >> 4),
+        account_id: account.clone(),
+        name: name.to_owned(),
+        cluster_id: format!("cluster-{:016x}", ids.next()),
+        // Every byte value: a sealed PIN is opaque bytes.
+        sealed_pin: (0..=255u8).rev().collect(),
+        trust_anchor: "-----BEGIN CERTIFICATE-----\nTUlJ\n-----END CERTIFICATE-----\n".into(),
+        state: ConnectionState::Disconnected,
+        error_code: None,
+        created_at: UnixMillis(1_700_000_000_123),
+        revision: 1,
+    }
+}
+
+async fn stores_of(
+    store: &dyn Store,
+    account: Option<&AccountId>,
+    case: &str,
+) -> Vec<CustomKeyStoreRecord> {
+    ok(
+        store.list_custom_key_stores(account).await,
+        case,
+        "list_custom_key_stores",
+    )
+}
+
+/// Custom key stores: created (taken ids, names within an account and
+/// clusters refused, unknown accounts refused), listed by account in id
+/// order, updated by compare-and-set (stale revisions, other accounts,
+/// taken names refused), deleted by compare-and-set and only while no key
+/// version (pending deletion too) names the store's protector; every write
+/// moves the change stamp. Leaves stores behind (for dumps).
+async fn custom_key_stores(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "custom_key_stores";
+    let a = new_account(store, ids).await;
+    let b = new_account(store, ids).await;
+    let stamp = || async { ok(store.change_stamp().await, CASE, "change_stamp") };
+
+    let before = stamp().await;
+    let first = custom_key_store_of(ids, &a, "rack 1");
+    ok(
+        store.create_custom_key_store(&first).await,
+        CASE,
+        "create_custom_key_store",
+    );
+    assert_ne!(
+        before,
+        stamp().await,
+        "store conformance: {CASE}: create_custom_key_store must move the stamp"
+    );
+    assert_eq!(
+        stores_of(store, Some(&a), CASE).await,
+        vec![first.clone()],
+        "store conformance: {CASE}: a created store reads back equal"
+    );
+
+    let mut same_id = custom_key_store_of(ids, &b, "other");
+    same_id.id = first.id.clone();
+    expect_err(
+        store.create_custom_key_store(&same_id).await,
+        Expected::AlreadyExists,
+        CASE,
+        "a store with a taken id",
+    );
+    expect_err(
+        store
+            .create_custom_key_store(&custom_key_store_of(ids, &a, "rack 1"))
+            .await,
+        Expected::AlreadyExists,
+        CASE,
+        "a store with a name the account uses",
+    );
+    let mut same_cluster = custom_key_store_of(ids, &b, "rack 2");
+    same_cluster.cluster_id = first.cluster_id.clone();
+    expect_err(
+        store.create_custom_key_store(&same_cluster).await,
+        Expected::AlreadyExists,
+        CASE,
+        "a store on a cluster another store uses",
+    );
+    expect_err(
+        store
+            .create_custom_key_store(&custom_key_store_of(ids, &ids.account(), "x"))
+            .await,
+        Expected::MissingReference,
+        CASE,
+        "a store of an unknown account",
+    );
+    // The same name in another account is another store.
+    let other = custom_key_store_of(ids, &b, "rack 1");
+    ok(
+        store.create_custom_key_store(&other).await,
+        CASE,
+        "create_custom_key_store (other account)",
+    );
+    let second = custom_key_store_of(ids, &a, "rack 2");
+    ok(
+        store.create_custom_key_store(&second).await,
+        CASE,
+        "create_custom_key_store (second)",
+    );
+    let listed = stores_of(store, Some(&a), CASE).await;
+    assert_eq!(
+        listed.len(),
+        2,
+        "store conformance: {CASE}: an account lists its own stores only"
+    );
+    assert_strictly_sorted(listed.iter().map(|s| s.id.as_str()), CASE, "stores");
+    let all = stores_of(store, None, CASE).await;
+    assert_strictly_sorted(all.iter().map(|s| s.id.as_str()), CASE, "all stores");
+    for s in [&first, &second, &other] {
+        assert!(
+            all.contains(s),
+            "store conformance: {CASE}: listing every account's stores shows {}",
+            s.id
+        );
+    }
+
+    // Compare-and-set updates.
+    let mut connected = first.clone();
+    connected.revision = 2;
+    connected.state = ConnectionState::Connected;
+    connected.name = "rack 1 renamed".into();
+    connected.sealed_pin = vec![7; 40];
+    expect_err(
+        store.update_custom_key_store(&connected, 5).await,
+        Expected::Conflict,
+        CASE,
+        "update_custom_key_store with a stale revision",
+    );
+    let mut foreign = connected.clone();
+    foreign.account_id = b.clone();
+    expect_err(
+        store.update_custom_key_store(&foreign, 1).await,
+        Expected::Conflict,
+        CASE,
+        "update_custom_key_store naming another account",
+    );
+    let mut taken = connected.clone();
+    taken.name = second.name.clone();
+    expect_err(
+        store.update_custom_key_store(&taken, 1).await,
+        Expected::AlreadyExists,
+        CASE,
+        "update_custom_key_store to a name the account uses",
+    );
+    let before = stamp().await;
+    ok(
+        store.update_custom_key_store(&connected, 1).await,
+        CASE,
+        "update_custom_key_store",
+    );
+    assert_ne!(
+        before,
+        stamp().await,
+        "store conformance: {CASE}: update_custom_key_store must move the stamp"
+    );
+    let mut failed = connected.clone();
+    failed.revision = 3;
+    failed.state = ConnectionState::Failed;
+    failed.error_code = Some(ConnectionErrorCode::InvalidCredentials);
+    ok(
+        store.update_custom_key_store(&failed, 2).await,
+        CASE,
+        "update_custom_key_store (failed)",
+    );
+    assert!(
+        stores_of(store, Some(&a), CASE).await.contains(&failed),
+        "store conformance: {CASE}: an updated store reads back equal"
+    );
+
+    // Deletion: compare-and-set, and refused while a key is in the store.
+    let mut key = plain_key(ids, &a);
+    key.state = KeyState::PendingDeletion;
+    key.deletion_date = Some(UnixMillis(1_800_000_000_000));
+    key.versions[0].protector = format!(
+        "{}{}",
+        crate::ops::custom_key_stores::PROTECTOR_PREFIX,
+        second.id
+    );
+    ok(store.insert_key(&key).await, CASE, "insert_key");
+    expect_err(
+        store.delete_custom_key_store(&a, &second.id, 7).await,
+        Expected::Conflict,
+        CASE,
+        "delete_custom_key_store with a stale revision",
+    );
+    expect_err(
+        store.delete_custom_key_store(&b, &second.id, 1).await,
+        Expected::Conflict,
+        CASE,
+        "delete_custom_key_store naming another account",
+    );
+    expect_err(
+        store.delete_custom_key_store(&a, &second.id, 1).await,
+        Expected::InUse,
+        CASE,
+        "delete_custom_key_store of a store holding a key pending deletion",
+    );
+    assert!(
+        stores_of(store, Some(&a), CASE).await.contains(&second),
+        "store conformance: {CASE}: a refused deletion deletes nothing"
+    );
+    ok(
+        store.destroy_key(&a, &key.key_id, key.revision).await,
+        CASE,
+        "destroy_key",
+    );
+    let before = stamp().await;
+    ok(
+        store.delete_custom_key_store(&a, &second.id, 1).await,
+        CASE,
+        "delete_custom_key_store",
+    );
+    assert_ne!(
+        before,
+        stamp().await,
+        "store conformance: {CASE}: delete_custom_key_store must move the stamp"
+    );
+    assert_eq!(
+        stores_of(store, Some(&a), CASE).await,
+        vec![failed],
+        "store conformance: {CASE}: a deleted store is gone, the others stay"
+    );
+    expect_err(
+        store.delete_custom_key_store(&a, &second.id, 1).await,
+        Expected::Conflict,
+        CASE,
+        "delete_custom_key_store of a deleted store",
+    );
+}
+
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -4255,6 +4494,7 @@ enum Expected {
     AlreadyExists,
     MissingReference,
     LimitExceeded,
+    InUse,
 }
 
 impl Expected {
@@ -4265,6 +4505,7 @@ impl Expected {
                 | (Expected::AlreadyExists, StoreError::AlreadyExists)
                 | (Expected::MissingReference, StoreError::MissingReference)
                 | (Expected::LimitExceeded, StoreError::LimitExceeded)
+                | (Expected::InUse, StoreError::InUse)
         )
     }
 }
@@ -4463,6 +4704,12 @@ where
                 .any(|c| matches!(c.owner, CredentialOwner::User { .. })),
         "store conformance: {CASE}: the suite left IAM entities of several kinds and a user's \
          credential to move"
+    );
+    assert!(
+        dump.custom_key_stores
+            .iter()
+            .any(|s| s.error_code.is_some() && !s.sealed_pin.is_empty()),
+        "store conformance: {CASE}: the suite left a custom key store with an error code to move"
     );
     let stamp = ok(target.change_stamp().await, CASE, "change_stamp (before)");
     ok(target.import_dump(&dump).await, CASE, "import_dump");

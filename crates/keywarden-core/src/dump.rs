@@ -68,6 +68,11 @@ pub struct StoreDump {
     /// ([`IamEntity::name`]). Credentials of IAM users are among
     /// `credentials` (owner [`crate::model::CredentialOwner::User`]).
     pub iam_entities: Vec<IamEntity>,
+    /// Custom key stores accounts created
+    /// ([`crate::store::CustomKeyStoreStore`]), ordered by id, their PINs
+    /// sealed as stored. Imported after keys (a store's keys are found by
+    /// their versions' protector id, not a foreign key).
+    pub custom_key_stores: Vec<crate::model::CustomKeyStoreRecord>,
 }
 
 impl std::fmt::Debug for StoreDump {
@@ -89,6 +94,7 @@ impl std::fmt::Debug for StoreDump {
             .field("keyrings", &self.keyrings.len())
             .field("keyring_key_versions", &self.keyring_key_versions.len())
             .field("iam_entities", &self.iam_entities.len())
+            .field("custom_key_stores", &self.custom_key_stores.len())
             .finish()
     }
 }

@@ -90,6 +90,26 @@ pub enum KmsError {
     /// (disconnected).
     #[error("{0}")]
     CustomKeyStoreInvalidState(String),
+    /// DeleteCustomKeyStore of a store that still holds keys (in any
+    /// state, pending deletion included).
+    #[error("{0}")]
+    CustomKeyStoreHasCmks(String),
+    /// A custom key store name the account (or an operator store) uses.
+    #[error("{0}")]
+    CustomKeyStoreNameInUse(String),
+    /// A `CloudHsmClusterId` the operator did not configure
+    /// (`[[hsm_clusters]]`).
+    #[error("{0}")]
+    CloudHsmClusterNotFound(String),
+    /// A cluster another custom key store uses.
+    #[error("{0}")]
+    CloudHsmClusterInUse(String),
+    /// UpdateCustomKeyStore to a cluster that reaches another token.
+    #[error("{0}")]
+    CloudHsmClusterNotRelated(String),
+    /// A `TrustAnchorCertificate` other than the cluster's.
+    #[error("{0}")]
+    IncorrectTrustAnchor(String),
     /// Cryptography with a key of an account frozen for insufficient
     /// balance (billing).
     #[error("{0}")]

@@ -205,6 +205,13 @@ pub struct Kms {
     pub(crate) billing: BillingConfig,
     pub(crate) posted_totals: PostedTotals,
     pub(crate) custom_key_stores: Vec<crate::ops::custom_key_stores::CustomKeyStore>,
+    /// The operator's HSM clusters and how to open them (account-created
+    /// custom key stores); `None`: no clusters.
+    pub(crate) hsm: Option<Arc<dyn crate::ops::custom_key_stores::HsmConnector>>,
+    /// The protectors of account-created custom key stores connected on
+    /// this node, by store id; changed by Connect/Disconnect and when other
+    /// nodes' changes are noticed ([`Kms::sync_custom_key_stores`]).
+    pub(crate) account_hsms: std::sync::RwLock<HashMap<String, Arc<dyn KeyProtector>>>,
     pub(crate) orphaned_material: std::sync::atomic::AtomicU64,
 }
 
@@ -243,6 +250,8 @@ impl Kms {
             billing: BillingConfig::default(),
             posted_totals: PostedTotals::default(),
             custom_key_stores: Vec::new(),
+            hsm: None,
+            account_hsms: std::sync::RwLock::new(HashMap::new()),
             orphaned_material: std::sync::atomic::AtomicU64::new(0),
             store: parts.store,
             protectors,
@@ -312,7 +321,13 @@ impl Kms {
     /// the caches were dropped.
     pub async fn refresh_caches(&self) -> Result<bool, KmsError> {
         let stamp = self.store.change_stamp().await?;
-        Ok(self.caches.observe_stamp(stamp))
+        let moved = self.caches.observe_stamp(stamp);
+        if moved && self.hsm.is_some() {
+            // A custom key store may have been connected or disconnected
+            // elsewhere: follow it.
+            self.sync_custom_key_stores().await?;
+        }
+        Ok(moved)
     }
 
     /// Drops every cached key, credential, grant and flag, so the next
@@ -755,7 +770,7 @@ impl Kms {
                 self.key_arn(&key.account_id, &key.key_id)
             ))
         })?;
-        let protector = self.protectors.get(&current.protector).ok_or_else(|| {
+        let protector = self.protector(&current.protector).ok_or_else(|| {
             KmsError::Protector(crate::protector::ProtectorError::Unavailable(format!(
                 "no key protector named {:?} is configured",
                 current.protector
@@ -797,7 +812,7 @@ impl Kms {
             )));
         }
         let v = record.version(version).ok_or(KmsError::InvalidCiphertext)?;
-        let protector = self.protectors.get(&v.protector).ok_or_else(|| {
+        let protector = self.protector(&v.protector).ok_or_else(|| {
             KmsError::Protector(crate::protector::ProtectorError::Unavailable(format!(
                 "no key protector named {:?} is configured",
                 v.protector

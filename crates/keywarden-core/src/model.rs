@@ -871,3 +871,128 @@ pub struct KeyringKeyVersion {
     /// When it was created.
     pub created_at: UnixMillis,
 }
+
+/// The `ConnectionState` of a custom key store an account created
+/// (`CreateCustomKeyStore`): the state every node follows. AWS's values;
+/// `DISCONNECTING` is never stored (Keywarden disconnects at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Not connected; the only state that allows updates and deletion.
+    Disconnected,
+    /// A connection is being made.
+    Connecting,
+    /// Connected: keys in the store can be created and used.
+    Connected,
+    /// The last connection attempt failed (`ConnectionErrorCode` says
+    /// why); disconnect before connecting again.
+    Failed,
+}
+
+impl ConnectionState {
+    /// AWS's name (`CONNECTED`), also the stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "DISCONNECTED",
+            ConnectionState::Connecting => "CONNECTING",
+            ConnectionState::Connected => "CONNECTED",
+            ConnectionState::Failed => "FAILED",
+        }
+    }
+
+    /// Parses [`ConnectionState::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ConnectionState::Disconnected,
+            ConnectionState::Connecting,
+            ConnectionState::Connected,
+            ConnectionState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+}
+
+/// Why a custom key store's connection failed (AWS's
+/// `ConnectionErrorCode`, the values that apply to a PKCS#11 token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionErrorCode {
+    /// The token refused the password (user PIN).
+    InvalidCredentials,
+    /// The store's cluster is no longer in the operator's configuration.
+    ClusterNotFound,
+    /// The token could not be reached (module, slot or session failure).
+    NetworkErrors,
+    /// Anything else.
+    InternalError,
+}
+
+impl ConnectionErrorCode {
+    /// AWS's name (`INVALID_CREDENTIALS`), also the stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionErrorCode::InvalidCredentials => "INVALID_CREDENTIALS",
+            ConnectionErrorCode::ClusterNotFound => "CLUSTER_NOT_FOUND",
+            ConnectionErrorCode::NetworkErrors => "NETWORK_ERRORS",
+            ConnectionErrorCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// Parses [`ConnectionErrorCode::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ConnectionErrorCode::InvalidCredentials,
+            ConnectionErrorCode::ClusterNotFound,
+            ConnectionErrorCode::NetworkErrors,
+            ConnectionErrorCode::InternalError,
+        ]
+        .into_iter()
+        .find(|code| code.as_str() == s)
+    }
+}
+
+/// A custom key store an account created with `CreateCustomKeyStore`, on
+/// an HSM cluster the operator approved (`[[hsm_clusters]]`,
+/// docs/hsm.md). Its keys' versions have the protector id `hsm:<id>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomKeyStoreRecord {
+    /// `cks-` and 17 hex digits.
+    pub id: String,
+    /// The account that created it; no other account sees it.
+    pub account_id: AccountId,
+    /// Its name, unique within the account.
+    pub name: String,
+    /// The operator's cluster id (`cluster-...`); one store per cluster.
+    pub cluster_id: String,
+    /// The token's user PIN (`KeyStorePassword`), sealed with the root
+    /// key's `SecretSealer` and bound to the store id; never stored clear.
+    pub sealed_pin: Vec<u8>,
+    /// The trust anchor certificate (PEM) given at creation.
+    pub trust_anchor: String,
+    /// The connection state every node follows.
+    pub state: ConnectionState,
+    /// Why the last connection failed (only while `Failed`).
+    pub error_code: Option<ConnectionErrorCode>,
+    /// When it was created.
+    pub created_at: UnixMillis,
+    /// Compare-and-set revision.
+    pub revision: u64,
+}
+
+impl std::fmt::Debug for CustomKeyStoreRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomKeyStoreRecord")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("name", &self.name)
+            .field("cluster_id", &self.cluster_id)
+            .field(
+                "sealed_pin",
+                &format_args!("<{} bytes>", self.sealed_pin.len()),
+            )
+            .field("state", &self.state)
+            .field("error_code", &self.error_code)
+            .field("created_at", &self.created_at)
+            .field("revision", &self.revision)
+            .finish_non_exhaustive()
+    }
+}

@@ -226,6 +226,16 @@ operations! {
     // stores
     /// `DescribeCustomKeyStores`.
     DescribeCustomKeyStores = Trent "DescribeCustomKeyStores", Manage, products: false;
+    /// `CreateCustomKeyStore` (docs/hsm.md).
+    CreateCustomKeyStore = Trent "CreateCustomKeyStore", Manage, products: false;
+    /// `ConnectCustomKeyStore`.
+    ConnectCustomKeyStore = Trent "ConnectCustomKeyStore", Manage, products: false;
+    /// `DisconnectCustomKeyStore`.
+    DisconnectCustomKeyStore = Trent "DisconnectCustomKeyStore", Manage, products: false;
+    /// `UpdateCustomKeyStore`.
+    UpdateCustomKeyStore = Trent "UpdateCustomKeyStore", Manage, products: false;
+    /// `DeleteCustomKeyStore`.
+    DeleteCustomKeyStore = Trent "DeleteCustomKeyStore", Manage, products: false;
     // account
     /// `KeywardenService.GetAccountBalance` (docs/billing.md).
     GetAccountBalance = Keywarden "GetAccountBalance", Manage, products: false;
@@ -316,7 +326,7 @@ mod tests {
             // The wire name is the variant's name (AWS's spelling).
             assert_eq!(format!("{op:?}"), op.wire_name());
         }
-        assert_eq!(Operation::ALL.len(), 59);
+        assert_eq!(Operation::ALL.len(), 64);
     }
 
     #[test]

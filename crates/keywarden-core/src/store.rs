@@ -43,6 +43,10 @@ pub enum StoreError {
     /// A per-parent limit would be exceeded (grants per key).
     #[error("a limit on the number of records was reached")]
     LimitExceeded,
+    /// The record is still referenced and cannot be deleted (a custom key
+    /// store that holds keys).
+    #[error("the record is still in use")]
+    InUse,
     /// The backend cannot be reached now (a database server down,
     /// connection refused or lost, connection pool exhausted past its wait
     /// bound). Nothing was written, or the write's outcome is unknown to
@@ -558,6 +562,53 @@ pub trait IamStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Custom key stores accounts created (`CreateCustomKeyStore`). Every
+/// write moves the change stamp: every node follows a store's connection
+/// state (opening or dropping its HSM sessions).
+#[async_trait]
+pub trait CustomKeyStoreStore: Send + Sync {
+    /// Stores a new custom key store. [`StoreError::AlreadyExists`] if its
+    /// id is taken, its account has a store of the same name, or any
+    /// store uses its cluster; [`StoreError::MissingReference`] for an
+    /// unknown account.
+    async fn create_custom_key_store(
+        &self,
+        store: &crate::model::CustomKeyStoreRecord,
+    ) -> Result<(), StoreError>;
+
+    /// The stores of one account, or of all accounts (`None`), ordered by
+    /// id.
+    async fn list_custom_key_stores(
+        &self,
+        account: Option<&AccountId>,
+    ) -> Result<Vec<crate::model::CustomKeyStoreRecord>, StoreError>;
+
+    /// Replaces the stored record (name, cluster, sealed PIN, trust anchor,
+    /// state, error code; id, account and creation are fixed) if its
+    /// revision is still `expected_revision` and it belongs to the record's
+    /// account; the stored revision becomes `store.revision`.
+    /// [`StoreError::Conflict`] otherwise (or when it is gone),
+    /// [`StoreError::AlreadyExists`] for a name or cluster taken by another
+    /// store.
+    async fn update_custom_key_store(
+        &self,
+        store: &crate::model::CustomKeyStoreRecord,
+        expected_revision: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the account's store if its revision is still
+    /// `expected_revision` ([`StoreError::Conflict`] otherwise), and only
+    /// if no key version anywhere has the protector `hsm:<id>`
+    /// ([`StoreError::InUse`]): keys in any state, pending deletion
+    /// included, keep their store.
+    async fn delete_custom_key_store(
+        &self,
+        account: &AccountId,
+        id: &str,
+        expected_revision: u64,
+    ) -> Result<(), StoreError>;
+}
+
 /// Everything Keywarden persists.
 pub trait Store:
     KeyStore
@@ -573,6 +624,7 @@ pub trait Store:
     + DeploymentStore
     + KeyringStore
     + IamStore
+    + CustomKeyStoreStore
 {
 }
 
@@ -589,7 +641,8 @@ impl<
             + ChangeFeed
             + DeploymentStore
             + KeyringStore
-            + IamStore,
+            + IamStore
+            + CustomKeyStoreStore,
     > Store for T
 {
 }

@@ -1143,3 +1143,77 @@ mod tests {
         assert!(matches!(garbled.decode(), Err(CodecError::Json(_))));
     }
 }
+
+/// A `custom_key_stores` row as plain column values, in both directions
+/// (the record has no JSON part: every field is a column).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomKeyStoreRow {
+    /// `id`.
+    pub id: String,
+    /// `account_id`.
+    pub account_id: String,
+    /// `name`.
+    pub name: String,
+    /// `cluster_id`.
+    pub cluster_id: String,
+    /// `sealed_pin`: sealed by the root key, never the PIN itself.
+    pub sealed_pin: Vec<u8>,
+    /// `trust_anchor`.
+    pub trust_anchor: String,
+    /// `state` ([`crate::model::ConnectionState::as_str`]).
+    pub state: String,
+    /// `error_code` ([`crate::model::ConnectionErrorCode::as_str`]).
+    pub error_code: Option<String>,
+    /// `created_at`.
+    pub created_at: i64,
+    /// `revision`.
+    pub revision: i64,
+}
+
+impl CustomKeyStoreRow {
+    /// The column list, in the order of the fields.
+    pub const COLUMNS: &'static str = "id, account_id, name, cluster_id, sealed_pin, \
+         trust_anchor, state, error_code, created_at, revision";
+
+    /// The row of `store`.
+    pub fn encode(store: &crate::model::CustomKeyStoreRecord) -> Result<Self, CodecError> {
+        Ok(CustomKeyStoreRow {
+            id: store.id.clone(),
+            account_id: store.account_id.as_str().to_owned(),
+            name: store.name.clone(),
+            cluster_id: store.cluster_id.clone(),
+            sealed_pin: store.sealed_pin.clone(),
+            trust_anchor: store.trust_anchor.clone(),
+            state: store.state.as_str().to_owned(),
+            error_code: store.error_code.map(|c| c.as_str().to_owned()),
+            created_at: store.created_at.0,
+            revision: revision_to_sql(store.revision)?,
+        })
+    }
+
+    /// Decodes the row.
+    pub fn decode(self) -> Result<crate::model::CustomKeyStoreRecord, CodecError> {
+        use crate::model::{ConnectionErrorCode, ConnectionState};
+        Ok(crate::model::CustomKeyStoreRecord {
+            account_id: decode_account_id(&self.account_id)?,
+            state: ConnectionState::parse(&self.state)
+                .ok_or_else(|| CodecError::invalid("stored connection state is unknown"))?,
+            error_code: self
+                .error_code
+                .map(|c| {
+                    ConnectionErrorCode::parse(&c).ok_or_else(|| {
+                        CodecError::invalid("stored connection error code is unknown")
+                    })
+                })
+                .transpose()?,
+            revision: u64::try_from(self.revision)
+                .map_err(|_| CodecError::invalid("stored custom key store revision is negative"))?,
+            id: self.id,
+            name: self.name,
+            cluster_id: self.cluster_id,
+            sealed_pin: self.sealed_pin,
+            trust_anchor: self.trust_anchor,
+            created_at: UnixMillis(self.created_at),
+        })
+    }
+}

@@ -169,6 +169,11 @@ impl Connection {
         &self.config
     }
 
+    /// Whether the token refused the PIN (never retried since).
+    pub(crate) fn login_refused(&self) -> bool {
+        lock(&self.state).refused
+    }
+
     /// Connects now, whatever the rate limit says (at construction).
     pub(crate) fn connect_now(&self) -> Result<(), ProtectorError> {
         let mut state = lock(&self.state);

@@ -19,4 +19,4 @@ mod spec;
 mod stored;
 
 pub use config::Pkcs11Config;
-pub use protector::{Pkcs11Protector, DEFAULT_RECONNECT_INTERVAL};
+pub use protector::{OpenError, Pkcs11Protector, DEFAULT_RECONNECT_INTERVAL};

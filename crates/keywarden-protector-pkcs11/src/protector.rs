@@ -55,7 +55,41 @@ impl fmt::Debug for Pkcs11Protector {
     }
 }
 
+/// Why [`Pkcs11Protector::open`] failed.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The token refused the PIN.
+    LoginRefused,
+    /// The module, the token or a session could not be had.
+    Unavailable(ProtectorError),
+}
+
 impl Pkcs11Protector {
+    /// Loads the module, finds the token and logs in now, failing if any
+    /// of it fails (an account connecting its custom key store wants to
+    /// know): [`OpenError::LoginRefused`] for a refused PIN.
+    pub fn open(config: Pkcs11Config) -> Result<Self, OpenError> {
+        if config.protector_id.is_empty() || config.token_label.is_empty() {
+            return Err(OpenError::Unavailable(ProtectorError::Unavailable(
+                "pkcs11 configuration needs a protector id and a token label".into(),
+            )));
+        }
+        let conn = Connection::new(config, DEFAULT_RECONNECT_INTERVAL);
+        if let Err(e) = conn.connect_now() {
+            return Err(if conn.login_refused() {
+                OpenError::LoginRefused
+            } else {
+                OpenError::Unavailable(e)
+            });
+        }
+        Ok(Pkcs11Protector {
+            inner: Arc::new(Inner {
+                conn,
+                rng: SystemRandom::new(),
+            }),
+        })
+    }
+
     /// Loads the module, finds the token by label and logs in. A token that
     /// cannot be reached is not an error here (the protector reconnects on
     /// use, see [`KeyProtector::available`]); only an unusable configuration is.

@@ -239,6 +239,32 @@ impl<'de> Deserialize<'de> for SecretBlob {
     }
 }
 
+/// A secret string field (`KeyStorePassword`): its UTF-8 bytes in a
+/// zeroizing buffer, never printed.
+pub struct SecretString(pub Secret);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v.as_bytes().to_vec()))
+            }
+        }
+        d.deserialize_str(V).map(SecretString)
+    }
+}
+
 /// A secret blob in a response (`Plaintext`): borrowed from its zeroizing
 /// owner and base64-encoded into a zeroizing buffer while the body is
 /// written. No `Debug`, `Clone` or comparison, so response structs holding

@@ -152,7 +152,10 @@ impl DumpStore for PgStore {
                 .transpose()?;
             let (keyrings, keyring_key_versions) = export_keyrings(&tx).await?;
             let iam_entities = all_iam_entities(&tx).await?;
+            let custom_key_stores =
+                crate::custom_key_stores::all_custom_key_stores(&tx, None).await?;
             StoreDump {
+                custom_key_stores,
                 iam_entities,
                 root_key_check,
                 keyrings,
@@ -392,6 +395,9 @@ impl DumpStore for PgStore {
             }
             for e in &dump.iam_entities {
                 insert_iam_row(&tx, &IamRow::encode(e)).await?;
+            }
+            for s in &dump.custom_key_stores {
+                crate::custom_key_stores::insert_custom_key_store(&tx, s).await?;
             }
         })
     }

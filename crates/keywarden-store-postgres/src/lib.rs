@@ -71,6 +71,7 @@
 mod accounts;
 mod aliases;
 mod billing;
+mod custom_key_stores;
 mod deployment;
 mod dump;
 mod error;

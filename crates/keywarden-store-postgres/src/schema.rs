@@ -336,6 +336,32 @@ ALTER TABLE credentials ADD CONSTRAINT credentials_user_has_account
     CHECK (user_name IS NULL OR account_id IS NOT NULL);
 "#;
 
+/// Migration 6: custom key stores accounts create (`CustomKeyStoreStore`),
+/// as SQLite's schema 12: one `custom_key_stores` row per store (the user
+/// PIN only sealed under the root key), names unique per account, a
+/// cluster backing at most one store, a change trigger (every node follows
+/// a store's connection state), and an index on `key_versions.protector`
+/// for the "no keys left in the store" check of a deletion.
+const MIGRATION_6: &str = r#"
+CREATE TABLE custom_key_stores (
+    id           TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    account_id   TEXT COLLATE "C" NOT NULL REFERENCES accounts (account_id),
+    name         TEXT NOT NULL,
+    cluster_id   TEXT COLLATE "C" NOT NULL UNIQUE,
+    sealed_pin   BYTEA NOT NULL,
+    trust_anchor TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    error_code   TEXT,
+    created_at   BIGINT NOT NULL,
+    revision     BIGINT NOT NULL,
+    UNIQUE (account_id, name)
+);
+CREATE CONSTRAINT TRIGGER custom_key_stores_changes
+    AFTER INSERT OR UPDATE OR DELETE ON custom_key_stores
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION keywarden_changed();
+CREATE INDEX key_versions_protector ON key_versions (protector);
+"#;
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -343,6 +369,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
+    MIGRATION_6,
 ];
 
 /// The schema version this build creates and understands.

@@ -535,7 +535,10 @@ async fn a_database_from_before_iam_upgrades() {
     // Back to schema 4, as an older build left it, with an account key.
     let raw = common::raw_client(&url).await;
     raw.batch_execute(&format!(
-        "DROP TABLE iam_entities;
+        "DROP TABLE custom_key_stores;
+         DROP INDEX key_versions_protector;
+         DELETE FROM keywarden_schema WHERE version = 6;
+         DROP TABLE iam_entities;
          ALTER TABLE credentials DROP COLUMN user_name;
          DELETE FROM keywarden_schema WHERE version = 5;
          INSERT INTO accounts VALUES ('{a}', 'old', 1);

@@ -183,7 +183,9 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
     let keyrings = all_keyrings(tx)?;
     let keyring_key_versions = all_keyring_versions(tx)?;
     let iam_entities = all_iam_entities(tx)?;
+    let custom_key_stores = crate::custom_key_stores::all_custom_key_stores(tx, None)?;
     Ok(StoreDump {
+        custom_key_stores,
         iam_entities,
         root_key_check,
         keyrings,
@@ -350,6 +352,9 @@ fn import(tx: &Transaction<'_>, dump: &StoreDump) -> Result<(), Fail> {
     }
     for e in &dump.iam_entities {
         insert_iam_row(tx, &store_codec::IamRow::encode(e))?;
+    }
+    for s in &dump.custom_key_stores {
+        crate::custom_key_stores::insert_custom_key_store(tx, s)?;
     }
     Ok(())
 }

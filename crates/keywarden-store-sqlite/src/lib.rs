@@ -29,6 +29,7 @@ mod accounts;
 mod aliases;
 mod backup;
 mod billing;
+mod custom_key_stores;
 mod deployment;
 mod dump;
 mod error;

@@ -441,6 +441,39 @@ ALTER TABLE credentials ADD COLUMN user_name TEXT
     CHECK (user_name IS NULL OR account_id IS NOT NULL);
 ";
 
+/// Schema 12: custom key stores accounts create (`CustomKeyStoreStore`).
+///
+/// * `custom_key_stores`: one row per store, every field a column; the
+///   user PIN only sealed under the root key. A name is unique within its
+///   account, a cluster backs at most one store. Change triggers: every
+///   process follows a store's connection state.
+/// * `key_versions_protector`: a store is deleted only while no key
+///   version names its protector (`hsm:<id>`), asked from this index.
+const MIGRATION_12: &str = "
+CREATE TABLE custom_key_stores (
+    id           TEXT    NOT NULL PRIMARY KEY,
+    account_id   TEXT    NOT NULL REFERENCES accounts (account_id),
+    name         TEXT    NOT NULL,
+    cluster_id   TEXT    NOT NULL UNIQUE,
+    sealed_pin   BLOB    NOT NULL,
+    trust_anchor TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    error_code   TEXT,
+    created_at   INTEGER NOT NULL,
+    revision     INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+) STRICT;
+
+CREATE TRIGGER custom_key_stores_insert_changes AFTER INSERT ON custom_key_stores
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER custom_key_stores_update_changes AFTER UPDATE ON custom_key_stores
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER custom_key_stores_delete_changes AFTER DELETE ON custom_key_stores
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+
+CREATE INDEX key_versions_protector ON key_versions (protector);
+";
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -454,6 +487,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_9,
     MIGRATION_10,
     MIGRATION_11,
+    MIGRATION_12,
 ];
 
 /// The schema version this build creates and understands.

@@ -136,7 +136,7 @@ async fn pragmas_and_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn migrations_are_idempotent_on_reopen() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
     let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
@@ -166,7 +166,7 @@ async fn migrations_are_idempotent_on_reopen() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(tables, 19);
+    assert_eq!(tables, 20);
 }
 
 #[tokio::test]

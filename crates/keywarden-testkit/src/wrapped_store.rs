@@ -192,6 +192,41 @@ impl<H: Hooks> keywarden_core::store::IamStore for Wrapped<H> {
 }
 
 #[async_trait]
+impl<H: Hooks> keywarden_core::store::CustomKeyStoreStore for Wrapped<H> {
+    async fn create_custom_key_store(
+        &self,
+        s: &keywarden_core::model::CustomKeyStoreRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.create_custom_key_store(s).await
+    }
+    async fn list_custom_key_stores(
+        &self,
+        a: Option<&AccountId>,
+    ) -> Result<Vec<keywarden_core::model::CustomKeyStoreRecord>, StoreError> {
+        self.inner.list_custom_key_stores(a).await
+    }
+    async fn update_custom_key_store(
+        &self,
+        s: &keywarden_core::model::CustomKeyStoreRecord,
+        expected_revision: u64,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .update_custom_key_store(s, expected_revision)
+            .await
+    }
+    async fn delete_custom_key_store(
+        &self,
+        a: &AccountId,
+        id: &str,
+        expected_revision: u64,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .delete_custom_key_store(a, id, expected_revision)
+            .await
+    }
+}
+
+#[async_trait]
 impl<H: Hooks> UsageStore for Wrapped<H> {
     async fn record_key_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
         self.hooks.on_record_key_usage(usage);

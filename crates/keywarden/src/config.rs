@@ -21,6 +21,10 @@ pub struct Config {
     /// `[[custom_key_stores]]`: HSMs reached through PKCS#11.
     #[serde(default)]
     pub custom_key_stores: Vec<CustomKeyStore>,
+    /// `[[hsm_clusters]]`: HSM tokens on which accounts may create their
+    /// own custom key stores (`CreateCustomKeyStore`).
+    #[serde(default)]
+    pub hsm_clusters: Vec<HsmCluster>,
     /// `[root_key]`.
     #[serde(default)]
     pub root_key: RootKeyConfig,
@@ -166,6 +170,47 @@ pub struct CustomKeyStore {
 
 fn default_sessions() -> usize {
     4
+}
+
+/// `[[hsm_clusters]]`: an HSM token the operator approves for accounts'
+/// own custom key stores (docs/hsm.md). Accounts name only the `id`; the
+/// module path never comes from a request. No PIN here: each store's
+/// `KeyStorePassword` is the PIN, given by the account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmCluster {
+    /// `cluster-` and lowercase letters and digits (AWS's
+    /// `CloudHsmClusterId` form, 19-24 characters in all).
+    pub id: String,
+    /// The PKCS#11 module (shared library).
+    pub module: std::path::PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// A PEM certificate file: when set, CreateCustomKeyStore's
+    /// `TrustAnchorCertificate` must be this certificate. A relative path
+    /// is resolved against the configuration file's directory.
+    pub trust_anchor_file: Option<std::path::PathBuf>,
+    /// Sessions kept open per store (default 4).
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+}
+
+/// Checks an `[[hsm_clusters]]` id: `cluster-` and lowercase letters and
+/// digits, 19-24 characters in all (what AWS accepts as a
+/// `CloudHsmClusterId`).
+pub fn check_cluster_id(id: &str) -> Result<(), String> {
+    let ok = (19..=24).contains(&id.len())
+        && id.strip_prefix("cluster-").is_some_and(|r| {
+            r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "[[hsm_clusters]] id must be cluster- followed by lowercase letters and digits, 19-24 characters in all, got {id:?}"
+        ))
+    }
 }
 
 impl CustomKeyStore {
@@ -319,6 +364,40 @@ impl Config {
                 }
             }
         }
+        for cluster in &mut config.hsm_clusters {
+            if let Some(file) = &mut cluster.trust_anchor_file {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
+        for (i, cluster) in config.hsm_clusters.iter().enumerate() {
+            check_cluster_id(&cluster.id)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("configuration file {}", path.display()))?;
+            anyhow::ensure!(
+                !config.hsm_clusters[..i].iter().any(|c| c.id == cluster.id),
+                "configuration file {}: [[hsm_clusters]] id {} is configured twice",
+                path.display(),
+                cluster.id
+            );
+            anyhow::ensure!(
+                (1..=64).contains(&cluster.sessions),
+                "configuration file {}: hsm cluster {}: sessions must be 1-64",
+                path.display(),
+                cluster.id
+            );
+            if let Some(file) = &cluster.trust_anchor_file {
+                std::fs::read_to_string(file).with_context(|| {
+                    format!(
+                        "configuration file {}: hsm cluster {}: reading trust_anchor_file {}",
+                        path.display(),
+                        cluster.id,
+                        file.display()
+                    )
+                })?;
+            }
+        }
         config
             .billing
             .prices
@@ -438,6 +517,51 @@ mod tests {
         assert_eq!(
             c.custom_key_stores[0].pin_file.as_deref(),
             Some(Path::new("/etc/keywarden/hsm-pin"))
+        );
+    }
+
+    #[test]
+    fn hsm_clusters_are_checked() {
+        let cluster = |id: &str, extra: &str| {
+            format!(
+                "[[hsm_clusters]]\nid = \"{id}\"\nmodule = \"/m.so\"\ntoken_label = \"t\"\n{extra}"
+            )
+        };
+        let c = parse(&cluster("cluster-abc123def45", "")).unwrap();
+        assert_eq!(c.hsm_clusters[0].sessions, 4);
+        assert!(c.hsm_clusters[0].trust_anchor_file.is_none());
+        for bad in [
+            cluster("cluster-abc", ""),
+            cluster("cluster-ABC123DEF45", ""),
+            cluster("clusterx-abc123def45", ""),
+            cluster("cluster-abc123def45678901", ""),
+            cluster("cluster-abc123def45", "sessions = 0\n"),
+            cluster(
+                "cluster-abc123def45",
+                "trust_anchor_file = \"missing.pem\"\n",
+            ),
+            cluster("cluster-abc123def45", "pin_file = \"pin\"\n"),
+            format!(
+                "{}{}",
+                cluster("cluster-abc123def45", ""),
+                cluster("cluster-abc123def45", "")
+            ),
+        ] {
+            assert!(parse(&bad).is_err(), "{bad}");
+        }
+        // A relative trust anchor file is beside the configuration file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "pem").unwrap();
+        let p = dir.path().join("k.toml");
+        std::fs::write(
+            &p,
+            cluster("cluster-abc123def45", "trust_anchor_file = \"ca.pem\"\n"),
+        )
+        .unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(
+            c.hsm_clusters[0].trust_anchor_file.as_deref(),
+            Some(dir.path().join("ca.pem").as_path())
         );
     }
 

@@ -16,6 +16,7 @@ macro_rules! outln {
 mod admin;
 mod config;
 mod envelope;
+mod hsm_clusters;
 mod key;
 mod limits_config;
 mod output;

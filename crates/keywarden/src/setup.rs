@@ -246,7 +246,8 @@ pub async fn open_with(args: &DataArgs, mode: Mode) -> Result<Opened> {
     })
     .with_importer(Arc::new(importer))
     .with_public_key_crypto(Arc::new(keywarden_crypto::Crypto))
-    .with_billing(config.billing.to_core());
+    .with_billing(config.billing.to_core())
+    .with_hsm_connector(Arc::new(crate::hsm_clusters::Clusters::new(&config)?));
     let mut kms = kms;
     // Stores come from the configuration file; "created" is when this
     // process loaded them.
@@ -272,6 +273,18 @@ pub async fn open_with(args: &DataArgs, mode: Mode) -> Result<Opened> {
     kms.register_seed_products()
         .await
         .context("registering the seed products")?;
+    // Accounts' custom key stores that are CONNECTED are opened here too.
+    for (store, error) in kms
+        .sync_custom_key_stores()
+        .await
+        .context("opening the connected custom key stores")?
+    {
+        tracing::warn!(
+            store,
+            ?error,
+            "custom key store is CONNECTED but cannot be opened on this node"
+        );
+    }
     let store_description = match &store {
         OpenedStore::Sqlite(_) => db_path.display().to_string(),
         OpenedStore::Postgres(_) => args

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use keywarden_core::clock::ManualClock;
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
+use keywarden_core::model::ConnectionState;
 use keywarden_core::model::Origin;
 use keywarden_core::ops::create_key::CreateKeyRequest;
 use keywarden_core::ops::custom_key_stores::CustomKeyStore;
@@ -184,8 +185,9 @@ async fn an_unreachable_hsm_stops_only_its_keys_and_service_resumes() {
     );
     let stores = kms
         .describe_custom_key_stores(&caller, None, None, None, None)
+        .await
         .unwrap();
-    assert!(!stores.items[0].connected);
+    assert_eq!(stores.items[0].state, ConnectionState::Disconnected);
     // Everything else keeps working, the HSM key's metadata included.
     let (_, plain) = kms
         .decrypt(&caller, &soft_blob, &ctx, None, false)
@@ -209,9 +211,11 @@ async fn an_unreachable_hsm_stops_only_its_keys_and_service_resumes() {
         .unwrap();
     assert!(
         kms.describe_custom_key_stores(&caller, None, None, None, None)
+            .await
             .unwrap()
             .items[0]
-            .connected
+            .state
+            == ConnectionState::Connected
     );
     kms.create_key(&caller, request(Origin::AwsCloudHsm, Some("cks-outage")))
         .await

@@ -113,7 +113,7 @@ impl Kms {
                 self.key_arn(&record.account_id, &record.key_id)
             ))
         })?;
-        let protector = self.protectors.get(&v.protector).ok_or_else(|| {
+        let protector = self.protector(&v.protector).ok_or_else(|| {
             KmsError::Protector(crate::protector::ProtectorError::Unavailable(format!(
                 "no key protector named {:?} is configured",
                 v.protector

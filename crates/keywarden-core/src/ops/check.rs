@@ -146,7 +146,7 @@ impl Kms {
                 report.versions_skipped += 1;
                 continue;
             }
-            let Some(protector) = self.protectors.get(&v.protector) else {
+            let Some(protector) = self.protector(&v.protector) else {
                 report.versions_skipped += 1;
                 report.problems.push(format!(
                     "{name}: version {} needs key protector {:?}, which is not configured",

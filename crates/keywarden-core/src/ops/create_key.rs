@@ -137,15 +137,7 @@ impl Kms {
                 self.importer()?;
                 self.default_protector.clone()
             }
-            (Origin::AwsCloudHsm, Some(id)) => {
-                let store = self.custom_key_store(id)?;
-                if !store.protector.available() {
-                    return Err(KmsError::CustomKeyStoreInvalidState(format!(
-                        "Custom key store {id} is not connected (ConnectionState DISCONNECTED)"
-                    )));
-                }
-                store.protector.clone()
-            }
+            (Origin::AwsCloudHsm, Some(id)) => self.store_protector(caller, id).await?,
             (Origin::AwsCloudHsm, None) => {
                 return Err(KmsError::Validation(
                     "Origin AWS_CLOUDHSM requires a CustomKeyStoreId".into(),

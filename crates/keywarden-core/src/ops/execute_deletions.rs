@@ -49,7 +49,7 @@ impl Kms {
     /// Asks each version's protector to destroy its material (HSM objects).
     fn destroy_material(&self, key: &crate::model::KeyRecord) {
         for v in &key.versions {
-            let Some(protector) = self.protectors.get(&v.protector) else {
+            let Some(protector) = self.protector(&v.protector) else {
                 continue;
             };
             let binding = crate::protector::KeyBinding {

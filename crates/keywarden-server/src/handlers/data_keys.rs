@@ -137,7 +137,7 @@ struct GenerateRandomOut<'a> {
     plaintext: SecretField<'a>,
 }
 
-pub(super) fn generate_random(
+pub(super) async fn generate_random(
     kms: &Kms,
     caller: &Caller,
     body: &[u8],
@@ -156,7 +156,8 @@ pub(super) fn generate_random(
     if let Some(id) = &req.custom_key_store_id {
         check_len(id, "customKeyStoreId", 1, 64)?;
         // The store must exist; the bytes come from Keywarden's CSPRNG.
-        kms.describe_custom_key_stores(caller, Some(id), None, None, None)?;
+        kms.describe_custom_key_stores(caller, Some(id), None, None, None)
+            .await?;
     }
     let bytes = kms.generate_random(caller, n as usize)?;
     Ok(encode(&GenerateRandomOut {

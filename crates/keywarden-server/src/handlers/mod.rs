@@ -81,7 +81,7 @@ pub async fn run(
         Op::GenerateDataKeyWithoutPlaintext => {
             data_keys::generate_data_key(kms, caller, body, false).await
         }
-        Op::GenerateRandom => data_keys::generate_random(kms, caller, body),
+        Op::GenerateRandom => data_keys::generate_random(kms, caller, body).await,
         Op::Sign => asymmetric::sign(kms, caller, body).await,
         Op::Verify => asymmetric::verify(kms, caller, body).await,
         Op::GetPublicKey => asymmetric::get_public_key(kms, caller, body).await,
@@ -143,7 +143,14 @@ pub async fn run(
         Op::CreateKeyringToken => keyrings::create_keyring_token(kms, caller, body).await,
         Op::RevokeKeyringToken => keyrings::revoke_keyring_token(kms, caller, body).await,
         Op::DeleteKeyring => keyrings::delete_keyring(kms, caller, body).await,
-        Op::DescribeCustomKeyStores => stores::describe_custom_key_stores(kms, caller, body),
+        Op::DescribeCustomKeyStores => stores::describe_custom_key_stores(kms, caller, body).await,
+        Op::CreateCustomKeyStore => stores::create_custom_key_store(kms, caller, body).await,
+        Op::ConnectCustomKeyStore => stores::connect_custom_key_store(kms, caller, body).await,
+        Op::DisconnectCustomKeyStore => {
+            stores::disconnect_custom_key_store(kms, caller, body).await
+        }
+        Op::UpdateCustomKeyStore => stores::update_custom_key_store(kms, caller, body).await,
+        Op::DeleteCustomKeyStore => stores::delete_custom_key_store(kms, caller, body).await,
         Op::GetAccountBalance => account::get_account_balance(kms, caller, body).await,
     }
 }
