@@ -115,7 +115,8 @@ impl World {
             config: KmsConfig::default(),
         })
         .with_importer(Arc::new(importer))
-        .with_public_key_crypto(Arc::new(keywarden_crypto::Crypto));
+        .with_public_key_crypto(Arc::new(keywarden_crypto::Crypto))
+        .with_hsm_connector(Arc::new(RefusingCluster));
         let issued = rt.block_on(kms.create_account("shapes")).unwrap();
         rt.block_on(kms.register_seed_products()).unwrap();
         let caller = Caller {
@@ -306,6 +307,7 @@ fn workload(w: &mut World) {
     w.ok(Op::CancelKeyDeletion, json!({"KeyId": other}));
     w.ok(Op::DescribeCustomKeyStores, json!({}));
     other_specs(w);
+    account_key_stores(w);
     w.ok(Op::DeleteAlias, json!({"AliasName": "alias/shapes"}));
 
     // The extensions: no AWS model, but the same ordering rule.
@@ -327,6 +329,63 @@ fn workload(w: &mut World) {
     w.ok(Op::ListKeyrings, json!({}));
     w.ok(Op::CreateKeyringToken, json!({"KeyringId": keyring}));
     w.ok(Op::DeleteKeyring, json!({"KeyringId": keyring}));
+}
+
+/// An operator-approved HSM cluster whose token refuses every PIN, so a
+/// store on it goes through DISCONNECTED, CONNECTING and FAILED (filling
+/// `ConnectionErrorCode`) without an HSM.
+struct RefusingCluster;
+
+impl keywarden_core::ops::custom_key_stores::HsmConnector for RefusingCluster {
+    fn cluster(&self, id: &str) -> Option<keywarden_core::ops::custom_key_stores::HsmCluster> {
+        (id == "cluster-shapes1234567").then(|| {
+            keywarden_core::ops::custom_key_stores::HsmCluster {
+                id: id.to_owned(),
+                token: "shapes-token".into(),
+                trust_anchor: None,
+            }
+        })
+    }
+
+    fn connect(
+        &self,
+        _store_id: &str,
+        _cluster: &str,
+        _pin: &keywarden_core::secret::Secret,
+    ) -> Result<
+        Arc<dyn keywarden_core::protector::KeyProtector>,
+        keywarden_core::ops::custom_key_stores::HsmConnectError,
+    > {
+        Err(keywarden_core::ops::custom_key_stores::HsmConnectError::InvalidCredentials)
+    }
+}
+
+/// The custom key store management operations on a cluster whose token
+/// refuses the PIN.
+fn account_key_stores(w: &mut World) {
+    use Operation as Op;
+    let created = w.ok(
+        Op::CreateCustomKeyStore,
+        json!({"CustomKeyStoreName": "shapes-store", "CloudHsmClusterId": "cluster-shapes1234567",
+               "TrustAnchorCertificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+               "KeyStorePassword": "kmsuser-password"}),
+    );
+    let id = str_of(&created, "CustomKeyStoreId");
+    w.ok(
+        Op::UpdateCustomKeyStore,
+        json!({"CustomKeyStoreId": id, "NewCustomKeyStoreName": "shapes-store-2"}),
+    );
+    w.ok(Op::ConnectCustomKeyStore, json!({"CustomKeyStoreId": id}));
+    let described = w.ok(Op::DescribeCustomKeyStores, json!({"CustomKeyStoreId": id}));
+    assert_eq!(
+        described["CustomKeyStores"][0]["ConnectionState"], "FAILED",
+        "{described}"
+    );
+    w.ok(
+        Op::DisconnectCustomKeyStore,
+        json!({"CustomKeyStoreId": id}),
+    );
+    w.ok(Op::DeleteCustomKeyStore, json!({"CustomKeyStoreId": id}));
 }
 
 /// The operations of keys of other specs, each with a key that fills its
