@@ -521,7 +521,7 @@ async fn grant_operations_answer_bad_input_with_aws_errors() {
             "CreateGrant",
             format!(r#"{{"KeyId":"{id}","GranteePrincipal":"p","Operations":["Sign"]}}"#),
             "ValidationException",
-            "symmetric",
+            "KeySpec SYMMETRIC_DEFAULT",
         ),
         (
             "CreateGrant",
