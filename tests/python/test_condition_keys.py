@@ -369,3 +369,47 @@ def test_a_key_policy_allow_does_not_widen_the_product_rules(server, account, km
     kms.put_key_policy(KeyId=key["Arn"], PolicyName="default", Policy=key_policy(account, everyone))
     # No grant: the product rules refuse, whatever the key policy allows.
     denied(mysql.generate_data_key, KeyId=key["Arn"], KeySpec="AES_256")
+
+
+# -- algorithm condition keys of keys of other specs (docs/key-specs.md) ------
+
+
+def test_algorithm_condition_keys(server, account, kms):
+    """`kms:SigningAlgorithm`, `kms:MessageType`, `kms:MacAlgorithm`,
+    `kms:EncryptionAlgorithm`, `kms:DataKeyPairSpec`, `kms:KeySpec` and
+    `kms:KeyUsage` (CreateKey): an identity policy conditioned on each
+    allows one request and refuses another."""
+    signer = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+    rsa_enc = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+    sym = kms.create_key()["KeyMetadata"]["KeyId"]
+    user, _, _ = user_with(
+        server,
+        account,
+        "algorithms",
+        policy(
+            statement(["kms:Sign"], {"StringEquals": {"kms:SigningAlgorithm": "RSASSA_PSS_SHA_256", "kms:MessageType": "RAW"}}),
+            statement(["kms:GenerateMac"], {"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}}),
+            statement(["kms:Encrypt"], {"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}),
+            statement(["kms:GenerateDataKeyPair"], {"StringEquals": {"kms:DataKeyPairSpec": "ECC_NIST_P256"}}),
+            statement(["kms:CreateKey"], {"StringEquals": {"kms:KeySpec": "ECC_NIST_P256", "kms:KeyUsage": "SIGN_VERIFY"}}),
+        ),
+    )
+    digest = b"\x01" * 32
+
+    def denied(fn, **kw):
+        with pytest.raises(ClientError) as info:
+            fn(**kw)
+        assert info.value.response["Error"]["Code"] == "AccessDeniedException", info.value.response
+
+    user.sign(KeyId=signer, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    denied(user.sign, KeyId=signer, Message=b"m", SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256")
+    denied(user.sign, KeyId=signer, Message=digest, MessageType="DIGEST", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    user.generate_mac(KeyId=mac_key, Message=b"m", MacAlgorithm="HMAC_SHA_256")
+    user.encrypt(KeyId=rsa_enc, Plaintext=b"m", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    denied(user.encrypt, KeyId=rsa_enc, Plaintext=b"m", EncryptionAlgorithm="RSAES_OAEP_SHA_1")
+    user.generate_data_key_pair(KeyId=sym, KeyPairSpec="ECC_NIST_P256")
+    denied(user.generate_data_key_pair, KeyId=sym, KeyPairSpec="RSA_2048")
+    user.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    denied(user.create_key, KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")
+    denied(user.create_key)

@@ -52,6 +52,17 @@ impl std::fmt::Debug for DataKeyPair {
     }
 }
 
+/// The caller with the request's algorithm condition keys
+/// (`kms:SigningAlgorithm`, `kms:MessageType`, ...), which key and IAM
+/// policies may test.
+fn with_facts(caller: &Caller, facts: &[(&'static str, &'static str)]) -> Caller {
+    let mut ctx = crate::policy::RequestContext::new();
+    for (k, v) in facts {
+        ctx.insert(*k, *v);
+    }
+    caller.with_operation_keys(ctx)
+}
+
 fn check_len(field: &str, value: &[u8], max: usize) -> Result<(), KmsError> {
     if value.is_empty() || value.len() > max {
         return Err(KmsError::Validation(format!(
@@ -197,6 +208,13 @@ impl Kms {
         dry_run: bool,
     ) -> Result<(Arc<KeyRecord>, Vec<u8>), KmsError> {
         check_len("message", message, MAX_MESSAGE)?;
+        let caller = &with_facts(
+            caller,
+            &[
+                ("kms:SigningAlgorithm", algorithm.as_str()),
+                ("kms:MessageType", message_type.as_str()),
+            ],
+        );
         let key = self
             .resolve_kind(
                 caller,
@@ -234,6 +252,13 @@ impl Kms {
         check_len("message", message, MAX_MESSAGE)?;
         check_len("signature", signature, MAX_BLOB)?;
         let crypto = self.public_crypto()?;
+        let caller = &with_facts(
+            caller,
+            &[
+                ("kms:SigningAlgorithm", algorithm.as_str()),
+                ("kms:MessageType", message_type.as_str()),
+            ],
+        );
         let key = self
             .resolve_kind(
                 caller,
@@ -314,6 +339,7 @@ impl Kms {
         dry_run: bool,
     ) -> Result<(Arc<KeyRecord>, Vec<u8>), KmsError> {
         check_len("message", message, MAX_MESSAGE)?;
+        let caller = &with_facts(caller, &[("kms:MacAlgorithm", algorithm.as_str())]);
         let key = self
             .resolve_kind(
                 caller,
@@ -348,6 +374,7 @@ impl Kms {
     ) -> Result<Arc<KeyRecord>, KmsError> {
         check_len("message", message, MAX_MESSAGE)?;
         check_len("mac", mac, MAX_BLOB)?;
+        let caller = &with_facts(caller, &[("kms:MacAlgorithm", algorithm.as_str())]);
         let key = self
             .resolve_kind(
                 caller,
@@ -404,6 +431,7 @@ impl Kms {
     ) -> Result<(Arc<KeyRecord>, Vec<u8>), KmsError> {
         check_len("plaintext", plaintext, crate::ops::encrypt::MAX_PLAINTEXT)?;
         let crypto = self.public_crypto()?;
+        let caller = &with_facts(caller, &[("kms:EncryptionAlgorithm", algorithm.as_str())]);
         let key = self
             .resolve_kind(
                 caller,
@@ -446,6 +474,7 @@ impl Kms {
         dry_run: bool,
     ) -> Result<(Arc<KeyRecord>, Secret), KmsError> {
         check_len("ciphertextBlob", ciphertext, MAX_BLOB)?;
+        let caller = &with_facts(caller, &[("kms:EncryptionAlgorithm", algorithm.as_str())]);
         let key = self
             .resolve_kind(
                 caller,
@@ -479,6 +508,7 @@ impl Kms {
         dry_run: bool,
     ) -> Result<(Arc<KeyRecord>, Secret), KmsError> {
         check_len("publicKey", peer, MAX_PUBLIC_KEY)?;
+        let caller = &with_facts(caller, &[("kms:KeyAgreementAlgorithm", algorithm.as_str())]);
         let key = self
             .resolve_kind(
                 caller,
@@ -610,6 +640,7 @@ impl Kms {
                 CryptoOperation::GenerateDataKeyPairWithoutPlaintext,
             )
         };
+        let caller = &with_facts(caller, &[("kms:DataKeyPairSpec", spec.as_str())]);
         let key = self
             .resolve(caller, key_ref, Access::Crypto(grant, context))
             .await?;
