@@ -487,3 +487,34 @@ def test_rsa_4096_generation_burst_does_not_starve_other_requests(kms, new_clien
     client, key = made[0]
     spki = client.get_public_key(KeyId=key)["PublicKey"]
     assert serialization.load_der_public_key(spki).key_size == 4096
+
+
+def test_re_encrypt_between_symmetric_and_asymmetric_keys(kms):
+    sym = create(kms, "SYMMETRIC_DEFAULT")
+    rsa_key = create(kms, "RSA_2048", "ENCRYPT_DECRYPT")
+    sm2_key = create(kms, "SM2", "ENCRYPT_DECRYPT")
+    plaintext = b"moved between key types"
+    ctx = {"purpose": "re-encrypt"}
+    blob = kms.encrypt(KeyId=sym, Plaintext=plaintext, EncryptionContext=ctx)["CiphertextBlob"]
+    # Symmetric -> RSA.
+    out = kms.re_encrypt(CiphertextBlob=blob, SourceEncryptionContext=ctx, DestinationKeyId=rsa_key,
+                         DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert out["SourceEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT"
+    assert out["DestinationEncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
+    rsa_ct = out["CiphertextBlob"]
+    assert kms.decrypt(KeyId=rsa_key, CiphertextBlob=rsa_ct, EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"] == plaintext
+    # RSA (a ciphertext made locally) -> SM2 -> symmetric.
+    local = public_key(kms, rsa_key).encrypt(plaintext, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
+    to_sm2 = kms.re_encrypt(CiphertextBlob=local, SourceKeyId=rsa_key, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1",
+                            DestinationKeyId=sm2_key, DestinationEncryptionAlgorithm="SM2PKE")
+    back = kms.re_encrypt(CiphertextBlob=to_sm2["CiphertextBlob"], SourceKeyId=sm2_key, SourceEncryptionAlgorithm="SM2PKE",
+                          DestinationKeyId=sym, DestinationEncryptionContext=ctx)
+    assert back["SourceEncryptionAlgorithm"] == "SM2PKE"
+    assert kms.decrypt(CiphertextBlob=back["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"] == plaintext
+    # Bad input: an asymmetric source must name its key; the plaintext must fit the destination.
+    expect_error("ValidationException", kms.re_encrypt, CiphertextBlob=local, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1", DestinationKeyId=sym)
+    big = kms.encrypt(KeyId=sym, Plaintext=os.urandom(300))["CiphertextBlob"]
+    expect_error("ValidationException", kms.re_encrypt, CiphertextBlob=big, DestinationKeyId=rsa_key, DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    expect_error("InvalidKeyUsageException", kms.re_encrypt, CiphertextBlob=blob, SourceEncryptionContext=ctx, DestinationKeyId=sym, DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    expect_error("InvalidCiphertextException", kms.re_encrypt, CiphertextBlob=local[:-1] + bytes([local[-1] ^ 1]), SourceKeyId=rsa_key, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1", DestinationKeyId=sym)
+    expect_error("DryRunOperationException", kms.re_encrypt, CiphertextBlob=local, SourceKeyId=rsa_key, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1", DestinationKeyId=sym, DryRun=True)

@@ -146,17 +146,6 @@ pub fn context(map: Option<BTreeMap<String, String>>) -> Result<EncryptionContex
     Ok(EncryptionContext::new(map.unwrap_or_default())?)
 }
 
-/// The encryption algorithms every operation takes; only SYMMETRIC_DEFAULT
-/// applies to symmetric keys.
-pub fn check_encryption_algorithm(value: Option<&str>, field: &str) -> Result<(), ApiError> {
-    match encryption_algorithm(value, field)? {
-        None | Some(EncryptionAlgorithm::SymmetricDefault) => Ok(()),
-        Some(v) => Err(ApiError::Kms(KmsError::Unsupported(format!(
-            "ReEncrypt with EncryptionAlgorithm {v} is not supported yet; decrypt and encrypt instead"
-        )))),
-    }
-}
-
 /// An `EncryptionAlgorithm` field: `None` when absent (symmetric).
 pub fn encryption_algorithm(
     value: Option<&str>,

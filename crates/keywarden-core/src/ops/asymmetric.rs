@@ -75,7 +75,7 @@ fn check_len(field: &str, value: &[u8], max: usize) -> Result<(), KmsError> {
 impl Kms {
     /// Resolves a key for a cryptographic operation of another spec and
     /// checks its state and usage.
-    async fn resolve_kind(
+    pub(crate) async fn resolve_kind(
         &self,
         caller: &Caller,
         key_ref: &KeyRef,
@@ -402,7 +402,7 @@ impl Kms {
         Ok(key.record.clone())
     }
 
-    fn check_encryption_algorithm(
+    pub(crate) fn check_encryption_algorithm(
         &self,
         key: &KeyRecord,
         algorithm: EncryptionAlgorithm,
@@ -440,27 +440,52 @@ impl Kms {
                 KeyUsageType::EncryptDecrypt,
             )
             .await?;
-        self.check_encryption_algorithm(&key.record, algorithm)?;
-        let max = key.record.kind.spec.max_plaintext(algorithm);
-        if plaintext.len() > max {
-            return Err(KmsError::Validation(format!(
-                "Plaintext is too long for {algorithm} with KeySpec {}: at most {max} bytes",
-                key.record.kind.spec
-            )));
-        }
+        self.check_asymmetric_plaintext(&key.record, algorithm, plaintext)?;
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let ciphertext = crypto
+        let ciphertext =
+            self.encrypt_to_public_key(crypto.as_ref(), &key.record, algorithm, plaintext)?;
+        self.record_use(caller, &key.record, CryptoOperation::Encrypt);
+        Ok((key.record.clone(), ciphertext))
+    }
+
+    /// Checks an asymmetric encryption's algorithm and plaintext size
+    /// against the key.
+    pub(crate) fn check_asymmetric_plaintext(
+        &self,
+        key: &KeyRecord,
+        algorithm: EncryptionAlgorithm,
+        plaintext: &[u8],
+    ) -> Result<(), KmsError> {
+        self.check_encryption_algorithm(key, algorithm)?;
+        let max = key.kind.spec.max_plaintext(algorithm);
+        if plaintext.len() > max {
+            return Err(KmsError::Validation(format!(
+                "Plaintext is too long for {algorithm} with KeySpec {}: at most {max} bytes",
+                key.kind.spec
+            )));
+        }
+        Ok(())
+    }
+
+    /// Encrypts to the key's public key (checked by
+    /// [`Kms::check_asymmetric_plaintext`]).
+    pub(crate) fn encrypt_to_public_key(
+        &self,
+        crypto: &dyn crate::protector::PublicKeyCrypto,
+        key: &KeyRecord,
+        algorithm: EncryptionAlgorithm,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        crypto
             .encrypt(
-                key.record.kind.spec,
-                self.public_key_of(&key.record)?,
+                key.kind.spec,
+                self.public_key_of(key)?,
                 algorithm,
                 plaintext,
             )
-            .map_err(KmsError::from_protector)?;
-        self.record_use(caller, &key.record, CryptoOperation::Encrypt);
-        Ok((key.record.clone(), ciphertext))
+            .map_err(KmsError::from_protector)
     }
 
     /// Decrypt with an asymmetric `ENCRYPT_DECRYPT` key; the request must
@@ -487,14 +512,24 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let plaintext = match self.spec_handle(&key)?.as_ref() {
-            SpecHandle::Decrypt(d) => d
-                .decrypt(algorithm, ciphertext)
-                .map_err(KmsError::from_protector)?,
-            _ => return Err(self.wrong_usage(&key.record, "Decrypt")),
-        };
+        let plaintext = self.decrypt_with_private_key(&key, algorithm, ciphertext)?;
         self.record_use(caller, &key.record, CryptoOperation::Decrypt);
         Ok((key.record.clone(), plaintext))
+    }
+
+    /// Decrypts with the key's private key (RSA-OAEP, SM2PKE).
+    pub(crate) fn decrypt_with_private_key(
+        &self,
+        key: &CachedKey,
+        algorithm: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Secret, KmsError> {
+        match self.spec_handle(key)?.as_ref() {
+            SpecHandle::Decrypt(d) => d
+                .decrypt(algorithm, ciphertext)
+                .map_err(KmsError::from_protector),
+            _ => Err(self.wrong_usage(&key.record, "Decrypt")),
+        }
     }
 
     /// DeriveSharedSecret: ECDH between the key's private key and `peer`

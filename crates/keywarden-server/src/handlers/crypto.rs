@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use keywarden_core::context::EncryptionContext;
 use keywarden_core::ids::KeyRef;
 use keywarden_core::key_spec::EncryptionAlgorithm;
+use keywarden_core::ops::re_encrypt::ReEncryptRequest;
 use keywarden_core::secret::Secret;
 use keywarden_core::{Caller, Kms, KmsError};
 use serde::{Deserialize, Serialize};
@@ -13,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::{check_blob, refuse_recipient};
 use crate::error::ApiError;
 use crate::wire::{
-    check_encryption_algorithm, check_grant_tokens, context, decode, encode, encryption_algorithm,
-    key_ref, required, Blob, SecretBlob, SecretField,
+    check_grant_tokens, context, decode, encode, encryption_algorithm, key_ref, required, Blob,
+    SecretBlob, SecretField,
 };
 
 /// The only encryption algorithm of symmetric keys.
@@ -223,31 +224,47 @@ pub(super) async fn re_encrypt(
     check_blob(&blob, "ciphertextBlob")?;
     let destination = key_ref(&required(req.destination_key_id, "destinationKeyId")?)?;
     check_grant_tokens(req.grant_tokens.as_ref())?;
-    check_encryption_algorithm(
-        req.source_encryption_algorithm.as_deref(),
-        "sourceEncryptionAlgorithm",
-    )?;
-    check_encryption_algorithm(
-        req.destination_encryption_algorithm.as_deref(),
+    let asymmetric = |field: &str, value: Option<String>| {
+        encryption_algorithm(value.as_deref(), field)
+            .map(|a| a.filter(|a| *a != EncryptionAlgorithm::SymmetricDefault))
+    };
+    let source_algorithm =
+        asymmetric("sourceEncryptionAlgorithm", req.source_encryption_algorithm)?;
+    let destination_algorithm = asymmetric(
         "destinationEncryptionAlgorithm",
+        req.destination_encryption_algorithm,
     )?;
+    let source_context = context(req.source_encryption_context)?;
+    let destination_context = context(req.destination_encryption_context)?;
+    if source_algorithm.is_some() {
+        refuse_context(&source_context)?;
+    }
+    if destination_algorithm.is_some() {
+        refuse_context(&destination_context)?;
+    }
     let source = req.source_key_id.as_deref().map(key_ref).transpose()?;
     let out = kms
-        .re_encrypt(
+        .re_encrypt_with(
             caller,
-            &blob.0,
-            &context(req.source_encryption_context)?,
-            source.as_ref(),
-            &destination,
-            &context(req.destination_encryption_context)?,
-            req.dry_run.unwrap_or(false),
+            ReEncryptRequest {
+                blob: &blob.0,
+                source_context: &source_context,
+                source_key: source.as_ref(),
+                source_algorithm,
+                destination_key: &destination,
+                destination_context: &destination_context,
+                destination_algorithm,
+                dry_run: req.dry_run.unwrap_or(false),
+            },
         )
         .await?;
+    let name =
+        |a: Option<EncryptionAlgorithm>| a.map_or(SYMMETRIC_DEFAULT, EncryptionAlgorithm::as_str);
     Ok(encode(&ReEncryptOut {
         ciphertext_blob: Blob(out.blob),
-        destination_encryption_algorithm: SYMMETRIC_DEFAULT,
+        destination_encryption_algorithm: name(destination_algorithm),
         key_id: kms.key_arn(&out.destination.account_id, &out.destination.key_id),
-        source_encryption_algorithm: SYMMETRIC_DEFAULT,
+        source_encryption_algorithm: name(source_algorithm),
         source_key_id: kms.key_arn(&out.source.account_id, &out.source.key_id),
     }))
 }
