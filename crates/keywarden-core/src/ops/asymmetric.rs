@@ -694,24 +694,9 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let _permit = self
-            .keygen_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| {
-                KmsError::Protector(crate::protector::ProtectorError::Crypto(
-                    "key generation pool",
-                ))
-            })?;
-        let (private, public_key) = tokio::task::spawn_blocking(move || crypto.generate_pair(spec))
-            .await
-            .map_err(|_| {
-                KmsError::Protector(crate::protector::ProtectorError::Crypto(
-                    "key generation task",
-                ))
-            })?
-            .map_err(KmsError::from_protector)?;
+        let (private, public_key) = self
+            .on_keygen_pool(move || crypto.generate_pair(spec))
+            .await?;
         let private_blob = self.seal_with_current(&key, context, private.expose())?;
         self.record_use(caller, &key.record, operation);
         Ok(DataKeyPair {

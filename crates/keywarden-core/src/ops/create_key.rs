@@ -226,26 +226,14 @@ impl Kms {
     }
 
     /// Runs a protector's `generate_spec` (seconds for RSA-4096, tens of
-    /// milliseconds for ML-DSA) on tokio's blocking pool, at most one per
-    /// CPU at a time, so a burst of CreateKey cannot starve the event loop
-    /// or fill the blocking pool.
+    /// milliseconds for ML-DSA) on the key generation pool.
     pub(crate) async fn generate_on_pool(
         &self,
         protector: std::sync::Arc<dyn crate::protector::KeyProtector>,
         key_id: KeyId,
         spec: KeySpec,
     ) -> Result<crate::protector::GeneratedMaterial, KmsError> {
-        let _permit = self
-            .keygen_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| {
-                KmsError::Protector(crate::protector::ProtectorError::Crypto(
-                    "key generation pool",
-                ))
-            })?;
-        tokio::task::spawn_blocking(move || {
+        self.on_keygen_pool(move || {
             protector.generate_spec(
                 KeyBinding {
                     key_id: &key_id,
@@ -255,11 +243,25 @@ impl Kms {
             )
         })
         .await
-        .map_err(|_| {
-            KmsError::Protector(crate::protector::ProtectorError::Crypto(
-                "key generation task",
-            ))
-        })?
-        .map_err(KmsError::from_protector)
+    }
+
+    /// Runs `work` (key generation) on tokio's blocking pool, at most one
+    /// per CPU at a time, so a burst of CreateKey or GenerateDataKeyPair
+    /// cannot starve the event loop or fill the blocking pool.
+    pub(crate) async fn on_keygen_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, crate::protector::ProtectorError> + Send + 'static,
+    ) -> Result<T, KmsError> {
+        use crate::protector::ProtectorError;
+        let _permit = self
+            .keygen_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| KmsError::Protector(ProtectorError::Crypto("key generation pool")))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| KmsError::Protector(ProtectorError::Crypto("key generation task")))?
+            .map_err(KmsError::from_protector)
     }
 }
