@@ -169,6 +169,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@$rule $($args)* [
             accounts
             key_round_trip
+            key_kinds_round_trip
             key_updates
             list_keys
             list_keys_due
@@ -1056,6 +1057,65 @@ async fn accounts(store: &dyn Store, ids: &Ids) {
             "store conformance: {CASE}: list_accounts must include every account as created"
         );
     }
+}
+
+/// Keys of other specs: spec, usage and public key come back as inserted,
+/// survive updates, and show in listings.
+async fn key_kinds_round_trip(store: &dyn Store, ids: &Ids) {
+    use crate::key_spec::{KeyKind, KeySpec, KeyUsageType};
+    const CASE: &str = "key kinds round trip";
+    let account = new_account(store, ids).await;
+    let mut signer = plain_key(ids, &account);
+    signer.kind = KeyKind {
+        spec: KeySpec::EccNistP256,
+        usage: KeyUsageType::SignVerify,
+        public_key: Some((0..=255u8).rev().collect()),
+    };
+    let mut mac = plain_key(ids, &account);
+    mac.kind = KeyKind::new(KeySpec::Hmac512, KeyUsageType::GenerateVerifyMac);
+    for key in [&signer, &mac] {
+        ok(store.insert_key(key).await, CASE, "insert_key");
+        assert_eq!(
+            get_key(store, &account, &key.key_id, CASE).await.as_ref(),
+            Some(key),
+            "store conformance: {CASE}: get_key must return the key's spec, usage and public key"
+        );
+    }
+    let mut updated = signer.clone();
+    updated.description = "renamed".into();
+    updated.state = KeyState::Disabled;
+    updated.revision = signer.revision + 1;
+    ok(
+        store.update_key(&updated, signer.revision).await,
+        CASE,
+        "update_key",
+    );
+    let got = get_key(store, &account, &signer.key_id, CASE)
+        .await
+        .expect("updated key");
+    assert_eq!(
+        got.kind, signer.kind,
+        "store conformance: {CASE}: update_key must keep the key's kind and public key"
+    );
+    let listed = ok(
+        store
+            .list_keys(&KeyQuery {
+                account: Some(account.clone()),
+                after: None,
+                deletion_due_by: None,
+                rotation_due_by: None,
+                material_expiry_due_by: None,
+                limit: 10,
+            })
+            .await,
+        CASE,
+        "list_keys",
+    );
+    let kinds: Vec<_> = listed.iter().map(|k| (k.key_id, k.kind.clone())).collect();
+    assert!(
+        kinds.contains(&(mac.key_id, mac.kind.clone())),
+        "store conformance: {CASE}: list_keys must carry each key's kind"
+    );
 }
 
 async fn key_round_trip(store: &dyn Store, ids: &Ids) {
