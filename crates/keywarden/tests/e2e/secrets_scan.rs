@@ -130,6 +130,48 @@ async fn no_secret_reaches_logs_or_the_data_dir() {
         "product data key".into(),
         product_dk.plaintext.unwrap().into_inner(),
     ));
+    // Keys of other specs: a data key pair's private key and an ML-KEM
+    // shared secret are handed out in plaintext and must not be kept.
+    let cmk = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let pair = kms
+        .generate_data_key_pair()
+        .key_id(&cmk)
+        .key_pair_spec(aws_sdk_kms::types::DataKeyPairSpec::EccNistP256)
+        .send()
+        .await
+        .unwrap();
+    secrets.push((
+        "data key pair private key".into(),
+        pair.private_key_plaintext.unwrap().into_inner(),
+    ));
+    let kem = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::MlKem768)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::EncapsulateDecapsulate)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let encapsulated = kms
+        .encapsulate()
+        .key_id(&kem)
+        .encapsulation_algorithm(aws_sdk_kms::types::EncapsulationAlgorithmSpec::MlKem)
+        .send()
+        .await
+        .unwrap();
+    secrets.push((
+        "ML-KEM shared secret".into(),
+        encapsulated.shared_secret.unwrap().into_inner(),
+    ));
     // A failed signature with the right access key id: the secret must not
     // appear in what the refusal logs either.
     let mut wrong = account.clone();
