@@ -37,6 +37,17 @@ fn deploy_with(
     nodes: usize,
     config: Option<&str>,
 ) -> Deployment {
+    deploy_env(cluster, database, nodes, config, &[])
+}
+
+/// [`deploy_with`] with environment variables for every node.
+fn deploy_env(
+    cluster: &TestCluster,
+    database: &str,
+    nodes: usize,
+    config: Option<&str>,
+    env: &[(&str, &std::path::Path)],
+) -> Deployment {
     let url = cluster.create_database(database);
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("keywarden.toml");
@@ -54,12 +65,17 @@ fn deploy_with(
             std::fs::create_dir_all(&data).unwrap();
             std::fs::copy(dir.path().join("node0/root.key"), data.join("root.key")).unwrap();
         }
-        started.push(Server::start_node_with(
+        let mut options = common::Options::new()
+            .shared_args(&["--database-url", &url])
+            .shared_args(&extra);
+        for (key, value) in env {
+            options = options.env(key, *value);
+        }
+        started.push(Server::start_opts(
             common::BIN,
             &data,
             dir.path().join(format!("node{n}.log")),
-            &url,
-            &extra,
+            options,
         ));
     }
     Deployment {
@@ -1545,4 +1561,125 @@ async fn iam_policy_changes_through_one_node_reach_the_others_within_a_second() 
     .await;
     eprintln!("trust policy change honoured on B and C after {took:?}");
     assert!(took < BOUND, "trust policy change honoured after {took:?}");
+}
+
+/// An account-created custom key store (issue 20): connecting it through one
+/// node lets the other node create and use keys in it within the bound;
+/// disconnecting it through one node makes its keys unavailable on the
+/// other within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_key_store_connections_reach_the_other_nodes_within_a_second() {
+    use aws_sdk_kms::types::{ConnectionStateType, OriginType};
+    let cluster = TestCluster::start();
+    let hsm_dir = tempfile::tempdir().unwrap();
+    let conf = keywarden_testkit::softhsm::token(hsm_dir.path(), "kw-nodes", "node-pin-1234");
+    let config = format!(
+        "[[hsm_clusters]]\nid = \"cluster-nodes1234567\"\nmodule = \"{}\"\ntoken_label = \"kw-nodes\"\n",
+        keywarden_testkit::softhsm::MODULE
+    );
+    let d = deploy_env(
+        &cluster,
+        "custom_key_stores",
+        2,
+        Some(&config),
+        &[("SOFTHSM2_CONF", conf.as_path())],
+    );
+    let (a, b) = (&d.nodes[0], &d.nodes[1]);
+    let account = a.account("hsm-tenant");
+    let on_a = a.client(&account);
+    let on_b = b.client(&account);
+    let store = on_a
+        .create_custom_key_store()
+        .custom_key_store_name("nodes")
+        .cloud_hsm_cluster_id("cluster-nodes1234567")
+        .trust_anchor_certificate("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
+        .key_store_password("node-pin-1234")
+        .send()
+        .await
+        .unwrap()
+        .custom_key_store_id
+        .unwrap();
+    on_a.connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let state = on_b
+        .describe_custom_key_stores()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap()
+        .custom_key_stores
+        .unwrap()[0]
+        .connection_state
+        .clone();
+    assert_eq!(state, Some(ConnectionStateType::Connected));
+    // Node B opens the store itself once it notices the change.
+    let made = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let waited = time_until(|| {
+        let on_b = on_b.clone();
+        let store = store.clone();
+        let made = made.clone();
+        async move {
+            match on_b
+                .create_key()
+                .origin(OriginType::AwsCloudhsm)
+                .custom_key_store_id(&store)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    *made.lock().unwrap() = out.key_metadata.map(|m| m.key_id);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(
+        waited < BOUND,
+        "node B used the connected store after {waited:?}"
+    );
+    let key = made.lock().unwrap().take().unwrap();
+    let blob = on_b
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(b"in the tenant's HSM".to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap();
+    let plain = on_a
+        .decrypt()
+        .ciphertext_blob(blob.clone())
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap();
+    assert_eq!(plain.as_ref(), b"in the tenant's HSM");
+    // Disconnected through A: B's cached handles go too.
+    on_a.disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let waited = time_until(|| {
+        let on_b = on_b.clone();
+        let blob = blob.clone();
+        async move {
+            match on_b.decrypt().ciphertext_blob(blob).send().await {
+                Err(e) => code(&e) == "KeyUnavailableException",
+                Ok(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(
+        waited < BOUND,
+        "node B refused the disconnected store after {waited:?}"
+    );
 }
