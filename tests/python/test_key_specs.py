@@ -401,6 +401,7 @@ def test_bad_input_gets_aws_errors_and_changes_nothing(kms):
     # Rotation is for symmetric encryption keys only.
     expect_error("UnsupportedOperationException", kms.enable_key_rotation, KeyId=sign_key)
     expect_error("UnsupportedOperationException", kms.rotate_key_on_demand, KeyId=mac_key)
+    assert kms.get_key_rotation_status(KeyId=sign_key)["KeyRotationEnabled"] is False
     # DryRun answers DryRunOperationException and signs nothing.
     expect_error("DryRunOperationException", kms.sign, KeyId=sign_key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256", DryRun=True)
     assert {k: described(kms, k) for k in before} == before

@@ -21,6 +21,7 @@ impl Kms {
     /// date. As in AWS, a key pending deletion reports rotation off (and is
     /// not rotated) while keeping its setting, which returns if the
     /// deletion is cancelled; a disabled key reports its setting unchanged.
+    /// Keys other than symmetric encryption keys report rotation off.
     pub async fn get_key_rotation_status(
         &self,
         caller: &Caller,
@@ -35,6 +36,15 @@ impl Kms {
             .await?
             .record
             .clone();
+        // Keys of other specs never rotate: they report rotation off (AWS
+        // answers so, and clients such as Terraform's provider read it for
+        // every key) while the rotation operations refuse them.
+        if !key.kind.is_symmetric_encryption() {
+            return Ok(RotationStatus {
+                key,
+                rotation: None,
+            });
+        }
         self.require_rotation_supported(&key, false)?;
         let rotation = match key.state {
             KeyState::PendingDeletion => None,

@@ -375,9 +375,30 @@ output "decrypted" {{
 output "access_key_id" {{
   value = aws_iam_access_key.app.id
 }}
+resource "aws_kms_key" "signing" {{
+  description              = "asymmetric signing key"
+  customer_master_key_spec = "ECC_NIST_P256"
+  key_usage                = "SIGN_VERIFY"
+  deletion_window_in_days  = 7
+}}
+resource "aws_kms_key" "mac" {{
+  description              = "HMAC key"
+  customer_master_key_spec = "HMAC_256"
+  key_usage                = "GENERATE_VERIFY_MAC"
+  deletion_window_in_days  = 7
+}}
+data "aws_kms_public_key" "signing" {{
+  key_id = aws_kms_key.signing.id
+}}
+output "signing_public_key" {{
+  value = data.aws_kms_public_key.signing.public_key_pem
+}}
+output "signing_algorithms" {{
+  value = data.aws_kms_public_key.signing.signing_algorithms
+}}
 "#
     ));
-    ws.apply_plan_destroy(15, |ws| {
+    ws.apply_plan_destroy(17, |ws| {
         let out = ws.ok("output", &["output", "-json", "-no-color"]);
         let outputs: serde_json::Value = serde_json::from_str(&out).expect("output -json");
         assert_eq!(
@@ -386,5 +407,11 @@ output "access_key_id" {{
         );
         let key_id = outputs["access_key_id"]["value"].as_str().unwrap_or("");
         assert!(key_id.starts_with("AKIA"), "access key id {key_id:?}");
+        let pem = outputs["signing_public_key"]["value"].as_str().unwrap_or("");
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem:?}");
+        assert_eq!(
+            outputs["signing_algorithms"]["value"],
+            serde_json::json!(["ECDSA_SHA_256"])
+        );
     });
 }
