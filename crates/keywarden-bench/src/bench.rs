@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use keywarden_core::key_spec::KeySpec;
 use tempfile::TempDir;
 use zeroize::Zeroizing;
 
 use crate::client::{call_once, Endpoint, Signer};
 use crate::database;
+use crate::keys;
 use crate::load::{open_workers, run_phase, NodeTarget, PhaseSpec, PhaseStats, Plan, Stop};
 use crate::mix::Op;
 use crate::procfs::{self, Pid};
+use crate::raw;
 use crate::report::{
     self, CpuUse, DatabaseInfo, Latency, NodeInfo, NodeRow, OpRow, PostgresRow, Report, Row,
     ServerRow, TargetInfo,
@@ -130,6 +133,10 @@ fn check_args(args: &RunArgs) -> Result<()> {
     if args.postgres_pid.is_some() && args.spawn.is_some() && args.database_url.is_none() {
         bail!("--postgres-pid names the postmaster of the --database-url database (or of an --endpoint server's)");
     }
+    if !(args.raw_duration.is_finite() && args.raw_duration >= 0.0) {
+        bail!("--raw-duration must be zero or a positive number of seconds");
+    }
+    keys::check_mix(args.key_spec, &args.mix)?;
     if args.mix.contains(Op::Decrypt) && args.pool_size == 0 {
         bail!("the mix has Decrypt, so --pool-size must be at least 1");
     }
@@ -144,13 +151,15 @@ fn keywarden_log_env() -> String {
 const HSM_STORE_ID: &str = "cks-bench";
 
 /// CreateKey: a software key, or with `store` an HSM key in that custom
-/// key store; with `policy`, that key policy (else the default one).
+/// key store; with `policy`, that key policy (else the default one); of
+/// `spec` with the usage the bench gives that spec.
 async fn create_key(
     endpoint: &Endpoint,
     signer: &Signer,
     timeout: Duration,
     store: Option<&str>,
     policy: Option<&str>,
+    spec: KeySpec,
 ) -> Result<String> {
     let mut body = match store {
         None => serde_json::json!({"Description": "keywarden-bench"}),
@@ -162,6 +171,12 @@ async fn create_key(
     };
     if let Some(policy) = policy {
         body["Policy"] = serde_json::Value::String(policy.to_owned());
+    }
+    if !spec.is_symmetric_default() {
+        let usage = keys::key_usage(spec)
+            .with_context(|| format!("the bench creates no key of spec {spec}"))?;
+        body["KeySpec"] = spec.as_str().into();
+        body["KeyUsage"] = usage.as_str().into();
     }
     let v = call_once(endpoint, signer, "TrentService.CreateKey", &body, timeout).await?;
     v["KeyMetadata"]["KeyId"]
@@ -314,6 +329,7 @@ async fn setup_spawn(args: &RunArgs, program: PathBuf, timeout: Duration) -> Res
         timeout,
         store,
         policy.as_deref(),
+        args.key_spec,
     )
     .await
     .with_context(|| format!("creating a key in account {}", issued.account_id))?;
@@ -389,7 +405,9 @@ async fn setup_target(args: &RunArgs, timeout: Duration) -> Result<Target> {
         let key_id = match (&args.key_id, args.no_create_key) {
             (Some(k), _) => k.clone(),
             (None, true) => PLACEHOLDER_KEY.to_owned(),
-            (None, false) => create_key(&endpoint, &signer, timeout, None, None).await?,
+            (None, false) => {
+                create_key(&endpoint, &signer, timeout, None, None, args.key_spec).await?
+            }
         };
         if let Some(pid) = args.server_pid {
             procfs::cpu_ticks(Pid::Id(pid))
@@ -575,6 +593,7 @@ fn make_row(
         nodes,
         postgres,
         keywarden_plus_postgres,
+        server_overhead_us_per_request: None,
         generator: CpuUse::new(generator_ticks, clk_tck, requests, seconds),
         machine_busy_cores: cores(machine_ticks),
         other_load_cores,
@@ -694,7 +713,30 @@ async fn run(args: &RunArgs) -> Result<bool> {
         );
     }
     println!("mix:       {}", args.mix);
-    println!("key:       {}", target.key_id);
+    println!(
+        "key:       {} ({}{})",
+        target.key_id,
+        args.key_spec,
+        keys::key_usage(args.key_spec)
+            .map(|u| format!(", {u}"))
+            .unwrap_or_default()
+    );
+    if let Some(op) = raw::raw_op(&args.mix) {
+        let alg = match op {
+            Op::Sign => keys::signing_algorithm(args.key_spec).map(|a| a.as_str()),
+            _ => keys::mac_algorithm(args.key_spec).map(|a| a.as_str()),
+        };
+        println!(
+            "message:   {op}: {} over a fresh random {}-byte message each request{}",
+            alg.unwrap_or("?"),
+            keys::MESSAGE_BYTES,
+            if op == Op::Sign {
+                " (MessageType RAW)"
+            } else {
+                ""
+            }
+        );
+    }
     match stop {
         Stop::After(d) => println!(
             "window:    {:.3} s per level after {} s of warm-up",
@@ -733,6 +775,7 @@ async fn run(args: &RunArgs) -> Result<bool> {
             .collect(),
         args.mix.clone(),
         &target.key_id,
+        args.key_spec,
         timeout,
     );
     let mut total_errors = 0u64;
@@ -767,7 +810,7 @@ async fn run(args: &RunArgs) -> Result<bool> {
     }
     let plan = Arc::new(plan);
 
-    let mut rows = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let multi_op = args.mix.entries().len() > 1;
     println!();
     println!("{}", report::TABLE_HEADER);
@@ -814,6 +857,50 @@ async fn run(args: &RunArgs) -> Result<bool> {
         println!("{}", report::table_row(&row));
         rows.push(row);
     }
+
+    // The raw library operation, while the server idles (its CPU is
+    // measured only inside the windows above).
+    let raw = match raw::raw_op(&args.mix) {
+        Some(op) if args.raw_duration > 0.0 && target.kind != "spawn-baseline" => {
+            eprintln!(
+                "measuring the raw {op} ({}) through keywarden-crypto for {} s",
+                args.key_spec, args.raw_duration
+            );
+            let raw = raw::measure(
+                op,
+                args.key_spec,
+                Duration::from_secs_f64(args.raw_duration),
+                clk_tck,
+            )?;
+            for row in &mut rows {
+                row.server_overhead_us_per_request = row
+                    .server
+                    .as_ref()
+                    .map(|srv| raw::overhead_us(srv.cpu.us_per_request, &raw));
+            }
+            Some(raw)
+        }
+        _ => None,
+    };
+    if let Some(raw) = &raw {
+        println!();
+        println!(
+            "raw:       {} {} {} over {} bytes through keywarden-crypto in this process, one thread, {} s: {} ops, {:.2} µs CPU/op ({})",
+            raw.operation,
+            raw.key_spec,
+            raw.algorithm,
+            raw.message_bytes,
+            raw.wall_s,
+            raw.ops,
+            raw.us_per_op,
+            raw.clock
+        );
+        println!("{}", report::RAW_HEADER);
+        for row in &rows {
+            println!("{}", report::raw_row(row, raw));
+        }
+    }
+
     println!();
     for row in &rows {
         print!("{}", report::row_details(row, multi_op));
@@ -867,6 +954,8 @@ async fn run(args: &RunArgs) -> Result<bool> {
     let report = Report {
         command,
         mix: args.mix.to_string(),
+        key_spec: args.key_spec.as_str().to_owned(),
+        raw,
         target: TargetInfo {
             kind: target.kind.to_owned(),
             endpoint: target.nodes[0].endpoint.url.clone(),

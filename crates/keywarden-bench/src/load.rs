@@ -16,7 +16,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 
+use keywarden_core::key_spec::KeySpec;
+
 use crate::client::{error_message, error_type, Conn, Counts, Signer, TransportError};
+use crate::keys;
 use crate::mix::{Mix, Op};
 
 /// One server to send requests to, with a signer for its `Host`.
@@ -37,11 +40,22 @@ pub struct Plan {
     /// Base64 ciphertexts for Decrypt.
     pub pool: Vec<String>,
     pub timeout: Duration,
+    /// Sign's `SigningAlgorithm` for the key's spec (empty when the spec
+    /// cannot sign: `keys::check_mix` refuses such a mix first).
+    pub signing_algorithm: &'static str,
+    /// GenerateMac's `MacAlgorithm` (likewise).
+    pub mac_algorithm: &'static str,
 }
 
 impl Plan {
-    /// `nodes` must not be empty.
-    pub fn new(nodes: Vec<NodeTarget>, mix: Mix, key_id: &str, timeout: Duration) -> Plan {
+    /// `nodes` must not be empty; `key_spec` is the key's spec.
+    pub fn new(
+        nodes: Vec<NodeTarget>,
+        mix: Mix,
+        key_id: &str,
+        key_spec: KeySpec,
+        timeout: Duration,
+    ) -> Plan {
         assert!(!nodes.is_empty(), "a plan needs at least one node");
         Plan {
             nodes,
@@ -49,6 +63,8 @@ impl Plan {
             key_id_json: serde_json::Value::from(key_id).to_string(),
             pool: Vec::new(),
             timeout,
+            signing_algorithm: keys::signing_algorithm(key_spec).map_or("", |a| a.as_str()),
+            mac_algorithm: keys::mac_algorithm(key_spec).map_or("", |a| a.as_str()),
         }
     }
 
@@ -71,9 +87,28 @@ impl Plan {
                 let blob = &self.pool[rng.usize(..self.pool.len())];
                 format!(r#"{{"CiphertextBlob":"{blob}"}}"#)
             }
+            Op::Sign => {
+                let message = random_message(rng);
+                let alg = self.signing_algorithm;
+                format!(
+                    r#"{{"KeyId":{key},"Message":"{message}","MessageType":"RAW","SigningAlgorithm":"{alg}"}}"#
+                )
+            }
+            Op::GenerateMac => {
+                let message = random_message(rng);
+                let alg = self.mac_algorithm;
+                format!(r#"{{"KeyId":{key},"Message":"{message}","MacAlgorithm":"{alg}"}}"#)
+            }
         };
         Bytes::from(body)
     }
+}
+
+/// A fresh random `keys::MESSAGE_BYTES`-byte message, in base64.
+fn random_message(rng: &mut fastrand::Rng) -> String {
+    let mut message = [0u8; keys::MESSAGE_BYTES];
+    rng.fill(&mut message);
+    base64::engine::general_purpose::STANDARD.encode(message)
 }
 
 /// Latency and outcome counts of one operation.
@@ -425,6 +460,10 @@ mod tests {
     use crate::client::Endpoint;
 
     fn plan(mix: &str) -> Plan {
+        plan_for(mix, KeySpec::SymmetricDefault)
+    }
+
+    fn plan_for(mix: &str, spec: KeySpec) -> Plan {
         let endpoint = Endpoint {
             url: "http://127.0.0.1:1".into(),
             authority: "127.0.0.1:1".into(),
@@ -438,6 +477,7 @@ mod tests {
             }],
             mix.parse().unwrap(),
             "key\"1",
+            spec,
             Duration::from_secs(1),
         );
         plan.pool = vec!["AAAA".into()];
@@ -462,6 +502,37 @@ mod tests {
                 assert_eq!(pt.len(), 32);
             }
         }
+    }
+
+    #[test]
+    fn sign_and_mac_bodies() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut rng = fastrand::Rng::with_seed(2);
+        for (spec, alg) in [
+            (KeySpec::EccNistP256, "ECDSA_SHA_256"),
+            (KeySpec::Rsa2048, "RSASSA_PSS_SHA_256"),
+            (KeySpec::MlDsa65, "ML_DSA_SHAKE_256"),
+        ] {
+            let plan = plan_for("Sign", spec);
+            let body = plan.body(Op::Sign, &mut rng);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["KeyId"], "key\"1");
+            assert_eq!(v["MessageType"], "RAW");
+            assert_eq!(v["SigningAlgorithm"], alg, "{spec}");
+            let message = b64.decode(v["Message"].as_str().unwrap()).unwrap();
+            assert_eq!(message.len(), keys::MESSAGE_BYTES);
+            assert_eq!(v.as_object().unwrap().len(), 4, "{v}");
+        }
+        let plan = plan_for("GenerateMac", KeySpec::Hmac256);
+        let one = plan.body(Op::GenerateMac, &mut rng);
+        let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
+        assert_eq!(v["KeyId"], "key\"1");
+        assert_eq!(v["MacAlgorithm"], "HMAC_SHA_256");
+        assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
+        let message = b64.decode(v["Message"].as_str().unwrap()).unwrap();
+        assert_eq!(message.len(), 256);
+        // A fresh message each request.
+        assert_ne!(plan.body(Op::GenerateMac, &mut rng), one);
     }
 
     #[test]

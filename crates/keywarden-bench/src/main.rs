@@ -7,10 +7,12 @@ mod bench;
 mod client;
 mod database;
 mod envelope;
+mod keys;
 mod load;
 mod mix;
 mod pkcs11;
 mod procfs;
+mod raw;
 mod report;
 mod softhsm;
 mod spawn;
@@ -20,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use keywarden_core::key_spec::KeySpec;
 
 use crate::mix::Mix;
 
@@ -160,9 +163,24 @@ pub struct RunArgs {
     pub region: String,
 
     /// Operation weights: GenerateDataKey, Decrypt, Encrypt,
-    /// GenerateDataKeyWithoutPlaintext, DescribeKey.
+    /// GenerateDataKeyWithoutPlaintext, DescribeKey (SYMMETRIC_DEFAULT key);
+    /// Sign (a SIGN_VERIFY --key-spec); GenerateMac (an HMAC --key-spec).
     #[arg(long, default_value = "GenerateDataKey=1,Decrypt=1")]
     pub mix: Mix,
+
+    /// Spec of the benchmark key (ECC_NIST_P256, RSA_2048, ML_DSA_65,
+    /// HMAC_256, ...): created with SIGN_VERIFY, or GENERATE_VERIFY_MAC for
+    /// HMAC; with --key-id, the spec of that key. Sign uses the spec's
+    /// first algorithm (ECDSA_SHA_256, RSASSA_PSS_SHA_256, ML_DSA_SHAKE_256),
+    /// GenerateMac its HMAC, over a fresh 256-byte RAW message each request.
+    #[arg(long, value_name = "SPEC", default_value = "SYMMETRIC_DEFAULT", value_parser = keys::parse_key_spec)]
+    pub key_spec: KeySpec,
+
+    /// With Sign or GenerateMac in the mix: seconds to run the same
+    /// operation through keywarden-crypto in this process (one thread,
+    /// after the load) for the raw CPU per operation; 0 skips it.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub raw_duration: f64,
 
     /// Connections, each with one request in flight.
     #[arg(long, short = 'c', default_value_t = 16)]
@@ -258,6 +276,23 @@ mod tests {
         let cli = Cli::try_parse_from(["kb", "--spawn", "/x/keywarden", "-c", "4"]).unwrap();
         assert_eq!(cli.run.spawn, Some(Some(PathBuf::from("/x/keywarden"))));
         assert_eq!(cli.run.concurrency, 4);
+        assert_eq!(cli.run.key_spec, KeySpec::SymmetricDefault);
+        assert_eq!(cli.run.raw_duration, 2.0);
+        let cli = Cli::try_parse_from([
+            "kb",
+            "--spawn",
+            "--mix",
+            "Sign=1",
+            "--key-spec",
+            "ML_DSA_65",
+            "--raw-duration",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.key_spec, KeySpec::MlDsa65);
+        assert_eq!(cli.run.mix.to_string(), "Sign=1");
+        assert_eq!(cli.run.raw_duration, 0.5);
+        assert!(Cli::try_parse_from(["kb", "--spawn", "--key-spec", "P256"]).is_err());
         let cli = Cli::try_parse_from(["kb", "--spawn-baseline", "--sweep", "1,4,16"]).unwrap();
         assert!(cli.run.spawn_baseline);
         assert_eq!(cli.run.sweep, Some(vec![1, 4, 16]));
@@ -347,7 +382,7 @@ mod tests {
         assert!(
             Cli::try_parse_from(["kb", "--spawn", "--duration", "1", "--requests", "5"]).is_err()
         );
-        assert!(Cli::try_parse_from(["kb", "--spawn", "--mix", "Sign=1"]).is_err());
+        assert!(Cli::try_parse_from(["kb", "--spawn", "--mix", "Verify=1"]).is_err());
         let cli =
             Cli::try_parse_from(["kb", "baseline-server", "--listen", "127.0.0.1:0"]).unwrap();
         assert!(matches!(cli.command, Some(Command::BaselineServer { .. })));

@@ -14,15 +14,21 @@ pub enum Op {
     Decrypt,
     Encrypt,
     DescribeKey,
+    /// Needs a `SIGN_VERIFY` key (`--key-spec`).
+    Sign,
+    /// Needs an HMAC key (`--key-spec HMAC_*`).
+    GenerateMac,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 7] = [
         Op::GenerateDataKey,
         Op::GenerateDataKeyWithoutPlaintext,
         Op::Decrypt,
         Op::Encrypt,
         Op::DescribeKey,
+        Op::Sign,
+        Op::GenerateMac,
     ];
 
     /// The operation in keywarden-core's table.
@@ -33,6 +39,8 @@ impl Op {
             Op::Decrypt => Operation::Decrypt,
             Op::Encrypt => Operation::Encrypt,
             Op::DescribeKey => Operation::DescribeKey,
+            Op::Sign => Operation::Sign,
+            Op::GenerateMac => Operation::GenerateMac,
         }
     }
 
@@ -53,6 +61,8 @@ impl Op {
             Op::Decrypt => 2,
             Op::Encrypt => 3,
             Op::DescribeKey => 4,
+            Op::Sign => 5,
+            Op::GenerateMac => 6,
         }
     }
 }
@@ -193,6 +203,17 @@ mod tests {
     }
 
     #[test]
+    fn parses_sign_and_generate_mac() {
+        let mix: Mix = "Sign=1".parse().unwrap();
+        assert_eq!(mix.entries(), &[(Op::Sign, 1)]);
+        let mix: Mix = "TrentService.GenerateMac=2,describekey".parse().unwrap();
+        assert_eq!(mix.entries(), &[(Op::GenerateMac, 2), (Op::DescribeKey, 1)]);
+        assert_eq!(mix.to_string(), "GenerateMac=2,DescribeKey=1");
+        assert_eq!(Op::Sign.target(), "TrentService.Sign");
+        assert_eq!(Op::GenerateMac.target(), "TrentService.GenerateMac");
+    }
+
+    #[test]
     fn duplicates_add_and_zero_drops() {
         let mix: Mix = "Decrypt=1,Encrypt=0,Decrypt=2".parse().unwrap();
         assert_eq!(mix.entries(), &[(Op::Decrypt, 3)]);
@@ -202,7 +223,8 @@ mod tests {
     fn rejects_bad_input() {
         assert!("".parse::<Mix>().is_err());
         assert!("Decrypt=0".parse::<Mix>().is_err());
-        assert!("Sign=1".parse::<Mix>().is_err());
+        assert!("Verify=1".parse::<Mix>().is_err());
+        assert!("Sign=x".parse::<Mix>().is_err());
         assert!("Decrypt=x".parse::<Mix>().is_err());
         assert!("Decrypt=-1".parse::<Mix>().is_err());
         assert!("Decrypt=1.5".parse::<Mix>().is_err());
@@ -218,7 +240,7 @@ mod tests {
             [Op::GenerateDataKey, Op::Decrypt, Op::Decrypt, Op::Encrypt]
         );
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut counts = [0u32; 5];
+        let mut counts = [0u32; Op::ALL.len()];
         for _ in 0..40_000 {
             counts[mix.pick(&mut rng).index()] += 1;
         }
@@ -229,7 +251,7 @@ mod tests {
 
     #[test]
     fn op_indexes_are_distinct() {
-        let mut seen = [false; 5];
+        let mut seen = [false; Op::ALL.len()];
         for op in Op::ALL {
             assert!(!seen[op.index()]);
             seen[op.index()] = true;

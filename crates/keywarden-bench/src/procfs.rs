@@ -329,9 +329,51 @@ pub fn parse_clk_tck(out: &str) -> Option<u64> {
     out.trim().parse().ok().filter(|&n| n > 0)
 }
 
+/// The calling thread's CPU time (user + system) in nanoseconds and how it
+/// was read: the first field of `/proc/thread-self/schedstat` (the
+/// scheduler's on-CPU time, in ns) when the kernel has it, else utime +
+/// stime of `/proc/thread-self/stat` in clock ticks (10 ms resolution).
+pub fn thread_cpu_ns(clk_tck: u64) -> Result<(u64, &'static str)> {
+    if let Ok(text) = std::fs::read_to_string("/proc/thread-self/schedstat") {
+        if let Some(ns) = parse_schedstat(&text) {
+            return Ok((ns, "/proc/thread-self/schedstat (ns)"));
+        }
+    }
+    let path = "/proc/thread-self/stat";
+    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let ticks = parse_stat(&stat)
+        .with_context(|| format!("parsing {path}"))?
+        .total();
+    Ok((
+        ticks.saturating_mul(1_000_000_000) / clk_tck.max(1),
+        "/proc/thread-self/stat (clock ticks)",
+    ))
+}
+
+/// The on-CPU nanoseconds (first field) of a `schedstat` line.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_cpu_clock_advances_with_work() {
+        assert_eq!(parse_schedstat("123456789 4321 17\n"), Some(123_456_789));
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("x 1 2"), None);
+        let (t0, _) = thread_cpu_ns(100).unwrap();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let (t1, source) = thread_cpu_ns(100).unwrap();
+        // 50 ms of spinning; at least 10 ms on the CPU even on a busy machine.
+        assert!(t1 - t0 >= 10_000_000, "{} ns via {source}", t1 - t0);
+    }
 
     const STAT: &str = "1234 (keywarden) S 1 1234 1234 0 -1 4194560 2750 0 0 0 \
                         157 43 0 0 20 0 5 0 9876 123456789 2345 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 0 0 0 0 0 0";

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::client::Counts;
+use crate::raw::RawOp;
 
 /// Latency percentiles in microseconds.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -146,6 +147,10 @@ pub struct Row {
     /// `server` plus `postgres`: what a request costs the whole service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keywarden_plus_postgres: Option<CpuUse>,
+    /// With Sign or GenerateMac: server CPU per request minus the raw
+    /// library operation's CPU (`Report::raw`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_overhead_us_per_request: Option<f64>,
     pub generator: CpuUse,
     /// CPU time used on the whole machine in the window, in cores.
     pub machine_busy_cores: f64,
@@ -205,6 +210,12 @@ pub struct DatabaseInfo {
 pub struct Report {
     pub command: String,
     pub mix: String,
+    /// The benchmark key's spec (`--key-spec`).
+    pub key_spec: String,
+    /// With Sign or GenerateMac in the mix: the same operation through
+    /// keywarden-crypto in the generator, measured after the load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawOp>,
     pub target: TargetInfo,
     pub clk_tck: u64,
     pub generator_cpus_allowed: String,
@@ -243,6 +254,23 @@ pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
 }
 
 pub const TABLE_HEADER: &str = "  conc   requests  errors    secs      req/s    p50 µs    p90 µs    p99 µs  p99.9 µs    max µs | srv µs/req srv cores | gen µs/req gen cores";
+
+pub const RAW_HEADER: &str = "  conc | srv µs/req  raw µs/op  overhead µs/req |      req/s";
+
+/// One line of the raw comparison: a level's server CPU per request beside
+/// the raw operation's CPU.
+pub fn raw_row(r: &Row, raw: &RawOp) -> String {
+    let (srv, overhead) = match (&r.server, r.server_overhead_us_per_request) {
+        (Some(srv), Some(o)) => (fmt_f(srv.cpu.us_per_request, 10, 1), fmt_f(o, 16, 1)),
+        _ => (format!("{:>10}", "n/a"), format!("{:>16}", "n/a")),
+    };
+    format!(
+        "{:>6} | {srv} {} {overhead} | {}",
+        r.concurrency,
+        fmt_f(raw.us_per_op, 10, 2),
+        fmt_f(r.requests_per_s, 10, 1)
+    )
+}
 
 fn fmt_f(x: f64, width: usize, decimals: usize) -> String {
     format!("{x:>width$.decimals$}")

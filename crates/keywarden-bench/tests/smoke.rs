@@ -71,6 +71,75 @@ fn spawned_keywarden_serves_2000_requests_without_errors() {
 }
 
 #[test]
+fn spawned_keywarden_signs_with_an_ecc_key_beside_the_raw_signature() {
+    let keywarden = keywarden_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .arg("--spawn")
+        .arg(&keywarden)
+        .args([
+            "--mix",
+            "Sign=1",
+            "--key-spec",
+            "ECC_NIST_P256",
+            "--concurrency",
+            "2",
+            "--requests",
+            "300",
+            "--warmup",
+            "0.2",
+            "--raw-duration",
+            "0.3",
+            "--fail-on-error",
+            "--json",
+        ])
+        .arg(&json)
+        .env("KEYWARDEN_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("raw µs/op"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["total_errors"], 0, "{report:#}");
+    assert_eq!(report["key_spec"], "ECC_NIST_P256");
+    let row = &report["rows"][0];
+    assert_eq!(row["ok"], 300, "{row:#}");
+    assert_eq!(row["ops"]["Sign"]["requests"], 300, "{row:#}");
+    let raw = &report["raw"];
+    assert_eq!(raw["operation"], "Sign", "{raw:#}");
+    assert_eq!(raw["algorithm"], "ECDSA_SHA_256", "{raw:#}");
+    assert_eq!(raw["message_bytes"], 256, "{raw:#}");
+    assert!(raw["ops"].as_u64().unwrap() > 0, "{raw:#}");
+    let raw_us = raw["us_per_op"].as_f64().unwrap();
+    assert!(raw_us > 0.0, "{raw:#}");
+    let srv = row["server"]["cpu"]["us_per_request"].as_f64().unwrap();
+    let overhead = row["server_overhead_us_per_request"].as_f64().unwrap();
+    assert!((srv - raw_us - overhead).abs() < 0.02, "{row:#} {raw:#}");
+
+    // A mix the key cannot serve is refused before anything starts.
+    let output = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
+        .arg("--spawn")
+        .arg(&keywarden)
+        .args(["--mix", "Sign=1", "--requests", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the mix has Sign") && stderr.contains("--key-spec"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn pkcs11_subcommand_seals_on_a_fresh_softhsm_token() {
     let output = Command::new(env!("CARGO_BIN_EXE_keywarden-bench"))
         .args([
