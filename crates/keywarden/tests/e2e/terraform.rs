@@ -407,7 +407,9 @@ output "signing_algorithms" {{
         );
         let key_id = outputs["access_key_id"]["value"].as_str().unwrap_or("");
         assert!(key_id.starts_with("AKIA"), "access key id {key_id:?}");
-        let pem = outputs["signing_public_key"]["value"].as_str().unwrap_or("");
+        let pem = outputs["signing_public_key"]["value"]
+            .as_str()
+            .unwrap_or("");
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem:?}");
         assert_eq!(
             outputs["signing_algorithms"]["value"],
