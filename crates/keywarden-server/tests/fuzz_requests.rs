@@ -253,6 +253,29 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
             json!({"Limit": 10, "CustomKeyStoreName": "hsm"}),
         ),
         (
+            "CreateCustomKeyStore",
+            json!({"CustomKeyStoreName": "fuzz", "CloudHsmClusterId": "cluster-1234567890a",
+            "TrustAnchorCertificate": "-----BEGIN CERTIFICATE-----", "KeyStorePassword": "password1",
+            "CustomKeyStoreType": "AWS_CLOUDHSM"}),
+        ),
+        (
+            "ConnectCustomKeyStore",
+            json!({"CustomKeyStoreId": "cks-1234567890abcdef0"}),
+        ),
+        (
+            "DisconnectCustomKeyStore",
+            json!({"CustomKeyStoreId": "cks-1234567890abcdef0"}),
+        ),
+        (
+            "UpdateCustomKeyStore",
+            json!({"CustomKeyStoreId": "cks-1234567890abcdef0", "NewCustomKeyStoreName": "fuzz-2",
+            "KeyStorePassword": "password2"}),
+        ),
+        (
+            "DeleteCustomKeyStore",
+            json!({"CustomKeyStoreId": "cks-1234567890abcdef0"}),
+        ),
+        (
             "CreateGrant",
             json!({"KeyId": crypto, "GranteePrincipal": grantee,
             "Operations": ["Decrypt"], "Constraints": {"EncryptionContextEquals": {"a": "b"}},
