@@ -407,7 +407,13 @@ impl Kms {
             // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-resource-aliases
             // From the cache: alias changes through this process drop the
             // key's entry, changes elsewhere move the change stamp.
-            let names = match self.caches.resource_aliases(&key.account_id, &key.key_id) {
+            // A multi-Region key has aliases per region under one key id:
+            // not cached, the cache is keyed by account and key id.
+            let cached = match key.multi_region {
+                None => self.caches.resource_aliases(&key.account_id, &key.key_id),
+                Some(_) => None,
+            };
+            let names = match cached {
                 Some(hit) => hit,
                 None => {
                     let epoch = self.caches.epoch();
@@ -415,6 +421,7 @@ impl Kms {
                         .store
                         .list_aliases(
                             &key.account_id,
+                            key.region.as_deref(),
                             Some(&key.key_id),
                             None,
                             MAX_RESOURCE_ALIASES,

@@ -359,6 +359,8 @@ mod tests {
             import: None,
             default_for: None,
             kind: crate::key_spec::KeyKind::default(),
+            region: None,
+            multi_region: None,
         }
     }
 

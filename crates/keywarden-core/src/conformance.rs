@@ -179,6 +179,8 @@ macro_rules! store_conformance_tests {
             create_alias
             update_and_delete_alias
             list_aliases
+            aliases_per_region
+            multi_region_keys
             credentials
             products
             default_keys
@@ -533,6 +535,7 @@ async fn metering(store: &dyn Store, ids: &Ids) {
         account_id: account.clone(),
         name: AliasName::default_key(&code),
         target: default_key.key_id,
+        region: None,
         created_at: UnixMillis(t + 2_000),
         updated_at: UnixMillis(t + 2_000),
         revision: 1,
@@ -1859,7 +1862,11 @@ async fn destroy_key(store: &dyn Store, ids: &Ids) {
     );
     for a in &doomed_aliases {
         assert_eq!(
-            ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+            ok(
+                store.get_alias(&account, None, &a.name).await,
+                CASE,
+                "get_alias"
+            ),
             Some(a.clone()),
             "store conformance: {CASE}: a refused destroy must leave its aliases intact"
         );
@@ -1882,14 +1889,18 @@ async fn destroy_key(store: &dyn Store, ids: &Ids) {
     );
     for a in &doomed_aliases {
         assert_eq!(
-            ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+            ok(
+                store.get_alias(&account, None, &a.name).await,
+                CASE,
+                "get_alias"
+            ),
             None,
             "store conformance: {CASE}: aliases of a destroyed key must be gone"
         );
     }
     assert_eq!(
         ok(
-            store.list_aliases(&account, None, None, 100).await,
+            store.list_aliases(&account, None, None, None, 100).await,
             CASE,
             "list_aliases"
         ),
@@ -1937,7 +1948,11 @@ async fn destroy_key(store: &dyn Store, ids: &Ids) {
     );
     for a in &doomed_aliases {
         assert_eq!(
-            ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+            ok(
+                store.get_alias(&account, None, &a.name).await,
+                CASE,
+                "get_alias"
+            ),
             None,
             "store conformance: {CASE}: a destroyed key's aliases must not come back"
         );
@@ -1958,7 +1973,11 @@ async fn create_alias(store: &dyn Store, ids: &Ids) {
     let a = alias(ids, &account, key.key_id);
     ok(store.create_alias(&a).await, CASE, "create_alias");
     assert_eq!(
-        ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+        ok(
+            store.get_alias(&account, None, &a.name).await,
+            CASE,
+            "get_alias"
+        ),
         Some(a.clone()),
         "store conformance: {CASE}: get_alias must return the alias as created"
     );
@@ -1974,7 +1993,11 @@ async fn create_alias(store: &dyn Store, ids: &Ids) {
         "create_alias with a name taken in the account",
     );
     assert_eq!(
-        ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+        ok(
+            store.get_alias(&account, None, &a.name).await,
+            CASE,
+            "get_alias"
+        ),
         Some(a.clone()),
         "store conformance: {CASE}: a refused create must not change the alias"
     );
@@ -1996,7 +2019,7 @@ async fn create_alias(store: &dyn Store, ids: &Ids) {
     for refused in [&dangling, &cross] {
         assert_eq!(
             ok(
-                store.get_alias(&account, &refused.name).await,
+                store.get_alias(&account, None, &refused.name).await,
                 CASE,
                 "get_alias"
             ),
@@ -2017,18 +2040,26 @@ async fn create_alias(store: &dyn Store, ids: &Ids) {
         "create_alias with a name used in another account",
     );
     assert_eq!(
-        ok(store.get_alias(&other, &a.name).await, CASE, "get_alias"),
+        ok(
+            store.get_alias(&other, None, &a.name).await,
+            CASE,
+            "get_alias"
+        ),
         Some(same_name),
         "store conformance: {CASE}: alias names must be scoped to their account"
     );
     assert_eq!(
-        ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+        ok(
+            store.get_alias(&account, None, &a.name).await,
+            CASE,
+            "get_alias"
+        ),
         Some(a),
         "store conformance: {CASE}: alias names must be scoped to their account"
     );
     assert_eq!(
         ok(
-            store.get_alias(&account, &alias_name(ids)).await,
+            store.get_alias(&account, None, &alias_name(ids)).await,
             CASE,
             "get_alias"
         ),
@@ -2069,7 +2100,7 @@ async fn update_and_delete_alias(store: &dyn Store, ids: &Ids) {
     );
     assert_eq!(
         ok(
-            store.get_alias(&account, &original.name).await,
+            store.get_alias(&account, None, &original.name).await,
             CASE,
             "get_alias"
         ),
@@ -2113,7 +2144,7 @@ async fn update_and_delete_alias(store: &dyn Store, ids: &Ids) {
     );
     assert_eq!(
         ok(
-            store.get_alias(&account, &original.name).await,
+            store.get_alias(&account, None, &original.name).await,
             CASE,
             "get_alias"
         ),
@@ -2132,7 +2163,7 @@ async fn update_and_delete_alias(store: &dyn Store, ids: &Ids) {
     );
     assert_eq!(
         ok(
-            store.get_alias(&account, &absent.name).await,
+            store.get_alias(&account, None, &absent.name).await,
             CASE,
             "get_alias"
         ),
@@ -2142,7 +2173,7 @@ async fn update_and_delete_alias(store: &dyn Store, ids: &Ids) {
 
     assert!(
         ok(
-            store.delete_alias(&account, &original.name).await,
+            store.delete_alias(&account, None, &original.name).await,
             CASE,
             "delete_alias"
         ),
@@ -2150,7 +2181,7 @@ async fn update_and_delete_alias(store: &dyn Store, ids: &Ids) {
     );
     assert_eq!(
         ok(
-            store.get_alias(&account, &original.name).await,
+            store.get_alias(&account, None, &original.name).await,
             CASE,
             "get_alias"
         ),
@@ -2159,14 +2190,18 @@ async fn update_and_delete_alias(store: &dyn Store, ids: &Ids) {
     );
     assert!(
         !ok(
-            store.delete_alias(&account, &original.name).await,
+            store.delete_alias(&account, None, &original.name).await,
             CASE,
             "delete_alias"
         ),
         "store conformance: {CASE}: delete_alias of a missing alias must answer false"
     );
     assert_eq!(
-        ok(store.get_alias(&other, &twin.name).await, CASE, "get_alias"),
+        ok(
+            store.get_alias(&other, None, &twin.name).await,
+            CASE,
+            "get_alias"
+        ),
         Some(twin),
         "store conformance: {CASE}: deleting an alias must not touch another account's"
     );
@@ -2212,7 +2247,7 @@ async fn list_aliases(store: &dyn Store, ids: &Ids) {
 
     assert_eq!(
         ok(
-            store.list_aliases(&account, None, None, 100).await,
+            store.list_aliases(&account, None, None, None, 100).await,
             CASE,
             "list_aliases"
         ),
@@ -2227,7 +2262,7 @@ async fn list_aliases(store: &dyn Store, ids: &Ids) {
     assert_eq!(
         ok(
             store
-                .list_aliases(&account, Some(&first.key_id), None, 100)
+                .list_aliases(&account, None, Some(&first.key_id), None, 100)
                 .await,
             CASE,
             "list_aliases"
@@ -2238,7 +2273,7 @@ async fn list_aliases(store: &dyn Store, ids: &Ids) {
     assert_eq!(
         ok(
             store
-                .list_aliases(&account, Some(&foreign.key_id), None, 100)
+                .list_aliases(&account, None, Some(&foreign.key_id), None, 100)
                 .await,
             CASE,
             "list_aliases"
@@ -2252,7 +2287,7 @@ async fn list_aliases(store: &dyn Store, ids: &Ids) {
     loop {
         let page = ok(
             store
-                .list_aliases(&account, None, after.as_deref(), 4)
+                .list_aliases(&account, None, None, after.as_deref(), 4)
                 .await,
             CASE,
             "list_aliases",
@@ -2276,7 +2311,7 @@ async fn list_aliases(store: &dyn Store, ids: &Ids) {
     assert_eq!(
         ok(
             store
-                .list_aliases(&account, None, Some(all[1].name.as_str()), 2)
+                .list_aliases(&account, None, None, Some(all[1].name.as_str()), 2)
                 .await,
             CASE,
             "list_aliases"
@@ -2290,6 +2325,7 @@ async fn list_aliases(store: &dyn Store, ids: &Ids) {
             store
                 .list_aliases(
                     &account,
+                    None,
                     Some(&first.key_id),
                     first_of_first.as_deref(),
                     100
@@ -2636,6 +2672,7 @@ async fn default_keys(store: &dyn Store, ids: &Ids) {
         account_id: key.account_id.clone(),
         name: AliasName::default_key(code),
         target: key.key_id,
+        region: None,
         created_at: UnixMillis(1_700_000_000_000),
         updated_at: UnixMillis(1_700_000_000_000),
         revision: 1,
@@ -2665,7 +2702,7 @@ async fn default_keys(store: &dyn Store, ids: &Ids) {
     );
     let alias = ok(
         store
-            .get_alias(&account, &AliasName::default_key(&code))
+            .get_alias(&account, None, &AliasName::default_key(&code))
             .await,
         CASE,
         "get_alias",
@@ -3056,7 +3093,11 @@ async fn concurrency(store: &dyn Store, ids: &Ids) {
     .await;
     let winner = single_winner(&results, CASE, "update_alias");
     assert_eq!(
-        ok(store.get_alias(&account, &a.name).await, CASE, "get_alias"),
+        ok(
+            store.get_alias(&account, None, &a.name).await,
+            CASE,
+            "get_alias"
+        ),
         Some(repoints[winner].clone()),
         "store conformance: {CASE}: the stored alias must be exactly the winning update"
     );
@@ -3074,6 +3115,224 @@ async fn concurrency(store: &dyn Store, ids: &Ids) {
         get_key(store, &account, &key.key_id, CASE).await,
         None,
         "store conformance: {CASE}: the destroyed key must be gone"
+    );
+}
+
+/// Aliases are per region: one name in two regions of an account is two
+/// aliases, each read, listed, updated and deleted in its own region only.
+async fn aliases_per_region(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "aliases_per_region";
+    let account = new_account(store, ids).await;
+    let home_key = plain_key(ids, &account);
+    let eu_key = plain_key(ids, &account);
+    for k in [&home_key, &eu_key] {
+        ok(store.insert_key(k).await, CASE, "insert_key");
+    }
+    let home = alias(ids, &account, home_key.key_id);
+    let eu = AliasRecord {
+        region: Some("eu-west-1".into()),
+        target: eu_key.key_id,
+        ..home.clone()
+    };
+    ok(store.create_alias(&home).await, CASE, "create_alias (home)");
+    ok(
+        store.create_alias(&eu).await,
+        CASE,
+        "create_alias (eu-west-1)",
+    );
+    expect_err(
+        store.create_alias(&eu).await,
+        Expected::AlreadyExists,
+        CASE,
+        "create_alias with a name taken in the region",
+    );
+    assert_eq!(
+        ok(
+            store.get_alias(&account, None, &home.name).await,
+            CASE,
+            "get_alias"
+        ),
+        Some(home.clone()),
+        "store conformance: {CASE}: the home region's alias"
+    );
+    assert_eq!(
+        ok(
+            store
+                .get_alias(&account, Some("eu-west-1"), &home.name)
+                .await,
+            CASE,
+            "get_alias"
+        ),
+        Some(eu.clone()),
+        "store conformance: {CASE}: the other region's alias keeps its region and target"
+    );
+    assert_eq!(
+        ok(
+            store
+                .get_alias(&account, Some("ap-south-1"), &home.name)
+                .await,
+            CASE,
+            "get_alias"
+        ),
+        None,
+        "store conformance: {CASE}: no alias in a third region"
+    );
+    let listed = |region: Option<&'static str>| {
+        let account = account.clone();
+        async move {
+            ok(
+                store.list_aliases(&account, region, None, None, 100).await,
+                CASE,
+                "list_aliases",
+            )
+        }
+    };
+    assert_eq!(listed(None).await, vec![home.clone()]);
+    assert_eq!(listed(Some("eu-west-1")).await, vec![eu.clone()]);
+    assert_eq!(
+        ok(
+            store
+                .list_aliases(
+                    &account,
+                    Some("eu-west-1"),
+                    Some(&home_key.key_id),
+                    None,
+                    100
+                )
+                .await,
+            CASE,
+            "list_aliases"
+        ),
+        Vec::new(),
+        "store conformance: {CASE}: a region lists only its aliases of the target"
+    );
+    let moved = AliasRecord {
+        target: home_key.key_id,
+        revision: 2,
+        ..eu.clone()
+    };
+    ok(
+        store.update_alias(&moved, 1).await,
+        CASE,
+        "update_alias (eu-west-1)",
+    );
+    assert_eq!(listed(Some("eu-west-1")).await, vec![moved.clone()]);
+    assert_eq!(
+        listed(None).await,
+        vec![home.clone()],
+        "store conformance: {CASE}: updating one region's alias leaves the other"
+    );
+    assert!(ok(
+        store
+            .delete_alias(&account, Some("eu-west-1"), &home.name)
+            .await,
+        CASE,
+        "delete_alias"
+    ));
+    assert_eq!(listed(Some("eu-west-1")).await, Vec::new());
+    assert_eq!(
+        listed(None).await,
+        vec![home],
+        "store conformance: {CASE}: deleting one region's alias leaves the other"
+    );
+}
+
+/// Multi-Region keys: an `mrk-` id, a region and the other regions' keys
+/// round-trip; `mrk-` ids list after every single-Region id (text order);
+/// an update may change the per-region metadata.
+async fn multi_region_keys(store: &dyn Store, ids: &Ids) {
+    const CASE: &str = "multi_region_keys";
+    let account = new_account(store, ids).await;
+    // The suite's ids are arbitrary bytes, some of them with the
+    // multi-Region version nibble: take a single-Region one.
+    let single = loop {
+        let k = plain_key(ids, &account);
+        if !k.key_id.is_multi_region() {
+            break k;
+        }
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&ids.next().to_be_bytes());
+    bytes[8..].copy_from_slice(&ids.next().to_be_bytes());
+    // The smallest byte values: sorts first by bytes, last by text.
+    bytes[0] = 0;
+    let mrk = KeyId::multi_region_from_random(bytes);
+    assert!(mrk.is_multi_region());
+    let mut key = KeyRecord {
+        key_id: mrk,
+        ..full_key(ids, &account)
+    };
+    key.state = KeyState::Enabled;
+    key.deletion_date = None;
+    key.import = None;
+    key.origin = Origin::AwsKms;
+    key.key_manager = KeyManager::Customer;
+    key.default_for = None;
+    ok(store.insert_key(&single).await, CASE, "insert_key");
+    ok(
+        store.insert_key(&key).await,
+        CASE,
+        "insert_key (multi-Region)",
+    );
+    assert_eq!(
+        ok(store.get_key(&account, &mrk).await, CASE, "get_key"),
+        Some(key.clone()),
+        "store conformance: {CASE}: a multi-Region key reads back as inserted"
+    );
+    assert_eq!(
+        ok(store.key_account(&mrk).await, CASE, "key_account"),
+        Some(account.clone())
+    );
+    let listed = ok(
+        store
+            .list_keys(&KeyQuery {
+                account: Some(account.clone()),
+                limit: 100,
+                ..KeyQuery::default()
+            })
+            .await,
+        CASE,
+        "list_keys",
+    );
+    let order: Vec<KeyId> = listed.iter().map(|k| k.key_id).collect();
+    assert_eq!(
+        order,
+        vec![single.key_id, mrk],
+        "store conformance: {CASE}: mrk- ids list after single-Region ids"
+    );
+    let after = ok(
+        store
+            .list_keys(&KeyQuery {
+                account: Some(account.clone()),
+                after: Some(single.key_id),
+                limit: 100,
+                ..KeyQuery::default()
+            })
+            .await,
+        CASE,
+        "list_keys after",
+    );
+    assert_eq!(
+        after.iter().map(|k| k.key_id).collect::<Vec<_>>(),
+        vec![mrk]
+    );
+    let mut changed = key.clone();
+    changed.revision = key.revision + 1;
+    changed.region = None;
+    if let Some(mr) = changed.multi_region.as_mut() {
+        mr.primary_region = "eu-west-1".into();
+        mr.others[0].region = "eu-west-1".into();
+        mr.others[0].state = KeyState::Disabled;
+    }
+    ok(
+        store.update_key(&changed, key.revision).await,
+        CASE,
+        "update_key (multi-Region)",
+    );
+    assert_eq!(
+        ok(store.get_key(&account, &mrk).await, CASE, "get_key"),
+        Some(changed),
+        "store conformance: {CASE}: per-region metadata is updated"
     );
 }
 
@@ -3135,6 +3394,24 @@ fn full_key(ids: &Ids, account: &AccountId) -> KeyRecord {
         }),
         default_for: Some(ProductCode::parse("evs").unwrap()),
         kind: crate::key_spec::KeyKind::default(),
+        region: Some("eu-west-1".into()),
+        multi_region: Some(crate::model::MultiRegion {
+            primary_region: "us-east-1".into(),
+            others: vec![crate::model::RegionalKey {
+                region: "us-east-1".into(),
+                state: KeyState::PendingReplicaDeletion,
+                description: "primary \"quoted\"".into(),
+                tags: vec![Tag {
+                    key: "k".into(),
+                    value: "v".into(),
+                }],
+                policy: Some("{\"Version\":\"2012-10-17\",\"Statement\":[]}".into()),
+                created_at: UnixMillis(1_700_000_000_001),
+                deletion_date: None,
+                pending_window_days: Some(30),
+                deletion_protection: true,
+            }],
+        }),
     }
 }
 
@@ -3160,6 +3437,8 @@ fn plain_key(ids: &Ids, account: &AccountId) -> KeyRecord {
         import: None,
         default_for: None,
         kind: crate::key_spec::KeyKind::default(),
+        region: None,
+        multi_region: None,
     }
 }
 
@@ -3179,6 +3458,7 @@ fn alias(ids: &Ids, account: &AccountId, target: KeyId) -> AliasRecord {
         account_id: account.clone(),
         name: alias_name(ids),
         target,
+        region: None,
         created_at: UnixMillis(1_700_000_000_000),
         updated_at: UnixMillis(1_700_000_000_000),
         revision: 1,

@@ -136,9 +136,18 @@ impl fmt::Display for KeyringId {
     }
 }
 
-/// A key id: a UUID, rendered lowercase and hyphenated like AWS key ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A key id: 16 bytes. A single-Region key's id is a version-4 UUID,
+/// rendered lowercase and hyphenated like AWS key ids; a multi-Region key's
+/// id is AWS's `mrk-` and 32 lowercase hex digits, whose 16 bytes Keywarden
+/// makes with the UUID version nibble 8 (RFC 9562 "custom"), which is how
+/// the two kinds are told apart (a ciphertext blob carries only the 16
+/// bytes, docs/ciphertext-format.md). Ids order as their text does: every
+/// UUID before every `mrk-` id (the order stores list keys in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KeyId(Uuid);
+
+/// The prefix of multi-Region key ids.
+pub const MULTI_REGION_KEY_PREFIX: &str = "mrk-";
 
 impl KeyId {
     /// Makes a version-4 key id from 16 random bytes.
@@ -146,12 +155,33 @@ impl KeyId {
         KeyId(uuid::Builder::from_random_bytes(random).into_uuid())
     }
 
-    /// Parses the canonical 36-character hyphenated form.
+    /// Makes a multi-Region key id (`mrk-...`) from 16 random bytes.
+    pub fn multi_region_from_random(random: [u8; 16]) -> Self {
+        KeyId(uuid::Builder::from_custom_bytes(random).into_uuid())
+    }
+
+    /// Whether this is a multi-Region key's id (`mrk-...`).
+    pub fn is_multi_region(&self) -> bool {
+        self.0.get_version_num() == 8
+    }
+
+    /// Parses the canonical 36-character hyphenated form, or `mrk-` and 32
+    /// lowercase hex digits of a multi-Region id.
     pub fn parse(s: &str) -> Option<Self> {
         if s.len() != 36 {
             return None;
         }
-        Uuid::try_parse(s).ok().map(KeyId)
+        if let Some(hex) = s.strip_prefix(MULTI_REGION_KEY_PREFIX) {
+            if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return None;
+            }
+            let id = KeyId(Uuid::try_parse(hex).ok()?);
+            return id.is_multi_region().then_some(id);
+        }
+        let id = KeyId(Uuid::try_parse(s).ok()?);
+        // The hyphenated form is for single-Region ids only, so each id has
+        // one text.
+        (!id.is_multi_region()).then_some(id)
     }
 
     /// The 16 raw bytes, as carried in a ciphertext blob.
@@ -165,9 +195,26 @@ impl KeyId {
     }
 }
 
+impl PartialOrd for KeyId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeyId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.is_multi_region(), self.0.as_bytes())
+            .cmp(&(other.is_multi_region(), other.0.as_bytes()))
+    }
+}
+
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.hyphenated())
+        if self.is_multi_region() {
+            write!(f, "{MULTI_REGION_KEY_PREFIX}{}", self.0.simple())
+        } else {
+            write!(f, "{}", self.0.hyphenated())
+        }
     }
 }
 
@@ -366,6 +413,26 @@ mod tests {
     use super::*;
 
     const ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn multi_region_ids_have_the_mrk_form_and_sort_after_single_region_ids() {
+        let mrk = KeyId::multi_region_from_random([0u8; 16]);
+        assert!(mrk.is_multi_region());
+        let text = mrk.to_string();
+        assert_eq!(text, "mrk-00000000000080008000000000000000");
+        assert_eq!(KeyId::parse(&text), Some(mrk));
+        assert_eq!(KeyId::from_bytes(*mrk.as_bytes()), mrk);
+        // Not a key id: uppercase, a non-mrk id after the prefix, the
+        // hyphenated form of a multi-Region id.
+        assert_eq!(KeyId::parse(&text.to_uppercase()), None);
+        assert_eq!(KeyId::parse("mrk-1234abcd12ab44cd56ef1234567890ab"), None);
+        assert_eq!(KeyId::parse("00000000-0000-8000-8000-000000000000"), None);
+        let single = KeyId::from_random([0xff; 16]);
+        assert!(!single.is_multi_region());
+        assert!(single < mrk);
+        assert!(single.to_string() < mrk.to_string());
+        assert!(KeyRef::parse(&text).is_ok());
+    }
 
     #[test]
     fn a_bare_alias_name_hints_at_the_alias_prefix() {

@@ -28,16 +28,33 @@ use crate::usage::UsageTracker;
 /// Service-wide settings.
 #[derive(Debug, Clone)]
 pub struct KmsConfig {
-    /// The region in ARNs and SigV4 scopes, e.g. `us-east-1`.
+    /// The home region, e.g. `us-east-1`: the region of every key and
+    /// alias made before regions existed, and of callers that name none.
     pub region: String,
+    /// The other regions this deployment serves (docs/multi-region.md);
+    /// empty for a single-region deployment.
+    pub other_regions: Vec<String>,
     /// The ARN partition, `aws`.
     pub partition: String,
+}
+
+impl KmsConfig {
+    /// Whether the deployment serves `region`.
+    pub fn serves(&self, region: &str) -> bool {
+        region == self.region || self.other_regions.iter().any(|r| r == region)
+    }
+
+    /// How records name `region`: `None` for the home region.
+    pub fn region_tag(&self, region: &str) -> Option<String> {
+        (region != self.region).then(|| region.to_owned())
+    }
 }
 
 impl Default for KmsConfig {
     fn default() -> Self {
         KmsConfig {
             region: "us-east-1".into(),
+            other_regions: Vec::new(),
             partition: "aws".into(),
         }
     }
@@ -64,6 +81,9 @@ pub struct Caller {
     /// What policy conditions may ask about the request besides who sent
     /// it: where from, and the keys its operation's parameters set.
     pub facts: RequestFacts,
+    /// The region the request is for (its SigV4 scope's); `None` is the
+    /// deployment's home region. Keys and aliases are looked up in it.
+    pub region: Option<String>,
 }
 
 /// The facts of one request that condition keys describe, besides the
@@ -646,7 +666,11 @@ impl Kms {
             }
         }
         let epoch = self.caches.epoch();
-        let target = match self.store.get_alias(&caller.account_id, alias).await? {
+        let target = match self
+            .store
+            .get_alias(&caller.account_id, caller.region.as_deref(), alias)
+            .await?
+        {
             Some(a) => a.target,
             None => match &caller.product {
                 Some(product) if alias.default_key_product().as_ref() == Some(&product.code) => {
@@ -695,6 +719,10 @@ impl Kms {
             ))),
             KeyState::PendingImport => Err(KmsError::InvalidState(format!(
                 "{} is pending import.",
+                arn()
+            ))),
+            KeyState::PendingReplicaDeletion => Err(KmsError::InvalidState(format!(
+                "{} is pending replica deletion.",
                 arn()
             ))),
         }

@@ -19,6 +19,9 @@ pub enum KeyState {
     PendingDeletion,
     /// Waiting for imported key material.
     PendingImport,
+    /// A multi-Region primary key scheduled for deletion that still has
+    /// replicas: its waiting period starts when the last replica is gone.
+    PendingReplicaDeletion,
 }
 
 impl KeyState {
@@ -29,6 +32,7 @@ impl KeyState {
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
             KeyState::PendingImport => "PendingImport",
+            KeyState::PendingReplicaDeletion => "PendingReplicaDeletion",
         }
     }
 }
@@ -231,6 +235,118 @@ pub struct KeyRecord {
     pub default_for: Option<ProductCode>,
     /// The key's spec, usage and public key.
     pub kind: crate::key_spec::KeyKind,
+    /// The region the metadata above describes; `None` is the deployment's
+    /// home region (every key made before regions existed).
+    pub region: Option<String>,
+    /// Set for multi-Region keys (`mrk-` ids): which region holds the
+    /// primary key and the per-region metadata of the other regions'
+    /// keys. Versions, kind, origin and rotation are shared by all.
+    pub multi_region: Option<MultiRegion>,
+}
+
+/// The related keys of a multi-Region key, seen from one of its regions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiRegion {
+    /// The region of the primary key.
+    pub primary_region: String,
+    /// The keys of the other regions (not the one the record describes),
+    /// ordered by region.
+    pub others: Vec<RegionalKey>,
+}
+
+/// What differs between the keys of a multi-Region key: everything a
+/// region's key has of its own (AWS: description, policy, tags, state,
+/// aliases and grants are per region; material and rotation are shared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionalKey {
+    /// The region (its name, never `None`).
+    pub region: String,
+    /// The key's state in that region.
+    pub state: KeyState,
+    /// Its description.
+    pub description: String,
+    /// Its tags.
+    pub tags: Vec<Tag>,
+    /// Its key policy (`None`: the default policy).
+    pub policy: Option<String>,
+    /// When it was made (the replica's ReplicateKey).
+    pub created_at: UnixMillis,
+    /// When its scheduled deletion executes.
+    pub deletion_date: Option<UnixMillis>,
+    /// Its deletion waiting period.
+    pub pending_window_days: Option<u32>,
+    /// Its deletion protection (the extension).
+    pub deletion_protection: bool,
+}
+
+impl KeyRecord {
+    /// The name of the region the record describes.
+    pub fn region_name<'a>(&'a self, home: &'a str) -> &'a str {
+        self.region.as_deref().unwrap_or(home)
+    }
+
+    /// The metadata the record has of its own region.
+    pub fn regional(&self, home: &str) -> RegionalKey {
+        RegionalKey {
+            region: self.region_name(home).to_owned(),
+            state: self.state,
+            description: self.description.clone(),
+            tags: self.tags.clone(),
+            policy: self.policy.clone(),
+            created_at: self.created_at,
+            deletion_date: self.deletion_date,
+            pending_window_days: self.pending_window_days,
+            deletion_protection: self.deletion_protection,
+        }
+    }
+
+    fn set_regional(&mut self, r: RegionalKey, home: &str) {
+        self.region = (r.region != home).then_some(r.region);
+        self.state = r.state;
+        self.description = r.description;
+        self.tags = r.tags;
+        self.policy = r.policy;
+        self.created_at = r.created_at;
+        self.deletion_date = r.deletion_date;
+        self.pending_window_days = r.pending_window_days;
+        self.deletion_protection = r.deletion_protection;
+    }
+
+    /// The key as seen from `region`: the record itself if it describes
+    /// that region, for a multi-Region key with a key there the same key
+    /// with that region's metadata (the record's own region moving to the
+    /// others), else `None` (no key in that region).
+    pub fn in_region(&self, region: &str, home: &str) -> Option<KeyRecord> {
+        if self.region_name(home) == region {
+            return Some(self.clone());
+        }
+        let mr = self.multi_region.as_ref()?;
+        let at = mr.others.iter().position(|r| r.region == region)?;
+        let mut view = self.clone();
+        let mine = self.regional(home);
+        let mr = view.multi_region.as_mut()?;
+        let theirs = mr.others.remove(at);
+        mr.others.push(mine);
+        mr.others.sort_by(|a, b| a.region.cmp(&b.region));
+        view.set_regional(theirs, home);
+        Some(view)
+    }
+
+    /// Every region the key exists in, its own first.
+    pub fn regions<'a>(&'a self, home: &'a str) -> Vec<&'a str> {
+        let mut out = vec![self.region_name(home)];
+        if let Some(mr) = &self.multi_region {
+            out.extend(mr.others.iter().map(|r| r.region.as_str()));
+        }
+        out
+    }
+
+    /// Whether the record describes the primary key of a multi-Region key.
+    pub fn is_primary(&self, home: &str) -> bool {
+        self.multi_region
+            .as_ref()
+            .is_some_and(|mr| mr.primary_region == self.region_name(home))
+    }
 }
 
 impl KeyRecord {
@@ -269,6 +385,9 @@ pub struct AliasRecord {
     pub name: AliasName,
     /// The key it points at.
     pub target: KeyId,
+    /// The region the alias is in (aliases are per region); `None` is the
+    /// deployment's home region.
+    pub region: Option<String>,
     /// Creation time.
     pub created_at: UnixMillis,
     /// Last time the target changed.
@@ -994,5 +1113,69 @@ impl std::fmt::Debug for CustomKeyStoreRecord {
             .field("created_at", &self.created_at)
             .field("revision", &self.revision)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regional(region: &str, state: KeyState) -> RegionalKey {
+        RegionalKey {
+            region: region.into(),
+            state,
+            description: format!("in {region}"),
+            tags: Vec::new(),
+            policy: None,
+            created_at: UnixMillis(1),
+            deletion_date: None,
+            pending_window_days: None,
+            deletion_protection: false,
+        }
+    }
+
+    #[test]
+    fn a_multi_region_key_is_seen_from_each_of_its_regions() {
+        let home = "us-east-1";
+        let mut key = KeyRecord {
+            key_id: KeyId::multi_region_from_random([7; 16]),
+            account_id: AccountId::from_random([1; 12]),
+            revision: 1,
+            description: "in us-east-1".into(),
+            state: KeyState::Enabled,
+            origin: Origin::AwsKms,
+            key_manager: KeyManager::Customer,
+            created_at: UnixMillis(0),
+            deletion_date: None,
+            pending_window_days: None,
+            tags: Vec::new(),
+            policy: None,
+            versions: Vec::new(),
+            rotation: None,
+            on_demand_rotations: 0,
+            deletion_protection: false,
+            import: None,
+            default_for: None,
+            kind: crate::key_spec::KeyKind::default(),
+            region: None,
+            multi_region: None,
+        };
+        key.multi_region = Some(MultiRegion {
+            primary_region: home.into(),
+            others: vec![regional("eu-west-1", KeyState::Disabled)],
+        });
+        assert!(key.is_primary(home));
+        let eu = key.in_region("eu-west-1", home).unwrap();
+        assert_eq!(eu.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(eu.state, KeyState::Disabled);
+        assert_eq!(eu.description, "in eu-west-1");
+        assert!(!eu.is_primary(home));
+        assert_eq!(eu.regions(home), vec!["eu-west-1", "us-east-1"]);
+        // Back to the home region: the record it came from.
+        assert_eq!(eu.in_region(home, home).unwrap(), key);
+        assert_eq!(key.in_region("ap-south-1", home), None);
+        let mut single = key.clone();
+        single.multi_region = None;
+        assert_eq!(single.in_region("eu-west-1", home), None);
     }
 }

@@ -126,21 +126,26 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
-/// Aliases.
+/// Aliases. An alias is in one region of its account (`region`: `None` is
+/// the home region): the same name may exist in each region, pointing at
+/// different keys.
 #[async_trait]
 pub trait AliasStore: Send + Sync {
     /// Creates the alias; [`StoreError::AlreadyExists`] if the name is taken in
-    /// the account, [`StoreError::MissingReference`] if the target key is gone.
+    /// the account's region, [`StoreError::MissingReference`] if the target
+    /// key is gone.
     async fn create_alias(&self, alias: &AliasRecord) -> Result<(), StoreError>;
 
-    /// The alias of that name in the account.
+    /// The alias of that name in the account's region.
     async fn get_alias(
         &self,
         account: &AccountId,
+        region: Option<&str>,
         name: &AliasName,
     ) -> Result<Option<AliasRecord>, StoreError>;
 
-    /// Re-points the alias if its stored revision equals `expected_revision`.
+    /// Re-points the alias (of the record's region) if its stored revision
+    /// equals `expected_revision`.
     async fn update_alias(
         &self,
         alias: &AliasRecord,
@@ -148,14 +153,20 @@ pub trait AliasStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Deletes the alias; `false` if it did not exist.
-    async fn delete_alias(&self, account: &AccountId, name: &AliasName)
-        -> Result<bool, StoreError>;
+    async fn delete_alias(
+        &self,
+        account: &AccountId,
+        region: Option<&str>,
+        name: &AliasName,
+    ) -> Result<bool, StoreError>;
 
-    /// The account's aliases ordered by name, optionally only those pointing
-    /// at `target`, starting after the name `after`, at most `limit`.
+    /// The aliases of the account's region ordered by name, optionally only
+    /// those pointing at `target`, starting after the name `after`, at most
+    /// `limit`.
     async fn list_aliases(
         &self,
         account: &AccountId,
+        region: Option<&str>,
         target: Option<&KeyId>,
         after: Option<&str>,
         limit: usize,

@@ -26,7 +26,8 @@ use crate::model::{
     Account, AliasRecord, AutoRotation, Credential, CredentialOwner, CredentialStatus,
     CryptoOperation, GrantConstraints, GrantOperation, GrantRecord, ImportState, KeyManager,
     KeyRecord, KeyState, KeyUsage, KeyVersion, KeyringKeyVersion, KeyringRecord,
-    MaterialExpiration, Origin, Product, ProductClass, ProductStatus, RotationType, Tag,
+    MaterialExpiration, MultiRegion, Origin, Product, ProductClass, ProductStatus, RegionalKey,
+    RotationType, Tag,
 };
 
 /// A record that cannot be encoded, or stored values that do not decode.
@@ -102,6 +103,80 @@ struct MetaOut<'a> {
     /// DER `SubjectPublicKeyInfo`, hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     public_key: Option<String>,
+    /// The key's region; absent for the home region (every key made
+    /// before regions existed), so their meta is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
+    /// A multi-Region key's primary region and other regions' keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multi_region: Option<MultiRegionMeta>,
+}
+
+/// `meta.multi_region`.
+#[derive(Serialize, Deserialize)]
+struct MultiRegionMeta {
+    primary_region: String,
+    others: Vec<RegionalMeta>,
+}
+
+/// One region's key of a multi-Region key in `meta.multi_region.others`.
+#[derive(Serialize, Deserialize)]
+struct RegionalMeta {
+    region: String,
+    state: String,
+    description: String,
+    tags: Vec<Tag>,
+    policy: Option<String>,
+    created_at: UnixMillis,
+    deletion_date: Option<UnixMillis>,
+    pending_window_days: Option<u32>,
+    deletion_protection: bool,
+}
+
+impl MultiRegionMeta {
+    fn encode(mr: &MultiRegion) -> Self {
+        MultiRegionMeta {
+            primary_region: mr.primary_region.clone(),
+            others: mr
+                .others
+                .iter()
+                .map(|r| RegionalMeta {
+                    region: r.region.clone(),
+                    state: r.state.as_str().to_owned(),
+                    description: r.description.clone(),
+                    tags: r.tags.clone(),
+                    policy: r.policy.clone(),
+                    created_at: r.created_at,
+                    deletion_date: r.deletion_date,
+                    pending_window_days: r.pending_window_days,
+                    deletion_protection: r.deletion_protection,
+                })
+                .collect(),
+        }
+    }
+
+    fn decode(self) -> Result<MultiRegion, CodecError> {
+        Ok(MultiRegion {
+            primary_region: self.primary_region,
+            others: self
+                .others
+                .into_iter()
+                .map(|r| {
+                    Ok(RegionalKey {
+                        region: r.region,
+                        state: decode_state(&r.state)?,
+                        description: r.description,
+                        tags: r.tags,
+                        policy: r.policy,
+                        created_at: r.created_at,
+                        deletion_date: r.deletion_date,
+                        pending_window_days: r.pending_window_days,
+                        deletion_protection: r.deletion_protection,
+                    })
+                })
+                .collect::<Result<_, CodecError>>()?,
+        })
+    }
 }
 
 /// `meta.import`. `expiration` is `null` while the material is deleted,
@@ -143,6 +218,10 @@ struct MetaIn {
     key_usage: Option<KeyUsageType>,
     #[serde(default)]
     public_key: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    multi_region: Option<MultiRegionMeta>,
 }
 
 /// The columns of `keys` a key record is written to (its versions go to
@@ -190,6 +269,8 @@ impl KeyColumns {
             key_spec: (!key.kind.is_symmetric_encryption()).then_some(key.kind.spec),
             key_usage: (!key.kind.is_symmetric_encryption()).then_some(key.kind.usage),
             public_key: key.kind.public_key.as_ref().map(hex::encode),
+            region: key.region.as_deref(),
+            multi_region: key.multi_region.as_ref().map(MultiRegionMeta::encode),
         })?;
         Ok(KeyColumns {
             key_id: key.key_id.to_string(),
@@ -302,6 +383,8 @@ impl KeyRow {
                     ),
                 },
             },
+            region: meta.region,
+            multi_region: meta.multi_region.map(MultiRegionMeta::decode).transpose()?,
         })
     }
 }
@@ -358,6 +441,8 @@ pub struct AliasRow {
     pub name: String,
     /// `key_id`: the target.
     pub key_id: String,
+    /// `region`: empty for the home region.
+    pub region: String,
     /// `created_at`.
     pub created_at: i64,
     /// `updated_at`.
@@ -374,6 +459,7 @@ impl AliasRow {
             name: AliasName::parse_lookup(&self.name)
                 .map_err(|_| CodecError::invalid("stored alias name is malformed"))?,
             target: decode_key_id(&self.key_id)?,
+            region: (!self.region.is_empty()).then_some(self.region),
             created_at: UnixMillis(self.created_at),
             updated_at: UnixMillis(self.updated_at),
             revision: u64::try_from(self.revision)
@@ -496,6 +582,7 @@ fn decode_state(s: &str) -> Result<KeyState, CodecError> {
         KeyState::Disabled,
         KeyState::PendingDeletion,
         KeyState::PendingImport,
+        KeyState::PendingReplicaDeletion,
     ]
     .into_iter()
     .find(|state| state.as_str() == s)
@@ -992,6 +1079,8 @@ mod tests {
             }),
             default_for: None,
             kind: crate::key_spec::KeyKind::default(),
+            region: None,
+            multi_region: None,
         }
     }
 

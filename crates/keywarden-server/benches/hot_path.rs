@@ -100,6 +100,7 @@ fn operations(c: &mut Criterion) {
         identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
         facts: Default::default(),
+        region: None,
     };
     let created = rt
         .block_on(dispatch(&kms, &caller, "CreateKey", b"{}"))

@@ -485,6 +485,7 @@ fn account_caller(
         product: None,
         request_id: request_id.to_owned(),
         facts: facts.clone(),
+        region: None,
     })
 }
 

@@ -126,6 +126,7 @@ impl World {
             identity: keywarden_core::kms::Identity::Root,
             request_id: "shapes-request".into(),
             facts: Default::default(),
+            region: None,
         };
         World {
             rt,

@@ -90,6 +90,7 @@ fn world() -> World {
         identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
         facts: Default::default(),
+        region: None,
     };
     World {
         rt,

@@ -17,8 +17,8 @@ pub(crate) async fn insert_alias_row(tx: &Tx<'_>, alias: &AliasRecord) -> Result
     let revision = revision_to_sql(alias.revision)?;
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO aliases (account_id, name, key_id, created_at, updated_at, revision)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO aliases (account_id, name, key_id, created_at, updated_at, revision, region)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .await?;
     tx.execute(
@@ -30,6 +30,7 @@ pub(crate) async fn insert_alias_row(tx: &Tx<'_>, alias: &AliasRecord) -> Result
             &alias.created_at.0,
             &alias.updated_at.0,
             &revision,
+            &alias.region.as_deref().unwrap_or(""),
         ],
     )
     .await?;
@@ -45,16 +46,19 @@ impl AliasStore for PgStore {
     async fn get_alias(
         &self,
         account: &AccountId,
+        region: Option<&str>,
         name: &AliasName,
     ) -> Result<Option<AliasRecord>, StoreError> {
+        let region = region.unwrap_or("");
         transact!(self, Mode::Read, |tx| {
             let stmt = tx
                 .prepare_cached(&format!(
-                    "SELECT {ALIAS_COLUMNS} FROM aliases WHERE account_id = $1 AND name = $2"
+                    "SELECT {ALIAS_COLUMNS} FROM aliases
+                     WHERE account_id = $1 AND region = $2 AND name = $3"
                 ))
                 .await?;
             match tx
-                .query_opt(&stmt, &[&account.as_str(), &name.as_str()])
+                .query_opt(&stmt, &[&account.as_str(), &region, &name.as_str()])
                 .await?
             {
                 Some(row) => Some(alias_from_row(&row)?.decode()?),
@@ -82,7 +86,7 @@ impl AliasStore for PgStore {
             let stmt = tx
                 .prepare_cached(
                     "UPDATE aliases SET key_id = $1, updated_at = $2, revision = $3
-                     WHERE account_id = $4 AND name = $5 AND revision = $6",
+                     WHERE account_id = $4 AND name = $5 AND revision = $6 AND region = $7",
                 )
                 .await?;
             let changed = tx
@@ -95,6 +99,7 @@ impl AliasStore for PgStore {
                         &alias.account_id.as_str(),
                         &alias.name.as_str(),
                         &expected,
+                        &alias.region.as_deref().unwrap_or(""),
                     ],
                 )
                 .await?;
@@ -107,13 +112,17 @@ impl AliasStore for PgStore {
     async fn delete_alias(
         &self,
         account: &AccountId,
+        region: Option<&str>,
         name: &AliasName,
     ) -> Result<bool, StoreError> {
+        let region = region.unwrap_or("");
         transact!(self, Mode::Write, |tx| {
             let stmt = tx
-                .prepare_cached("DELETE FROM aliases WHERE account_id = $1 AND name = $2")
+                .prepare_cached(
+                    "DELETE FROM aliases WHERE account_id = $1 AND region = $2 AND name = $3",
+                )
                 .await?;
-            tx.execute(&stmt, &[&account.as_str(), &name.as_str()])
+            tx.execute(&stmt, &[&account.as_str(), &region, &name.as_str()])
                 .await?
                 > 0
         })
@@ -122,12 +131,16 @@ impl AliasStore for PgStore {
     async fn list_aliases(
         &self,
         account: &AccountId,
+        region: Option<&str>,
         target: Option<&KeyId>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AliasRecord>, StoreError> {
-        let mut params: Vec<Param> = vec![Box::new(account.as_str().to_owned())];
-        let mut filter = String::from("account_id = $1");
+        let mut params: Vec<Param> = vec![
+            Box::new(account.as_str().to_owned()),
+            Box::new(region.unwrap_or("").to_owned()),
+        ];
+        let mut filter = String::from("account_id = $1 AND region = $2");
         if let Some(target) = target {
             params.push(Box::new(target.to_string()));
             filter.push_str(&format!(" AND key_id = ${}", params.len()));

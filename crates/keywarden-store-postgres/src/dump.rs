@@ -70,7 +70,7 @@ impl DumpStore for PgStore {
                 .collect::<Result<Vec<_>, _>>()?;
             let keys = load_keys(&tx, key_rows).await?;
             let aliases = all(format!(
-                "SELECT {ALIAS_COLUMNS} FROM aliases ORDER BY account_id, name"
+                "SELECT {ALIAS_COLUMNS} FROM aliases ORDER BY account_id, region, name"
             ))
             .await?
             .iter()

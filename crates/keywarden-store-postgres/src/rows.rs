@@ -44,7 +44,8 @@ pub(crate) fn version_from_row(row: &Row) -> Result<(String, VersionRow), tokio_
 }
 
 /// The column list [`alias_from_row`] expects.
-pub(crate) const ALIAS_COLUMNS: &str = "account_id, name, key_id, created_at, updated_at, revision";
+pub(crate) const ALIAS_COLUMNS: &str =
+    "account_id, name, key_id, created_at, updated_at, revision, region";
 
 /// Reads the columns named by [`ALIAS_COLUMNS`].
 pub(crate) fn alias_from_row(row: &Row) -> Result<AliasRow, tokio_postgres::Error> {
@@ -55,6 +56,7 @@ pub(crate) fn alias_from_row(row: &Row) -> Result<AliasRow, tokio_postgres::Erro
         created_at: row.try_get(3)?,
         updated_at: row.try_get(4)?,
         revision: row.try_get(5)?,
+        region: row.try_get(6)?,
     })
 }
 

@@ -362,6 +362,15 @@ CREATE CONSTRAINT TRIGGER custom_key_stores_changes
 CREATE INDEX key_versions_protector ON key_versions (protector);
 "#;
 
+/// Migration 7, as SQLite's schema 13: aliases are per region. `region`
+/// is `''` for the deployment's home region (every alias made before), and
+/// the primary key becomes `(account_id, region, name)`.
+const MIGRATION_7: &str = r#"
+ALTER TABLE aliases ADD COLUMN region TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE aliases DROP CONSTRAINT aliases_pkey;
+ALTER TABLE aliases ADD PRIMARY KEY (account_id, region, name);
+"#;
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -370,6 +379,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    MIGRATION_7,
 ];
 
 /// The schema version this build creates and understands.

@@ -107,6 +107,7 @@ async fn fill(store: &PgStore) {
             account_id: a.clone(),
             name: keywarden_core::ids::AliasName::parse_user("alias/rich").unwrap(),
             target: rich.key_id,
+            region: Some("eu-west-1".into()),
             created_at: UnixMillis(7),
             updated_at: UnixMillis(8),
             revision: 1,

@@ -535,7 +535,11 @@ async fn a_database_from_before_iam_upgrades() {
     // Back to schema 4, as an older build left it, with an account key.
     let raw = common::raw_client(&url).await;
     raw.batch_execute(&format!(
-        "DROP TABLE custom_key_stores;
+        "ALTER TABLE aliases DROP CONSTRAINT aliases_pkey;
+         ALTER TABLE aliases DROP COLUMN region;
+         ALTER TABLE aliases ADD PRIMARY KEY (account_id, name);
+         DELETE FROM keywarden_schema WHERE version = 7;
+         DROP TABLE custom_key_stores;
          DROP INDEX key_versions_protector;
          DELETE FROM keywarden_schema WHERE version = 6;
          DROP TABLE iam_entities;

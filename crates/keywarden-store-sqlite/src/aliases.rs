@@ -18,8 +18,8 @@ pub(crate) fn insert_alias_row(tx: &Transaction<'_>, alias: &AliasRecord) -> Res
     // MissingReference for a target that is missing or belongs to
     // another account.
     tx.prepare_cached(
-        "INSERT INTO aliases (account_id, name, key_id, created_at, updated_at, revision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO aliases (account_id, name, key_id, created_at, updated_at, revision, region)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         alias.account_id.as_str(),
@@ -27,7 +27,8 @@ pub(crate) fn insert_alias_row(tx: &Transaction<'_>, alias: &AliasRecord) -> Res
         alias.target.to_string(),
         alias.created_at.0,
         alias.updated_at.0,
-        revision
+        revision,
+        alias.region.as_deref().unwrap_or("")
     ])?;
     Ok(())
 }
@@ -42,15 +43,18 @@ impl AliasStore for SqliteStore {
     async fn get_alias(
         &self,
         account: &AccountId,
+        region: Option<&str>,
         name: &AliasName,
     ) -> Result<Option<AliasRecord>, StoreError> {
         let account = account.as_str().to_owned();
+        let region = region.unwrap_or("").to_owned();
         let name = name.as_str().to_owned();
         self.read(move |tx| {
             tx.prepare_cached(&format!(
-                "SELECT {ALIAS_COLUMNS} FROM aliases WHERE account_id = ?1 AND name = ?2"
+                "SELECT {ALIAS_COLUMNS} FROM aliases
+                 WHERE account_id = ?1 AND region = ?2 AND name = ?3"
             ))?
-            .query_row([&account, &name], alias_from_row)
+            .query_row([&account, &region, &name], alias_from_row)
             .optional()?
             .map(|row| Ok(row.decode()?))
             .transpose()
@@ -77,7 +81,7 @@ impl AliasStore for SqliteStore {
             let changed = tx
                 .prepare_cached(
                     "UPDATE aliases SET key_id = ?1, updated_at = ?2, revision = ?3
-                     WHERE account_id = ?4 AND name = ?5 AND revision = ?6",
+                     WHERE account_id = ?4 AND name = ?5 AND revision = ?6 AND region = ?7",
                 )?
                 .execute(params![
                     alias.target.to_string(),
@@ -85,7 +89,8 @@ impl AliasStore for SqliteStore {
                     revision,
                     alias.account_id.as_str(),
                     alias.name.as_str(),
-                    expected
+                    expected,
+                    alias.region.as_deref().unwrap_or("")
                 ])?;
             if changed == 0 {
                 return Err(StoreError::Conflict.into());
@@ -98,14 +103,18 @@ impl AliasStore for SqliteStore {
     async fn delete_alias(
         &self,
         account: &AccountId,
+        region: Option<&str>,
         name: &AliasName,
     ) -> Result<bool, StoreError> {
         let account = account.as_str().to_owned();
+        let region = region.unwrap_or("").to_owned();
         let name = name.as_str().to_owned();
         self.write(move |tx| {
             let changed = tx
-                .prepare_cached("DELETE FROM aliases WHERE account_id = ?1 AND name = ?2")?
-                .execute([&account, &name])?;
+                .prepare_cached(
+                    "DELETE FROM aliases WHERE account_id = ?1 AND region = ?2 AND name = ?3",
+                )?
+                .execute([&account, &region, &name])?;
             Ok(changed > 0)
         })
         .await
@@ -114,12 +123,16 @@ impl AliasStore for SqliteStore {
     async fn list_aliases(
         &self,
         account: &AccountId,
+        region: Option<&str>,
         target: Option<&KeyId>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AliasRecord>, StoreError> {
-        let mut values = vec![Value::Text(account.as_str().to_owned())];
-        let mut filter = String::from("account_id = ?1");
+        let mut values = vec![
+            Value::Text(account.as_str().to_owned()),
+            Value::Text(region.unwrap_or("").to_owned()),
+        ];
+        let mut filter = String::from("account_id = ?1 AND region = ?2");
         if let Some(target) = target {
             values.push(Value::Text(target.to_string()));
             filter.push_str(&format!(" AND key_id = ?{}", values.len()));

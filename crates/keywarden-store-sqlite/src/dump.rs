@@ -77,7 +77,7 @@ fn export(tx: &Transaction<'_>) -> Result<StoreDump, Fail> {
         .collect::<Result<Vec<_>, _>>()?;
     let aliases = tx
         .prepare(&format!(
-            "SELECT {ALIAS_COLUMNS} FROM aliases ORDER BY account_id, name"
+            "SELECT {ALIAS_COLUMNS} FROM aliases ORDER BY account_id, region, name"
         ))?
         .query_map([], alias_from_row)?
         .collect::<Result<Vec<_>, _>>()?

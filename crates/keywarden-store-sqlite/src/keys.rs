@@ -349,6 +349,8 @@ mod tests {
                 import: None,
                 default_for: None,
                 kind: keywarden_core::key_spec::KeyKind::default(),
+                region: None,
+                multi_region: None,
             }
         );
         let version: i64 = lock(&store.inner.writer)

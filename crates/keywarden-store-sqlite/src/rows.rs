@@ -51,7 +51,8 @@ pub(crate) fn decode_version(row: store_codec::VersionRow) -> Result<KeyVersion,
 }
 
 /// The column list [`alias_from_row`] expects.
-pub(crate) const ALIAS_COLUMNS: &str = "account_id, name, key_id, created_at, updated_at, revision";
+pub(crate) const ALIAS_COLUMNS: &str =
+    "account_id, name, key_id, created_at, updated_at, revision, region";
 
 /// Reads the columns named by [`ALIAS_COLUMNS`].
 pub(crate) fn alias_from_row(row: &Row<'_>) -> rusqlite::Result<AliasRow> {
@@ -62,6 +63,7 @@ pub(crate) fn alias_from_row(row: &Row<'_>) -> rusqlite::Result<AliasRow> {
         created_at: row.get(3)?,
         updated_at: row.get(4)?,
         revision: row.get(5)?,
+        region: row.get(6)?,
     })
 }
 

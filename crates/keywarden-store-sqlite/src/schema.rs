@@ -474,6 +474,39 @@ CREATE TRIGGER custom_key_stores_delete_changes AFTER DELETE ON custom_key_store
 CREATE INDEX key_versions_protector ON key_versions (protector);
 ";
 
+/// Schema 13: aliases are per region (multi-Region keys, docs/multi-region.md).
+///
+/// * `aliases.region`: the alias's region, `''` for the deployment's home
+///   region (every alias made before regions existed, so nothing is
+///   migrated beyond the default). The primary key becomes
+///   `(account_id, region, name)`: a name may exist once per region.
+///   SQLite cannot change a primary key in place, so the table is rebuilt
+///   (nothing refers to it) and its change triggers recreated.
+const MIGRATION_13: &str = "
+CREATE TABLE aliases_v13 (
+    account_id TEXT    NOT NULL,
+    region     TEXT    NOT NULL DEFAULT '',
+    name       TEXT    NOT NULL,
+    key_id     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    revision   INTEGER NOT NULL,
+    PRIMARY KEY (account_id, region, name),
+    FOREIGN KEY (account_id, key_id) REFERENCES keys (account_id, key_id) ON DELETE CASCADE
+) STRICT;
+INSERT INTO aliases_v13 (account_id, region, name, key_id, created_at, updated_at, revision)
+    SELECT account_id, '', name, key_id, created_at, updated_at, revision FROM aliases;
+DROP TABLE aliases;
+ALTER TABLE aliases_v13 RENAME TO aliases;
+CREATE INDEX aliases_by_target ON aliases (account_id, key_id, name);
+CREATE TRIGGER aliases_insert_changes AFTER INSERT ON aliases
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER aliases_update_changes AFTER UPDATE ON aliases
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+CREATE TRIGGER aliases_delete_changes AFTER DELETE ON aliases
+    BEGIN UPDATE changes SET counter = counter + 1; END;
+";
+
 /// Every migration, in order.
 const MIGRATIONS: &[&str] = &[
     MIGRATION_1,
@@ -488,6 +521,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATION_10,
     MIGRATION_11,
     MIGRATION_12,
+    MIGRATION_13,
 ];
 
 /// The schema version this build creates and understands.
@@ -693,6 +727,50 @@ mod tests {
                 [],
             )
             .is_err());
+    }
+
+    #[test]
+    fn aliases_of_schema_12_move_to_the_home_region() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (done, sql) in MIGRATIONS[..12].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute_batch(&format!("PRAGMA user_version = {}", done + 1))
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO keys (key_id, account_id, revision, state, meta)
+                 VALUES ('k', 'a', 1, 'Enabled', '{}');
+             INSERT INTO aliases VALUES ('a', 'alias/x', 'k', 1, 2, 3);",
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        let row: (String, String, String, i64) = conn
+            .query_row(
+                "SELECT region, name, key_id, revision FROM aliases",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (String::new(), "alias/x".into(), "k".into(), 3));
+        // The same name in another region is another alias.
+        conn.execute(
+            "INSERT INTO aliases VALUES ('a', 'eu-west-1', 'alias/x', 'k', 1, 2, 1)",
+            [],
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "INSERT INTO aliases VALUES ('a', '', 'alias/x', 'k', 1, 2, 1)",
+                []
+            )
+            .is_err());
+        let counter = |c: &Connection| -> i64 {
+            c.query_row("SELECT counter FROM changes", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = counter(&conn);
+        conn.execute("DELETE FROM aliases", []).unwrap();
+        assert!(counter(&conn) > before);
     }
 
     #[test]

@@ -50,6 +50,8 @@ fn key(n: u128, account: &AccountId) -> KeyRecord {
         import: None,
         default_for: None,
         kind: keywarden_core::key_spec::KeyKind::default(),
+        region: None,
+        multi_region: None,
     }
 }
 
@@ -136,7 +138,7 @@ async fn pragmas_and_schema_version() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 12);
+    assert_eq!(version, 13);
 }
 
 #[tokio::test]
@@ -158,7 +160,7 @@ async fn migrations_are_idempotent_on_reopen() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 12);
+    assert_eq!(version, 13);
     let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",

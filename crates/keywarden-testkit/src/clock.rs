@@ -50,6 +50,7 @@ pub async fn account(kms: &Kms, name: &str) -> Caller {
         identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
         facts: Default::default(),
+        region: None,
     }
 }
 

@@ -72,24 +72,31 @@ impl<H: Hooks> AliasStore for Wrapped<H> {
     async fn get_alias(
         &self,
         a: &AccountId,
+        r: Option<&str>,
         n: &AliasName,
     ) -> Result<Option<AliasRecord>, StoreError> {
-        self.inner.get_alias(a, n).await
+        self.inner.get_alias(a, r, n).await
     }
     async fn update_alias(&self, alias: &AliasRecord, expected: u64) -> Result<(), StoreError> {
         self.inner.update_alias(alias, expected).await
     }
-    async fn delete_alias(&self, a: &AccountId, n: &AliasName) -> Result<bool, StoreError> {
-        self.inner.delete_alias(a, n).await
+    async fn delete_alias(
+        &self,
+        a: &AccountId,
+        r: Option<&str>,
+        n: &AliasName,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_alias(a, r, n).await
     }
     async fn list_aliases(
         &self,
         a: &AccountId,
+        r: Option<&str>,
         target: Option<&KeyId>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AliasRecord>, StoreError> {
-        self.inner.list_aliases(a, target, after, limit).await
+        self.inner.list_aliases(a, r, target, after, limit).await
     }
 }
 

@@ -184,6 +184,7 @@ async fn open(tenant: &Tenant) -> Result<(Arc<Kms>, Caller)> {
         identity: keywarden_core::kms::Identity::Root,
         request_id: String::new(),
         facts: Default::default(),
+        region: None,
     };
     Ok((kms, caller))
 }

@@ -241,6 +241,7 @@ pub async fn open_with(args: &DataArgs, mode: Mode) -> Result<Opened> {
         clock: clock(),
         config: KmsConfig {
             region: args.region.clone(),
+            other_regions: Vec::new(),
             partition: "aws".into(),
         },
     })

@@ -60,12 +60,18 @@ impl Kms {
                 self.check_key(&key, &mut report);
             }
         }
-        for account in &accounts {
+        let regions: Vec<Option<&str>> = std::iter::once(None)
+            .chain(self.config.other_regions.iter().map(|r| Some(r.as_str())))
+            .collect();
+        for (account, region) in accounts
+            .iter()
+            .flat_map(|a| regions.iter().map(move |r| (a, *r)))
+        {
             let mut after: Option<String> = None;
             loop {
                 let page = self
                     .store
-                    .list_aliases(&account.account_id, None, after.as_deref(), 1000)
+                    .list_aliases(&account.account_id, region, None, after.as_deref(), 1000)
                     .await?;
                 for alias in &page {
                     report.aliases += 1;

@@ -25,6 +25,7 @@ impl Kms {
             account_id: caller.account_id.clone(),
             name,
             target: key.key_id,
+            region: caller.region.clone(),
             created_at: now,
             updated_at: now,
             revision: 1,

@@ -215,6 +215,8 @@ impl Kms {
                 import: None,
                 default_for: None,
                 kind,
+                region: caller.region.clone(),
+                multi_region: None,
             };
             match self.store.insert_key(&key).await {
                 Ok(()) => return Ok(key),

@@ -69,11 +69,14 @@ impl Kms {
             import: None,
             default_for: Some(product.code.clone()),
             kind: crate::key_spec::KeyKind::default(),
+            region: None,
+            multi_region: None,
         };
         let alias = AliasRecord {
             account_id: caller.account_id.clone(),
             name: alias_name,
             target: key_id,
+            region: None,
             created_at: now,
             updated_at: now,
             revision: 1,
@@ -84,7 +87,7 @@ impl Kms {
                 // Lost the race: the winner's alias is committed.
                 let winner = self
                     .store
-                    .get_alias(&caller.account_id, &alias.name)
+                    .get_alias(&caller.account_id, None, &alias.name)
                     .await?;
                 winner
                     .map(|a| a.target)

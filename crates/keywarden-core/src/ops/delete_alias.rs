@@ -8,7 +8,10 @@ impl Kms {
     /// Deletes one of the caller's aliases. The key is not affected.
     pub async fn delete_alias(&self, caller: &Caller, name: &str) -> Result<(), KmsError> {
         let name = AliasName::parse_user(name)?;
-        let deleted = self.store.delete_alias(&caller.account_id, &name).await;
+        let deleted = self
+            .store
+            .delete_alias(&caller.account_id, caller.region.as_deref(), &name)
+            .await;
         self.caches.invalidate_alias(&caller.account_id, &name);
         if deleted? {
             Ok(())

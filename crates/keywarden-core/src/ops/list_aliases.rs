@@ -43,7 +43,13 @@ impl Kms {
         let limit = page_limit(limit);
         let mut items = self
             .store
-            .list_aliases(&caller.account_id, target.as_ref(), marker, limit + 1)
+            .list_aliases(
+                &caller.account_id,
+                caller.region.as_deref(),
+                target.as_ref(),
+                marker,
+                limit + 1,
+            )
             .await?;
         let next_marker = if items.len() > limit {
             items.truncate(limit);

@@ -206,6 +206,7 @@ impl Kms {
             }),
             request_id: request_id.to_owned(),
             facts: Default::default(),
+            region: None,
         })
     }
 
@@ -263,6 +264,7 @@ impl Kms {
             }),
             request_id: request_id.to_owned(),
             facts: Default::default(),
+            region: None,
         })
     }
 }

@@ -21,7 +21,7 @@ impl Kms {
         for _ in 0..16 {
             let mut alias = self
                 .store
-                .get_alias(&caller.account_id, &name)
+                .get_alias(&caller.account_id, caller.region.as_deref(), &name)
                 .await?
                 .ok_or_else(|| {
                     KmsError::NotFound(format!(

@@ -250,6 +250,7 @@ mod tests {
             identity: keywarden_core::kms::Identity::Root,
             request_id: String::new(),
             facts: Default::default(),
+            region: None,
         };
         (kms, caller)
     }

@@ -97,6 +97,8 @@ pub fn key(account: &AccountId) -> KeyRecord {
         import: None,
         default_for: None,
         kind: keywarden_core::key_spec::KeyKind::default(),
+        region: None,
+        multi_region: None,
     }
 }
 
@@ -106,12 +108,15 @@ pub fn default_key(account: &AccountId, code: &ProductCode) -> (KeyRecord, Alias
         key_manager: KeyManager::Aws,
         default_for: Some(code.clone()),
         kind: keywarden_core::key_spec::KeyKind::default(),
+        region: None,
+        multi_region: None,
         ..key(account)
     };
     let alias = AliasRecord {
         account_id: account.clone(),
         name: AliasName::default_key(code),
         target: key.key_id,
+        region: None,
         created_at: UnixMillis(1_700_000_000_000),
         updated_at: UnixMillis(1_700_000_000_000),
         revision: 1,
