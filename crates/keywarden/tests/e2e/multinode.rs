@@ -1587,7 +1587,15 @@ async fn custom_key_store_connections_reach_the_other_nodes_within_a_second() {
     let (a, b) = (&d.nodes[0], &d.nodes[1]);
     let account = a.account("hsm-tenant");
     let on_a = a.client(&account);
-    let on_b = b.client(&account);
+    // No retries: KeyUnavailableException is a 500 the SDK would retry
+    // with backoff, which would time the SDK, not the node.
+    let on_b = Client::from_conf(
+        b.client(&account)
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    );
     let store = on_a
         .create_custom_key_store()
         .custom_key_store_name("nodes")
