@@ -343,7 +343,7 @@ impl KeyMetadata {
         KeyMetadata {
             aws_account_id: key.account_id.to_string(),
             key_id: key.key_id.to_string(),
-            arn: kms.key_arn(&key.account_id, &key.key_id),
+            arn: kms.record_arn(key),
             creation_date: key.created_at.as_epoch_seconds(),
             enabled: key.state == KeyState::Enabled,
             description: key.description.clone(),

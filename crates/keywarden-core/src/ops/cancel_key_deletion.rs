@@ -18,7 +18,7 @@ impl Kms {
             if key.state != KeyState::PendingDeletion {
                 return Err(KmsError::InvalidState(format!(
                     "{} is not pending deletion.",
-                    kms.key_arn(&key.account_id, &key.key_id)
+                    kms.record_arn(key)
                 )));
             }
             // Imported material deleted or expired meanwhile: the key

@@ -162,7 +162,8 @@ impl Kms {
         for _ in 0..2 {
             let key_id = KeyId::from_random(self.random_array()?);
             if let (Some(doc), false) = (&policy_doc, req.bypass_policy_lockout_safety_check) {
-                let arn = self.key_arn(&caller.account_id, &key_id);
+                let arn =
+                    self.regional_key_arn(caller.region.as_deref(), &caller.account_id, &key_id);
                 self.check_lockout(caller, &arn, &caller.account_id, doc)
                     .await?;
             }

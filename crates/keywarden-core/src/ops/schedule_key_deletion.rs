@@ -35,7 +35,7 @@ impl Kms {
                 return Err(KmsError::DeletionProtectionEnabled(format!(
                     "Deletion protection is enabled for {}, so it cannot be scheduled for deletion. \
                      Disable it first with the KeywardenService.DisableKeyDeletionProtection operation.",
-                    kms.key_arn(&key.account_id, &key.key_id)
+                    kms.record_arn(key)
                 )));
             }
             key.state = KeyState::PendingDeletion;

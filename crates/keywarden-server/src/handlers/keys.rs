@@ -198,7 +198,7 @@ pub(super) async fn list_keys(
             .items
             .iter()
             .map(|k| KeyListEntry {
-                key_arn: kms.key_arn(&k.account_id, &k.key_id),
+                key_arn: kms.record_arn(k),
                 key_id: k.key_id.to_string(),
             })
             .collect(),
@@ -282,7 +282,7 @@ pub(super) async fn schedule_key_deletion(
     // ever skipped here; `null` would not be valid for AWS's shape.
     Ok(encode(&ScheduleKeyDeletionOut {
         deletion_date: key.deletion_date.map(|d| d.as_epoch_seconds()),
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         key_state: key.state.as_str(),
         pending_window_in_days: key.pending_window_days,
     }))
@@ -294,7 +294,7 @@ pub(super) async fn cancel_key_deletion(
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     let key = kms.cancel_key_deletion(caller, &key_id_only(body)?).await?;
-    Ok(key_id_response(kms.key_arn(&key.account_id, &key.key_id)))
+    Ok(key_id_response(kms.record_arn(&key)))
 }
 
 /// AWS's `KeyLastUsageData`, plus `Principal` (an extension: the access
@@ -344,7 +344,7 @@ pub(super) async fn get_key_last_usage(
     };
     Ok(encode(&GetKeyLastUsageOut {
         key_creation_date: key.created_at.as_epoch_seconds(),
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(key),
         key_last_usage: last,
         tracking_start_date: usage.tracking_start.as_epoch_seconds(),
     }))
