@@ -232,7 +232,8 @@ impl Kms {
             uses_time: lower.contains("aws:currenttime") || lower.contains("aws:epochtime"),
             uses_key_facts: lower.contains("kms:keyorigin")
                 || lower.contains("kms:keyspec")
-                || lower.contains("kms:keyusage"),
+                || lower.contains("kms:keyusage")
+                || lower.contains("kms:multiregion"),
             uses_tags: lower.contains("aws:resourcetag/"),
             uses_context: lower.contains("kms:encryptioncontext")
                 || lower.contains("kms:encryptionalgorithm"),
@@ -384,6 +385,23 @@ impl Kms {
             ctx.insert("kms:KeyOrigin", key.origin.as_str())
                 .insert("kms:KeySpec", key.kind.spec.as_str())
                 .insert("kms:KeyUsage", key.kind.usage.as_str());
+            // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-multiregion
+            ctx.insert(
+                "kms:MultiRegion",
+                if key.multi_region.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
+            if key.multi_region.is_some() {
+                let kind = if key.is_primary(&self.config.region) {
+                    "PRIMARY"
+                } else {
+                    "REPLICA"
+                };
+                ctx.insert("kms:MultiRegionKeyType", kind);
+            }
         }
         if wanted.time {
             let now = self.clock.now();

@@ -185,6 +185,14 @@ impl KeySweep {
         query.limit = 256;
         KeySweep { query, done: false }
     }
+
+    /// A sweep over every key (of all accounts) whose id sorts after
+    /// `after`.
+    pub(crate) fn after(after: KeyId) -> Self {
+        let mut sweep = KeySweep::new(crate::store::KeyQuery::default());
+        sweep.query.after = Some(after);
+        sweep
+    }
 }
 
 /// How a caller wants to access a key; [`Kms::authorize`] decides.
@@ -810,15 +818,18 @@ impl Kms {
         }
     }
 
-    /// Refuses management of a key that is pending deletion.
+    /// Refuses management of a key that is pending deletion (or, a
+    /// multi-Region primary, pending the deletion of its replicas).
     pub(crate) fn require_not_pending_deletion(&self, key: &KeyRecord) -> Result<(), KmsError> {
-        if key.state == KeyState::PendingDeletion {
-            return Err(KmsError::InvalidState(format!(
-                "{} is pending deletion.",
-                self.record_arn(key)
-            )));
-        }
-        Ok(())
+        let what = match key.state {
+            KeyState::PendingDeletion => "pending deletion",
+            KeyState::PendingReplicaDeletion => "pending replica deletion",
+            _ => return Ok(()),
+        };
+        Err(KmsError::InvalidState(format!(
+            "{} is {what}.",
+            self.record_arn(key)
+        )))
     }
 
     /// Refuses rotation of a key whose material Keywarden cannot rotate:
@@ -849,6 +860,15 @@ impl Kms {
             }
             // Rotation adds a new HSM object for the new version.
             Origin::AwsCloudHsm => {}
+        }
+        if manage && key.multi_region.is_some() && !key.is_primary(&self.config.region) {
+            // https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-manage.html
+            // Rotation is shared: it is managed on the primary key.
+            return Err(KmsError::Unsupported(format!(
+                "{} is a multi-Region replica key; its rotation is shared with its primary key \
+                 and can be changed only there.",
+                arn()
+            )));
         }
         if manage && key.key_manager == KeyManager::Aws {
             return Err(KmsError::Unsupported(format!(

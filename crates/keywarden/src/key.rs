@@ -248,6 +248,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
                         custom_key_store_id,
                         key_spec: keywarden_core::key_spec::KeySpec::SymmetricDefault,
                         key_usage: None,
+                        multi_region: false,
                     },
                 )
                 .await

@@ -6,6 +6,7 @@
 use keywarden_core::key_spec::{KeySpec, KeyUsageType};
 use keywarden_core::model::Origin;
 use keywarden_core::ops::create_key::CreateKeyRequest;
+use keywarden_core::ops::replicate_key::ReplicateKeyRequest;
 use keywarden_core::{Caller, Kms, KmsError};
 use serde::{Deserialize, Serialize};
 
@@ -114,9 +115,6 @@ pub(super) async fn create_key(
             .into());
         }
     };
-    if req.multi_region == Some(true) {
-        return Err(KmsError::Unsupported("Multi-Region keys are not supported".into()).into());
-    }
     if req.xks_key_id.is_some() {
         return Err(KmsError::Unsupported("External key stores are not supported".into()).into());
     }
@@ -137,6 +135,7 @@ pub(super) async fn create_key(
                 custom_key_store_id: req.custom_key_store_id.clone(),
                 key_spec,
                 key_usage,
+                multi_region: req.multi_region.unwrap_or(false),
             },
         )
         .await?;
@@ -369,5 +368,97 @@ pub(super) async fn disable_key_deletion_protection(
 ) -> Result<Vec<u8>, ApiError> {
     kms.disable_key_deletion_protection(caller, &key_id_only(body)?)
         .await?;
+    Ok(EMPTY.to_vec())
+}
+
+/// A region name as AWS's model constrains `ReplicaRegion` and
+/// `PrimaryRegion` (1-32 characters; lowercase letters, digits, hyphens).
+fn region_name(value: Option<String>, field: &str) -> Result<String, ApiError> {
+    let region = required(value, field)?;
+    check_len(&region, field, 1, 32)?;
+    if !region
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(KmsError::Validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([a-z]+-){{2,3}}\\d+$"
+        ))
+        .into());
+    }
+    Ok(region)
+}
+
+/// AWS's `ReplicateKeyResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReplicateKeyOut {
+    replica_key_metadata: KeyMetadata,
+    replica_policy: String,
+    replica_tags: Vec<WireTag>,
+}
+
+/// `ReplicateKey` (docs/multi-region.md).
+pub(super) async fn replicate_key(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        replica_region: Option<String>,
+        policy: Option<String>,
+        bypass_policy_lockout_safety_check: Option<bool>,
+        description: Option<String>,
+        tags: Option<Vec<WireTag>>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let replica_region = region_name(req.replica_region, "replicaRegion")?;
+    if let Some(p) = &req.policy {
+        check_len(p, "policy", 1, 131_072)?;
+    }
+    if let Some(d) = &req.description {
+        check_len(d, "description", 0, 8192)?;
+    }
+    let replica = kms
+        .replicate_key(
+            caller,
+            &key,
+            ReplicateKeyRequest {
+                replica_region,
+                description: req.description.unwrap_or_default(),
+                policy: req.policy,
+                bypass_policy_lockout_safety_check: req
+                    .bypass_policy_lockout_safety_check
+                    .unwrap_or(false),
+                tags: tags(req.tags)?,
+            },
+        )
+        .await?;
+    Ok(encode(&ReplicateKeyOut {
+        replica_key_metadata: KeyMetadata::of(kms, &replica),
+        replica_policy: kms.effective_key_policy(&replica),
+        replica_tags: replica.tags.iter().map(WireTag::from).collect(),
+    }))
+}
+
+/// `UpdatePrimaryRegion` (docs/multi-region.md).
+pub(super) async fn update_primary_region(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        primary_region: Option<String>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let region = region_name(req.primary_region, "primaryRegion")?;
+    kms.update_primary_region(caller, &key, &region).await?;
     Ok(EMPTY.to_vec())
 }
