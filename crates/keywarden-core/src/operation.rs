@@ -330,7 +330,7 @@ mod tests {
             // The wire name is the variant's name (AWS's spelling).
             assert_eq!(format!("{op:?}"), op.wire_name());
         }
-        assert_eq!(Operation::ALL.len(), 64);
+        assert_eq!(Operation::ALL.len(), 66);
     }
 
     #[test]
