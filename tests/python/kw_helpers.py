@@ -81,7 +81,10 @@ class KeywardenServer:
         listen: str = "127.0.0.1:0",
         debug_logs: bool = True,
         extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
     ):
+        # Extra `keywarden serve` arguments (`--regions eu-west-1`, ...).
+        self.extra_args = list(extra_args or [])
         # Set for the server and the admin/key commands it runs (a
         # configuration file as KEYWARDEN_CONFIG, SOFTHSM2_CONF, ...).
         self.extra_env = dict(extra_env or {})
@@ -120,7 +123,15 @@ class KeywardenServer:
                 ]
             )
         self.process = subprocess.Popen(
-            [str(self.bin), "serve", "--data-dir", str(self.data_dir), "--listen", self.listen],
+            [
+                str(self.bin),
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                self.listen,
+                *self.extra_args,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log_file,
@@ -274,12 +285,12 @@ class KeywardenServer:
     def revoke_credential(self, access_key_id: str) -> Any:
         return self.admin("credentials", "revoke", "--access-key-id", access_key_id)
 
-    def client(self, account: Account, **config: Any):
-        """A boto3 KMS client for `account`, without retries."""
+    def client(self, account: Account, region: str = REGION, **config: Any):
+        """A boto3 KMS client for `account` in `region`, without retries."""
         return boto3.client(
             "kms",
             endpoint_url=self.url,
-            region_name=REGION,
+            region_name=region,
             aws_access_key_id=account.access_key_id,
             aws_secret_access_key=account.secret_access_key,
             config=no_retry_config(**config),

@@ -204,7 +204,14 @@ impl Kms {
     /// The parsed policy of `key` (its stored document, else the default
     /// for its kind), from the cache when possible.
     fn key_policy_document(&self, key: &KeyRecord) -> Arc<CachedKeyPolicy> {
-        if let Some(hit) = self.caches.key_policy(&key.key_id, key.revision) {
+        // A multi-Region key's regions share a key id and revision but not
+        // their policy and ARN: their policies are parsed per request.
+        let cacheable = key.multi_region.is_none();
+        if let Some(hit) = self
+            .caches
+            .key_policy(&key.key_id, key.revision)
+            .filter(|_| cacheable)
+        {
             return hit;
         }
         let text = match (&key.policy, key.key_manager, &key.default_for) {
@@ -221,11 +228,12 @@ impl Kms {
         // (stored by an older version) allows nothing (fail closed).
         let policy = Arc::new(CachedKeyPolicy {
             doc: parse_policy(&text, PolicyKind::Key).unwrap_or_else(|_| empty_policy()),
-            key_arn: self.key_arn(&key.account_id, &key.key_id),
+            key_arn: self.record_arn(key),
             uses_time: lower.contains("aws:currenttime") || lower.contains("aws:epochtime"),
             uses_key_facts: lower.contains("kms:keyorigin")
                 || lower.contains("kms:keyspec")
-                || lower.contains("kms:keyusage"),
+                || lower.contains("kms:keyusage")
+                || lower.contains("kms:multiregion"),
             uses_tags: lower.contains("aws:resourcetag/"),
             uses_context: lower.contains("kms:encryptioncontext")
                 || lower.contains("kms:encryptionalgorithm"),
@@ -233,8 +241,10 @@ impl Kms {
             uses_request_alias: lower.contains("kms:requestalias"),
             uses_resource_aliases: lower.contains("kms:resourcealiases"),
         });
-        self.caches
-            .put_key_policy(&key.key_id, key.revision, policy.clone());
+        if cacheable {
+            self.caches
+                .put_key_policy(&key.key_id, key.revision, policy.clone());
+        }
         policy
     }
 
@@ -375,6 +385,23 @@ impl Kms {
             ctx.insert("kms:KeyOrigin", key.origin.as_str())
                 .insert("kms:KeySpec", key.kind.spec.as_str())
                 .insert("kms:KeyUsage", key.kind.usage.as_str());
+            // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-multiregion
+            ctx.insert(
+                "kms:MultiRegion",
+                if key.multi_region.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
+            if key.multi_region.is_some() {
+                let kind = if key.is_primary(&self.config.region) {
+                    "PRIMARY"
+                } else {
+                    "REPLICA"
+                };
+                ctx.insert("kms:MultiRegionKeyType", kind);
+            }
         }
         if wanted.time {
             let now = self.clock.now();
@@ -511,7 +538,7 @@ impl Kms {
             .key_request_context(caller, key, context, named, wanted)
             .await?;
         let action = format!("kms:{action}");
-        let resource = self.key_arn(&key.account_id, &key.key_id);
+        let resource = self.record_arn(key);
         let request = Request {
             principal: &principal,
             action: &action,

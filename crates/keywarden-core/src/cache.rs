@@ -28,17 +28,29 @@ const MAX_ENTRIES: usize = 100_000;
 /// A key record and the handles of its versions loaded so far.
 pub(crate) struct CachedKey {
     pub(crate) record: Arc<KeyRecord>,
-    handles: RwLock<HashMap<u32, Arc<dyn KeyHandle>>>,
+    /// Shared with the entry's regional views (a multi-Region key's
+    /// regions share its material).
+    handles: Arc<RwLock<HashMap<u32, Arc<dyn KeyHandle>>>>,
     /// The loaded private key of a key of another spec (one version).
-    spec_handle: std::sync::OnceLock<Arc<SpecHandle>>,
+    spec_handle: Arc<std::sync::OnceLock<Arc<SpecHandle>>>,
 }
 
 impl CachedKey {
     pub(crate) fn new(record: KeyRecord) -> Self {
         CachedKey {
             record: Arc::new(record),
-            handles: RwLock::new(HashMap::new()),
-            spec_handle: std::sync::OnceLock::new(),
+            handles: Arc::new(RwLock::new(HashMap::new())),
+            spec_handle: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Another region's view of the same key (`KeyRecord::in_region`),
+    /// sharing this entry's loaded handles.
+    pub(crate) fn view(&self, record: KeyRecord) -> Self {
+        CachedKey {
+            record: Arc::new(record),
+            handles: Arc::clone(&self.handles),
+            spec_handle: Arc::clone(&self.spec_handle),
         }
     }
 
@@ -60,7 +72,8 @@ impl CachedKey {
 }
 
 type KeyMap = HashMap<(AccountId, KeyId), Arc<CachedKey>>;
-type AliasMap = HashMap<(AccountId, AliasName), KeyId>;
+/// Alias targets by account, region (`None`: the home region) and name.
+type AliasMap = HashMap<(AccountId, Option<String>, AliasName), KeyId>;
 /// Parsed key policies by key and revision (key ids are unique across
 /// accounts, so the lookup needs no account and allocates nothing).
 type KeyPolicyMap = HashMap<(KeyId, u64), Arc<crate::authz::CachedKeyPolicy>>;
@@ -124,16 +137,32 @@ impl Caches {
         }
     }
 
-    pub(crate) fn alias(&self, account: &AccountId, alias: &AliasName) -> Option<KeyId> {
+    pub(crate) fn alias(
+        &self,
+        account: &AccountId,
+        region: Option<&str>,
+        alias: &AliasName,
+    ) -> Option<KeyId> {
         read(&self.aliases)
-            .get(&(account.clone(), alias.clone()))
+            .get(&(account.clone(), region.map(str::to_owned), alias.clone()))
             .copied()
     }
 
-    pub(crate) fn put_alias(&self, epoch: u64, account: &AccountId, alias: &AliasName, key: KeyId) {
+    pub(crate) fn put_alias(
+        &self,
+        epoch: u64,
+        account: &AccountId,
+        region: Option<&str>,
+        alias: &AliasName,
+        key: KeyId,
+    ) {
         let mut map = write(&self.aliases);
         if self.epoch() == epoch {
-            bounded_insert(&mut map, (account.clone(), alias.clone()), key);
+            bounded_insert(
+                &mut map,
+                (account.clone(), region.map(str::to_owned), alias.clone()),
+                key,
+            );
         }
     }
 
@@ -234,11 +263,16 @@ impl Caches {
     /// Drops one alias (after this process created, changed or deleted
     /// it), and the alias lists of the account's keys (the alias may have
     /// left one key for another).
-    pub(crate) fn invalidate_alias(&self, account: &AccountId, alias: &AliasName) {
+    pub(crate) fn invalidate_alias(
+        &self,
+        account: &AccountId,
+        region: Option<&str>,
+        alias: &AliasName,
+    ) {
         let mut map = write(&self.aliases);
         let mut lists = write(&self.resource_aliases);
         self.bump();
-        map.remove(&(account.clone(), alias.clone()));
+        map.remove(&(account.clone(), region.map(str::to_owned), alias.clone()));
         lists.retain(|(a, _), _| a != account);
     }
 
@@ -247,7 +281,7 @@ impl Caches {
         let mut map = write(&self.aliases);
         let mut lists = write(&self.resource_aliases);
         self.bump();
-        map.retain(|(a, _), target| !(a == account && target == key));
+        map.retain(|(a, _, _), target| !(a == account && target == key));
         lists.remove(&(account.clone(), *key));
     }
 
@@ -406,6 +440,22 @@ mod tests {
     }
 
     #[test]
+    fn alias_targets_are_per_region() {
+        let c = Caches::default();
+        let a = AccountId::parse("111122223333").unwrap();
+        let name = AliasName::parse_user("alias/x").unwrap();
+        let (k1, k2) = (KeyId::from_bytes([4; 16]), KeyId::from_bytes([5; 16]));
+        c.put_alias(c.epoch(), &a, None, &name, k1);
+        c.put_alias(c.epoch(), &a, Some("eu-west-1"), &name, k2);
+        assert_eq!(c.alias(&a, None, &name), Some(k1));
+        assert_eq!(c.alias(&a, Some("eu-west-1"), &name), Some(k2));
+        assert_eq!(c.alias(&a, Some("ap-south-1"), &name), None);
+        c.invalidate_alias(&a, Some("eu-west-1"), &name);
+        assert_eq!(c.alias(&a, Some("eu-west-1"), &name), None);
+        assert_eq!(c.alias(&a, None, &name), Some(k1));
+    }
+
+    #[test]
     fn alias_lists_go_with_any_alias_change_in_their_account() {
         let c = Caches::default();
         let a = AccountId::parse("111122223333").unwrap();
@@ -416,13 +466,13 @@ mod tests {
         c.put_resource_aliases(c.epoch(), &a, &k2, names());
         c.put_resource_aliases(c.epoch(), &b, &k1, names());
         // An alias of account a moved: every list of a goes, b's stays.
-        c.invalidate_alias(&a, &AliasName::parse_user("alias/y").unwrap());
+        c.invalidate_alias(&a, None, &AliasName::parse_user("alias/y").unwrap());
         assert!(c.resource_aliases(&a, &k1).is_none());
         assert!(c.resource_aliases(&a, &k2).is_none());
         assert!(c.resource_aliases(&b, &k1).is_some());
         // A list read before an alias change is not cached.
         let epoch = c.epoch();
-        c.invalidate_alias(&b, &AliasName::parse_user("alias/z").unwrap());
+        c.invalidate_alias(&b, None, &AliasName::parse_user("alias/z").unwrap());
         c.put_resource_aliases(epoch, &a, &k1, names());
         assert!(c.resource_aliases(&a, &k1).is_none());
         // A key's destruction and a moved stamp drop them too.

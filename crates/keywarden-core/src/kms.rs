@@ -48,6 +48,16 @@ impl KmsConfig {
     pub fn region_tag(&self, region: &str) -> Option<String> {
         (region != self.region).then(|| region.to_owned())
     }
+
+    /// Every region served, the home region first.
+    pub fn regions(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.region.as_str()).chain(self.other_regions.iter().map(String::as_str))
+    }
+
+    /// The name of a region as records tag it (`None`: the home region).
+    pub fn region_name<'a>(&'a self, tag: Option<&'a str>) -> &'a str {
+        tag.unwrap_or(&self.region)
+    }
 }
 
 impl Default for KmsConfig {
@@ -174,6 +184,14 @@ impl KeySweep {
         query.after = None;
         query.limit = 256;
         KeySweep { query, done: false }
+    }
+
+    /// A sweep over every key (of all accounts) whose id sorts after
+    /// `after`.
+    pub(crate) fn after(after: KeyId) -> Self {
+        let mut sweep = KeySweep::new(crate::store::KeyQuery::default());
+        sweep.query.after = Some(after);
+        sweep
     }
 }
 
@@ -369,12 +387,36 @@ impl Kms {
         &self.clock
     }
 
-    /// The ARN of a key.
+    /// The ARN of a key of the home region. Prefer [`Kms::record_arn`],
+    /// which names the region the record describes.
     pub fn key_arn(&self, account: &AccountId, key: &KeyId) -> String {
+        self.regional_key_arn(None, account, key)
+    }
+
+    /// The ARN of a key in `region` (`None`: the home region).
+    pub fn regional_key_arn(
+        &self,
+        region: Option<&str>,
+        account: &AccountId,
+        key: &KeyId,
+    ) -> String {
         format!(
             "arn:{}:kms:{}:{}:key/{}",
-            self.config.partition, self.config.region, account, key
+            self.config.partition,
+            self.config.region_name(region),
+            account,
+            key
         )
+    }
+
+    /// The ARN of the key a record describes, in the record's region.
+    pub fn record_arn(&self, key: &KeyRecord) -> String {
+        self.regional_key_arn(key.region.as_deref(), &key.account_id, &key.key_id)
+    }
+
+    /// The region a caller's request is for.
+    pub fn caller_region<'a>(&'a self, caller: &'a Caller) -> &'a str {
+        self.config.region_name(caller.region.as_deref())
     }
 
     /// The principal of a cloud product, the grantee of grants to it:
@@ -383,11 +425,19 @@ impl Kms {
         crate::ids::product_principal_arn(&self.config.partition, code)
     }
 
-    /// The ARN of an alias.
-    pub fn alias_arn(&self, account: &AccountId, alias: &AliasName) -> String {
+    /// The ARN of an alias of `region` (`None`: the home region).
+    pub fn alias_arn(
+        &self,
+        region: Option<&str>,
+        account: &AccountId,
+        alias: &AliasName,
+    ) -> String {
         format!(
             "arn:{}:kms:{}:{}:{}",
-            self.config.partition, self.config.region, account, alias
+            self.config.partition,
+            self.config.region_name(region),
+            account,
+            alias
         )
     }
 
@@ -423,6 +473,7 @@ impl Kms {
         let key = self
             .cached_key(&account, &key_id)
             .await?
+            .and_then(|k| self.regional_view(caller, k))
             .ok_or_else(|| not_found(key_ref))?;
         if account != caller.account_id && !self.is_shared_with(caller, &key.record, access).await?
         {
@@ -446,6 +497,7 @@ impl Kms {
             .store
             .get_key(&account, &key_id)
             .await?
+            .and_then(|k| k.in_region(self.caller_region(caller), &self.config.region))
             .ok_or_else(|| not_found(key_ref))?;
         if account != caller.account_id && !self.is_shared_with(caller, &key, access).await? {
             return Err(not_found(key_ref));
@@ -488,7 +540,7 @@ impl Kms {
         access: Access<'_>,
         named: Option<&KeyRef>,
     ) -> Result<(), KmsError> {
-        let arn = || self.key_arn(&key.account_id, &key.key_id);
+        let arn = || self.record_arn(key);
         let owner = || {
             key.default_for
                 .as_ref()
@@ -560,6 +612,36 @@ impl Kms {
         }
     }
 
+    /// A cached key as the caller's region sees it: the entry itself when
+    /// it describes that region (always, in a single-region deployment),
+    /// else the view of a multi-Region key's key there, sharing the
+    /// entry's unwrapped handles (the material is shared); `None` when the
+    /// key has no key in that region.
+    pub(crate) fn regional_view(
+        &self,
+        caller: &Caller,
+        key: Arc<CachedKey>,
+    ) -> Option<Arc<CachedKey>> {
+        if key.record.region == caller.region {
+            return Some(key);
+        }
+        let view = key
+            .record
+            .in_region(self.caller_region(caller), &self.config.region)?;
+        Some(Arc::new(key.view(view)))
+    }
+
+    /// The record to store for a view of a key: a multi-Region key is
+    /// stored as its primary region's view.
+    pub(crate) fn stored_view(&self, view: KeyRecord) -> KeyRecord {
+        match &view.multi_region {
+            Some(mr) if mr.primary_region != view.region_name(&self.config.region) => view
+                .in_region(&mr.primary_region, &self.config.region)
+                .unwrap_or(view),
+            _ => view,
+        }
+    }
+
     /// A key of `account` by id, through the cache.
     pub(crate) async fn cached_key(
         &self,
@@ -596,7 +678,7 @@ impl Kms {
                 account,
                 key,
             } => {
-                if region != &self.config.region {
+                if region != self.caller_region(caller) {
                     return Err(not_found(key_ref));
                 }
                 if account == caller.account_id.as_str() {
@@ -637,7 +719,7 @@ impl Kms {
     }
 
     fn arn_in_scope(&self, caller: &Caller, region: &str, account: &str) -> bool {
-        region == self.config.region && account == caller.account_id.as_str()
+        region == self.caller_region(caller) && account == caller.account_id.as_str()
     }
 
     async fn alias_target(
@@ -661,7 +743,10 @@ impl Kms {
             }
         }
         if cached {
-            if let Some(hit) = self.caches.alias(&caller.account_id, alias) {
+            if let Some(hit) =
+                self.caches
+                    .alias(&caller.account_id, caller.region.as_deref(), alias)
+            {
                 return Ok(hit);
             }
         }
@@ -684,8 +769,13 @@ impl Kms {
                 }
             },
         };
-        self.caches
-            .put_alias(epoch, &caller.account_id, alias, target);
+        self.caches.put_alias(
+            epoch,
+            &caller.account_id,
+            caller.region.as_deref(),
+            alias,
+            target,
+        );
         Ok(target)
     }
 
@@ -709,7 +799,7 @@ impl Kms {
 
     /// Refuses cryptographic use of a key that is not enabled.
     pub(crate) fn require_usable(&self, key: &KeyRecord) -> Result<(), KmsError> {
-        let arn = || self.key_arn(&key.account_id, &key.key_id);
+        let arn = || self.record_arn(key);
         match key.state {
             KeyState::Enabled => Ok(()),
             KeyState::Disabled => Err(KmsError::Disabled(format!("{} is disabled.", arn()))),
@@ -728,15 +818,18 @@ impl Kms {
         }
     }
 
-    /// Refuses management of a key that is pending deletion.
+    /// Refuses management of a key that is pending deletion (or, a
+    /// multi-Region primary, pending the deletion of its replicas).
     pub(crate) fn require_not_pending_deletion(&self, key: &KeyRecord) -> Result<(), KmsError> {
-        if key.state == KeyState::PendingDeletion {
-            return Err(KmsError::InvalidState(format!(
-                "{} is pending deletion.",
-                self.key_arn(&key.account_id, &key.key_id)
-            )));
-        }
-        Ok(())
+        let what = match key.state {
+            KeyState::PendingDeletion => "pending deletion",
+            KeyState::PendingReplicaDeletion => "pending replica deletion",
+            _ => return Ok(()),
+        };
+        Err(KmsError::InvalidState(format!(
+            "{} is {what}.",
+            self.record_arn(key)
+        )))
     }
 
     /// Refuses rotation of a key whose material Keywarden cannot rotate:
@@ -749,7 +842,7 @@ impl Kms {
         key: &KeyRecord,
         manage: bool,
     ) -> Result<(), KmsError> {
-        let arn = || self.key_arn(&key.account_id, &key.key_id);
+        let arn = || self.record_arn(key);
         if !key.kind.is_symmetric_encryption() {
             return Err(KmsError::Unsupported(format!(
                 "{} is a KeySpec {} key; only symmetric encryption keys (SYMMETRIC_DEFAULT) rotate.",
@@ -767,6 +860,15 @@ impl Kms {
             }
             // Rotation adds a new HSM object for the new version.
             Origin::AwsCloudHsm => {}
+        }
+        if manage && key.multi_region.is_some() && !key.is_primary(&self.config.region) {
+            // https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-manage.html
+            // Rotation is shared: it is managed on the primary key.
+            return Err(KmsError::Unsupported(format!(
+                "{} is a multi-Region replica key; its rotation is shared with its primary key \
+                 and can be changed only there.",
+                arn()
+            )));
         }
         if manage && key.key_manager == KeyManager::Aws {
             return Err(KmsError::Unsupported(format!(
@@ -787,15 +889,12 @@ impl Kms {
         now: UnixMillis,
     ) -> Result<(), KmsError> {
         let current = key.current_version().ok_or_else(|| {
-            KmsError::InvalidState(format!(
-                "{} has no key material.",
-                self.key_arn(&key.account_id, &key.key_id)
-            ))
+            KmsError::InvalidState(format!("{} has no key material.", self.record_arn(key)))
         })?;
         let version = current.version.checked_add(1).ok_or_else(|| {
             KmsError::LimitExceeded(format!(
                 "{} has reached the largest version number.",
-                self.key_arn(&key.account_id, &key.key_id)
+                self.record_arn(key)
             ))
         })?;
         let protector = self.protector(&current.protector).ok_or_else(|| {
@@ -834,7 +933,7 @@ impl Kms {
         if !record.kind.is_symmetric_encryption() {
             return Err(KmsError::InvalidKeyUsage(format!(
                 "{} key usage is {} (KeySpec {}), which is not valid for symmetric encryption (EncryptionAlgorithm SYMMETRIC_DEFAULT).",
-                self.key_arn(&record.account_id, &record.key_id),
+                self.record_arn(record),
                 record.kind.usage,
                 record.kind.spec
             )));
@@ -900,7 +999,10 @@ impl Kms {
             let expected = key.revision;
             change(self, &mut key)?;
             key.revision = expected + 1;
-            let result = self.store.update_key(&key, expected).await;
+            let result = self
+                .store
+                .update_key(&self.stored_view(key.clone()), expected)
+                .await;
             // Whatever happened, the cached copy may be stale now.
             self.caches.invalidate_key(&key.account_id, &key.key_id);
             match result {

@@ -159,6 +159,10 @@ operations! {
     ListKeyPolicies = Trent "ListKeyPolicies", Manage, products: false;
     /// `GetKeyLastUsage`.
     GetKeyLastUsage = Trent "GetKeyLastUsage", Manage, products: false;
+    /// `ReplicateKey` (docs/multi-region.md).
+    ReplicateKey = Trent "ReplicateKey", Manage, products: false;
+    /// `UpdatePrimaryRegion` (docs/multi-region.md).
+    UpdatePrimaryRegion = Trent "UpdatePrimaryRegion", Manage, products: false;
     /// `KeywardenService.EnableKeyDeletionProtection`.
     EnableKeyDeletionProtection = Keywarden "EnableKeyDeletionProtection", Manage, products: false;
     /// `KeywardenService.DisableKeyDeletionProtection`.
@@ -326,7 +330,7 @@ mod tests {
             // The wire name is the variant's name (AWS's spelling).
             assert_eq!(format!("{op:?}"), op.wire_name());
         }
-        assert_eq!(Operation::ALL.len(), 64);
+        assert_eq!(Operation::ALL.len(), 66);
     }
 
     #[test]

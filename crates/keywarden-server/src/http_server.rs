@@ -74,12 +74,15 @@ impl AppState {
 
     /// State for `kms` with `limits`.
     pub fn with_limits(kms: Arc<Kms>, limits: Limits) -> Self {
-        let region = kms.config().region.clone();
+        // Every served region is accepted in credential scopes; a KMS
+        // request acts in its scope's region (docs/multi-region.md).
+        let regions: Vec<String> = kms.config().regions().map(str::to_owned).collect();
+        let skew = Duration::from_secs(15 * 60);
         AppState {
             kms,
-            verifier: Verifier::new(region.clone(), "kms", Duration::from_secs(15 * 60)),
-            sts_verifier: Verifier::new(region.clone(), "sts", Duration::from_secs(15 * 60)),
-            iam_verifier: Verifier::new(region, "iam", Duration::from_secs(15 * 60)),
+            verifier: Verifier::for_regions(regions.clone(), "kms", skew),
+            sts_verifier: Verifier::for_regions(regions.clone(), "sts", skew),
+            iam_verifier: Verifier::for_regions(regions, "iam", skew),
             quotas: QuotaLimiter::new(&limits.quotas),
             limits,
             audit: None,
@@ -546,8 +549,13 @@ async fn handle(
     let request_facts = request_facts(&parts);
     let caller = match &owner {
         ActiveOwner::Account(_) | ActiveOwner::User(_) | ActiveOwner::RoleSession { .. } => {
-            account_caller(&owner, &auth.access_key_id, request_id, &request_facts)
-                .ok_or(ApiError::UnrecognizedClient)?
+            let mut caller =
+                account_caller(&owner, &auth.access_key_id, request_id, &request_facts)
+                    .ok_or(ApiError::UnrecognizedClient)?;
+            // The region of the credential scope (one the verifier serves):
+            // keys and aliases are looked up there.
+            caller.region = state.kms.config().region_tag(auth.region());
+            caller
         }
         ActiveOwner::Product(product) => {
             // Products call only AWS operations, for the account their key

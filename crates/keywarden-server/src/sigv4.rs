@@ -109,6 +109,13 @@ pub struct ParsedAuth {
     request_time: i64,
 }
 
+impl ParsedAuth {
+    /// The region of the credential scope: one the verifier serves.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+}
+
 impl fmt::Debug for ParsedAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The signature is left out: within the skew window it is a bearer
@@ -171,12 +178,14 @@ pub fn scope_service(headers: &http::HeaderMap) -> Option<&str> {
     header.credential.split('/').nth(3)
 }
 
-/// Verifies SigV4 signatures for one region and service.
+/// Verifies SigV4 signatures for one service in the regions a deployment
+/// serves (docs/multi-region.md).
 ///
 /// Holds a small cache of derived signing keys, so share one `Verifier`
 /// (e.g. in an `Arc`) across requests. It is `Send + Sync`.
 pub struct Verifier {
-    region: String,
+    /// The regions accepted in credential scopes, the home region first.
+    regions: Vec<String>,
     service: String,
     max_skew: Duration,
     cache: Mutex<HashMap<CacheKey, SigningKey>>,
@@ -189,6 +198,7 @@ pub struct Verifier {
 struct CacheKey {
     access_key_id: String,
     scope_date: String,
+    region: String,
     secret_digest: [u8; 32],
 }
 
@@ -199,7 +209,7 @@ struct SigningKey(hmac::Key);
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("region", &self.region)
+            .field("regions", &self.regions)
             .field("service", &self.service)
             .field("max_skew", &self.max_skew)
             .field("cached_keys", &self.lock_cache().len())
@@ -212,12 +222,26 @@ impl Verifier {
     /// `"kms"`) that accepts request timestamps at most `max_skew` away from
     /// the current time in either direction (AWS uses 15 minutes).
     pub fn new(region: impl Into<String>, service: impl Into<String>, max_skew: Duration) -> Self {
+        Verifier::for_regions(vec![region.into()], service, max_skew)
+    }
+
+    /// A verifier accepting credential scopes of any of `regions` (the
+    /// home region first; a deployment serving several regions).
+    pub fn for_regions(
+        regions: Vec<String>,
+        service: impl Into<String>,
+        max_skew: Duration,
+    ) -> Self {
         Verifier {
-            region: region.into(),
+            regions,
             service: service.into(),
             max_skew,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn serves(&self, region: &str) -> bool {
+        self.regions.iter().any(|r| r == region)
     }
 
     /// Parses the `Authorization` header and the `X-Amz-Date` (or `Date`)
@@ -249,11 +273,17 @@ impl Verifier {
                 "Credential must start with a non-empty access key id.".to_owned(),
             ));
         }
-        if region != self.region {
+        if !self.serves(region) {
+            let served = match &self.regions[..] {
+                [one] => format!("This server's region is '{one}' (keywarden serve --region)"),
+                many => format!(
+                    "This server's regions are '{}' (keywarden serve --region and --regions)",
+                    many.join("', '")
+                ),
+            };
             return Err(AuthError::Signature(format!(
-                "Credential should be scoped to a valid region. This server's region is '{}' \
-                 (keywarden serve --region); the request is signed for '{}'. ",
-                self.region,
+                "Credential should be scoped to a valid region. {served}; the request is signed \
+                 for '{}'. ",
                 echo(region)
             )));
         }
@@ -319,7 +349,7 @@ impl Verifier {
     ) -> Result<(), AuthError> {
         // `auth` can only be built by `parse`, but possibly by a verifier for
         // another region or service.
-        if auth.region != self.region || auth.service != self.service {
+        if !self.serves(&auth.region) || auth.service != self.service {
             return Err(AuthError::Signature(
                 "Credential should be scoped to a valid region and service. ".to_owned(),
             ));
@@ -351,7 +381,7 @@ impl Verifier {
             string_to_sign.push_str(part);
         }
 
-        let key = self.signing_key(&auth.access_key_id, &auth.scope_date, secret);
+        let key = self.signing_key(&auth.access_key_id, &auth.scope_date, &auth.region, secret);
         let expected = hmac::sign(&key.0, string_to_sign.as_bytes());
         let expected = expected.as_ref();
 
@@ -413,21 +443,28 @@ impl Verifier {
     }
 
     /// Returns the derived signing key, from the cache when possible.
-    fn signing_key(&self, access_key_id: &str, scope_date: &str, secret: &[u8]) -> SigningKey {
+    fn signing_key(
+        &self,
+        access_key_id: &str,
+        scope_date: &str,
+        region: &str,
+        secret: &[u8],
+    ) -> SigningKey {
         let digest = digest::digest(&digest::SHA256, secret);
         let Ok(secret_digest) = <[u8; 32]>::try_from(digest.as_ref()) else {
             // Cannot happen (SHA-256 is 32 bytes); derive without caching.
-            return derive_signing_key(secret, scope_date, &self.region, &self.service);
+            return derive_signing_key(secret, scope_date, region, &self.service);
         };
         let cache_key = CacheKey {
             access_key_id: access_key_id.to_owned(),
             scope_date: scope_date.to_owned(),
+            region: region.to_owned(),
             secret_digest,
         };
         if let Some(key) = self.lock_cache().get(&cache_key) {
             return key.clone();
         }
-        let key = derive_signing_key(secret, scope_date, &self.region, &self.service);
+        let key = derive_signing_key(secret, scope_date, region, &self.service);
         let mut cache = self.lock_cache();
         if cache.len() >= MAX_CACHE_ENTRIES {
             cache.clear();
@@ -1533,6 +1570,49 @@ mod tests {
     }
 
     #[test]
+    fn every_served_region_is_accepted_and_others_are_named() {
+        let v = Verifier::for_regions(
+            vec!["us-east-1".into(), "eu-west-1".into()],
+            "kms",
+            Duration::from_secs(15 * 60),
+        );
+        for region in ["us-east-1", "eu-west-1"] {
+            let req = sign_with_sdk(Spec {
+                region,
+                ..Spec::default()
+            });
+            let auth = v.parse(&req.signed()).unwrap();
+            assert_eq!(auth.region(), region);
+            v.verify(&req.signed(), &auth, SECRET.as_bytes(), t0())
+                .unwrap();
+        }
+        let req = sign_with_sdk(Spec {
+            region: "us-west-2",
+            ..Spec::default()
+        });
+        assert_eq!(
+            v.parse(&req.signed()).unwrap_err(),
+            AuthError::Signature(
+                "Credential should be scoped to a valid region. This server's regions are \
+                 'us-east-1', 'eu-west-1' (keywarden serve --region and --regions); the request \
+                 is signed for 'us-west-2'. "
+                    .to_owned()
+            )
+        );
+        // A signature made for one served region does not verify as
+        // another's (the region is in the signing key).
+        let req = sign_with_sdk(Spec {
+            region: "eu-west-1",
+            ..Spec::default()
+        });
+        let mut auth = v.parse(&req.signed()).unwrap();
+        auth.region = "us-east-1".into();
+        assert!(v
+            .verify(&req.signed(), &auth, SECRET.as_bytes(), t0())
+            .is_err());
+    }
+
+    #[test]
     fn wrong_service_in_scope_fails() {
         let req = sign_with_sdk(Spec {
             service: "s3",
@@ -1673,7 +1753,7 @@ mod tests {
     fn cache_is_bounded() {
         let v = kms_verifier();
         for i in 0..(MAX_CACHE_ENTRIES + 5) {
-            v.signing_key(&format!("AKID{i}"), "20261128", b"secret");
+            v.signing_key(&format!("AKID{i}"), "20261128", "us-east-1", b"secret");
         }
         assert!(v.lock_cache().len() <= MAX_CACHE_ENTRIES);
     }
@@ -1682,8 +1762,8 @@ mod tests {
     fn cached_and_fresh_keys_agree() {
         let v = kms_verifier();
         let fresh = derive_signing_key(SECRET.as_bytes(), "20261128", "us-east-1", "kms");
-        let cached = v.signing_key(AKID, "20261128", SECRET.as_bytes());
-        let cached_again = v.signing_key(AKID, "20261128", SECRET.as_bytes());
+        let cached = v.signing_key(AKID, "20261128", "us-east-1", SECRET.as_bytes());
+        let cached_again = v.signing_key(AKID, "20261128", "us-east-1", SECRET.as_bytes());
         let sdk = v4::generate_signing_key(SECRET, t0(), "us-east-1", "kms");
         for key in [&cached, &cached_again] {
             assert_eq!(

@@ -324,6 +324,8 @@ pub struct KeyMetadata {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     mac_algorithms: &'static [MacAlgorithm],
     multi_region: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multi_region_configuration: Option<MultiRegionConfiguration>,
     origin: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_deletion_window_in_days: Option<u32>,
@@ -343,7 +345,7 @@ impl KeyMetadata {
         KeyMetadata {
             aws_account_id: key.account_id.to_string(),
             key_id: key.key_id.to_string(),
-            arn: kms.key_arn(&key.account_id, &key.key_id),
+            arn: kms.record_arn(key),
             creation_date: key.created_at.as_epoch_seconds(),
             enabled: key.state == KeyState::Enabled,
             description: key.description.clone(),
@@ -368,7 +370,8 @@ impl KeyMetadata {
                 &[]
             },
             key_agreement_algorithms: spec.key_agreement_algorithms(usage),
-            multi_region: false,
+            multi_region: key.multi_region.is_some(),
+            multi_region_configuration: MultiRegionConfiguration::of(kms, key),
             deletion_protection_enabled: key.deletion_protection,
             protection_level: if key.custom_key_store_id().is_some() {
                 "HARDWARE"
@@ -387,6 +390,55 @@ impl KeyMetadata {
                 .and_then(|e| e.valid_to())
                 .map(|t| t.as_epoch_seconds()),
         }
+    }
+}
+
+/// AWS's `MultiRegionConfiguration` (members in alphabetical order).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MultiRegionConfiguration {
+    multi_region_key_type: &'static str,
+    primary_key: MultiRegionKey,
+    replica_keys: Vec<MultiRegionKey>,
+}
+
+/// AWS's `MultiRegionKey`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MultiRegionKey {
+    arn: String,
+    region: String,
+}
+
+impl MultiRegionConfiguration {
+    /// The related keys of a multi-Region key, seen from the record's
+    /// region; `None` for a single-Region key.
+    fn of(kms: &Kms, key: &KeyRecord) -> Option<Self> {
+        let mr = key.multi_region.as_ref()?;
+        let home = kms.config().region.as_str();
+        let entry = |region: &str| MultiRegionKey {
+            arn: kms.regional_key_arn(
+                kms.config().region_tag(region).as_deref(),
+                &key.account_id,
+                &key.key_id,
+            ),
+            region: region.to_owned(),
+        };
+        let mut replicas: Vec<&str> = key
+            .regions(home)
+            .into_iter()
+            .filter(|r| *r != mr.primary_region)
+            .collect();
+        replicas.sort_unstable();
+        Some(MultiRegionConfiguration {
+            multi_region_key_type: if key.is_primary(home) {
+                "PRIMARY"
+            } else {
+                "REPLICA"
+            },
+            primary_key: entry(&mr.primary_region),
+            replica_keys: replicas.into_iter().map(entry).collect(),
+        })
     }
 }
 

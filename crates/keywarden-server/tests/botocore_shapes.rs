@@ -112,7 +112,10 @@ impl World {
             sealer: root,
             random: Arc::new(SystemRandom::new()),
             clock: Arc::new(SystemClock),
-            config: KmsConfig::default(),
+            config: KmsConfig {
+                other_regions: vec!["eu-west-1".into()],
+                ..KmsConfig::default()
+            },
         })
         .with_importer(Arc::new(importer))
         .with_public_key_crypto(Arc::new(keywarden_crypto::Crypto))
@@ -148,6 +151,44 @@ impl World {
         self.responses.push((op, out));
         value
     }
+}
+
+/// A multi-Region key replicated to eu-west-1 (DescribeKey's
+/// `MultiRegionConfiguration` in both regions), its primary moved there
+/// and back, and a primary pending replica deletion.
+fn multi_region(w: &mut World) {
+    use Operation as Op;
+    let created = w.ok(
+        Op::CreateKey,
+        json!({"MultiRegion": true, "Description": "mrk"}),
+    );
+    let mrk = str_of(&created["KeyMetadata"], "KeyId");
+    w.ok(
+        Op::ReplicateKey,
+        json!({"KeyId": mrk, "ReplicaRegion": "eu-west-1", "Description": "replica",
+               "Tags": [{"TagKey": "where", "TagValue": "eu"}]}),
+    );
+    w.ok(Op::DescribeKey, json!({"KeyId": mrk}));
+    let home = w.caller.clone();
+    w.caller.region = Some("eu-west-1".into());
+    w.ok(Op::DescribeKey, json!({"KeyId": mrk}));
+    w.caller = home.clone();
+    w.ok(
+        Op::UpdatePrimaryRegion,
+        json!({"KeyId": mrk, "PrimaryRegion": "eu-west-1"}),
+    );
+    w.caller.region = Some("eu-west-1".into());
+    w.ok(
+        Op::UpdatePrimaryRegion,
+        json!({"KeyId": mrk, "PrimaryRegion": "us-east-1"}),
+    );
+    w.caller = home;
+    w.ok(
+        Op::ScheduleKeyDeletion,
+        json!({"KeyId": mrk, "PendingWindowInDays": 7}),
+    );
+    w.ok(Op::DescribeKey, json!({"KeyId": mrk}));
+    w.ok(Op::CancelKeyDeletion, json!({"KeyId": mrk}));
 }
 
 fn str_of(v: &Value, field: &str) -> String {
@@ -307,6 +348,7 @@ fn workload(w: &mut World) {
     w.ok(Op::DescribeKey, json!({"KeyId": other}));
     w.ok(Op::CancelKeyDeletion, json!({"KeyId": other}));
     w.ok(Op::DescribeCustomKeyStores, json!({}));
+    multi_region(w);
     other_specs(w);
     account_key_stores(w);
     w.ok(Op::DeleteAlias, json!({"AliasName": "alias/shapes"}));

@@ -76,7 +76,10 @@ fn world() -> World {
         sealer: root,
         random: Arc::new(SystemRandom::new()),
         clock: Arc::new(SystemClock),
-        config: KmsConfig::default(),
+        config: KmsConfig {
+            other_regions: vec!["eu-west-1".into()],
+            ..KmsConfig::default()
+        },
     })
     .with_importer(Arc::new(importer))
     .with_public_key_crypto(Arc::new(keywarden_crypto::Crypto));
@@ -119,6 +122,7 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
     let crypto = key_id(&w.ok("CreateKey", json!({"Description": "crypto"})));
     let managed = key_id(&w.ok("CreateKey", json!({"Description": "managed"})));
     let external = key_id(&w.ok("CreateKey", json!({"Origin": "EXTERNAL"})));
+    let mrk = key_id(&w.ok("CreateKey", json!({"MultiRegion": true})));
     w.ok(
         "CreateAlias",
         json!({"AliasName": "alias/fuzz-crypto", "TargetKeyId": crypto}),
@@ -374,6 +378,14 @@ fn setup(w: &World) -> (Vec<(&'static str, Value)>, Vec<RealBlob>) {
             json!({"KeyId": crypto, "GrantId": grant_id, "DryRun": true}),
         ),
         ("RotateKeyOnDemand", json!({"KeyId": managed})),
+        (
+            "ReplicateKey",
+            json!({"KeyId": mrk, "ReplicaRegion": "eu-west-1", "Description": "replica"}),
+        ),
+        (
+            "UpdatePrimaryRegion",
+            json!({"KeyId": mrk, "PrimaryRegion": "eu-west-1"}),
+        ),
         (
             "ScheduleKeyDeletion",
             json!({"KeyId": managed, "PendingWindowInDays": 7}),

@@ -66,6 +66,7 @@ pub fn key_request(origin: Origin) -> CreateKeyRequest {
         custom_key_store_id: None,
         key_spec: keywarden_core::key_spec::KeySpec::SymmetricDefault,
         key_usage: None,
+        multi_region: false,
     }
 }
 

@@ -248,6 +248,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
                         custom_key_store_id,
                         key_spec: keywarden_core::key_spec::KeySpec::SymmetricDefault,
                         key_usage: None,
+                        multi_region: false,
                     },
                 )
                 .await
@@ -270,7 +271,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
                 keys.extend(page.items.iter().map(|k| {
                     json!({
                         "KeyId": k.key_id.to_string(),
-                        "KeyArn": kms.key_arn(&k.account_id, &k.key_id),
+                        "KeyArn": kms.record_arn(k),
                         "KeyState": k.state.as_str(),
                         "Description": k.description,
                     })
@@ -311,7 +312,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
             let (kms, caller, key) = open_key(&t).await?;
             let record = kms.rotate_key_on_demand(&caller, &key).await.map_err(aws)?;
             print(&json!({
-                "KeyId": kms.key_arn(&record.account_id, &record.key_id),
+                "KeyId": kms.record_arn(&record),
                 "CurrentVersion": record.current_version().map(|v| v.version),
             }))
         }
@@ -344,7 +345,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
         KeyCommand::CancelDeletion(t) => {
             let (kms, caller, key) = open_key(&t).await?;
             let record = kms.cancel_key_deletion(&caller, &key).await.map_err(aws)?;
-            print(&json!({ "KeyId": kms.key_arn(&record.account_id, &record.key_id) }))
+            print(&json!({ "KeyId": kms.record_arn(&record) }))
         }
         KeyCommand::ListRotations(t) => {
             let (kms, caller, key) = open_key(&t).await?;
@@ -362,7 +363,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
                 })
                 .collect();
             print(&json!({
-                "KeyId": kms.key_arn(&record.account_id, &record.key_id),
+                "KeyId": kms.record_arn(&record),
                 "Versions": versions,
             }))
         }
@@ -383,7 +384,7 @@ pub async fn run(cmd: KeyCommand) -> Result<()> {
             std::fs::write(&import_token_out, &params.import_token)
                 .with_context(|| format!("writing {}", import_token_out.display()))?;
             print(&json!({
-                "KeyId": kms.key_arn(&record.account_id, &record.key_id),
+                "KeyId": kms.record_arn(&record),
                 "PublicKeyFile": public_key_out,
                 "ImportTokenFile": import_token_out,
                 "ParametersValidTo": params.valid_to.as_epoch_seconds(),
@@ -450,7 +451,7 @@ async fn rotation_status(kms: &Kms, caller: &Caller, key: &KeyRef) -> Result<Val
         .await
         .map_err(aws)?;
     let mut out = json!({
-        "KeyId": kms.key_arn(&status.key.account_id, &status.key.key_id),
+        "KeyId": kms.record_arn(&status.key),
         "KeyRotationEnabled": status.rotation.is_some(),
     });
     if let Some(r) = status.rotation {
@@ -472,7 +473,7 @@ fn last_usage_json(kms: &Kms, usage: &KeyLastUsage) -> Value {
         None => json!({}),
     };
     json!({
-        "KeyId": kms.key_arn(&key.account_id, &key.key_id),
+        "KeyId": kms.record_arn(key),
         "KeyLastUsage": last,
         "TrackingStartDate": usage.tracking_start.as_epoch_seconds(),
         "KeyCreationDate": key.created_at.as_epoch_seconds(),
@@ -492,7 +493,7 @@ async fn schedule_deletion(target: &KeyTarget, days: Option<u32>, yes: bool) -> 
     }
     let (kms, caller, key) = open_key(target).await?;
     let usage = kms.get_key_last_usage(&caller, &key).await.map_err(aws)?;
-    let arn = kms.key_arn(&usage.key.account_id, &usage.key.key_id);
+    let arn = kms.record_arn(&usage.key);
     let product_grants = kms.product_grants(&caller, &key).await.map_err(aws)?;
     // Whose access key made the last use: a product's, or the account's.
     let product_of = |access_key_id: &str, credentials: &[Credential]| {
@@ -579,7 +580,7 @@ async fn schedule_deletion(target: &KeyTarget, days: Option<u32>, yes: bool) -> 
         .await
         .map_err(aws)?;
     print(&json!({
-        "KeyId": kms.key_arn(&record.account_id, &record.key_id),
+        "KeyId": kms.record_arn(&record),
         "DeletionDate": record.deletion_date.map(|d| d.as_epoch_seconds()),
         "KeyState": record.state.as_str(),
         "PendingWindowInDays": record.pending_window_days,

@@ -82,6 +82,12 @@ pub struct DataArgs {
     /// Region used in ARNs and SigV4 credential scopes.
     #[arg(long, env = "KEYWARDEN_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Other regions this deployment serves besides `--region`
+    /// (comma-separated): requests signed for any of them act in that
+    /// region, and multi-Region keys may have replicas there
+    /// (docs/multi-region.md). `--region` stays the home region.
+    #[arg(long, env = "KEYWARDEN_REGIONS", value_delimiter = ',')]
+    pub regions: Vec<String>,
     /// Configuration file (TOML) with the sections `[billing]` and
     /// `[billing.prices]` (docs/billing.md; without them billing is off),
     /// `[database]` (docs/operations.md), `[[custom_key_stores]]` and

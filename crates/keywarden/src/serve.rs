@@ -132,7 +132,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!(
         "Keywarden {} listening on {scheme}://{addr} (region {}, data dir {})",
         env!("CARGO_PKG_VERSION"),
-        kms.config().region,
+        kms.config().regions().collect::<Vec<_>>().join(", "),
         args.data.data_dir.display()
     );
     println!("Next steps:");

@@ -241,7 +241,7 @@ pub async fn open_with(args: &DataArgs, mode: Mode) -> Result<Opened> {
         clock: clock(),
         config: KmsConfig {
             region: args.region.clone(),
-            other_regions: Vec::new(),
+            other_regions: other_regions(&args.region, &args.regions)?,
             partition: "aws".into(),
         },
     })
@@ -388,5 +388,54 @@ struct OffsetClock(i64);
 impl keywarden_core::clock::Clock for OffsetClock {
     fn now(&self) -> keywarden_core::clock::UnixMillis {
         keywarden_core::clock::UnixMillis(SystemClock.now().0 + self.0)
+    }
+}
+
+/// The other regions a deployment serves (`--regions`): region names
+/// (lowercase letters, digits and hyphens, as AWS spells them), each once,
+/// never the home region.
+pub(crate) fn other_regions(home: &str, regions: &[String]) -> anyhow::Result<Vec<String>> {
+    let valid = |r: &str| {
+        !r.is_empty()
+            && r.len() <= 32
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    for r in std::iter::once(home).chain(regions.iter().map(String::as_str)) {
+        if !valid(r) {
+            anyhow::bail!(
+                "{r:?} is not a region name (lowercase letters, digits and hyphens, e.g. eu-west-1)"
+            );
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for r in regions {
+        if r == home {
+            anyhow::bail!("--regions lists {r}, the home region (--region); list only the others");
+        }
+        if out.contains(r) {
+            anyhow::bail!("--regions lists {r} twice");
+        }
+        out.push(r.clone());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::other_regions;
+
+    #[test]
+    fn other_regions_are_checked() {
+        let v = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            other_regions("us-east-1", &v(&["eu-west-1", "ap-south-1"])).unwrap(),
+            v(&["eu-west-1", "ap-south-1"])
+        );
+        assert!(other_regions("us-east-1", &v(&[])).unwrap().is_empty());
+        assert!(other_regions("us-east-1", &v(&["us-east-1"])).is_err());
+        assert!(other_regions("us-east-1", &v(&["eu-west-1", "eu-west-1"])).is_err());
+        assert!(other_regions("us-east-1", &v(&["EU west"])).is_err());
+        assert!(other_regions("us-east-1", &v(&[""])).is_err());
     }
 }

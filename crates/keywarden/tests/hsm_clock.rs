@@ -90,6 +90,7 @@ async fn hsm_objects_are_destroyed_with_their_key_and_not_before() {
         custom_key_store_id: Some("cks-clock".into()),
         key_spec: keywarden_core::key_spec::KeySpec::SymmetricDefault,
         key_usage: None,
+        multi_region: false,
     };
     let ctx = EncryptionContext::empty();
 

@@ -130,6 +130,7 @@ async fn an_unreachable_hsm_stops_only_its_keys_and_service_resumes() {
         custom_key_store_id: store.map(str::to_owned),
         key_spec: keywarden_core::key_spec::KeySpec::SymmetricDefault,
         key_usage: None,
+        multi_region: false,
     };
     let ctx = EncryptionContext::empty();
     let hsm_key = kms

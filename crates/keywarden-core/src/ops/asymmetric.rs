@@ -98,7 +98,7 @@ impl Kms {
     pub(crate) fn wrong_usage(&self, key: &KeyRecord, operation: &str) -> KmsError {
         KmsError::InvalidKeyUsage(format!(
             "{} key usage is {} (KeySpec {}), which is not valid for {operation}.",
-            self.key_arn(&key.account_id, &key.key_id),
+            self.record_arn(key),
             key.kind.usage,
             key.kind.spec
         ))
@@ -108,7 +108,7 @@ impl Kms {
         KmsError::InvalidKeyUsage(format!(
             "Algorithm {algorithm} is incompatible with key spec {} of {}.",
             key.kind.spec,
-            self.key_arn(&key.account_id, &key.key_id)
+            self.record_arn(key)
         ))
     }
 
@@ -119,10 +119,7 @@ impl Kms {
         }
         let record = &key.record;
         let v = record.current_version().ok_or_else(|| {
-            KmsError::InvalidState(format!(
-                "{} has no key material.",
-                self.key_arn(&record.account_id, &record.key_id)
-            ))
+            KmsError::InvalidState(format!("{} has no key material.", self.record_arn(record)))
         })?;
         let protector = self.protector(&v.protector).ok_or_else(|| {
             KmsError::Protector(crate::protector::ProtectorError::Unavailable(format!(
@@ -146,10 +143,7 @@ impl Kms {
 
     fn public_key_of<'a>(&self, key: &'a KeyRecord) -> Result<&'a [u8], KmsError> {
         key.kind.public_key.as_deref().ok_or_else(|| {
-            KmsError::InvalidState(format!(
-                "{} has no public key.",
-                self.key_arn(&key.account_id, &key.key_id)
-            ))
+            KmsError::InvalidState(format!("{} has no public key.", self.record_arn(key)))
         })
     }
 
@@ -308,7 +302,7 @@ impl Kms {
         if !key.record.kind.spec.has_public_key() {
             return Err(KmsError::Unsupported(format!(
                 "{} is a KeySpec {} key, which has no public key.",
-                self.key_arn(&key.record.account_id, &key.record.key_id),
+                self.record_arn(&key.record),
                 key.record.kind.spec
             )));
         }
@@ -688,7 +682,7 @@ impl Kms {
         if let Some(store) = key.record.custom_key_store_id() {
             return Err(KmsError::Unsupported(format!(
                 "{} is in custom key store {store}; data key pairs need a KMS key outside custom key stores.",
-                self.key_arn(&key.record.account_id, &key.record.key_id)
+                self.record_arn(&key.record)
             )));
         }
         if dry_run {

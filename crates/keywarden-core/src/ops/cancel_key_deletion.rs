@@ -15,10 +15,13 @@ impl Kms {
         key_ref: &KeyRef,
     ) -> Result<KeyRecord, KmsError> {
         self.update_key_with(caller, key_ref, Operation::CancelKeyDeletion, |kms, key| {
-            if key.state != KeyState::PendingDeletion {
+            if !matches!(
+                key.state,
+                KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+            ) {
                 return Err(KmsError::InvalidState(format!(
                     "{} is not pending deletion.",
-                    kms.key_arn(&key.account_id, &key.key_id)
+                    kms.record_arn(key)
                 )));
             }
             // Imported material deleted or expired meanwhile: the key

@@ -33,16 +33,16 @@ impl Kms {
         let result = self.store.create_alias(&alias).await;
         // The key's cached alias list (`kms:ResourceAliases`) is stale now.
         self.caches
-            .invalidate_alias(&caller.account_id, &alias.name);
+            .invalidate_alias(&caller.account_id, caller.region.as_deref(), &alias.name);
         match result {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists) => Err(KmsError::AlreadyExists(format!(
                 "An alias with the name {} already exists",
-                self.alias_arn(&caller.account_id, &alias.name)
+                self.alias_arn(caller.region.as_deref(), &caller.account_id, &alias.name)
             ))),
             Err(StoreError::MissingReference) => Err(KmsError::NotFound(format!(
                 "Key '{}' does not exist",
-                self.key_arn(&caller.account_id, &alias.target)
+                self.regional_key_arn(caller.region.as_deref(), &caller.account_id, &alias.target)
             ))),
             Err(e) => Err(e.into()),
         }

@@ -4,7 +4,7 @@ use crate::error::KmsError;
 use crate::ids::KeyId;
 use crate::key_spec::{KeyKind, KeySpec, KeyUsageType};
 use crate::kms::{Caller, Identity, Kms};
-use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, Origin, Tag};
+use crate::model::{KeyManager, KeyRecord, KeyState, KeyVersion, MultiRegion, Origin, Tag};
 use crate::ops::tag_resource::validate_tags;
 use crate::protector::KeyBinding;
 use crate::store::StoreError;
@@ -35,6 +35,9 @@ pub struct CreateKeyRequest {
     /// `KeyUsage`; `None` picks the spec's default (or is refused when the
     /// spec has none).
     pub key_usage: Option<KeyUsageType>,
+    /// `MultiRegion`: a multi-Region primary key (`mrk-` id) in the
+    /// caller's region (docs/multi-region.md).
+    pub multi_region: bool,
 }
 
 impl CreateKeyRequest {
@@ -50,6 +53,7 @@ impl CreateKeyRequest {
             custom_key_store_id: None,
             key_spec: KeySpec::SymmetricDefault,
             key_usage: None,
+            multi_region: false,
         }
     }
 }
@@ -116,6 +120,22 @@ impl Kms {
                 )));
             }
         }
+        if req.multi_region {
+            // Keywarden's limits (docs/multi-region.md): imported material
+            // would have to be imported into every replica, and an HSM key
+            // store is one cluster, not one per region.
+            if req.origin == Origin::External {
+                return Err(KmsError::Unsupported(
+                    "Multi-Region keys with imported key material (Origin EXTERNAL) are not supported"
+                        .into(),
+                ));
+            }
+            if req.custom_key_store_id.is_some() || req.origin == Origin::AwsCloudHsm {
+                return Err(KmsError::Unsupported(
+                    "Multi-Region keys cannot be created in a custom key store".into(),
+                ));
+            }
+        }
         // Decided here, once the tags are checked and before the key store
         // is looked at: an identity policy may ask about the tags
         // (`aws:RequestTag/<key>`, `aws:TagKeys`). The root has every
@@ -127,7 +147,14 @@ impl Kms {
             facts
                 .insert("kms:KeySpec", kind.spec.as_str())
                 .insert("kms:KeyUsage", kind.usage.as_str())
-                .insert("kms:KeyOrigin", req.origin.as_str());
+                .insert("kms:KeyOrigin", req.origin.as_str())
+                .insert(
+                    "kms:MultiRegion",
+                    if req.multi_region { "true" } else { "false" },
+                );
+            if req.multi_region {
+                facts.insert("kms:MultiRegionKeyType", "PRIMARY");
+            }
             let tagged = caller.with_operation_keys(facts);
             self.authorize_action(&tagged, "kms:CreateKey", "*").await?;
         }
@@ -160,9 +187,14 @@ impl Kms {
         // A collision of 122 random bits is not expected; retry once anyway
         // rather than fail the request.
         for _ in 0..2 {
-            let key_id = KeyId::from_random(self.random_array()?);
+            let key_id = if req.multi_region {
+                KeyId::multi_region_from_random(self.random_array()?)
+            } else {
+                KeyId::from_random(self.random_array()?)
+            };
             if let (Some(doc), false) = (&policy_doc, req.bypass_policy_lockout_safety_check) {
-                let arn = self.key_arn(&caller.account_id, &key_id);
+                let arn =
+                    self.regional_key_arn(caller.region.as_deref(), &caller.account_id, &key_id);
                 self.check_lockout(caller, &arn, &caller.account_id, doc)
                     .await?;
             }
@@ -216,7 +248,10 @@ impl Kms {
                 default_for: None,
                 kind,
                 region: caller.region.clone(),
-                multi_region: None,
+                multi_region: req.multi_region.then(|| MultiRegion {
+                    primary_region: self.caller_region(caller).to_owned(),
+                    others: Vec::new(),
+                }),
             };
             match self.store.insert_key(&key).await {
                 Ok(()) => return Ok(key),

@@ -58,7 +58,11 @@ impl Kms {
             }
             None => {
                 let key = match self.cached_key(&caller.account_id, &parsed.key_id).await? {
-                    Some(key) => key,
+                    // A multi-Region key decrypts in every region it has a
+                    // key in; elsewhere the blob names no key the caller has.
+                    Some(key) => self
+                        .regional_view(caller, key)
+                        .ok_or(KmsError::InvalidCiphertext)?,
                     None => self
                         .shared_blob_key(caller, &parsed.key_id, access)
                         .await?
@@ -97,7 +101,11 @@ impl Kms {
         if account == caller.account_id {
             return Ok(None);
         }
-        let Some(key) = self.cached_key(&account, key_id).await? else {
+        let Some(key) = self
+            .cached_key(&account, key_id)
+            .await?
+            .and_then(|k| self.regional_view(caller, k))
+        else {
             return Ok(None);
         };
         if !self.is_shared_with(caller, &key.record, access).await? {

@@ -27,7 +27,7 @@ impl Kms {
         if self.store.get_account(&caller.account_id).await?.is_none() {
             return Err(KmsError::NotFound(format!(
                 "Alias '{}' is not found.",
-                self.alias_arn(&caller.account_id, &alias_name)
+                self.alias_arn(caller.region.as_deref(), &caller.account_id, &alias_name)
             )));
         }
         let now = self.clock.now();

@@ -12,13 +12,14 @@ impl Kms {
             .store
             .delete_alias(&caller.account_id, caller.region.as_deref(), &name)
             .await;
-        self.caches.invalidate_alias(&caller.account_id, &name);
+        self.caches
+            .invalidate_alias(&caller.account_id, caller.region.as_deref(), &name);
         if deleted? {
             Ok(())
         } else {
             Err(KmsError::NotFound(format!(
                 "Alias {} is not found.",
-                self.alias_arn(&caller.account_id, &name)
+                self.alias_arn(caller.region.as_deref(), &caller.account_id, &name)
             )))
         }
     }

@@ -20,7 +20,7 @@ impl Kms {
                 }
                 _ => Err(KmsError::InvalidState(format!(
                     "{} is {} and cannot be disabled.",
-                    kms.key_arn(&key.account_id, &key.key_id),
+                    kms.record_arn(key),
                     key.state.as_str()
                 ))),
             },

@@ -37,7 +37,7 @@ impl Kms {
             if key.key_manager != KeyManager::Customer {
                 return Err(KmsError::Unsupported(format!(
                     "{} is not a customer managed key; deletion protection applies to customer managed keys only.",
-                    kms.key_arn(&key.account_id, &key.key_id)
+                    kms.record_arn(key)
                 )));
             }
             key.deletion_protection = on;

@@ -56,10 +56,7 @@ impl Kms {
         let version = record
             .current_version()
             .ok_or_else(|| {
-                KmsError::InvalidState(format!(
-                    "{} has no key material.",
-                    self.key_arn(&record.account_id, &record.key_id)
-                ))
+                KmsError::InvalidState(format!("{} has no key material.", self.record_arn(record)))
             })?
             .version;
         let handle = self.handle(key, version)?;

@@ -2,6 +2,9 @@
 //! Not an AWS operation; the server runs it periodically.
 
 use crate::error::KmsError;
+use crate::ids::KeyId;
+use crate::model::KeyState;
+use crate::ops::schedule_key_deletion::MAX_WINDOW_DAYS;
 use crate::store::{KeyQuery, StoreError};
 
 use crate::kms::{KeySweep, Kms};
@@ -43,7 +46,78 @@ impl Kms {
                 }
             }
         }
+        destroyed += self.execute_due_replica_deletions().await?;
         Ok(destroyed)
+    }
+
+    /// Deletes the multi-Region replica keys whose waiting period ended:
+    /// their region leaves the key's row (with the region's aliases of
+    /// the key), and a primary key pending replica deletion whose last
+    /// replica went starts its own waiting period. Replicas are found by
+    /// listing the multi-Region keys (their ids sort after every other),
+    /// not from the store's deletion index, which sees primary keys only.
+    async fn execute_due_replica_deletions(&self) -> Result<usize, KmsError> {
+        let now = self.clock.now();
+        let mut sweep = KeySweep::after(KeyId::from_bytes([0xff; 16]));
+        let mut deleted = 0;
+        while let Some(batch) = self.next_batch(&mut sweep).await? {
+            for mut key in batch {
+                let Some(mr) = key.multi_region.as_mut() else {
+                    continue;
+                };
+                let due: Vec<String> = mr
+                    .others
+                    .iter()
+                    .filter(|r| {
+                        r.state == KeyState::PendingDeletion
+                            && r.deletion_date.is_some_and(|d| d <= now)
+                    })
+                    .map(|r| r.region.clone())
+                    .collect();
+                if due.is_empty() {
+                    continue;
+                }
+                mr.others.retain(|r| !due.contains(&r.region));
+                let last_gone = mr.others.is_empty();
+                if last_gone && key.state == KeyState::PendingReplicaDeletion {
+                    key.state = KeyState::PendingDeletion;
+                    let days = key.pending_window_days.unwrap_or(MAX_WINDOW_DAYS);
+                    key.deletion_date = Some(now.plus_days(days));
+                }
+                let expected = key.revision;
+                key.revision = expected + 1;
+                let result = self.store.update_key(&key, expected).await;
+                self.caches.invalidate_key(&key.account_id, &key.key_id);
+                match result {
+                    Ok(()) => {}
+                    // Changed meanwhile: the next sweep looks again.
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                for region in &due {
+                    let tag = self.config.region_tag(region);
+                    let aliases = self
+                        .store
+                        .list_aliases(
+                            &key.account_id,
+                            tag.as_deref(),
+                            Some(&key.key_id),
+                            None,
+                            1000,
+                        )
+                        .await?;
+                    for alias in aliases {
+                        self.store
+                            .delete_alias(&key.account_id, tag.as_deref(), &alias.name)
+                            .await?;
+                    }
+                    deleted += 1;
+                }
+                self.caches
+                    .invalidate_aliases_of(&key.account_id, &key.key_id);
+            }
+        }
+        Ok(deleted)
     }
 
     /// Asks each version's protector to destroy its material (HSM objects).

@@ -30,7 +30,7 @@ impl Kms {
         if key.state == KeyState::PendingDeletion {
             return Err(KmsError::InvalidState(format!(
                 "{} is pending deletion.",
-                self.key_arn(&key.account_id, &key.key_id)
+                self.record_arn(&key)
             )));
         }
         let params = importer
@@ -45,7 +45,7 @@ impl Kms {
         if key.origin != Origin::External {
             return Err(KmsError::Unsupported(format!(
                 "{} has origin {}; only keys with origin EXTERNAL take imported key material.",
-                self.key_arn(&key.account_id, &key.key_id),
+                self.record_arn(key),
                 key.origin.as_str()
             )));
         }

@@ -287,12 +287,12 @@ impl Kms {
             }),
             Err(StoreError::LimitExceeded) => Err(KmsError::LimitExceeded(format!(
                 "{} has reached the limit of {MAX_GRANTS_PER_KEY} grants, or of {MAX_GRANTS_PER_GRANTEE} grants to {}",
-                self.key_arn(&key.account_id, &key.key_id),
+                self.record_arn(&key),
                 grant.grantee_principal
             ))),
             Err(StoreError::MissingReference) => Err(KmsError::NotFound(format!(
                 "Key '{}' does not exist",
-                self.key_arn(&key.account_id, &key.key_id)
+                self.record_arn(&key)
             ))),
             Err(e) => Err(e.into()),
         }

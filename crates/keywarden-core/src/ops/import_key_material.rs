@@ -72,7 +72,7 @@ impl Kms {
                 Some(state) if !bool::from(state.fingerprint.ct_eq(&imported.fingerprint)) => {
                     return Err(KmsError::IncorrectKeyMaterial(format!(
                         "The key material is not the material previously imported into {}.",
-                        kms.key_arn(&key.account_id, &key.key_id)
+                        kms.record_arn(key)
                     )));
                 }
                 _ => {}

@@ -22,17 +22,29 @@ impl Kms {
             })?),
         };
         let limit = page_limit(limit);
-        let mut items = self
-            .store
-            .list_keys(&KeyQuery {
-                account: Some(caller.account_id.clone()),
-                after,
-                deletion_due_by: None,
-                rotation_due_by: None,
-                material_expiry_due_by: None,
-                limit: limit + 1,
-            })
-            .await?;
+        let region = self.caller_region(caller);
+        let home = self.config.region.as_str();
+        // Keys of the caller's region (as that region sees them): in a
+        // single-region deployment every key; otherwise the store's pages
+        // are filtered, reading on until the page is full.
+        let mut items = Vec::new();
+        let mut query = KeyQuery {
+            account: Some(caller.account_id.clone()),
+            after,
+            deletion_due_by: None,
+            rotation_due_by: None,
+            material_expiry_due_by: None,
+            limit: limit + 1,
+        };
+        loop {
+            let batch = self.store.list_keys(&query).await?;
+            let exhausted = batch.len() < query.limit;
+            query.after = batch.last().map(|k| k.key_id);
+            items.extend(batch.iter().filter_map(|k| k.in_region(region, home)));
+            if exhausted || items.len() > limit {
+                break;
+            }
+        }
         let next_marker = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|k| k.key_id.to_string())

@@ -117,7 +117,7 @@ impl Kms {
             .await?;
         let doc = check_key_policy(policy)?;
         if !bypass {
-            let arn = self.key_arn(&key.account_id, &key.key_id);
+            let arn = self.record_arn(&key);
             self.check_lockout(caller, &arn, &key.account_id, &doc)
                 .await?;
         }

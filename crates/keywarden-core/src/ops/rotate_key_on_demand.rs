@@ -27,7 +27,7 @@ impl Kms {
             if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
                 return Err(KmsError::LimitExceeded(format!(
                     "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations.",
-                    kms.key_arn(&key.account_id, &key.key_id)
+                    kms.record_arn(key)
                 )));
             }
             kms.add_rotated_version(key, RotationType::OnDemand, now)?;

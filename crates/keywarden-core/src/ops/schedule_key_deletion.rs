@@ -35,11 +35,20 @@ impl Kms {
                 return Err(KmsError::DeletionProtectionEnabled(format!(
                     "Deletion protection is enabled for {}, so it cannot be scheduled for deletion. \
                      Disable it first with the KeywardenService.DisableKeyDeletionProtection operation.",
-                    kms.key_arn(&key.account_id, &key.key_id)
+                    kms.record_arn(key)
                 )));
             }
-            key.state = KeyState::PendingDeletion;
-            key.deletion_date = Some(now.plus_days(days));
+            // A multi-Region primary key with replicas waits for them: its
+            // waiting period starts when the last replica is deleted
+            // (`Kms::execute_due_deletions`).
+            let home = &kms.config.region;
+            if key.is_primary(home) && key.regions(home).len() > 1 {
+                key.state = KeyState::PendingReplicaDeletion;
+                key.deletion_date = None;
+            } else {
+                key.state = KeyState::PendingDeletion;
+                key.deletion_date = Some(now.plus_days(days));
+            }
             key.pending_window_days = Some(days);
             Ok(())
         })

@@ -26,7 +26,7 @@ impl Kms {
                 .ok_or_else(|| {
                     KmsError::NotFound(format!(
                         "Alias {} is not found.",
-                        self.alias_arn(&caller.account_id, &name)
+                        self.alias_arn(caller.region.as_deref(), &caller.account_id, &name)
                     ))
                 })?;
             let expected = alias.revision;
@@ -34,14 +34,15 @@ impl Kms {
             alias.updated_at = self.clock.now();
             alias.revision = expected + 1;
             let result = self.store.update_alias(&alias, expected).await;
-            self.caches.invalidate_alias(&caller.account_id, &name);
+            self.caches
+                .invalidate_alias(&caller.account_id, caller.region.as_deref(), &name);
             match result {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::MissingReference) => {
                     return Err(KmsError::NotFound(format!(
                         "Key '{}' does not exist",
-                        self.key_arn(&caller.account_id, &key.key_id)
+                        self.record_arn(&key)
                     )))
                 }
                 Err(e) => return Err(e.into()),

@@ -91,7 +91,7 @@ pub(super) async fn list_aliases(
             .items
             .iter()
             .map(|a| AliasListEntry {
-                alias_arn: kms.alias_arn(&a.account_id, &a.name),
+                alias_arn: kms.alias_arn(a.region.as_deref(), &a.account_id, &a.name),
                 alias_name: a.name.as_str().to_owned(),
                 creation_date: a.created_at.as_epoch_seconds(),
                 last_updated_date: a.updated_at.as_epoch_seconds(),

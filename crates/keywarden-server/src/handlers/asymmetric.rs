@@ -80,7 +80,7 @@ pub(super) async fn sign(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Vec<
         )
         .await?;
     Ok(encode(&SignOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         signature: Blob(signature),
         signing_algorithm: algorithm,
     }))
@@ -127,7 +127,7 @@ pub(super) async fn verify(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<Ve
         )
         .await?;
     Ok(encode(&VerifyOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         signature_valid: true,
         signing_algorithm: algorithm,
     }))
@@ -171,7 +171,7 @@ pub(super) async fn get_public_key(
     let key: std::sync::Arc<KeyRecord> = kms.get_public_key(caller, &key).await?;
     let (spec, usage) = (key.kind.spec, key.kind.usage);
     Ok(encode(&GetPublicKeyOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         public_key: Blob(key.kind.public_key.clone().unwrap_or_default()),
         customer_master_key_spec: crate::wire::customer_master_key_spec(spec).map(|_| spec),
         key_spec: spec,
@@ -223,7 +223,7 @@ pub(super) async fn generate_mac(
         )
         .await?;
     Ok(encode(&GenerateMacOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         mac: Blob(mac),
         mac_algorithm: algorithm,
     }))
@@ -260,7 +260,7 @@ pub(super) async fn verify_mac(
         )
         .await?;
     Ok(encode(&VerifyMacOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         mac_valid: true,
         mac_algorithm: algorithm,
     }))
@@ -314,7 +314,7 @@ pub(super) async fn derive_shared_secret(
         )
         .await?;
     Ok(encode(&DeriveSharedSecretOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         shared_secret: SecretField(&secret),
         key_agreement_algorithm: algorithm,
         key_origin: key.origin.as_str(),
@@ -364,7 +364,7 @@ pub(super) async fn encapsulate(
         .encapsulate(caller, &key, algorithm, req.dry_run.unwrap_or(false))
         .await?;
     Ok(encode(&EncapsulateOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         shared_secret: SecretField(&secret),
         shared_secret_ciphertext_blob: Blob(ciphertext),
         encapsulation_algorithm: algorithm,
@@ -403,7 +403,7 @@ pub(super) async fn decapsulate(
         )
         .await?;
     Ok(encode(&DecapsulateOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         shared_secret: SecretField(&secret),
         encapsulation_algorithm: algorithm,
     }))
@@ -465,7 +465,7 @@ pub(super) async fn generate_data_key_pair(
         )
         .await?;
     Ok(encode(&DataKeyPairOut {
-        key_id: kms.key_arn(&pair.key.account_id, &pair.key.key_id),
+        key_id: kms.record_arn(&pair.key),
         key_pair_spec: spec,
         private_key_ciphertext_blob: Blob(pair.private_blob),
         private_key_plaintext: pair.private_plaintext.as_ref().map(SecretField),

@@ -63,7 +63,7 @@ pub(super) async fn encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
         return Ok(encode(&EncryptOut {
             ciphertext_blob: Blob(ciphertext),
             encryption_algorithm: algorithm.as_str(),
-            key_id: kms.key_arn(&key.account_id, &key.key_id),
+            key_id: kms.record_arn(&key),
         }));
     }
     let (key, blob) = kms
@@ -78,7 +78,7 @@ pub(super) async fn encrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
     Ok(encode(&EncryptOut {
         ciphertext_blob: Blob(blob),
         encryption_algorithm: SYMMETRIC_DEFAULT,
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
     }))
 }
 
@@ -171,7 +171,7 @@ pub(super) async fn decrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
             .await?;
         return Ok(encode(&DecryptOut {
             encryption_algorithm: algorithm.as_str(),
-            key_id: kms.key_arn(&key.account_id, &key.key_id),
+            key_id: kms.record_arn(&key),
             plaintext: SecretField(&plaintext),
         }));
     }
@@ -184,10 +184,7 @@ pub(super) async fn decrypt(kms: &Kms, caller: &Caller, body: &[u8]) -> Result<V
             req.dry_run,
         )
         .await?;
-    Ok(encode_decrypt_response(
-        kms.key_arn(&key.account_id, &key.key_id),
-        &plaintext,
-    ))
+    Ok(encode_decrypt_response(kms.record_arn(&key), &plaintext))
 }
 
 /// AWS's `ReEncryptResponse`.
@@ -263,8 +260,8 @@ pub(super) async fn re_encrypt(
     Ok(encode(&ReEncryptOut {
         ciphertext_blob: Blob(out.blob),
         destination_encryption_algorithm: name(destination_algorithm),
-        key_id: kms.key_arn(&out.destination.account_id, &out.destination.key_id),
+        key_id: kms.record_arn(&out.destination),
         source_encryption_algorithm: name(source_algorithm),
-        source_key_id: kms.key_arn(&out.source.account_id, &out.source.key_id),
+        source_key_id: kms.record_arn(&out.source),
     }))
 }

@@ -122,7 +122,7 @@ pub(super) async fn generate_data_key(
         )
         .await?
     };
-    let arn = kms.key_arn(&dk.key.account_id, &dk.key.key_id);
+    let arn = kms.record_arn(&dk.key);
     Ok(encode_data_key_response(
         arn,
         dk.blob,

@@ -57,7 +57,7 @@ pub(super) async fn get_parameters_for_import(
         .await?;
     Ok(encode(&GetParametersForImportOut {
         import_token: Blob(params.import_token),
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         parameters_valid_to: params.valid_to.as_epoch_seconds(),
         public_key: Blob(params.public_key),
     }))
@@ -134,7 +134,7 @@ pub(super) async fn import_key_material(
     let key = kms
         .import_key_material(caller, &key, &token, &encrypted, expiration)
         .await?;
-    Ok(key_id_response(kms.key_arn(&key.account_id, &key.key_id)))
+    Ok(key_id_response(kms.record_arn(&key)))
 }
 
 pub(super) async fn delete_imported_key_material(
@@ -157,7 +157,7 @@ pub(super) async fn delete_imported_key_material(
         .into());
     }
     let key = kms.delete_imported_key_material(caller, &key).await?;
-    Ok(key_id_response(kms.key_arn(&key.account_id, &key.key_id)))
+    Ok(key_id_response(kms.record_arn(&key)))
 }
 
 fn check_blob_len(value: &[u8], field: &str, min: usize, max: usize) -> Result<(), ApiError> {

@@ -6,6 +6,7 @@
 use keywarden_core::key_spec::{KeySpec, KeyUsageType};
 use keywarden_core::model::Origin;
 use keywarden_core::ops::create_key::CreateKeyRequest;
+use keywarden_core::ops::replicate_key::ReplicateKeyRequest;
 use keywarden_core::{Caller, Kms, KmsError};
 use serde::{Deserialize, Serialize};
 
@@ -114,9 +115,6 @@ pub(super) async fn create_key(
             .into());
         }
     };
-    if req.multi_region == Some(true) {
-        return Err(KmsError::Unsupported("Multi-Region keys are not supported".into()).into());
-    }
     if req.xks_key_id.is_some() {
         return Err(KmsError::Unsupported("External key stores are not supported".into()).into());
     }
@@ -137,6 +135,7 @@ pub(super) async fn create_key(
                 custom_key_store_id: req.custom_key_store_id.clone(),
                 key_spec,
                 key_usage,
+                multi_region: req.multi_region.unwrap_or(false),
             },
         )
         .await?;
@@ -198,7 +197,7 @@ pub(super) async fn list_keys(
             .items
             .iter()
             .map(|k| KeyListEntry {
-                key_arn: kms.key_arn(&k.account_id, &k.key_id),
+                key_arn: kms.record_arn(k),
                 key_id: k.key_id.to_string(),
             })
             .collect(),
@@ -282,7 +281,7 @@ pub(super) async fn schedule_key_deletion(
     // ever skipped here; `null` would not be valid for AWS's shape.
     Ok(encode(&ScheduleKeyDeletionOut {
         deletion_date: key.deletion_date.map(|d| d.as_epoch_seconds()),
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(&key),
         key_state: key.state.as_str(),
         pending_window_in_days: key.pending_window_days,
     }))
@@ -294,7 +293,7 @@ pub(super) async fn cancel_key_deletion(
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     let key = kms.cancel_key_deletion(caller, &key_id_only(body)?).await?;
-    Ok(key_id_response(kms.key_arn(&key.account_id, &key.key_id)))
+    Ok(key_id_response(kms.record_arn(&key)))
 }
 
 /// AWS's `KeyLastUsageData`, plus `Principal` (an extension: the access
@@ -344,7 +343,7 @@ pub(super) async fn get_key_last_usage(
     };
     Ok(encode(&GetKeyLastUsageOut {
         key_creation_date: key.created_at.as_epoch_seconds(),
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(key),
         key_last_usage: last,
         tracking_start_date: usage.tracking_start.as_epoch_seconds(),
     }))
@@ -369,5 +368,97 @@ pub(super) async fn disable_key_deletion_protection(
 ) -> Result<Vec<u8>, ApiError> {
     kms.disable_key_deletion_protection(caller, &key_id_only(body)?)
         .await?;
+    Ok(EMPTY.to_vec())
+}
+
+/// A region name as AWS's model constrains `ReplicaRegion` and
+/// `PrimaryRegion` (1-32 characters; lowercase letters, digits, hyphens).
+fn region_name(value: Option<String>, field: &str) -> Result<String, ApiError> {
+    let region = required(value, field)?;
+    check_len(&region, field, 1, 32)?;
+    if !region
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(KmsError::Validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([a-z]+-){{2,3}}\\d+$"
+        ))
+        .into());
+    }
+    Ok(region)
+}
+
+/// AWS's `ReplicateKeyResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReplicateKeyOut {
+    replica_key_metadata: KeyMetadata,
+    replica_policy: String,
+    replica_tags: Vec<WireTag>,
+}
+
+/// `ReplicateKey` (docs/multi-region.md).
+pub(super) async fn replicate_key(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        replica_region: Option<String>,
+        policy: Option<String>,
+        bypass_policy_lockout_safety_check: Option<bool>,
+        description: Option<String>,
+        tags: Option<Vec<WireTag>>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let replica_region = region_name(req.replica_region, "replicaRegion")?;
+    if let Some(p) = &req.policy {
+        check_len(p, "policy", 1, 131_072)?;
+    }
+    if let Some(d) = &req.description {
+        check_len(d, "description", 0, 8192)?;
+    }
+    let replica = kms
+        .replicate_key(
+            caller,
+            &key,
+            ReplicateKeyRequest {
+                replica_region,
+                description: req.description.unwrap_or_default(),
+                policy: req.policy,
+                bypass_policy_lockout_safety_check: req
+                    .bypass_policy_lockout_safety_check
+                    .unwrap_or(false),
+                tags: tags(req.tags)?,
+            },
+        )
+        .await?;
+    Ok(encode(&ReplicateKeyOut {
+        replica_key_metadata: KeyMetadata::of(kms, &replica),
+        replica_policy: kms.effective_key_policy(&replica),
+        replica_tags: replica.tags.iter().map(WireTag::from).collect(),
+    }))
+}
+
+/// `UpdatePrimaryRegion` (docs/multi-region.md).
+pub(super) async fn update_primary_region(
+    kms: &Kms,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        key_id: Option<String>,
+        primary_region: Option<String>,
+    }
+    let req: In = decode(body)?;
+    let key = key_ref(&required(req.key_id, "keyId")?)?;
+    let region = region_name(req.primary_region, "primaryRegion")?;
+    kms.update_primary_region(caller, &key, &region).await?;
     Ok(EMPTY.to_vec())
 }

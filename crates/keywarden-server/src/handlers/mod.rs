@@ -105,6 +105,8 @@ pub async fn run(
         Op::ScheduleKeyDeletion => keys::schedule_key_deletion(kms, caller, body).await,
         Op::CancelKeyDeletion => keys::cancel_key_deletion(kms, caller, body).await,
         Op::GetKeyLastUsage => keys::get_key_last_usage(kms, caller, body).await,
+        Op::ReplicateKey => keys::replicate_key(kms, caller, body).await,
+        Op::UpdatePrimaryRegion => keys::update_primary_region(kms, caller, body).await,
         Op::EnableKeyDeletionProtection => {
             keys::enable_key_deletion_protection(kms, caller, body).await
         }

@@ -75,7 +75,7 @@ pub(super) async fn get_key_rotation_status(
         .await?;
     let key = &status.key;
     Ok(encode(&GetKeyRotationStatusOut {
-        key_id: kms.key_arn(&key.account_id, &key.key_id),
+        key_id: kms.record_arn(key),
         key_rotation_enabled: status.rotation.is_some(),
         next_rotation_date: status.rotation.map(|r| r.next_rotation.as_epoch_seconds()),
         rotation_period_in_days: status.rotation.map(|r| r.period_days),
@@ -160,7 +160,7 @@ pub(super) async fn list_key_rotations(
             marker(req.marker.as_ref())?,
         )
         .await?;
-    let arn = kms.key_arn(&listed.key.account_id, &listed.key.key_id);
+    let arn = kms.record_arn(&listed.key);
     let page = listed.page;
     Ok(encode(&ListKeyRotationsOut {
         rotations: page
