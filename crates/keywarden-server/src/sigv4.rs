@@ -198,7 +198,9 @@ pub struct Verifier {
 struct CacheKey {
     access_key_id: String,
     scope_date: String,
-    region: String,
+    /// The region's position in the verifier's list (no string per
+    /// request).
+    region: usize,
     secret_digest: [u8; 32],
 }
 
@@ -455,10 +457,14 @@ impl Verifier {
             // Cannot happen (SHA-256 is 32 bytes); derive without caching.
             return derive_signing_key(secret, scope_date, region, &self.service);
         };
+        let Some(region_index) = self.regions.iter().position(|r| r == region) else {
+            // Not a served region (refused before this point); no caching.
+            return derive_signing_key(secret, scope_date, region, &self.service);
+        };
         let cache_key = CacheKey {
             access_key_id: access_key_id.to_owned(),
             scope_date: scope_date.to_owned(),
-            region: region.to_owned(),
+            region: region_index,
             secret_digest,
         };
         if let Some(key) = self.lock_cache().get(&cache_key) {
